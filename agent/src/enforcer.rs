@@ -1,0 +1,119 @@
+//! Enforcers turn a `DevicePolicy` into what the device actually allows.
+//!
+//! The trait is deliberately small and synchronous: the sync loop hands each new policy to
+//! exactly one enforcer, and platform enforcers added later (camera via fanotify, apps via the
+//! proc connector, a DNS filter) keep their own threads or file descriptors behind it. What a
+//! policy *means* is decided in [`crate::core`], never here, so every enforcer agrees.
+
+use std::io::Write;
+
+pub use haven_proto::agent::v1::DevicePolicy;
+
+/// Why an enforcer could not apply (part of) a policy. The text goes to staff in
+/// `PolicyApplied.error`, so it says what failed in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not enforce {area}: {reason}")]
+pub struct EnforceError {
+    /// Which part of the policy failed: "camera", "web", "apps", "contacts", ...
+    pub area: &'static str,
+    pub reason: String,
+}
+
+impl EnforceError {
+    pub fn new(area: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            area,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Something that makes the device obey a policy. Applying is idempotent: applying the same
+/// policy twice leaves the device in the same state.
+pub trait Enforcer: Send {
+    /// Short name for logs and `--enforcer`, e.g. "log".
+    fn name(&self) -> &'static str;
+
+    /// Replaces whatever was in force with `policy` (policies are never merged).
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError>;
+}
+
+impl<E: Enforcer + ?Sized> Enforcer for Box<E> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
+        (**self).apply(policy)
+    }
+}
+
+/// Enforces nothing and prints one line per decision to stdout. Used where there is no
+/// platform enforcer yet, and by tests, which wait for the text `policy version N`.
+#[derive(Debug, Default)]
+pub struct LogEnforcer;
+
+impl Enforcer for LogEnforcer {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
+        let line = format!("enforce: {}\n", crate::core::summary_line(policy));
+        // One write of the whole line, flushed at once, so the line is never interleaved with
+        // other output and a test reading a pipe sees it immediately.
+        let mut out = std::io::stdout().lock();
+        // A closed stdout must not stop enforcement: the log is informative only.
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        Ok(())
+    }
+}
+
+/// Does nothing at all; for benchmarks that run many agents in one process.
+#[derive(Debug, Default)]
+pub struct NullEnforcer;
+
+impl Enforcer for NullEnforcer {
+    fn name(&self) -> &'static str {
+        "null"
+    }
+
+    fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
+        Ok(())
+    }
+}
+
+/// The enforcers `haven-agent run --enforcer` can choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnforcerKind {
+    #[default]
+    Log,
+    Null,
+}
+
+impl EnforcerKind {
+    pub fn build(self) -> Box<dyn Enforcer> {
+        match self {
+            EnforcerKind::Log => Box::new(LogEnforcer),
+            EnforcerKind::Null => Box::new(NullEnforcer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_enforcers_accept_any_policy() {
+        for kind in [EnforcerKind::Log, EnforcerKind::Null] {
+            let mut e = kind.build();
+            assert!(e.apply(&crate::core::safe_default()).is_ok());
+        }
+        assert_eq!(EnforcerKind::Null.build().name(), "null");
+        assert_eq!(
+            EnforceError::new("camera", "no device").to_string(),
+            "could not enforce camera: no device"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! Haven's device agent: enrolls a child's device with a controller, keeps one sync stream
+//! open, and enforces the policy it receives (or the safe default when it has none).
+//!
+//! The library is what the `haven-agent` binary is built from, and what benchmarks use to run
+//! many simulated devices in one process.
+//!
+//! Privacy invariant: nothing about what the child does (messages, calls, photos, browsing
+//! history) ever leaves the device. The agent sends inventory, acknowledgements and, later,
+//! short factual records of what it blocked.
+
+pub mod core;
+pub mod enforcer;
+pub mod enroll;
+pub mod identity;
+pub mod inventory;
+mod net;
+pub mod state;
+pub mod status;
+pub mod sync;
+
+pub use enforcer::{EnforceError, Enforcer, LogEnforcer, NullEnforcer};
+pub use enroll::{EnrollError, Enrollment, enroll, enroll_device};
+pub use identity::DeviceIdentity;
+pub use state::StateDir;
+pub use sync::{RunOutcome, SyncClient, SyncConfig, SyncError, SyncEvent, run};

@@ -1,0 +1,253 @@
+//! `haven-agent`: enrolls this device with a Haven controller, keeps it in sync and enforces
+//! the child's policy; `status` says what is in force, offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use haven_agent::enforcer::EnforcerKind;
+use haven_agent::state::{StateDir, StateError, write_atomic};
+use haven_agent::sync::{InventorySource, RunOutcome, SyncConfig};
+use haven_agent::{inventory, status, sync};
+use tracing::{info, warn};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "haven-agent",
+    version,
+    about = "Looks after a child's device for Haven: enrolls it, keeps it in sync and enforces its policy"
+)]
+struct Cli {
+    /// The folder for this device's identity and cached policy
+    /// [default: /var/lib/haven-agent as root, else your data folder]
+    #[arg(long, global = true, env = "HAVEN_AGENT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll this device with the command staff gave you (`haven device enroll`)
+    Enroll(EnrollArgs),
+    /// Enforce the policy and keep in sync with the controller (runs until stopped)
+    Run(RunArgs),
+    /// Say whether this device is enrolled and what its policy allows (works offline)
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EnrollArgs {
+    /// The controller's address, e.g. https://haven.local:7443
+    #[arg(long, value_name = "URL")]
+    controller: String,
+    /// The controller's certificate authority pin, sha256:...
+    #[arg(long, value_name = "PIN")]
+    ca_pin: String,
+    /// The one-time enrollment code, e.g. K7QD-M2XP-9HTR
+    #[arg(long)]
+    code: String,
+    /// Enroll again even though this device is already enrolled
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EnforcerArg {
+    /// Print each decision to standard output
+    Log,
+    /// Do nothing (benchmarks)
+    Null,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// How decisions are enforced
+    #[arg(long, value_enum, default_value = "log")]
+    enforcer: EnforcerArg,
+    /// Seconds between heartbeats
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_secs: u64,
+    /// Longest wait, in seconds, between attempts to reach the controller
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    max_backoff_secs: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Print JSON instead of plain words
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+
+    // One thread is plenty for one stream and a heartbeat, and keeps the agent small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes as one line, like `{:#}`, but without repeating a cause that an
+/// error's own message already includes (several library errors quote their cause).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let state = StateDir::resolve(cli.state_dir)?;
+    match cli.command {
+        Command::Enroll(args) => enroll(state, args).await,
+        Command::Run(args) => run(state, args).await,
+        Command::Status(args) => show_status(&state, args.json),
+    }
+}
+
+async fn enroll(state: StateDir, args: EnrollArgs) -> anyhow::Result<()> {
+    if !args.force
+        && let Some(config) = state.enrolled_config()?
+    {
+        bail!(
+            "this device is already enrolled for {} (in {}); to enroll it again, add --force",
+            config.child_display_name,
+            state.root().display()
+        );
+    }
+    // Make sure the enrollment can be saved before using up the one-time code.
+    state.create()?;
+    let probe = state.root().join(".write-test");
+    write_atomic(&probe, b"", 0o600)
+        .with_context(|| format!("cannot write to {}", state.root().display()))?;
+    let _ = std::fs::remove_file(&probe);
+
+    let url = args.controller.trim().trim_end_matches('/').to_string();
+    let ca_pem = haven_proto::trust::fetch_pinned_ca(&url, &args.ca_pin).await?;
+    let inventory = inventory::collect_for(state.root());
+    let enrollment = haven_agent::enroll_device(&url, &ca_pem, &args.code, inventory).await?;
+    let now = jiff::Timestamp::now().to_string();
+    state.save_enrollment(&enrollment.identity, &enrollment.child_display_name, &now)?;
+
+    let child = if enrollment.child_display_name.is_empty() {
+        "its child".to_string()
+    } else {
+        enrollment.child_display_name
+    };
+    let run = match StateDir::default_location() {
+        Ok(default) if default == state.root() => "haven-agent run".to_string(),
+        _ => format!("haven-agent run --state-dir {}", state.root().display()),
+    };
+    println!("This device is now enrolled for {child}. Start the agent with: {run}");
+    Ok(())
+}
+
+async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<()> {
+    let kind = match args.enforcer {
+        EnforcerArg::Log => EnforcerKind::Log,
+        EnforcerArg::Null => EnforcerKind::Null,
+    };
+    let mut enforcer = kind.build();
+    let identity = match state.load_identity() {
+        Ok((identity, _)) => identity,
+        Err(StateError::Retired) => {
+            // Keep enforcing the (cached) safe default, but never connect again.
+            sync::apply_startup_policy(Some(&state), enforcer.as_mut());
+            warn!(
+                "this device has been removed from Haven by staff; enforcement continues with \
+                 the safe default until it is enrolled again"
+            );
+            shutdown_signal().await;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    info!(
+        "haven-agent {} starting for device {} (enforcer: {})",
+        inventory::AGENT_VERSION,
+        identity.device_id,
+        enforcer.name()
+    );
+    // Enforce before any network: a device must be protected while the controller is away.
+    let initial = sync::apply_startup_policy(Some(&state), enforcer.as_mut());
+    let mut config = SyncConfig::new(identity);
+    config.heartbeat = Duration::from_secs(args.heartbeat_secs);
+    config.max_backoff = Duration::from_secs(args.max_backoff_secs);
+    config.inventory = InventorySource::Live {
+        storage_path: state.root().to_path_buf(),
+    };
+    config.initial_policy = Some(initial);
+    config.state = Some(state);
+    let outcome = sync::run(config, enforcer, shutdown_signal()).await?;
+    if outcome == RunOutcome::Retired {
+        info!("stopped; this device stays on the safe default until it is enrolled again");
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (how systemd stops the service).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    info!("shutting down");
+}
+
+fn show_status(state: &StateDir, json: bool) -> anyhow::Result<()> {
+    let report = status::gather(state)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", status::render_text(&report));
+    }
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! `haven-agent status`: what the state folder says, in plain words or JSON.
+//!
+//! Reads only local files, so it works offline and answers "what is this device allowed to
+//! do right now, and why?" for a child, a carer or an engineer at the device.
+
+use haven_proto::agent::v1::{Contact, DevicePolicy};
+use serde::Serialize;
+
+use crate::core::{self, AppMode};
+use crate::state::{StateDir, StateError};
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub state_dir: String,
+    pub enrolled: bool,
+    pub retired: bool,
+    pub device_id: Option<String>,
+    pub child_display_name: Option<String>,
+    pub controller_url: Option<String>,
+    pub enrolled_at: Option<String>,
+    pub retired_at: Option<String>,
+    pub retired_reason: Option<String>,
+    pub policy: PolicyReport,
+}
+
+/// The policy in force, as enforced (lockdown and missing rules already taken into account).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    pub version: u64,
+    /// "controller" for a policy from the controller, "safe_default" for the built-in one.
+    pub source: &'static str,
+    pub issued_at: Option<String>,
+    pub camera: RuleReport,
+    pub web: WebReport,
+    pub contacts: Vec<ContactReport>,
+    pub protected_contacts: Vec<ContactReport>,
+    pub apps: AppMode,
+    pub lockdown: Option<LockdownReport>,
+    pub explanations: Vec<ExplanationReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleReport {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebReport {
+    pub allowed: bool,
+    pub filter_profile: String,
+    pub blocked_categories: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub blocked_domains: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactReport {
+    pub name: String,
+    pub relationship: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockdownReport {
+    pub channels: Vec<String>,
+    pub reason: String,
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplanationReport {
+    pub topic: String,
+    pub text: String,
+}
+
+/// Reads the state folder. A folder that does not exist yet just means "not enrolled".
+pub fn gather(state: &StateDir) -> Result<StatusReport, StateError> {
+    let config = state.load_config()?;
+    let policy = state.load_policy()?.unwrap_or_else(core::safe_default);
+    let retired = config.as_ref().is_some_and(|c| c.retired_at.is_some());
+    Ok(StatusReport {
+        state_dir: state.root().display().to_string(),
+        enrolled: config.is_some() && !retired,
+        retired,
+        device_id: config.as_ref().map(|c| c.device_id.clone()),
+        child_display_name: config.as_ref().map(|c| c.child_display_name.clone()),
+        controller_url: config.as_ref().map(|c| c.controller_url.clone()),
+        enrolled_at: config.as_ref().map(|c| c.enrolled_at.clone()),
+        retired_at: config.as_ref().and_then(|c| c.retired_at.clone()),
+        retired_reason: config.as_ref().and_then(|c| c.retired_reason.clone()),
+        policy: policy_report(&policy),
+    })
+}
+
+fn time_of(unix_ms: i64) -> Option<String> {
+    if unix_ms <= 0 {
+        return None;
+    }
+    jiff::Timestamp::from_millisecond(unix_ms)
+        .ok()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+fn contacts(list: &[Contact]) -> Vec<ContactReport> {
+    list.iter()
+        .map(|c| ContactReport {
+            name: c.name.clone(),
+            relationship: c.relationship.clone(),
+        })
+        .collect()
+}
+
+/// What `policy` allows, for display.
+pub fn policy_report(policy: &DevicePolicy) -> PolicyReport {
+    let e = core::effective(policy);
+    let lockdown = policy.lockdown.as_ref().filter(|l| l.active);
+    let lockdown_reason = |channel: &str| {
+        lockdown
+            .filter(|l| l.channels.iter().any(|c| c.eq_ignore_ascii_case(channel)))
+            .map(|l| l.reason.clone())
+    };
+    let camera_reason = lockdown_reason("camera")
+        .or_else(|| policy.camera.as_ref().map(|c| c.reason.clone()))
+        .unwrap_or_default();
+    let web = policy.web.clone().unwrap_or_default();
+    let web_reason = lockdown_reason("web").unwrap_or(web.reason);
+    let contacts_locked = e.contacts == 0 && !policy.contacts.is_empty();
+    PolicyReport {
+        version: policy.version,
+        source: if policy.version == 0 && policy.issued_at_unix_ms == 0 {
+            "safe_default"
+        } else {
+            "controller"
+        },
+        issued_at: time_of(policy.issued_at_unix_ms),
+        camera: RuleReport {
+            allowed: e.camera_allowed,
+            reason: camera_reason,
+        },
+        web: WebReport {
+            allowed: e.web_allowed,
+            filter_profile: e.web_filter_profile.clone(),
+            blocked_categories: web.blocked_categories,
+            allowed_domains: web.allowed_domains,
+            blocked_domains: web.blocked_domains,
+            reason: web_reason,
+        },
+        contacts: if contacts_locked {
+            Vec::new()
+        } else {
+            contacts(&policy.contacts)
+        },
+        protected_contacts: contacts(&policy.protected_contacts),
+        apps: e.apps,
+        lockdown: lockdown.map(|l| LockdownReport {
+            channels: l.channels.clone(),
+            reason: l.reason.clone(),
+            until: time_of(l.until_unix_ms),
+        }),
+        explanations: policy
+            .explanations
+            .iter()
+            .map(|x| ExplanationReport {
+                topic: x.topic.clone(),
+                text: x.text.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn people(list: &[ContactReport]) -> String {
+    list.iter()
+        .map(|c| {
+            if c.relationship.is_empty() {
+                c.name.clone()
+            } else {
+                format!("{} ({})", c.name, c.relationship)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn with_reason(text: &str, reason: &str) -> String {
+    if reason.trim().is_empty() {
+        text.to_string()
+    } else {
+        format!("{text} — {}", reason.trim())
+    }
+}
+
+/// The report in plain words, as `haven-agent status` prints it.
+pub fn render_text(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    let child = r
+        .child_display_name
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "this child".to_string());
+    if r.retired {
+        let when = r.retired_at.as_deref().unwrap_or("earlier");
+        line(format!(
+            "This device was removed from Haven by staff ({when}). It no longer syncs; the safe \
+             default stays in force until it is enrolled again."
+        ));
+        if let Some(reason) = r.retired_reason.as_deref() {
+            line(format!("  Reason given: {reason}"));
+        }
+    } else if r.enrolled {
+        line(format!("This device is enrolled in Haven for {child}."));
+        line(format!(
+            "  Device:      {}",
+            r.device_id.as_deref().unwrap_or("")
+        ));
+        line(format!(
+            "  Controller:  {}",
+            r.controller_url.as_deref().unwrap_or("")
+        ));
+        line(format!(
+            "  Enrolled:    {}",
+            r.enrolled_at.as_deref().unwrap_or("")
+        ));
+    } else {
+        line(
+            "This device is not enrolled in Haven yet. To enroll it, run the `haven-agent \
+             enroll` command staff gave you."
+                .to_string(),
+        );
+    }
+    line(format!("  State folder: {}", r.state_dir));
+    line(String::new());
+
+    let p = &r.policy;
+    if p.source == "safe_default" {
+        line(
+            "Policy in force: the safe default (no policy has been received from the controller)"
+                .to_string(),
+        );
+    } else {
+        let issued = p
+            .issued_at
+            .as_deref()
+            .map(|t| format!(", issued {t}"))
+            .unwrap_or_default();
+        line(format!(
+            "Policy in force: policy version {}{issued}",
+            p.version
+        ));
+    }
+    let camera = if p.camera.allowed {
+        "allowed"
+    } else {
+        "not allowed"
+    };
+    line(format!(
+        "  Camera:    {}",
+        with_reason(camera, &p.camera.reason)
+    ));
+    let web = if p.web.allowed {
+        let mut text = format!(
+            "allowed, filtered by the \"{}\" profile",
+            p.web.filter_profile
+        );
+        if !p.web.blocked_categories.is_empty() {
+            text.push_str(&format!(
+                "; blocked: {}",
+                p.web.blocked_categories.join(", ")
+            ));
+        }
+        if !p.web.allowed_domains.is_empty() {
+            text.push_str(&format!(
+                "; also allowed: {}",
+                p.web.allowed_domains.join(", ")
+            ));
+        }
+        if !p.web.blocked_domains.is_empty() {
+            text.push_str(&format!(
+                "; sites blocked: {}",
+                p.web.blocked_domains.join(", ")
+            ));
+        }
+        text
+    } else {
+        "not allowed".to_string()
+    };
+    line(format!("  Internet:  {}", with_reason(&web, &p.web.reason)));
+    if p.contacts.is_empty() {
+        line("  Contacts:  only the people who can always be reached".to_string());
+    } else {
+        line(format!("  Contacts:  {}", people(&p.contacts)));
+    }
+    if p.protected_contacts.is_empty() {
+        line("  Always reachable: nobody listed yet".to_string());
+    } else {
+        line(format!(
+            "  Always reachable: {}",
+            people(&p.protected_contacts)
+        ));
+    }
+    let apps = match &p.apps {
+        AppMode::AllowUnlessBlocked { blocked } if blocked.is_empty() => "all allowed".to_string(),
+        AppMode::AllowUnlessBlocked { blocked } => {
+            format!("all allowed except {}", blocked.join(", "))
+        }
+        AppMode::OnlyAllowed { allowed } if allowed.is_empty() => "none allowed".to_string(),
+        AppMode::OnlyAllowed { allowed } => format!("only {}", allowed.join(", ")),
+    };
+    line(format!("  Apps:      {apps}"));
+    match &p.lockdown {
+        None => line("  Lockdown:  none".to_string()),
+        Some(l) => {
+            let until = l
+                .until
+                .as_deref()
+                .map(|u| format!(" (planned until {u})"))
+                .unwrap_or_default();
+            line(format!(
+                "  Lockdown:  {}",
+                with_reason(
+                    &format!("active for {}{until}", l.channels.join(", ")),
+                    &l.reason
+                )
+            ));
+        }
+    }
+    if !p.explanations.is_empty() {
+        line(String::new());
+        line(format!("What {child} is told:"));
+        for x in &p.explanations {
+            if x.topic.is_empty() {
+                line(format!("  {}", x.text));
+            } else {
+                line(format!("  {}: {}", x.topic, x.text));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haven_proto::agent::v1::{CameraRule, Explanation, Lockdown, WebRule};
+
+    #[test]
+    fn a_fresh_device_reports_not_enrolled_and_the_safe_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = gather(&StateDir::new(dir.path().join("missing"))).unwrap();
+        assert!(!report.enrolled);
+        let text = render_text(&report);
+        assert!(text.contains("not enrolled"), "{text}");
+        assert!(text.contains("the safe default"), "{text}");
+        assert!(text.contains("Camera:    not allowed"), "{text}");
+        assert!(text.contains("Internet:  not allowed"), "{text}");
+        assert!(text.contains("What this child is told:"), "{text}");
+    }
+
+    #[test]
+    fn an_enrolled_device_shows_the_policy_and_its_explanations() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let identity = crate::identity::DeviceIdentity {
+            controller_url: "https://haven.local:7443".into(),
+            ca_pem: "CA".into(),
+            cert_pem: "C".into(),
+            key_pem: "K".into(),
+            device_id: "dev-7".into(),
+        };
+        state
+            .save_enrollment(&identity, "Sam", "2025-03-01T10:00:00Z")
+            .unwrap();
+        state
+            .save_policy(&DevicePolicy {
+                version: 3,
+                issued_at_unix_ms: 1_740_000_000_000,
+                child_display_name: "Sam".into(),
+                camera: Some(CameraRule {
+                    allowed: true,
+                    reason: "agreed in your plan".into(),
+                }),
+                web: Some(WebRule {
+                    allowed: true,
+                    filter_profile: "strict".into(),
+                    blocked_categories: vec!["gambling".into()],
+                    ..Default::default()
+                }),
+                protected_contacts: vec![Contact {
+                    name: "Jo".into(),
+                    relationship: "social worker".into(),
+                    ..Default::default()
+                }],
+                lockdown: Some(Lockdown {
+                    active: true,
+                    channels: vec!["camera".into()],
+                    reason: "to keep you safe tonight".into(),
+                    ..Default::default()
+                }),
+                explanations: vec![Explanation {
+                    topic: "camera".into(),
+                    text: "The camera is off tonight.".into(),
+                }],
+                ..Default::default()
+            })
+            .unwrap();
+        let report = gather(&state).unwrap();
+        assert!(report.enrolled);
+        let text = render_text(&report);
+        for expected in [
+            "enrolled in Haven for Sam",
+            "policy version 3",
+            "Camera:    not allowed — to keep you safe tonight",
+            "filtered by the \"strict\" profile; blocked: gambling",
+            "Always reachable: Jo (social worker)",
+            "Apps:      all allowed",
+            "Lockdown:  active for camera",
+            "What Sam is told:",
+            "camera: The camera is off tonight.",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["policy"]["version"], 3);
+        assert_eq!(json["policy"]["camera"]["allowed"], false);
+        assert_eq!(json["child_display_name"], "Sam");
+    }
+}

@@ -1,0 +1,835 @@
+//! The one long-lived `Sync` stream between a device and its controller.
+//!
+//! [`run`] applies a policy before touching the network (so a device is never unprotected
+//! while the controller is out of reach), then keeps one mTLS stream open: `Hello` first,
+//! heartbeats with inventory, policies applied and acknowledged as they come, commands
+//! answered. When the stream drops it reconnects with jittered exponential backoff, forever,
+//! until shut down or retired. The backoff starts again from the beginning once a session got
+//! through `Hello` (the controller accepted the stream) or stayed up for 30 s; a device the
+//! controller refuses (revoked) retries near the cap.
+//!
+//! On `Retire` the device applies the safe default, records the retirement in its state
+//! folder and stops syncing, but [`run`] keeps the enforcer alive until shutdown: enforcement
+//! must outlive syncing. A restarted agent sees the record and does not connect again.
+//!
+//! Everything a session needs comes in [`SyncConfig`] (identity PEMs in memory, persistence
+//! optional), so a benchmark can run a thousand simulated devices in one process.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use haven_proto::agent::v1::agent_message::Body as Up;
+use haven_proto::agent::v1::agent_service_client::AgentServiceClient;
+use haven_proto::agent::v1::command::Kind as CommandKind;
+use haven_proto::agent::v1::controller_message::Body as Down;
+use haven_proto::agent::v1::{
+    AgentMessage, Command, CommandResult, ControllerMessage, DevicePolicy, Heartbeat, Hello,
+    Inventory, PolicyApplied,
+};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::Endpoint;
+use tracing::{debug, error, info, warn};
+
+use crate::core::{self, Decision, PolicyState};
+use crate::enforcer::Enforcer;
+use crate::identity::DeviceIdentity;
+use crate::inventory::{self, AGENT_VERSION};
+use crate::net::{self, EndpointError};
+use crate::state::StateDir;
+
+/// A session that stayed up this long counts as healthy, and resets the backoff.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+/// Never wait less than this between attempts, whatever the jitter drew.
+const MIN_DELAY: Duration = Duration::from_millis(50);
+/// How long the controller may take to accept a new stream.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Outgoing messages waiting to be sent; heartbeats are dropped rather than queued past this.
+const OUTBOX: usize = 32;
+
+/// Where inventory for `Hello` and heartbeats comes from.
+#[derive(Debug, Clone)]
+pub enum InventorySource {
+    /// Collect afresh each time, measuring storage on the disk holding this path.
+    Live { storage_path: PathBuf },
+    /// Always send this one (benchmarks: a thousand agents need not read `/sys`).
+    Fixed(Inventory),
+}
+
+/// Something that happened in the sync loop, for callers that want to watch (benchmarks,
+/// tests). Sending never blocks the loop; a dropped receiver is fine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// The controller accepted the stream and our `Hello`.
+    Connected,
+    /// A policy is now in force (after it was applied and, if configured, saved).
+    PolicyApplied { version: u64 },
+    /// The stream ended; the loop will reconnect after `retry_in`.
+    Disconnected { reason: String, retry_in: Duration },
+    /// Staff removed the device; no more reconnecting.
+    Retired,
+}
+
+/// How a call to [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The shutdown future completed.
+    Shutdown,
+    /// The device was retired; the safe default stayed enforced until shutdown.
+    Retired,
+}
+
+/// Problems that retrying cannot fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the controller address {0:?} is not valid: use https://host:port")]
+    BadAddress(String),
+    #[error(
+        "this device's certificate or key cannot be used ({0}); enroll the device again with \
+         `haven-agent enroll --force`"
+    )]
+    BadIdentity(String),
+}
+
+/// Everything one sync loop needs.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub identity: DeviceIdentity,
+    /// Where to cache policies and record retirement; `None` keeps everything in memory.
+    pub state: Option<StateDir>,
+    /// Time between heartbeats.
+    pub heartbeat: Duration,
+    /// First reconnect delay ceiling; doubles per failure.
+    pub initial_backoff: Duration,
+    /// Largest reconnect delay; also used for a device the controller refuses.
+    pub max_backoff: Duration,
+    /// HTTP/2 pings, so a controller that vanished without closing is noticed.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub inventory: InventorySource,
+    /// The policy already in force. `None`: [`run`] loads the cached one from `state` (or
+    /// takes the safe default) and applies it before connecting.
+    pub initial_policy: Option<DevicePolicy>,
+    pub events: Option<mpsc::UnboundedSender<SyncEvent>>,
+}
+
+impl SyncConfig {
+    /// Defaults: heartbeat 60 s, backoff 1 s doubling to 60 s, keepalive 20 s / 10 s,
+    /// inventory measured on `/`, nothing persisted.
+    pub fn new(identity: DeviceIdentity) -> Self {
+        Self {
+            identity,
+            state: None,
+            heartbeat: Duration::from_secs(60),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+            inventory: InventorySource::Live {
+                storage_path: PathBuf::from("/"),
+            },
+            initial_policy: None,
+            events: None,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: each delay is drawn uniformly from
+/// `[0, min(cap, initial * 2^failures)]`, so a thousand devices that lost the same controller
+/// do not all come back in the same second.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    cap: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, cap: Duration) -> Self {
+        Self {
+            initial: initial.max(MIN_DELAY),
+            cap: cap.max(MIN_DELAY),
+            failures: 0,
+        }
+    }
+
+    /// The upper bound of the next delay.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 2u32.saturating_pow(self.failures.min(31));
+        self.initial.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The next delay, using a random draw.
+    pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(rand::random::<f64>())
+    }
+
+    /// The next delay for a draw `unit` in `[0, 1)`; separate so tests are deterministic.
+    pub fn next_delay_with(&mut self, unit: f64) -> Duration {
+        let ceiling = self.ceiling();
+        self.failures = self.failures.saturating_add(1);
+        ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_DELAY)
+    }
+
+    /// A delay near the cap, for failures that retrying soon cannot fix (a revoked device):
+    /// drawn from `[cap/2, cap]` so such devices still spread out.
+    pub fn at_cap_with(&mut self, unit: f64) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let half = self.cap / 2;
+        (half + half.mul_f64(unit.clamp(0.0, 1.0))).max(MIN_DELAY)
+    }
+
+    /// After a healthy session, start again from the initial delay.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Loads and applies the policy to enforce before any network: the cached one if there is
+/// one, else the safe default. Never fails: whatever goes wrong, the safe default is applied.
+pub fn apply_startup_policy(state: Option<&StateDir>, enforcer: &mut dyn Enforcer) -> DevicePolicy {
+    let cached = match state.map(StateDir::load_policy) {
+        Some(Ok(Some(policy))) => Some(policy),
+        Some(Ok(None)) | None => None,
+        Some(Err(e)) => {
+            warn!("{e}; applying the safe default until the controller sends a policy");
+            None
+        }
+    };
+    match cached {
+        Some(policy) => {
+            info!("applied cached policy version {}", policy.version);
+            apply_or_fall_back(enforcer, policy).0
+        }
+        None => {
+            info!("no policy received yet: applying the safe default");
+            apply_or_fall_back(enforcer, core::safe_default()).0
+        }
+    }
+}
+
+/// Applies `policy`; if the enforcer fails, applies the safe default (keeping protected
+/// contacts) instead. Returns what is in force and the error, if any.
+fn apply_or_fall_back(
+    enforcer: &mut dyn Enforcer,
+    policy: DevicePolicy,
+) -> (DevicePolicy, Option<String>) {
+    match enforcer.apply(&policy) {
+        Ok(()) => (policy, None),
+        Err(e) => {
+            let error = e.to_string();
+            error!(
+                "{error}; enforcing the safe default instead of policy version {}",
+                policy.version
+            );
+            let fallback = core::safe_default_keeping_protected(&policy);
+            if let Err(e) = enforcer.apply(&fallback) {
+                error!("{e}; the safe default could not be fully enforced either");
+            }
+            (fallback, Some(error))
+        }
+    }
+}
+
+/// Runs the sync loop until `shutdown` completes. See [`SyncClient`].
+pub async fn run(
+    config: SyncConfig,
+    enforcer: Box<dyn Enforcer>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunOutcome, SyncError> {
+    SyncClient::new(config, enforcer).run(shutdown).await
+}
+
+/// One device's sync loop: the policy in force, its enforcer and its reconnect state.
+pub struct SyncClient {
+    config: SyncConfig,
+    enforcer: Box<dyn Enforcer>,
+    policy: Option<PolicyState>,
+    backoff: Backoff,
+}
+
+/// How one session ended.
+enum SessionEnd {
+    Retired,
+    Lost {
+        reason: String,
+        /// Refused by the controller (revoked or unknown device): retry at the cap.
+        refused: bool,
+        /// Got through `Hello` or stayed up long enough: reset the backoff.
+        healthy: bool,
+    },
+}
+
+impl SyncClient {
+    pub fn new(config: SyncConfig, enforcer: Box<dyn Enforcer>) -> Self {
+        let backoff = Backoff::new(config.initial_backoff, config.max_backoff);
+        Self {
+            config,
+            enforcer,
+            policy: None,
+            backoff,
+        }
+    }
+
+    /// The policy in force, once [`SyncClient::run`] has applied one.
+    pub fn current_policy(&self) -> Option<&DevicePolicy> {
+        self.policy.as_ref().map(PolicyState::current)
+    }
+
+    /// Applies the startup policy, then syncs until `shutdown` completes or the device is
+    /// retired. After retirement it keeps the enforcer (and so the safe default) alive until
+    /// `shutdown`, because enforcement must outlive syncing.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunOutcome, SyncError> {
+        tokio::pin!(shutdown);
+        let initial = match self.config.initial_policy.take() {
+            Some(policy) => policy,
+            None => apply_startup_policy(self.config.state.as_ref(), self.enforcer.as_mut()),
+        };
+        self.policy = Some(PolicyState::new(initial));
+        let endpoint = self.endpoint()?;
+        loop {
+            let end = tokio::select! {
+                () = &mut shutdown => return Ok(RunOutcome::Shutdown),
+                end = self.session(&endpoint) => end,
+            };
+            let (reason, refused, healthy) = match end {
+                SessionEnd::Retired => {
+                    self.emit(SyncEvent::Retired);
+                    shutdown.await;
+                    return Ok(RunOutcome::Retired);
+                }
+                SessionEnd::Lost {
+                    reason,
+                    refused,
+                    healthy,
+                } => (reason, refused, healthy),
+            };
+            if healthy {
+                self.backoff.reset();
+            }
+            let delay = if refused {
+                self.backoff.at_cap_with(rand::random::<f64>())
+            } else {
+                self.backoff.next_delay()
+            };
+            warn!("{reason}; trying again in {:.1} s", delay.as_secs_f64());
+            self.emit(SyncEvent::Disconnected {
+                reason,
+                retry_in: delay,
+            });
+            tokio::select! {
+                () = &mut shutdown => return Ok(RunOutcome::Shutdown),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, SyncError> {
+        let id = &self.config.identity;
+        let tls = net::tls_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)));
+        let endpoint = net::endpoint(&id.controller_url, tls).map_err(|e| match e {
+            EndpointError::BadAddress(url) => SyncError::BadAddress(url),
+            EndpointError::Tls(reason) => SyncError::BadIdentity(reason),
+        })?;
+        Ok(endpoint
+            .http2_keep_alive_interval(self.config.keepalive_interval)
+            .keep_alive_timeout(self.config.keepalive_timeout)
+            // Ping even when idle: the stream is idle most of the time, and that is exactly
+            // when a silently vanished controller must be noticed.
+            .keep_alive_while_idle(true)
+            .tcp_keepalive(Some(Duration::from_secs(60))))
+    }
+
+    fn state(&self) -> &PolicyState {
+        self.policy
+            .as_ref()
+            .expect("policy is set before any session")
+    }
+
+    fn emit(&self, event: SyncEvent) {
+        if let Some(events) = &self.config.events {
+            let _ = events.send(event);
+        }
+    }
+
+    fn inventory(&self) -> Inventory {
+        match &self.config.inventory {
+            InventorySource::Live { storage_path } => inventory::collect_for(storage_path),
+            InventorySource::Fixed(inv) => inv.clone(),
+        }
+    }
+
+    /// One connection and stream, from connecting to the first error.
+    async fn session(&mut self, endpoint: &Endpoint) -> SessionEnd {
+        let url = self.config.identity.controller_url.clone();
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                return SessionEnd::Lost {
+                    reason: format!(
+                        "could not reach the controller at {url}: {}",
+                        net::error_chain(&e)
+                    ),
+                    refused: false,
+                    healthy: false,
+                };
+            }
+        };
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel::<AgentMessage>(OUTBOX);
+        let hello = Up::Hello(Hello {
+            applied_policy_version: self.state().applied_version(),
+            agent_version: AGENT_VERSION.to_string(),
+            inventory: Some(self.inventory()),
+        });
+        // The outbox is empty, so this cannot fail or wait; the hello is the first message.
+        let _ = tx.try_send(AgentMessage { body: Some(hello) });
+        // A controller that takes the connection but never answers must not hold the device
+        // forever: keepalive pings only notice a dead connection, not a stuck server.
+        let opened = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            AgentServiceClient::new(channel).sync(ReceiverStream::new(rx)),
+        )
+        .await;
+        let mut inbound = match opened {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return lost(&url, &status, false),
+            Err(_) => {
+                return SessionEnd::Lost {
+                    reason: format!("the controller at {url} did not answer"),
+                    refused: false,
+                    healthy: false,
+                };
+            }
+        };
+        info!("connected to the controller at {url}");
+        self.emit(SyncEvent::Connected);
+
+        let period = self.config.heartbeat.max(Duration::from_secs(1));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(message)) => {
+                        if self.handle(message, &tx).await.is_break() {
+                            // Let the acknowledgement go out before hanging up: end our side of
+                            // the stream and give the controller a moment to close its own.
+                            drop(tx);
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(2),
+                                async { while let Ok(Some(_)) = inbound.message().await {} },
+                            )
+                            .await;
+                            return SessionEnd::Retired;
+                        }
+                    }
+                    Ok(None) => {
+                        return SessionEnd::Lost {
+                            reason: "the controller closed the connection".into(),
+                            refused: false,
+                            healthy: true,
+                        };
+                    }
+                    Err(status) => {
+                        return lost(&url, &status, true);
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    let beat = Up::Heartbeat(Heartbeat { inventory: Some(self.inventory()) });
+                    // A full outbox means the controller is not reading: skip this beat rather
+                    // than stall the loop; the next one carries fresher inventory anyway.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) =
+                        tx.try_send(AgentMessage { body: Some(beat) })
+                    {
+                        return SessionEnd::Lost {
+                            reason: "the connection to the controller closed".into(),
+                            refused: false,
+                            healthy: started.elapsed() > HEALTHY_SESSION,
+                        };
+                    }
+                    debug!("heartbeat sent");
+                }
+            }
+        }
+    }
+
+    /// Handles one controller message. `Break` means the device was retired.
+    async fn handle(
+        &mut self,
+        message: ControllerMessage,
+        tx: &mpsc::Sender<AgentMessage>,
+    ) -> std::ops::ControlFlow<()> {
+        use std::ops::ControlFlow;
+        let reply = match message.body {
+            Some(Down::Policy(policy)) => self.on_policy(policy).map(Up::PolicyApplied),
+            Some(Down::Command(command)) => {
+                let (result, retire) = self.on_command(command, tx).await;
+                let _ = tx
+                    .send(AgentMessage {
+                        body: Some(Up::CommandResult(result)),
+                    })
+                    .await;
+                if retire {
+                    return ControlFlow::Break(());
+                }
+                None
+            }
+            Some(Down::ViolationAck(_))
+            | Some(Down::RequestAnswer(_))
+            | Some(Down::RequestReceived(_)) => {
+                // Violations and child requests are not sent by this version of the agent.
+                debug!("ignoring a message this agent does not use yet");
+                None
+            }
+            // A message kind added after this agent was built: ignore it (forward compatible).
+            None => {
+                debug!("ignoring an unknown message from the controller");
+                None
+            }
+        };
+        if let Some(body) = reply {
+            let _ = tx.send(AgentMessage { body: Some(body) }).await;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Applies a new policy if it is newer than the one in force; the answer to send back.
+    fn on_policy(&mut self, policy: DevicePolicy) -> Option<PolicyApplied> {
+        let version = policy.version;
+        match self.state().consider(&policy) {
+            Decision::Older { applied } => {
+                info!("ignoring policy version {version}: version {applied} is already in force");
+                None
+            }
+            Decision::AlreadyApplied => {
+                debug!("policy version {version} is already in force");
+                Some(PolicyApplied {
+                    version,
+                    error: String::new(),
+                })
+            }
+            Decision::Apply => {
+                let (in_force, error) = apply_or_fall_back(self.enforcer.as_mut(), policy);
+                if let Some(state) = &self.config.state
+                    && let Err(e) = state.save_policy(&in_force)
+                {
+                    // The policy is enforced now; only surviving a reboot is at risk.
+                    warn!("{e}; the policy is enforced but will not survive a restart");
+                }
+                if error.is_none() {
+                    info!("applied policy version {version}");
+                    self.emit(SyncEvent::PolicyApplied { version });
+                }
+                if let Some(state) = self.policy.as_mut() {
+                    state.set(in_force);
+                }
+                Some(PolicyApplied {
+                    version,
+                    error: error.unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    /// Carries out a command; returns its result and whether the device was retired.
+    async fn on_command(
+        &mut self,
+        command: Command,
+        tx: &mpsc::Sender<AgentMessage>,
+    ) -> (CommandResult, bool) {
+        let ok = |id: String| CommandResult {
+            command_id: id,
+            ok: true,
+            error: String::new(),
+        };
+        match command.kind {
+            Some(CommandKind::RefreshInventory(_)) => {
+                let beat = Up::Heartbeat(Heartbeat {
+                    inventory: Some(self.inventory()),
+                });
+                let _ = tx.send(AgentMessage { body: Some(beat) }).await;
+                (ok(command.id), false)
+            }
+            Some(CommandKind::Retire(retire)) => {
+                self.retire(&retire.reason);
+                (ok(command.id), true)
+            }
+            None => (
+                CommandResult {
+                    command_id: command.id,
+                    ok: false,
+                    error: format!(
+                        "this agent (version {AGENT_VERSION}) does not know this command; \
+                         update the agent"
+                    ),
+                },
+                false,
+            ),
+        }
+    }
+
+    fn retire(&mut self, reason: &str) {
+        let because = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" (reason given: {reason})")
+        };
+        warn!(
+            "this device has been removed from Haven by staff{because}; enforcement continues \
+             with the safe default and the agent will not connect again until it is re-enrolled"
+        );
+        let fallback = core::safe_default_keeping_protected(self.state().current());
+        let (in_force, _) = apply_or_fall_back(self.enforcer.as_mut(), fallback);
+        if let Some(state) = &self.config.state {
+            let now = jiff::Timestamp::now().to_string();
+            if let Err(e) = state.mark_retired(reason, &now, &in_force) {
+                warn!("{e}; the device may try to sync again after a restart");
+            }
+        }
+        if let Some(state) = self.policy.as_mut() {
+            state.set(in_force);
+        }
+    }
+}
+
+/// A session ended by a gRPC status, described for one log line.
+fn lost(url: &str, status: &tonic::Status, accepted: bool) -> SessionEnd {
+    let detail = net::describe_status(status);
+    let refused = matches!(
+        status.code(),
+        Code::PermissionDenied | Code::Unauthenticated
+    );
+    let reason = if refused {
+        format!(
+            "the controller at {url} refused this device ({detail}): it has been revoked or \
+             removed; ask staff to enroll it again"
+        )
+    } else if accepted {
+        format!("lost the connection to the controller at {url}: {detail}")
+    } else {
+        format!("the controller at {url} did not accept the connection: {detail}")
+    };
+    SessionEnd::Lost {
+        reason,
+        refused,
+        healthy: accepted && !refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let ceilings: Vec<u64> = (0..10)
+            .map(|_| {
+                let c = b.ceiling().as_secs();
+                b.next_delay_with(0.999);
+                c
+            })
+            .collect();
+        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        // Many failures never overflow.
+        for _ in 0..1000 {
+            assert!(b.next_delay() <= Duration::from_secs(60));
+        }
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_never_zero() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..6 {
+            b.next_delay_with(0.5);
+        }
+        let low = b.clone().next_delay_with(0.0);
+        let mid = b.clone().next_delay_with(0.5);
+        let high = b.clone().next_delay_with(0.999_999);
+        assert_eq!(low, MIN_DELAY);
+        assert_eq!(mid, Duration::from_secs(30));
+        assert!(high <= Duration::from_secs(60) && high > Duration::from_secs(59));
+        let draws: std::collections::HashSet<_> = (0..20).map(|_| b.clone().next_delay()).collect();
+        assert!(draws.len() > 1, "random draws should differ");
+    }
+
+    #[test]
+    fn backoff_resets_after_a_healthy_session() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        for _ in 0..5 {
+            b.next_delay();
+        }
+        assert_eq!(b.ceiling(), Duration::from_secs(8));
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_secs(1));
+        let refused = b.at_cap_with(0.0);
+        assert_eq!(refused, Duration::from_secs(4));
+        assert!(b.at_cap_with(1.0) <= Duration::from_secs(8));
+    }
+
+    #[test]
+    fn refusals_are_reported_as_revoked() {
+        match lost(
+            "https://c:1",
+            &tonic::Status::permission_denied("revoked"),
+            true,
+        ) {
+            SessionEnd::Lost {
+                reason,
+                refused,
+                healthy,
+            } => {
+                assert!(refused && !healthy);
+                assert!(reason.contains("revoked"), "{reason}");
+            }
+            SessionEnd::Retired => panic!("not retired"),
+        }
+    }
+
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<u64>>>, bool);
+    impl Enforcer for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn apply(&mut self, p: &DevicePolicy) -> Result<(), crate::enforcer::EnforceError> {
+            self.0.lock().unwrap().push(p.version);
+            if self.1 && p.version > 0 {
+                return Err(crate::enforcer::EnforceError::new("camera", "no driver"));
+            }
+            Ok(())
+        }
+    }
+
+    fn identity() -> DeviceIdentity {
+        DeviceIdentity {
+            controller_url: "https://127.0.0.1:1".into(),
+            ca_pem: String::new(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            device_id: "d".into(),
+        }
+    }
+
+    fn client(
+        fail: bool,
+        state: Option<StateDir>,
+    ) -> (SyncClient, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut config = SyncConfig::new(identity());
+        config.state = state;
+        let mut c = SyncClient::new(config, Box::new(Recorder(seen.clone(), fail)));
+        c.policy = Some(PolicyState::new(core::safe_default()));
+        (c, seen)
+    }
+
+    fn versioned(version: u64) -> DevicePolicy {
+        DevicePolicy {
+            version,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn policies_apply_in_order_and_older_ones_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let (mut c, seen) = client(false, Some(state.clone()));
+        assert_eq!(c.on_policy(versioned(3)).unwrap().version, 3);
+        assert!(c.on_policy(versioned(2)).is_none());
+        let again = c.on_policy(versioned(3)).unwrap();
+        assert!(again.error.is_empty());
+        assert_eq!(*seen.lock().unwrap(), [3]);
+        assert_eq!(state.load_policy().unwrap().unwrap().version, 3);
+        // A restart applies the cached policy before any network.
+        let mut recorder = Recorder(seen.clone(), false);
+        assert_eq!(apply_startup_policy(Some(&state), &mut recorder).version, 3);
+    }
+
+    #[test]
+    fn a_failed_policy_falls_back_to_the_safe_default() {
+        let (mut c, seen) = client(true, None);
+        let answer = c.on_policy(versioned(4)).unwrap();
+        assert_eq!(answer.version, 4);
+        assert!(answer.error.contains("camera"), "{}", answer.error);
+        assert_eq!(*seen.lock().unwrap(), [4, 0]);
+        assert_eq!(c.current_policy().unwrap().version, 0);
+    }
+
+    #[tokio::test]
+    async fn retire_applies_the_safe_default_and_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.save_enrollment(&identity(), "Sam", "then").unwrap();
+        let (mut c, seen) = client(false, Some(state.clone()));
+        c.on_policy(versioned(5));
+        let (tx, _rx) = mpsc::channel(4);
+        let command = Command {
+            id: "c1".into(),
+            kind: Some(CommandKind::Retire(Default::default())),
+        };
+        let (result, retired) = c.on_command(command, &tx).await;
+        assert!(result.ok && retired);
+        assert_eq!(*seen.lock().unwrap(), [5, 0]);
+        assert!(matches!(
+            state.load_identity(),
+            Err(crate::state::StateError::Retired)
+        ));
+        assert_eq!(state.load_policy().unwrap().unwrap().version, 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_commands_get_an_honest_answer() {
+        let (mut c, _) = client(false, None);
+        let (tx, _rx) = mpsc::channel(4);
+        let command = Command {
+            id: "c2".into(),
+            kind: None,
+        };
+        let (result, retired) = c.on_command(command, &tx).await;
+        assert!(!result.ok && !retired);
+        assert_eq!(result.command_id, "c2");
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_the_loop_while_it_waits_to_reconnect() {
+        // Nothing listens on port 1: run keeps retrying, and must still stop promptly.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut config = SyncConfig::new(identity());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["controller.haven.internal".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        config.identity.ca_pem = cert.pem();
+        config.identity.cert_pem = cert.pem();
+        config.identity.key_pem = key.serialize_pem();
+        config.inventory = InventorySource::Fixed(Inventory::default());
+        config.events = Some(tx);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            config,
+            Box::new(crate::enforcer::NullEnforcer),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let first = tokio::time::timeout(Duration::from_secs(15), rx.recv()).await;
+        stop_tx.send(()).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("run stops promptly")
+            .unwrap();
+        assert_eq!(outcome.unwrap(), RunOutcome::Shutdown);
+        assert!(
+            matches!(first, Ok(Some(SyncEvent::Disconnected { .. }))),
+            "{first:?}"
+        );
+    }
+}

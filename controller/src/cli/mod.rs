@@ -1,0 +1,722 @@
+//! The `haven` command: `haven serve` runs the controller; every other command is what staff
+//! use to look after children's devices. Nouns then verbs (`haven child list`), `--json` on
+//! every read, one line and a non-zero exit on any error.
+
+pub mod client;
+pub mod output;
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::{CommandFactory, Parser, Subcommand};
+use haven_proto::admin::v1::{self as api};
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::config::{LogFormat, ServeArgs};
+use client::{Bearer, Login, explain};
+use output::{bytes, json, table, when};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "haven",
+    version,
+    about = "Haven: keeps children's devices in line with their placement plans",
+    long_about = "Haven: keeps children's devices in line with their placement plans.\n\n\
+        `haven serve` runs the controller. Every other command talks to a controller you have \
+        logged in to with `haven login`."
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller (creates its data directory, CA and first administrator on first start).
+    Serve(Box<ServeArgs>),
+    /// Save the controller's address, its CA pin and your staff token for the other commands.
+    Login {
+        /// The controller, e.g. https://haven.local:7443
+        controller: String,
+        /// The controller's CA fingerprint, as printed by `haven serve` (sha256:…).
+        #[arg(long)]
+        ca_pin: String,
+        /// Your staff token (hvn_…).
+        #[arg(long, env = "HAVEN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Show who you are logged in as.
+    Whoami,
+    /// Homes: add and list them.
+    #[command(subcommand)]
+    Home(HomeCommand),
+    /// Contacts that can never be blocked (emergency services, Childline, social worker…).
+    #[command(subcommand, name = "protected-contact")]
+    ProtectedContact(ProtectedContactCommand),
+    /// Children: add, list and show them.
+    #[command(subcommand)]
+    Child(ChildCommand),
+    /// Children's devices: enroll, list, show and revoke them.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Staff accounts and their tokens (administrators only).
+    #[command(subcommand)]
+    Staff(StaffCommand),
+    /// Print shell completions, e.g. `haven completions bash > /etc/bash_completion.d/haven`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HomeCommand {
+    /// Add a home.
+    Add {
+        name: String,
+        /// Time zone for deadlines.
+        #[arg(long, default_value = "Europe/London")]
+        time_zone: String,
+    },
+    /// List homes.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProtectedContactCommand {
+    /// Add a protected contact to a home; every device in the home gets it at once.
+    Add {
+        #[arg(long)]
+        home: String,
+        #[arg(long)]
+        name: String,
+        /// Phone number or short code, e.g. 0800 1111.
+        #[arg(long)]
+        number: String,
+    },
+    /// List a home's protected contacts.
+    List {
+        #[arg(long)]
+        home: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChildCommand {
+    /// Add a child to a home.
+    Add {
+        #[arg(long)]
+        home: String,
+        #[arg(long)]
+        name: String,
+        /// Date of birth, YYYY-MM-DD.
+        #[arg(long)]
+        dob: String,
+    },
+    /// List children (of one home with --home).
+    List {
+        #[arg(long)]
+        home: Option<String>,
+    },
+    /// Show one child, by id or name.
+    Show { child: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Make a one-time code that enrolls one device for a child.
+    Enroll {
+        /// The child, by id or name.
+        child: String,
+        /// How long the code works: 30m, 24h, 2d… (at most 7 days).
+        #[arg(long, default_value = "24h")]
+        valid_for: String,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// List devices, their state and the policy each has applied.
+    List {
+        /// Only this child's devices.
+        #[arg(long)]
+        child: Option<String>,
+        /// Include revoked devices.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one device in full.
+    Show { device: String },
+    /// Disconnect a device at once and refuse it from now on.
+    Revoke {
+        device: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Add a member of staff and show their token (once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// staff, manager or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// List staff (tokens are never shown again).
+    List {
+        /// Include revoked staff.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a member of staff's token, by id or name.
+    Revoke { staff: String },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format.unwrap_or_default(),
+        _ => LogFormat::Human,
+    };
+    init_logging(log_format, matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("HAVEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+type Intercepted = InterceptedService<Channel, Bearer>;
+
+/// Clients for every staff service, sharing one connection.
+struct Staff {
+    homes: api::home_service_client::HomeServiceClient<Intercepted>,
+    children: api::child_service_client::ChildServiceClient<Intercepted>,
+    devices: api::device_service_client::DeviceServiceClient<Intercepted>,
+    staff: api::staff_service_client::StaffServiceClient<Intercepted>,
+}
+
+async fn connect(login: &Login) -> anyhow::Result<Staff> {
+    let channel = client::channel(&login.controller, &login.ca_pem).await?;
+    let bearer = Bearer::new(&login.token)?;
+    Ok(Staff {
+        homes: api::home_service_client::HomeServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        children: api::child_service_client::ChildServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        devices: api::device_service_client::DeviceServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        staff: api::staff_service_client::StaffServiceClient::with_interceptor(channel, bearer),
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let as_json = cli.json;
+    match cli.command {
+        Command::Serve(args) => crate::server::serve(args.resolve()?).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "haven", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Login {
+            controller,
+            ca_pin,
+            token,
+        } => login(controller, ca_pin, token, as_json).await,
+        command => {
+            let login = client::load_login()?;
+            let mut staff = connect(&login).await?;
+            staff_command(&mut staff, command, as_json).await
+        }
+    }
+}
+
+async fn login(controller: String, ca_pin: String, token: String, as_json: bool) -> anyhow::Result<()> {
+    let controller = controller.trim_end_matches('/').to_string();
+    let ca_pem = haven_proto::trust::fetch_pinned_ca(&controller, &ca_pin).await?;
+    let login = Login {
+        controller,
+        ca_pin: haven_proto::trust::parse_pin(&ca_pin)?,
+        ca_pem,
+        token: token.trim().to_string(),
+    };
+    let mut staff = connect(&login).await?;
+    let me = staff
+        .staff
+        .who_am_i(api::WhoAmIRequest {})
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let path = client::save_login(&login)?;
+    if as_json {
+        return json(&me);
+    }
+    println!(
+        "Logged in to {} as {} ({}). Saved in {}.",
+        login.controller,
+        me.name,
+        me.role,
+        path.display()
+    );
+    Ok(())
+}
+
+async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Whoami => {
+            let me = s
+                .staff
+                .who_am_i(api::WhoAmIRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&me);
+            }
+            println!("{} ({}), id {}", me.name, me.role, me.id);
+        }
+        Command::Home(HomeCommand::Add { name, time_zone }) => {
+            let home = s
+                .homes
+                .add_home(api::AddHomeRequest { name, time_zone })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&home);
+            }
+            println!("Added home {} ({}).", home.name, home.id);
+        }
+        Command::Home(HomeCommand::List) => {
+            let homes = s
+                .homes
+                .list_homes(api::ListHomesRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .homes;
+            if as_json {
+                return json(&homes);
+            }
+            table(
+                &["id", "home", "children", "time zone"],
+                homes
+                    .into_iter()
+                    .map(|h| vec![h.id, h.name, h.children.to_string(), h.time_zone])
+                    .collect(),
+            );
+        }
+        Command::ProtectedContact(ProtectedContactCommand::Add { home, name, number }) => {
+            let c = s
+                .homes
+                .add_protected_contact(api::AddProtectedContactRequest {
+                    home,
+                    name,
+                    address: number,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&c);
+            }
+            println!(
+                "{} ({}) is now a protected contact: no rule or lockdown can block it. Devices in the home are being updated.",
+                c.name, c.address
+            );
+        }
+        Command::ProtectedContact(ProtectedContactCommand::List { home }) => {
+            let contacts = s
+                .homes
+                .list_protected_contacts(api::ListProtectedContactsRequest { home })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .contacts;
+            if as_json {
+                return json(&contacts);
+            }
+            table(
+                &["name", "number", "added"],
+                contacts
+                    .into_iter()
+                    .map(|c| vec![c.name, c.address, when(c.added_at_unix_ms)])
+                    .collect(),
+            );
+        }
+        Command::Child(ChildCommand::Add { home, name, dob }) => {
+            let child = s
+                .children
+                .add_child(api::AddChildRequest {
+                    home,
+                    name,
+                    date_of_birth: dob,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&child);
+            }
+            println!(
+                "Added {} to {} ({}). Enroll a device with: haven device enroll {}",
+                child.name, child.home_name, child.id, child.id
+            );
+        }
+        Command::Child(ChildCommand::List { home }) => {
+            let children = s
+                .children
+                .list_children(api::ListChildrenRequest {
+                    home: home.unwrap_or_default(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .children;
+            if as_json {
+                return json(&children);
+            }
+            table(
+                &["id", "name", "home", "born", "devices"],
+                children
+                    .into_iter()
+                    .map(|c| {
+                        vec![c.id, c.name, c.home_name, c.date_of_birth, c.devices.to_string()]
+                    })
+                    .collect(),
+            );
+        }
+        Command::Child(ChildCommand::Show { child }) => {
+            let c = s
+                .children
+                .show_child(api::ShowChildRequest { child })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&c);
+            }
+            println!(
+                "{}\n  id:        {}\n  home:      {}\n  born:      {}\n  devices:   {}\n  added:     {}",
+                c.name,
+                c.id,
+                c.home_name,
+                c.date_of_birth,
+                c.devices,
+                when(c.created_at_unix_ms)
+            );
+        }
+        Command::Device(DeviceCommand::Enroll {
+            child,
+            valid_for,
+            no_qr,
+        }) => {
+            let minutes = output::parse_minutes(&valid_for).map_err(|e| anyhow!(e))?;
+            let e = s
+                .devices
+                .create_enrollment(api::CreateEnrollmentRequest {
+                    child,
+                    valid_for_minutes: minutes,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&e);
+            }
+            let command = format!(
+                "haven-agent enroll --controller {} --ca-pin {} --code {}",
+                e.controller_url, e.ca_pin, e.code
+            );
+            println!(
+                "Enrollment code for {}: {}\nIt works once, until {}.\n\nOn the device, run:\n\n  {command}\n",
+                e.child_name,
+                e.code,
+                when(e.expires_at_unix_ms)
+            );
+            if !no_qr {
+                let link = format!(
+                    "haven-enroll:?controller={}&pin={}&code={}",
+                    e.controller_url, e.ca_pin, e.code
+                );
+                if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
+                    use qrcode::render::unicode::Dense1x2;
+                    let art = qr
+                        .render::<Dense1x2>()
+                        .dark_color(Dense1x2::Light)
+                        .light_color(Dense1x2::Dark)
+                        .quiet_zone(true)
+                        .build();
+                    println!("Or scan this with the device:\n{art}");
+                }
+            }
+        }
+        Command::Device(DeviceCommand::List { child, all }) => {
+            let devices = s
+                .devices
+                .list_devices(api::ListDevicesRequest {
+                    child: child.unwrap_or_default(),
+                    include_revoked: all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .devices;
+            if as_json {
+                return json(&devices);
+            }
+            table(
+                &[
+                    "id", "child", "state", "last heard", "os", "model", "battery", "free storage",
+                    "agent", "policy",
+                ],
+                devices.into_iter().map(device_row).collect(),
+            );
+        }
+        Command::Device(DeviceCommand::Show { device }) => {
+            let d = s
+                .devices
+                .show_device(api::ShowDeviceRequest { device })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&d);
+            }
+            print_device(&d);
+        }
+        Command::Device(DeviceCommand::Revoke { device, reason }) => {
+            let d = s
+                .devices
+                .revoke_device(api::RevokeDeviceRequest {
+                    device,
+                    reason: reason.unwrap_or_default(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&d);
+            }
+            println!(
+                "Revoked {} ({}'s device). It has been disconnected and will be refused from now on.",
+                d.id, d.child_name
+            );
+        }
+        Command::Staff(StaffCommand::Add { name, role }) => {
+            let added = s
+                .staff
+                .add_staff(api::AddStaffRequest { name, role })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&added);
+            }
+            let m = added.member.unwrap_or_default();
+            println!(
+                "Added {} ({}), id {}.\nTheir token is shown only now — give it to them privately:\n\n  {}\n",
+                m.name, m.role, m.id, added.token
+            );
+        }
+        Command::Staff(StaffCommand::List { all }) => {
+            let staff = s
+                .staff
+                .list_staff(api::ListStaffRequest {
+                    include_revoked: all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .staff;
+            if as_json {
+                return json(&staff);
+            }
+            table(
+                &["id", "name", "role", "token", "added", "last used", "revoked"],
+                staff
+                    .into_iter()
+                    .map(|m| {
+                        vec![
+                            m.id,
+                            m.name,
+                            m.role,
+                            format!("{}…", m.token_hint),
+                            when(m.created_at_unix_ms),
+                            when(m.last_used_at_unix_ms),
+                            if m.revoked_at_unix_ms > 0 {
+                                when(m.revoked_at_unix_ms)
+                            } else {
+                                "-".into()
+                            },
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Command::Staff(StaffCommand::Revoke { staff }) => {
+            let m = s
+                .staff
+                .revoke_staff(api::RevokeStaffRequest { staff })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&m);
+            }
+            println!("Revoked {}'s token ({}). It no longer works.", m.name, m.id);
+        }
+        Command::Serve(_) | Command::Login { .. } | Command::Completions { .. } => {
+            unreachable!("handled before connecting")
+        }
+    }
+    Ok(())
+}
+
+fn policy_state(d: &api::Device) -> String {
+    let progress = crate::domain::PolicyProgress {
+        desired_version: d.desired_policy_version,
+        desired_at: d.desired_policy_at_unix_ms,
+        applied_version: d.applied_policy_version,
+        applied_at: (d.applied_policy_at_unix_ms > 0).then_some(d.applied_policy_at_unix_ms),
+    };
+    format!("v{} {}", d.desired_policy_version, progress.state())
+}
+
+fn device_state(d: &api::Device) -> &'static str {
+    match (d.status.as_str(), d.online) {
+        ("revoked", _) => "revoked",
+        (_, true) => "online",
+        _ => "offline",
+    }
+}
+
+fn device_row(d: api::Device) -> Vec<String> {
+    let inv = d.inventory.clone().unwrap_or_default();
+    vec![
+        d.id.clone(),
+        d.child_name.clone(),
+        device_state(&d).into(),
+        when(d.last_seen_at_unix_ms),
+        format!("{} {}", inv.os_name, inv.os_version).trim().to_string(),
+        inv.model.clone(),
+        inv.battery_percent
+            .map(|b| format!("{b}%"))
+            .unwrap_or_else(|| "-".into()),
+        bytes(inv.storage_free_bytes),
+        inv.agent_version.clone(),
+        policy_state(&d),
+    ]
+}
+
+fn print_device(d: &api::Device) {
+    let inv = d.inventory.clone().unwrap_or_default();
+    let applied = if d.applied_policy_version >= d.desired_policy_version {
+        format!(
+            "applied — version {} since {}",
+            d.applied_policy_version,
+            when(d.applied_policy_at_unix_ms)
+        )
+    } else {
+        format!(
+            "pending — version {} made {}; the device has version {} (acknowledged {})",
+            d.desired_policy_version,
+            when(d.desired_policy_at_unix_ms),
+            d.applied_policy_version,
+            when(d.applied_policy_at_unix_ms)
+        )
+    };
+    println!("Device {} — {}'s", d.id, d.child_name);
+    println!("  state:        {}", device_state(d));
+    println!("  policy:       {applied}");
+    if !d.apply_error.is_empty() {
+        println!("  apply error:  {}", d.apply_error);
+    }
+    println!("  last heard:   {}", when(d.last_seen_at_unix_ms));
+    println!("  enrolled:     {}", when(d.enrolled_at_unix_ms));
+    println!(
+        "  system:       {} {} (kernel {})",
+        inv.os_name, inv.os_version, inv.kernel_version
+    );
+    println!("  model:        {}", inv.model);
+    println!(
+        "  battery:      {}",
+        inv.battery_percent
+            .map(|b| format!("{b}%"))
+            .unwrap_or_else(|| "no battery".into())
+    );
+    println!(
+        "  storage:      {} free of {}",
+        bytes(inv.storage_free_bytes),
+        bytes(inv.storage_total_bytes)
+    );
+    println!("  agent:        {}", inv.agent_version);
+    println!("  certificate:  {}", d.certificate_fingerprint);
+    if d.revoked_at_unix_ms > 0 {
+        println!(
+            "  revoked:      {} ({})",
+            when(d.revoked_at_unix_ms),
+            d.revoked_reason
+        );
+    }
+}
+
+/// Where the login is saved (for messages and tests).
+pub fn login_file() -> PathBuf {
+    client::login_path()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_is_accepted_on_any_command() {
+        Cli::try_parse_from(["haven", "device", "list", "--json"]).unwrap();
+        Cli::try_parse_from(["haven", "--json", "child", "show", "Sam"]).unwrap();
+    }
+}

@@ -1,0 +1,161 @@
+//! `haven serve` settings: command-line flags win over `HAVEN_*` environment variables, which
+//! win over the TOML file, which wins over the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a person at a terminal.
+    #[default]
+    Human,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the database, certificates and keys live. Created on first start.
+    /// [default: the user's data directory, e.g. ~/.local/share/haven]
+    #[arg(long, env = "HAVEN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address and port to listen on. [default: 0.0.0.0:7443]
+    #[arg(long, env = "HAVEN_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// The address devices and staff use to reach this controller, put into enrollment
+    /// commands. [default: https://<this machine's hostname>:<port>]
+    #[arg(long, env = "HAVEN_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Extra DNS names for the server certificate (comma separated). Only read when the
+    /// certificate is first made.
+    #[arg(long = "tls-name", env = "HAVEN_TLS_NAMES", value_delimiter = ',', value_name = "NAME")]
+    pub tls_names: Vec<String>,
+
+    /// How logs are written (to standard error). [default: human]
+    #[arg(long, env = "HAVEN_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
+    /// log_format). [default: haven.toml in the data directory, if present]
+    #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    tls_names: Option<Vec<String>>,
+    log_format: Option<LogFormat>,
+}
+
+/// Settings after every source has been merged.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub tls_names: Vec<String>,
+    pub log_format: LogFormat,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("org", "Haven", "haven")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/haven"))
+}
+
+fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| {
+            format!("the settings file {} is not valid", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path, true)?,
+            None => {
+                let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+                read_file(&dir.join("haven.toml"), false)?
+            }
+        };
+        let public_url = self.public_url.or(file.public_url);
+        if let Some(url) = &public_url {
+            haven_proto::trust::host_port(url)
+                .map_err(|_| anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port"))?;
+        }
+        Ok(ServeConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(default_data_dir),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443))),
+            public_url,
+            tls_names: if self.tls_names.is_empty() {
+                file.tls_names.unwrap_or_default()
+            } else {
+                self.tls_names
+            },
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: &Path) -> ServeArgs {
+        ServeArgs {
+            data_dir: None,
+            listen: None,
+            public_url: None,
+            tls_names: vec![],
+            log_format: None,
+            config: Some(config.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haven.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\ndata_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let from_file = args(&file).resolve().unwrap();
+        assert_eq!(from_file.listen.port(), 9000);
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        let mut flagged = args(&file);
+        flagged.listen = Some("127.0.0.1:9100".parse().unwrap());
+        assert_eq!(flagged.resolve().unwrap().listen.port(), 9100);
+    }
+
+    #[test]
+    fn a_mistyped_setting_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haven.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = args(&file).resolve().unwrap_err();
+        assert!(format!("{err:#}").contains("not valid"));
+    }
+}

@@ -1,0 +1,16 @@
+//! The rules of the home, as pure functions over plain types.
+//!
+//! Architecture invariant: nothing in `domain` knows about tokio, tonic, sqlx, files or the
+//! clock. Callers pass the current time in; the rules can be tested without any I/O.
+
+pub mod audit;
+pub mod enrollment;
+pub mod policy;
+pub mod records;
+pub mod role;
+
+pub use records::*;
+pub use role::{Action, Role};
+
+/// Milliseconds since the Unix epoch. Every stored time is one of these, in UTC.
+pub type UnixMillis = i64;

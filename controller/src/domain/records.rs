@@ -1,0 +1,184 @@
+//! The plain records Haven keeps — homes, children, devices, staff — and the checks a value
+//! must pass before it is written down.
+
+use jiff::civil::Date;
+
+use super::UnixMillis;
+use super::role::Role;
+
+/// A value a person typed that Haven cannot accept, with the reason in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
+
+/// Trims and checks a name typed by staff (a home's, a child's, a person's).
+pub fn clean_name(what: &str, raw: &str) -> Result<String, Invalid> {
+    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        return Err(invalid(format!("the {what} is empty: type the {what}")));
+    }
+    if name.chars().count() > 100 {
+        return Err(invalid(format!(
+            "the {what} is longer than 100 characters: shorten it"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "the {what} contains control characters: type it again"
+        )));
+    }
+    Ok(name)
+}
+
+/// Checks a date of birth: a real date, in the past, and young enough to be in care
+/// (children's homes look after children and, for care leavers, young people up to 25).
+pub fn parse_date_of_birth(raw: &str, today: Date) -> Result<Date, Invalid> {
+    let date: Date = raw.trim().parse().map_err(|_| {
+        invalid(format!(
+            "{raw:?} is not a date: write the date of birth as YYYY-MM-DD, e.g. 2012-05-17"
+        ))
+    })?;
+    if date > today {
+        return Err(invalid(format!(
+            "the date of birth {date} is in the future: check the year"
+        )));
+    }
+    let years = date
+        .until((jiff::Unit::Year, today))
+        .map(|span| span.get_years())
+        .unwrap_or(0);
+    if years > 25 {
+        return Err(invalid(format!(
+            "the date of birth {date} makes this person {years}: Haven is for children and young people up to 25; check the year"
+        )));
+    }
+    Ok(date)
+}
+
+/// Normalises a phone number or short code for a protected contact: digits with an optional
+/// leading `+`, spaces and dashes removed ("0800 1111" becomes "08001111").
+pub fn clean_phone_address(raw: &str) -> Result<String, Invalid> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or(&compact);
+    if digits.len() < 3 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "{raw:?} is not a phone number: use digits, e.g. 999, 0800 1111 or +44 20 7946 0000"
+        )));
+    }
+    Ok(compact)
+}
+
+/// Whether a device may still connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Active,
+    Revoked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(DeviceStatus::Active),
+            "revoked" => Some(DeviceStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A member of staff as the controller sees them after checking their token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaffIdentity {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Where a device's policy stands: what the controller wants it to enforce and what the
+/// device last said it enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyProgress {
+    pub desired_version: u64,
+    pub desired_at: UnixMillis,
+    pub applied_version: u64,
+    pub applied_at: Option<UnixMillis>,
+}
+
+impl PolicyProgress {
+    /// "applied" once the device has acknowledged the newest policy; "pending" until then.
+    pub fn state(&self) -> &'static str {
+        if self.applied_version >= self.desired_version {
+            "applied"
+        } else {
+            "pending"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(
+            clean_name("home name", "  Oak   House ").unwrap(),
+            "Oak House"
+        );
+        assert!(clean_name("home name", "   ").is_err());
+        assert!(clean_name("child's name", &"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn dates_of_birth_must_be_real_past_and_young() {
+        let today = date(2026, 11, 28);
+        assert_eq!(
+            parse_date_of_birth("2012-05-17", today).unwrap(),
+            date(2012, 5, 17)
+        );
+        let err = parse_date_of_birth("17/05/2012", today).unwrap_err();
+        assert!(err.0.contains("YYYY-MM-DD"), "{err}");
+        assert!(parse_date_of_birth("2027-01-01", today).is_err());
+        assert!(parse_date_of_birth("2012-02-30", today).is_err());
+        assert!(parse_date_of_birth("1970-01-01", today).is_err());
+    }
+
+    #[test]
+    fn phone_addresses_are_normalised() {
+        assert_eq!(clean_phone_address("0800 1111").unwrap(), "08001111");
+        assert_eq!(clean_phone_address("999").unwrap(), "999");
+        assert_eq!(
+            clean_phone_address("+44 (20) 7946-0000").unwrap(),
+            "+442079460000"
+        );
+        assert!(clean_phone_address("nan's phone").is_err());
+        assert!(clean_phone_address("12").is_err());
+    }
+
+    #[test]
+    fn policy_is_pending_until_acknowledged() {
+        let mut p = PolicyProgress {
+            desired_version: 4,
+            desired_at: 10,
+            applied_version: 3,
+            applied_at: Some(5),
+        };
+        assert_eq!(p.state(), "pending");
+        p.applied_version = 4;
+        assert_eq!(p.state(), "applied");
+    }
+}

@@ -1,0 +1,16 @@
+//! Haven's controller: holds each child's placement-plan permissions and keeps every enrolled
+//! device in line with them; also the staff command line (`haven`).
+//!
+//! Layers, inner to outer: `domain` (pure rules) → `store` (narrow storage traits and their
+//! backends) → `service` (gRPC adapters) → `server` and `cli` (processes and people).
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod files;
+pub mod ids;
+pub mod pki;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod store;

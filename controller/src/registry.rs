@@ -1,0 +1,131 @@
+//! Which devices are connected right now, and the way to reach each one's open stream.
+//!
+//! The registry holds the only strong sender of each device's outgoing stream: removing a
+//! device from the registry ends its stream, which is how a revoked device is disconnected at
+//! once and how shutdown closes every stream.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use haven_proto::agent::v1::ControllerMessage;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+pub type Outbox = mpsc::Sender<Result<ControllerMessage, Status>>;
+
+struct Connection {
+    id: u64,
+    outbox: Outbox,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    connections: RwLock<HashMap<String, Connection>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// What happened when a message was offered to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    Offline,
+}
+
+impl Registry {
+    /// Registers a device's new stream, replacing (and so closing) any older one. Returns the
+    /// connection id to pass to `remove`, or `None` once the controller is shutting down.
+    pub fn insert(&self, device_id: &str, outbox: Outbox) -> Option<u64> {
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(device_id.to_string(), Connection { id, outbox });
+        Some(id)
+    }
+
+    /// Forgets a stream when it ends, unless a newer stream of the same device replaced it.
+    pub fn remove(&self, device_id: &str, connection_id: u64) {
+        let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
+        if map.get(device_id).is_some_and(|c| c.id == connection_id) {
+            map.remove(device_id);
+        }
+    }
+
+    /// Ends a device's stream with a final status (used when a device is revoked).
+    pub fn disconnect(&self, device_id: &str, status: Status) {
+        let conn = {
+            let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
+            map.remove(device_id)
+        };
+        if let Some(conn) = conn {
+            let _ = conn.outbox.try_send(Err(status));
+        }
+    }
+
+    pub fn is_online(&self, device_id: &str) -> bool {
+        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        map.contains_key(device_id)
+    }
+
+    pub fn online_count(&self) -> usize {
+        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        map.len()
+    }
+
+    /// The sender for a connected device, to send without holding the registry lock.
+    pub fn outbox(&self, device_id: &str) -> Option<Outbox> {
+        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        map.get(device_id).map(|c| c.outbox.clone())
+    }
+
+    /// Offers a message to a connected device without waiting. A device whose outbox is full
+    /// is far behind; it will get the newest policy when it reconnects or catches up.
+    pub fn offer(&self, device_id: &str, message: ControllerMessage) -> Delivery {
+        match self.outbox(device_id) {
+            Some(outbox) => match outbox.try_send(Ok(message)) {
+                Ok(()) => Delivery::Sent,
+                Err(_) => Delivery::Offline,
+            },
+            None => Delivery::Offline,
+        }
+    }
+
+    /// Closes every stream and refuses new ones: the first step of shutting down.
+    pub fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
+        map.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_stream_replaces_an_older_one() {
+        let r = Registry::default();
+        let (tx1, mut rx1) = mpsc::channel(1);
+        let (tx2, _rx2) = mpsc::channel(1);
+        let first = r.insert("dev-1", tx1).unwrap();
+        let second = r.insert("dev-1", tx2).unwrap();
+        assert!(rx1.try_recv().is_err());
+        r.remove("dev-1", first);
+        assert!(r.is_online("dev-1"), "the old stream ending must not unregister the new one");
+        r.remove("dev-1", second);
+        assert!(!r.is_online("dev-1"));
+    }
+
+    #[test]
+    fn closing_refuses_new_streams() {
+        let r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        r.insert("dev-1", tx.clone()).unwrap();
+        r.close_all();
+        assert_eq!(r.online_count(), 0);
+        assert!(r.insert("dev-2", tx).is_none());
+    }
+}

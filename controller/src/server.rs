@@ -1,0 +1,241 @@
+//! `haven serve`: the controller process — first-start setup, TLS, the gRPC services, and a
+//! clean shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use haven_proto::admin::v1::{
+    child_service_server::ChildServiceServer, device_service_server::DeviceServiceServer,
+    home_service_server::HomeServiceServer, staff_service_server::StaffServiceServer,
+};
+use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::config::ServeConfig;
+use crate::domain::Role;
+use crate::files::{create_private_dir, write_private};
+use crate::pki::Pki;
+use crate::registry::Registry;
+use crate::service::admin::AdminApi;
+use crate::service::agent::AgentApi;
+use crate::service::{Context, auth, now_ms};
+use crate::store::{Actor, sqlite::SqliteStore};
+
+/// The largest message the controller accepts. Policies and violation batches are a few KB;
+/// anything near this is a mistake or an attack and is refused with RESOURCE_EXHAUSTED.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    create_private_dir(dir).with_context(|| {
+        format!(
+            "could not create the data directory {}: choose another with --data-dir",
+            dir.display()
+        )
+    })?;
+    let (pki, first_start) = Pki::load_or_create(dir, &config.tls_names)?;
+    let db_path = dir.join("haven.db");
+    let store = Arc::new(SqliteStore::open(&db_path).await.with_context(|| {
+        format!("could not open the database {}", db_path.display())
+    })?);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {}: is another controller running? choose another with --listen",
+                config.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| default_public_url(local));
+    let first_login = bootstrap_admin(&store, dir, &public_url, &pki.ca_pin).await?;
+    announce(dir, &db_path, local, &public_url, &pki, first_start, first_login.as_deref());
+
+    let pki = Arc::new(pki);
+    let registry = Arc::new(Registry::default());
+    let ctx = Arc::new(Context {
+        store: store.clone(),
+        registry: registry.clone(),
+        pki: pki.clone(),
+        public_url,
+    });
+
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&pki.server_chain_pem, &pki.server_key_pem))
+        .client_ca_root(Certificate::from_pem(&pki.ca_pem))
+        // Enrollment happens before a device has a certificate; `Sync` insists on one.
+        .client_auth_optional(true)
+        .timeout(Duration::from_secs(10));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServiceServer<AgentApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(haven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("could not build the reflection service")?;
+
+    let admin = || AdminApi { ctx: ctx.clone() };
+    let router = Server::builder()
+        .tls_config(tls)
+        .context("could not set up TLS with the controller's certificate")?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            AgentServiceServer::new(AgentApi { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(HomeServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(ChildServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(DeviceServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(StaffServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES));
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = {
+        let registry = registry.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: closing device streams");
+            // Ending every stream first lets the graceful shutdown below finish promptly.
+            registry.close_all();
+            let _ = stopping_tx.send(());
+        }
+    };
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("the controller stopped unexpectedly")?,
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => tracing::warn!("connections did not close within 10 s; stopping anyway"),
+    }
+    store.close().await;
+    tracing::info!("stopped; the database is closed");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn default_public_url(local: SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        let host = hostname().unwrap_or_else(|| "localhost".into());
+        format!("https://{host}:{}", local.port())
+    } else {
+        format!("https://{local}")
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+fn first_login_path(dir: &Path) -> PathBuf {
+    dir.join("first-login.txt")
+}
+
+/// On the very first start there is nobody who can log in: make the first administrator and
+/// return the line they use to log in.
+async fn bootstrap_admin(
+    store: &SqliteStore,
+    dir: &Path,
+    public_url: &str,
+    pin: &str,
+) -> anyhow::Result<Option<String>> {
+    use crate::store::StaffStore;
+    if store.count_staff().await? > 0 {
+        return Ok(None);
+    }
+    let (token, hint) = auth::new_token();
+    store
+        .add_staff(
+            &Actor::system(),
+            "First administrator",
+            Role::Admin,
+            &auth::token_hash(&token),
+            &hint,
+            now_ms(),
+        )
+        .await?;
+    let line = format!("haven login {public_url} --ca-pin {pin} --token {token}");
+    // Kept (owner-only, beside the CA key) so a scrolled-away terminal does not lock the home
+    // out; the banner says to delete it once an administrator has logged in.
+    write_private(&first_login_path(dir), format!("{line}\n").as_bytes())
+        .context("could not save the first login line")?;
+    Ok(Some(line))
+}
+
+fn announce(
+    dir: &Path,
+    db: &Path,
+    local: SocketAddr,
+    public_url: &str,
+    pki: &Pki,
+    first_start: bool,
+    first_login: Option<&str>,
+) {
+    let mut out = String::new();
+    if first_start {
+        out.push_str("Haven controller: first start — set up a new data directory.\n");
+    }
+    out.push_str(&format!(
+        "  data directory:      {}\n  database:            {}\n  certificate authority: {} (pin {})\n  server certificate:  {}\n",
+        dir.display(),
+        db.display(),
+        dir.join("ca.pem").display(),
+        pki.ca_pin,
+        dir.join("server.pem").display(),
+    ));
+    match first_login {
+        Some(line) => out.push_str(&format!(
+            "\nThe first administrator logs in with this line (also saved in {}; delete that file once you have logged in):\n\n  {line}\n\n",
+            first_login_path(dir).display()
+        )),
+        None if first_login_path(dir).exists() => out.push_str(&format!(
+            "  first login line:    {} (delete it once an administrator has logged in)\n",
+            first_login_path(dir).display()
+        )),
+        None => {}
+    }
+    out.push_str(&format!(
+        "Haven controller listening on https://{local} (devices and staff use {public_url})\n"
+    ));
+    print!("{out}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

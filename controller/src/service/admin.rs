@@ -1,0 +1,401 @@
+//! `haven.admin.v1`: the staff API behind the `haven` command line.
+//!
+//! Each handler follows the same three steps: check the caller's role, validate the request
+//! into domain values (refusing with a one-line reason before anything is written), then call
+//! the store and push any policy change to the devices it affects.
+
+use std::sync::Arc;
+
+use haven_proto::admin::v1::{self as api, *};
+use haven_proto::agent::v1 as wire;
+use tonic::{Request, Response, Status};
+
+use super::{Context, auth, convert, now_ms};
+use crate::domain::enrollment::{code_from_random, normalise_code, validity_minutes};
+use crate::domain::records::{clean_name, clean_phone_address, parse_date_of_birth};
+use crate::domain::{Action, Role};
+use crate::ids::random_bytes;
+use crate::store::Actor;
+
+pub struct AdminApi {
+    pub ctx: Arc<Context>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn required<'a>(what: &str, value: &'a str) -> Result<&'a str, Status> {
+    let v = value.trim();
+    if v.is_empty() {
+        Err(Status::invalid_argument(format!("say which {what}")))
+    } else {
+        Ok(v)
+    }
+}
+
+#[tonic::async_trait]
+impl home_service_server::HomeService for AdminApi {
+    async fn add_home(&self, request: Request<AddHomeRequest>) -> Result<Response<Home>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageHomes)
+            .await?;
+        let req = request.into_inner();
+        let name = clean_name("home name", &req.name).map_err(invalid)?;
+        let tz = if req.time_zone.trim().is_empty() {
+            "Europe/London".to_string()
+        } else {
+            req.time_zone.trim().to_string()
+        };
+        jiff::tz::TimeZone::get(&tz).map_err(|_| {
+            Status::invalid_argument(format!(
+                "{tz:?} is not a time zone Haven knows: use a name like Europe/London"
+            ))
+        })?;
+        let home = self
+            .ctx
+            .store
+            .add_home(&Actor::staff(&who), &name, &tz, now_ms())
+            .await?;
+        Ok(Response::new(convert::home(home)))
+    }
+
+    async fn list_homes(
+        &self,
+        request: Request<ListHomesRequest>,
+    ) -> Result<Response<ListHomesResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let homes = self.ctx.store.list_homes().await?;
+        Ok(Response::new(ListHomesResponse {
+            homes: homes.into_iter().map(convert::home).collect(),
+        }))
+    }
+
+    async fn add_protected_contact(
+        &self,
+        request: Request<AddProtectedContactRequest>,
+    ) -> Result<Response<api::ProtectedContact>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::EditProtectedContacts)
+            .await?;
+        let req = request.into_inner();
+        let home = self
+            .ctx
+            .store
+            .find_home(required("home", &req.home)?)
+            .await?;
+        let name = clean_name("contact's name", &req.name).map_err(invalid)?;
+        let address = clean_phone_address(&req.address).map_err(invalid)?;
+        let (contact, version) = self
+            .ctx
+            .store
+            .add_protected_contact(&Actor::staff(&who), &home.id, &name, &address, now_ms())
+            .await?;
+        tracing::info!(home = %home.id, version, "protected contact added");
+        // Stored first, pushed second: a device that misses the push catches up on reconnect.
+        self.ctx.push_home(&home.id).await?;
+        Ok(Response::new(protected_contact(contact)))
+    }
+
+    async fn list_protected_contacts(
+        &self,
+        request: Request<ListProtectedContactsRequest>,
+    ) -> Result<Response<ListProtectedContactsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let home = self
+            .ctx
+            .store
+            .find_home(required("home", &req.home)?)
+            .await?;
+        let contacts = self.ctx.store.list_protected_contacts(&home.id).await?;
+        Ok(Response::new(ListProtectedContactsResponse {
+            contacts: contacts.into_iter().map(protected_contact).collect(),
+        }))
+    }
+}
+
+fn protected_contact(c: crate::domain::policy::ProtectedContact) -> api::ProtectedContact {
+    api::ProtectedContact {
+        id: c.id,
+        home_id: c.home_id,
+        name: c.name,
+        address: c.address,
+        added_by: c.added_by,
+        added_at_unix_ms: c.added_at,
+    }
+}
+
+#[tonic::async_trait]
+impl child_service_server::ChildService for AdminApi {
+    async fn add_child(&self, request: Request<AddChildRequest>) -> Result<Response<Child>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageChildren)
+            .await?;
+        let req = request.into_inner();
+        let home = self
+            .ctx
+            .store
+            .find_home(required("home", &req.home)?)
+            .await?;
+        let name = clean_name("child's name", &req.name).map_err(invalid)?;
+        let today = jiff::Zoned::now().date();
+        let dob = parse_date_of_birth(&req.date_of_birth, today).map_err(invalid)?;
+        let child = self
+            .ctx
+            .store
+            .add_child(
+                &Actor::staff(&who),
+                &home.id,
+                &name,
+                &dob.to_string(),
+                now_ms(),
+            )
+            .await?;
+        Ok(Response::new(convert::child(child)))
+    }
+
+    async fn list_children(
+        &self,
+        request: Request<ListChildrenRequest>,
+    ) -> Result<Response<ListChildrenResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let home_id = match req.home.trim() {
+            "" => None,
+            key => Some(self.ctx.store.find_home(key).await?.id),
+        };
+        let children = self.ctx.store.list_children(home_id.as_deref()).await?;
+        Ok(Response::new(ListChildrenResponse {
+            children: children.into_iter().map(convert::child).collect(),
+        }))
+    }
+
+    async fn show_child(&self, request: Request<ShowChildRequest>) -> Result<Response<Child>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child = self
+            .ctx
+            .store
+            .find_child(required("child", &req.child)?)
+            .await?;
+        Ok(Response::new(convert::child(child)))
+    }
+}
+
+#[tonic::async_trait]
+impl device_service_server::DeviceService for AdminApi {
+    async fn create_enrollment(
+        &self,
+        request: Request<CreateEnrollmentRequest>,
+    ) -> Result<Response<Enrollment>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageDevices)
+            .await?;
+        let req = request.into_inner();
+        let child = self
+            .ctx
+            .store
+            .find_child(required("child", &req.child)?)
+            .await?;
+        let minutes = validity_minutes(req.valid_for_minutes).map_err(Status::invalid_argument)?;
+        let code = code_from_random(random_bytes::<12>());
+        let normalised = normalise_code(&code).unwrap_or_default();
+        let now = now_ms();
+        let expires_at = now + i64::from(minutes) * 60_000;
+        self.ctx
+            .store
+            .create_enrollment(
+                &Actor::staff(&who),
+                &child.id,
+                &auth::token_hash(&normalised),
+                expires_at,
+                now,
+            )
+            .await?;
+        Ok(Response::new(Enrollment {
+            code,
+            child_id: child.id,
+            child_name: child.name,
+            expires_at_unix_ms: expires_at,
+            controller_url: self.ctx.public_url.clone(),
+            ca_pin: self.ctx.pki.ca_pin.clone(),
+        }))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child_id = match req.child.trim() {
+            "" => None,
+            key => Some(self.ctx.store.find_child(key).await?.id),
+        };
+        let devices = self
+            .ctx
+            .store
+            .list_devices(child_id.as_deref(), req.include_revoked)
+            .await?;
+        Ok(Response::new(ListDevicesResponse {
+            devices: devices
+                .into_iter()
+                .map(|d| {
+                    let online = self.ctx.registry.is_online(&d.id);
+                    convert::device(d, online)
+                })
+                .collect(),
+        }))
+    }
+
+    async fn show_device(
+        &self,
+        request: Request<ShowDeviceRequest>,
+    ) -> Result<Response<Device>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let d = self
+            .ctx
+            .store
+            .find_device(required("device", &req.device)?)
+            .await?;
+        let online = self.ctx.registry.is_online(&d.id);
+        Ok(Response::new(convert::device(d, online)))
+    }
+
+    async fn revoke_device(
+        &self,
+        request: Request<RevokeDeviceRequest>,
+    ) -> Result<Response<Device>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageDevices)
+            .await?;
+        let req = request.into_inner();
+        let device = self
+            .ctx
+            .store
+            .find_device(required("device", &req.device)?)
+            .await?;
+        let reason = match req.reason.trim() {
+            "" => "removed by staff".to_string(),
+            r => clean_name("reason", r).map_err(invalid)?,
+        };
+        let revoked = self
+            .ctx
+            .store
+            .revoke_device(&Actor::staff(&who), &device.id, &reason, now_ms())
+            .await?;
+        // Tell the device why, then end its stream; it is refused from now on.
+        if let Some(outbox) = self.ctx.registry.outbox(&device.id) {
+            let _ = outbox.try_send(Ok(wire::ControllerMessage {
+                body: Some(wire::controller_message::Body::Command(wire::Command {
+                    id: crate::ids::new_id("cmd"),
+                    kind: Some(wire::command::Kind::Retire(wire::Retire {
+                        reason: reason.clone(),
+                    })),
+                })),
+            }));
+        }
+        self.ctx.registry.disconnect(
+            &device.id,
+            Status::permission_denied("this device has been removed from Haven by staff"),
+        );
+        tracing::info!(device = %device.id, staff = %who.id, "device revoked");
+        Ok(Response::new(convert::device(revoked, false)))
+    }
+}
+
+#[tonic::async_trait]
+impl staff_service_server::StaffService for AdminApi {
+    async fn add_staff(
+        &self,
+        request: Request<AddStaffRequest>,
+    ) -> Result<Response<AddStaffResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageStaff)
+            .await?;
+        let req = request.into_inner();
+        let name = clean_name("staff member's name", &req.name).map_err(invalid)?;
+        let role: Role = req.role.parse().map_err(invalid)?;
+        let (token, hint) = auth::new_token();
+        let member = self
+            .ctx
+            .store
+            .add_staff(
+                &Actor::staff(&who),
+                &name,
+                role,
+                &auth::token_hash(&token),
+                &hint,
+                now_ms(),
+            )
+            .await?;
+        Ok(Response::new(AddStaffResponse {
+            member: Some(convert::staff(member)),
+            token,
+        }))
+    }
+
+    async fn list_staff(
+        &self,
+        request: Request<ListStaffRequest>,
+    ) -> Result<Response<ListStaffResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ManageStaff)
+            .await?;
+        let req = request.into_inner();
+        let staff = self.ctx.store.list_staff(req.include_revoked).await?;
+        Ok(Response::new(ListStaffResponse {
+            staff: staff.into_iter().map(convert::staff).collect(),
+        }))
+    }
+
+    async fn revoke_staff(
+        &self,
+        request: Request<RevokeStaffRequest>,
+    ) -> Result<Response<StaffMember>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageStaff)
+            .await?;
+        let req = request.into_inner();
+        let member = self
+            .ctx
+            .store
+            .revoke_staff(&Actor::staff(&who), required("staff member", &req.staff)?, now_ms())
+            .await?;
+        Ok(Response::new(convert::staff(member)))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<StaffMember>, Status> {
+        let who = self.ctx.authenticate(request.metadata()).await?;
+        Ok(Response::new(StaffMember {
+            id: who.id,
+            name: who.name,
+            role: who.role.as_str().to_string(),
+            ..Default::default()
+        }))
+    }
+}

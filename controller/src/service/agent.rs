@@ -1,0 +1,244 @@
+//! `haven.agent.v1.AgentService`: enrollment, and the one long-lived stream to each device.
+
+use std::sync::Arc;
+
+use haven_proto::agent::v1::{
+    self as wire, AgentMessage, ControllerMessage, EnrollRequest, EnrollResponse,
+    agent_message::Body as Inbound, agent_service_server::AgentService,
+    controller_message::Body as Outbound,
+};
+use haven_proto::trust::pin_of;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Context, convert, fanout::policy_message, now_ms};
+use crate::domain::enrollment::{CodeState, normalise_code, refusal};
+use crate::ids::new_id;
+use crate::service::auth::token_hash;
+use crate::store::{NewDevice, ViolationRecord};
+
+/// How many messages may wait for a slow device before pushes to it are dropped (it catches
+/// up from its version on reconnect).
+const OUTBOX_DEPTH: usize = 32;
+/// Most violations accepted in one batch; a device sends more in further batches.
+pub const MAX_BATCH: usize = 500;
+
+pub struct AgentApi {
+    pub ctx: Arc<Context>,
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let req = request.into_inner();
+        let code = normalise_code(&req.code).ok_or_else(|| {
+            Status::invalid_argument(
+                "that is not an enrollment code: codes look like K7QD-M2XP-9HTR; check what staff gave you",
+            )
+        })?;
+        // Codes are stored hashed like tokens, so the database never holds a usable code.
+        let code_hash = token_hash(&code);
+        let now = now_ms();
+        let (child_id, state) = self.ctx.store.check_enrollment(&code_hash, now).await?;
+        if state != CodeState::Usable {
+            return Err(Status::failed_precondition(refusal(Some(state))));
+        }
+        let device_id = new_id("dev");
+        let (certificate_pem, fingerprint) = self
+            .ctx
+            .pki
+            .sign_device(&req.csr_pem, &device_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let device = self
+            .ctx
+            .store
+            .redeem_enrollment(
+                &code_hash,
+                NewDevice {
+                    id: device_id.clone(),
+                    cert_fingerprint: fingerprint,
+                    inventory: req.inventory.as_ref().map(convert::inventory_json),
+                },
+                now,
+            )
+            .await?;
+        tracing::info!(device = %device_id, child = %child_id, "device enrolled");
+        Ok(Response::new(EnrollResponse {
+            device_id,
+            certificate_pem,
+            ca_certificate_pem: self.ctx.pki.ca_pem.clone(),
+            child_display_name: device
+                .child_name
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }))
+    }
+
+    type SyncStream = ReceiverStream<Result<ControllerMessage, Status>>;
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        // The device is whoever its verified certificate says; nothing it sends can change that.
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(
+                "a device certificate is needed to sync: enroll this device with `haven-agent enroll`",
+            )
+        })?;
+        let leaf = certs.first().ok_or_else(|| {
+            Status::unauthenticated("no device certificate was presented: enroll this device first")
+        })?;
+        let device = self
+            .ctx
+            .store
+            .device_by_fingerprint(&pin_of(leaf))
+            .await?
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "this device certificate is not known to this controller: enroll the device again",
+                )
+            })?;
+        if device.status != "active" {
+            return Err(Status::permission_denied(
+                "this device has been removed from Haven by staff: to use it again, enroll it again",
+            ));
+        }
+        let (tx, rx) = mpsc::channel(OUTBOX_DEPTH);
+        let connection = self
+            .ctx
+            .registry
+            .insert(&device.id, tx.clone())
+            .ok_or_else(|| Status::unavailable("the controller is shutting down: try again shortly"))?;
+        tracing::info!(device = %device.id, "device connected");
+        let weak = tx.downgrade();
+        drop(tx);
+        let ctx = self.ctx.clone();
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            let device_id = device.id.clone();
+            if let Err(status) = serve_device(&ctx, &device_id, weak, inbound).await {
+                tracing::info!(device = %device_id, reason = %status.message(), "device stream ended");
+            }
+            ctx.registry.remove(&device_id, connection);
+            tracing::info!(device = %device_id, "device disconnected");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Reads one device's messages until its stream ends.
+async fn serve_device(
+    ctx: &Context,
+    device_id: &str,
+    outbox: mpsc::WeakSender<Result<ControllerMessage, Status>>,
+    mut inbound: Streaming<AgentMessage>,
+) -> Result<(), Status> {
+    let send = |message: ControllerMessage| {
+        if let Some(tx) = outbox.upgrade() {
+            let _ = tx.try_send(Ok(message));
+        }
+    };
+    while let Some(message) = inbound.message().await? {
+        let now = now_ms();
+        match message.body {
+            Some(Inbound::Hello(hello)) => {
+                let inventory = hello.inventory.as_ref().map(convert::inventory_json);
+                ctx.store
+                    .record_seen(device_id, inventory.as_deref(), now)
+                    .await?;
+                ctx.store
+                    .record_applied(device_id, hello.applied_policy_version, None, now)
+                    .await?;
+                // The catch-up rule: a device that does not have the newest policy gets it now.
+                if let Some(data) = ctx.store.policy_data_for_device(device_id).await?
+                    && data.version != hello.applied_policy_version
+                {
+                    send(policy_message(&data));
+                }
+            }
+            Some(Inbound::Heartbeat(beat)) => {
+                let inventory = beat.inventory.as_ref().map(convert::inventory_json);
+                ctx.store
+                    .record_seen(device_id, inventory.as_deref(), now)
+                    .await?;
+            }
+            Some(Inbound::PolicyApplied(applied)) => {
+                let error = (!applied.error.is_empty()).then_some(applied.error.as_str());
+                ctx.store
+                    .record_applied(device_id, applied.version, error, now)
+                    .await?;
+                tracing::debug!(device = device_id, version = applied.version, "policy applied");
+            }
+            Some(Inbound::Violations(batch)) => {
+                let records = violation_records(&batch.violations)?;
+                let new = ctx
+                    .store
+                    .record_violations(device_id, &records, now)
+                    .await?;
+                tracing::info!(device = device_id, received = records.len(), new, "violations stored");
+                send(ControllerMessage {
+                    body: Some(Outbound::ViolationAck(wire::ViolationAck {
+                        ids: records.into_iter().map(|r| r.id).collect(),
+                    })),
+                });
+            }
+            Some(Inbound::CommandResult(result)) => {
+                tracing::info!(device = device_id, command = %result.command_id, ok = result.ok, "command result");
+            }
+            Some(Inbound::ChildRequest(req)) => {
+                // Requests are taken up by the placement-plan work; until then they are logged
+                // and not acknowledged, so the device keeps them and sends them again later.
+                tracing::info!(device = device_id, request = %req.id, "child request received (not yet stored)");
+            }
+            // A newer agent may send kinds this controller does not know: ignore them.
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a batch from a device. The device is trusted to say what it blocked, not to send
+/// arbitrarily large or malformed records.
+fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationRecord>, Status> {
+    if violations.len() > MAX_BATCH {
+        return Err(Status::invalid_argument(format!(
+            "a violation batch holds at most {MAX_BATCH} entries; send the rest in another batch"
+        )));
+    }
+    let clip = |s: &str, n: usize| s.chars().filter(|c| !c.is_control()).take(n).collect::<String>();
+    violations
+        .iter()
+        .map(|v| {
+            if v.id.is_empty() || v.id.len() > 64 {
+                return Err(Status::invalid_argument(
+                    "every violation needs an id of 1 to 64 characters",
+                ));
+            }
+            let kind = wire::ViolationKind::try_from(v.kind)
+                .unwrap_or(wire::ViolationKind::Unspecified)
+                .as_str_name()
+                .trim_start_matches("VIOLATION_KIND_")
+                .to_ascii_lowercase();
+            let channel = wire::Channel::try_from(v.channel)
+                .unwrap_or(wire::Channel::Unspecified)
+                .as_str_name()
+                .trim_start_matches("CHANNEL_")
+                .to_ascii_lowercase();
+            Ok(ViolationRecord {
+                id: v.id.clone(),
+                kind,
+                channel,
+                subject: clip(&v.subject, 256),
+                detail: clip(&v.detail, 512),
+                occurred_at: v.occurred_at_unix_ms,
+            })
+        })
+        .collect()
+}

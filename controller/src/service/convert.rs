@@ -1,0 +1,161 @@
+//! Translating between wire messages and domain or store values, and store errors into gRPC
+//! statuses a person can read.
+
+use haven_proto::admin::v1 as admin;
+use haven_proto::agent::v1 as wire;
+use tonic::Status;
+
+use crate::domain::policy::CompiledPolicy;
+use crate::store::{ChildRecord, DeviceRecord, HomeRecord, StaffRecord, StoreError};
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        let msg = e.to_string();
+        match e {
+            StoreError::NotFound { .. } => Status::not_found(msg),
+            StoreError::Ambiguous { .. } => Status::invalid_argument(msg),
+            StoreError::Conflict(_) => Status::failed_precondition(msg),
+            StoreError::CodeUnusable(None) => Status::not_found(msg),
+            StoreError::CodeUnusable(Some(_)) => Status::failed_precondition(msg),
+            StoreError::DiskFull => Status::resource_exhausted(msg),
+            StoreError::Database(detail) => {
+                tracing::error!(%detail, "database error");
+                Status::unavailable(
+                    "the controller could not use its database; nothing was written. Try again; \
+                     if it keeps failing, check the controller's log",
+                )
+            }
+        }
+    }
+}
+
+pub fn home(h: HomeRecord) -> admin::Home {
+    admin::Home {
+        id: h.id,
+        name: h.name,
+        created_at_unix_ms: h.created_at,
+        time_zone: h.time_zone,
+        children: h.children,
+    }
+}
+
+pub fn child(c: ChildRecord) -> admin::Child {
+    admin::Child {
+        id: c.id,
+        home_id: c.home_id,
+        home_name: c.home_name,
+        name: c.name,
+        date_of_birth: c.date_of_birth,
+        created_at_unix_ms: c.created_at,
+        devices: c.devices,
+    }
+}
+
+pub fn staff(s: StaffRecord) -> admin::StaffMember {
+    admin::StaffMember {
+        id: s.id,
+        name: s.name,
+        role: s.role.as_str().to_string(),
+        created_at_unix_ms: s.created_at,
+        created_by: s.created_by,
+        revoked_at_unix_ms: s.revoked_at.unwrap_or(0),
+        token_hint: s.token_hint,
+        last_used_at_unix_ms: s.last_used_at.unwrap_or(0),
+    }
+}
+
+pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
+    let inventory = d
+        .inventory
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<admin::DeviceInventory>(json).ok());
+    admin::Device {
+        id: d.id,
+        child_id: d.child_id,
+        child_name: d.child_name,
+        status: d.status,
+        online,
+        enrolled_at_unix_ms: d.enrolled_at,
+        last_seen_at_unix_ms: d.last_seen_at.unwrap_or(0),
+        inventory,
+        desired_policy_version: d.desired_version,
+        desired_policy_at_unix_ms: d.desired_at,
+        applied_policy_version: d.applied_version,
+        applied_policy_at_unix_ms: d.applied_at.unwrap_or(0),
+        apply_error: d.apply_error.unwrap_or_default(),
+        revoked_at_unix_ms: d.revoked_at.unwrap_or(0),
+        revoked_reason: d.revoked_reason.unwrap_or_default(),
+        certificate_fingerprint: d.cert_fingerprint,
+    }
+}
+
+/// The device's inventory as stored: the staff-facing shape, as JSON.
+pub fn inventory_json(inv: &wire::Inventory) -> String {
+    let record = admin::DeviceInventory {
+        os_name: clip(&inv.os_name),
+        os_version: clip(&inv.os_version),
+        kernel_version: clip(&inv.kernel_version),
+        model: clip(&inv.model),
+        hostname: clip(&inv.hostname),
+        battery_percent: inv.battery_percent.map(|b| b.min(100)),
+        storage_free_bytes: inv.storage_free_bytes,
+        storage_total_bytes: inv.storage_total_bytes,
+        memory_total_bytes: inv.memory_total_bytes,
+        agent_version: clip(&inv.agent_version),
+    };
+    serde_json::to_string(&record).unwrap_or_else(|_| "{}".into())
+}
+
+/// Device-supplied text is kept short: it is shown to staff, never trusted.
+fn clip(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
+pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
+    wire::DevicePolicy {
+        version: p.version,
+        issued_at_unix_ms: p.issued_at,
+        child_display_name: p.child_display_name,
+        camera: Some(wire::CameraRule {
+            allowed: p.camera_allowed,
+            reason: p.camera_reason,
+        }),
+        web: Some(wire::WebRule {
+            allowed: p.web_allowed,
+            reason: p.web_reason,
+            ..Default::default()
+        }),
+        apps: Some(wire::AppRule {
+            default: if p.apps_allowed_by_default {
+                wire::AppDefault::Allow as i32
+            } else {
+                wire::AppDefault::Block as i32
+            },
+            ..Default::default()
+        }),
+        contacts: vec![],
+        protected_contacts: p
+            .protected_contacts
+            .into_iter()
+            .map(|(name, address)| wire::Contact {
+                name,
+                relationship: "protected".into(),
+                addresses: [wire::Channel::Call, wire::Channel::Sms]
+                    .into_iter()
+                    .map(|channel| wire::ContactAddress {
+                        channel: channel as i32,
+                        address: address.clone(),
+                        app: String::new(),
+                    })
+                    .collect(),
+                windows: vec![],
+            })
+            .collect(),
+        lockdown: None,
+        explanations: p
+            .explanations
+            .into_iter()
+            .map(|(topic, text)| wire::Explanation { topic, text })
+            .collect(),
+    }
+}

@@ -1,0 +1,31 @@
+//! The gRPC adapters: check who is asking, turn wire messages into domain values, call the
+//! domain and the store, and turn the result back into wire messages.
+//!
+//! Architecture invariant: rules live in `domain`; this layer only validates, translates and
+//! delivers. A handler never builds SQL and never decides a policy by itself.
+
+pub mod admin;
+pub mod agent;
+pub mod auth;
+pub mod convert;
+pub mod fanout;
+
+use std::sync::Arc;
+
+use crate::pki::Pki;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// What every handler shares.
+pub struct Context {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub pki: Arc<Pki>,
+    /// How devices and staff reach this controller, e.g. `https://haven.local:7443`.
+    pub public_url: String,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

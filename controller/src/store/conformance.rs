@@ -1,0 +1,210 @@
+//! The behaviour every storage backend must show. Each backend's tests call `run_all` on a
+//! fresh, empty store; a new backend is done when this suite passes against it.
+
+use super::*;
+use crate::domain::audit::verify_chain;
+
+pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
+    homes_are_unique_and_found_by_id_or_name(&fresh().await).await;
+    children_with_the_same_name_are_told_apart(&fresh().await).await;
+    an_enrollment_code_enrolls_one_device_once(&fresh().await).await;
+    policy_versions_grow_with_each_change(&fresh().await).await;
+    revoked_devices_and_staff_stay_on_record(&fresh().await).await;
+    violations_are_counted_once(&fresh().await).await;
+    every_change_is_in_an_intact_audit_chain(&fresh().await).await;
+}
+
+fn admin() -> Actor {
+    Actor("stf-admin".into())
+}
+
+async fn home(s: &impl Store, name: &str) -> HomeRecord {
+    s.add_home(&admin(), name, "Europe/London", 1).await.unwrap()
+}
+
+async fn enrolled(s: &impl Store, child_id: &str, code: &str, fp: &str) -> DeviceRecord {
+    s.create_enrollment(&admin(), child_id, code, 1_000, 10)
+        .await
+        .unwrap();
+    s.redeem_enrollment(
+        code,
+        NewDevice {
+            id: format!("dev-{fp}"),
+            cert_fingerprint: fp.into(),
+            inventory: None,
+        },
+        20,
+    )
+    .await
+    .unwrap()
+}
+
+async fn homes_are_unique_and_found_by_id_or_name(s: &impl Store) {
+    let oak = home(s, "Oak House").await;
+    assert_eq!(s.find_home("oak house").await.unwrap().id, oak.id);
+    assert_eq!(s.find_home(&oak.id).await.unwrap().name, "Oak House");
+    assert!(matches!(
+        s.add_home(&admin(), "OAK HOUSE", "Europe/London", 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.find_home("Elm").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn children_with_the_same_name_are_told_apart(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let a = s.add_child(&admin(), &h.id, "Sam Jones", "2012-01-01", 2).await.unwrap();
+    let b = s.add_child(&admin(), &h.id, "Sam Jones", "2013-01-01", 3).await.unwrap();
+    match s.find_child("sam jones").await {
+        Err(StoreError::Ambiguous { ids, .. }) => {
+            assert!(ids.contains(&a.id) && ids.contains(&b.id))
+        }
+        other => panic!("expected ambiguity, got {other:?}"),
+    }
+    assert_eq!(s.find_child(&b.id).await.unwrap().date_of_birth, "2013-01-01");
+    let amira = s.add_child(&admin(), &h.id, "Amira Khan", "2012-01-01", 4).await.unwrap();
+    assert_eq!(s.find_child("amira").await.unwrap().id, amira.id, "a first name is enough");
+    assert!(matches!(s.find_child("sam").await, Err(StoreError::Ambiguous { .. })));
+    assert!(matches!(s.find_child("ami").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.list_children(Some(&h.id)).await.unwrap().len(), 2);
+    assert_eq!(s.list_children(Some("home-none")).await.unwrap().len(), 0);
+}
+
+async fn an_enrollment_code_enrolls_one_device_once(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    s.create_enrollment(&admin(), &c.id, "hash-1", 100, 10).await.unwrap();
+    assert_eq!(
+        s.check_enrollment("hash-1", 50).await.unwrap(),
+        (c.id.clone(), CodeState::Usable)
+    );
+    let dev = NewDevice {
+        id: "dev-1".into(),
+        cert_fingerprint: "fp-1".into(),
+        inventory: Some("{}".into()),
+    };
+    let d = s.redeem_enrollment("hash-1", dev.clone(), 50).await.unwrap();
+    assert_eq!(d.child_id, c.id);
+    assert_eq!(d.status, "active");
+    let again = NewDevice {
+        id: "dev-2".into(),
+        cert_fingerprint: "fp-2".into(),
+        ..dev
+    };
+    assert!(matches!(
+        s.redeem_enrollment("hash-1", again.clone(), 60).await,
+        Err(StoreError::CodeUnusable(Some(CodeState::AlreadyUsed)))
+    ));
+    s.create_enrollment(&admin(), &c.id, "hash-2", 100, 10).await.unwrap();
+    assert!(matches!(
+        s.redeem_enrollment("hash-2", again.clone(), 100).await,
+        Err(StoreError::CodeUnusable(Some(CodeState::Expired)))
+    ));
+    assert!(matches!(
+        s.redeem_enrollment("hash-x", again, 10).await,
+        Err(StoreError::CodeUnusable(None))
+    ));
+    assert_eq!(s.list_devices(Some(&c.id), true).await.unwrap().len(), 1);
+    assert_eq!(
+        s.device_by_fingerprint("fp-1").await.unwrap().unwrap().id,
+        "dev-1"
+    );
+}
+
+async fn policy_versions_grow_with_each_change(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    assert!(d.desired_version > 0);
+    assert_eq!(d.applied_version, 0);
+    let (_, v) = s
+        .add_protected_contact(&Actor("stf-m".into()), &h.id, "Childline", "08001111", 30)
+        .await
+        .unwrap();
+    assert!(v > d.desired_version);
+    let data = s.policy_data_for_home(&h.id).await.unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].version, v);
+    assert_eq!(data[0].protected_contacts.len(), 1);
+    assert!(matches!(
+        s.add_protected_contact(&Actor("stf-m".into()), &h.id, "Again", "08001111", 31)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.record_applied(&d.id, v, None, 40).await.unwrap();
+    s.record_applied(&d.id, v - 1, None, 41).await.unwrap();
+    let after = s.find_device(&d.id).await.unwrap();
+    assert_eq!(after.applied_version, v, "an older acknowledgement never wins");
+    assert_eq!(after.desired_version, v);
+}
+
+async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let r = s.revoke_device(&admin(), &d.id, "lost", 50).await.unwrap();
+    assert_eq!(r.status, "revoked");
+    assert!(matches!(
+        s.revoke_device(&admin(), &d.id, "again", 51).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.policy_data_for_device(&d.id).await.unwrap().is_none());
+    assert_eq!(s.list_devices(None, false).await.unwrap().len(), 0);
+    assert_eq!(s.list_devices(None, true).await.unwrap().len(), 1);
+
+    let first = s
+        .add_staff(&Actor::system(), "First Admin", Role::Admin, "h1", "hvn_ab", 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.revoke_staff(&admin(), &first.id, 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let worker = s
+        .add_staff(&admin(), "Jo", Role::Staff, "h2", "hvn_cd", 3)
+        .await
+        .unwrap();
+    assert_eq!(s.staff_by_token("h2", 4).await.unwrap().unwrap().id, worker.id);
+    s.revoke_staff(&admin(), "jo", 5).await.unwrap();
+    assert!(s.staff_by_token("h2", 6).await.unwrap().is_none());
+    assert_eq!(s.list_staff(false).await.unwrap().len(), 1);
+    assert_eq!(s.list_staff(true).await.unwrap().len(), 2);
+}
+
+async fn violations_are_counted_once(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let v = |id: &str| ViolationRecord {
+        id: id.into(),
+        kind: "app_blocked".into(),
+        channel: "".into(),
+        subject: "game".into(),
+        detail: "tried to open a blocked app".into(),
+        occurred_at: 5,
+    };
+    assert_eq!(s.record_violations(&d.id, &[v("a"), v("b")], 9).await.unwrap(), 2);
+    assert_eq!(s.record_violations(&d.id, &[v("b"), v("c")], 9).await.unwrap(), 1);
+    assert_eq!(s.count_violations(&d.id).await.unwrap(), 3);
+}
+
+async fn every_change_is_in_an_intact_audit_chain(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    enrolled(s, &c.id, "code", "fp").await;
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["home.add", "child.add", "device.enrollment.create", "device.enroll"]
+    );
+    assert_eq!(verify_chain(&entries), Ok(4));
+    assert_eq!(s.audit_entries(2, 1).await.unwrap()[0].seq, 3);
+}
+
+#[tokio::test]
+async fn sqlite_backend_conforms() {
+    run_all(|| async { sqlite::SqliteStore::in_memory().await.unwrap() }).await;
+}

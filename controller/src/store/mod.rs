@@ -1,0 +1,323 @@
+//! Where records live: narrow storage interfaces, one per need, and their backends.
+//!
+//! Each trait says only what one part of the controller needs, so a backend (SQLite today,
+//! PostgreSQL next) implements plain operations and the conformance suite in `conformance`
+//! proves every backend behaves the same. Every write that changes a record appends to the
+//! audit trail in the same transaction: there is no change without its audit entry.
+
+pub mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use async_trait::async_trait;
+
+use crate::domain::audit::AuditEntry;
+use crate::domain::enrollment::CodeState;
+use crate::domain::policy::ProtectedContact;
+use crate::domain::{Role, StaffIdentity, UnixMillis};
+
+/// Why a storage operation failed, in words a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no {what} called {key:?} was found: check the name or id (`haven {what} list` shows them)")]
+    NotFound { what: &'static str, key: String },
+    #[error("more than one {what} is called {key:?}: use the id instead ({})", ids.join(", "))]
+    Ambiguous {
+        what: &'static str,
+        key: String,
+        ids: Vec<String>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{}", crate::domain::enrollment::refusal(*.0))]
+    CodeUnusable(Option<CodeState>),
+    #[error("the controller's disk is full, so nothing was written: free some space and try again")]
+    DiskFull,
+    #[error("the database failed ({0}); nothing was written")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who made a change, as written in the audit trail.
+#[derive(Clone, Debug)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn staff(who: &StaffIdentity) -> Self {
+        Actor(who.id.clone())
+    }
+    pub fn system() -> Self {
+        Actor("system".into())
+    }
+    pub fn device(id: &str) -> Self {
+        Actor(format!("device:{id}"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HomeRecord {
+    pub id: String,
+    pub name: String,
+    pub time_zone: String,
+    pub created_at: UnixMillis,
+    pub children: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildRecord {
+    pub id: String,
+    pub home_id: String,
+    pub home_name: String,
+    pub name: String,
+    pub date_of_birth: String,
+    pub created_at: UnixMillis,
+    pub devices: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub child_id: String,
+    pub child_name: String,
+    pub home_id: String,
+    pub status: String,
+    pub cert_fingerprint: String,
+    pub enrolled_at: UnixMillis,
+    pub last_seen_at: Option<UnixMillis>,
+    /// The device's last inventory, as the JSON it was stored in.
+    pub inventory: Option<String>,
+    pub desired_version: u64,
+    pub desired_at: UnixMillis,
+    pub applied_version: u64,
+    pub applied_at: Option<UnixMillis>,
+    pub apply_error: Option<String>,
+    pub revoked_at: Option<UnixMillis>,
+    pub revoked_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaffRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub token_hint: String,
+    pub created_at: UnixMillis,
+    pub created_by: String,
+    pub revoked_at: Option<UnixMillis>,
+    pub last_used_at: Option<UnixMillis>,
+}
+
+/// What a device must enforce is compiled from these.
+#[derive(Clone, Debug)]
+pub struct PolicyData {
+    pub device_id: String,
+    pub version: u64,
+    pub changed_at: UnixMillis,
+    pub child_name: String,
+    pub protected_contacts: Vec<ProtectedContact>,
+}
+
+/// A device's report of something it blocked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViolationRecord {
+    pub id: String,
+    pub kind: String,
+    pub channel: String,
+    pub subject: String,
+    pub detail: String,
+    pub occurred_at: UnixMillis,
+}
+
+#[async_trait]
+pub trait StaffStore: Send + Sync {
+    async fn add_staff(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        token_hint: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StaffRecord>;
+    /// The active staff member holding this token, if any; records when it was used.
+    async fn staff_by_token(
+        &self,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Option<StaffRecord>>;
+    async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>>;
+    /// Revokes by id or exact name. Refuses to revoke the last active administrator.
+    async fn revoke_staff(
+        &self,
+        actor: &Actor,
+        key: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StaffRecord>;
+    async fn count_staff(&self) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait HomeStore: Send + Sync {
+    async fn add_home(
+        &self,
+        actor: &Actor,
+        name: &str,
+        time_zone: &str,
+        now: UnixMillis,
+    ) -> StoreResult<HomeRecord>;
+    async fn list_homes(&self) -> StoreResult<Vec<HomeRecord>>;
+    /// Finds a home by id or by name (any case).
+    async fn find_home(&self, key: &str) -> StoreResult<HomeRecord>;
+}
+
+#[async_trait]
+pub trait ProtectedContactStore: Send + Sync {
+    /// Adds a contact to a home's protected list and makes a new policy version for every
+    /// device in the home. Returns the contact and the new version.
+    async fn add_protected_contact(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        name: &str,
+        address: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(ProtectedContact, u64)>;
+    async fn list_protected_contacts(&self, home_id: &str) -> StoreResult<Vec<ProtectedContact>>;
+}
+
+#[async_trait]
+pub trait ChildStore: Send + Sync {
+    async fn add_child(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        name: &str,
+        date_of_birth: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRecord>;
+    async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>>;
+    /// Finds a child by id or by name (any case).
+    async fn find_child(&self, key: &str) -> StoreResult<ChildRecord>;
+}
+
+/// A new device, made when a code is redeemed.
+#[derive(Clone, Debug)]
+pub struct NewDevice {
+    pub id: String,
+    pub cert_fingerprint: String,
+    pub inventory: Option<String>,
+}
+
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync {
+    async fn create_enrollment(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        code_hash: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+    /// Whether a code could be used now, and for which child; nothing is changed.
+    async fn check_enrollment(
+        &self,
+        code_hash: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(String, CodeState)>;
+    /// Uses the code and creates the device, atomically: a code enrolls at most one device.
+    async fn redeem_enrollment(
+        &self,
+        code_hash: &str,
+        device: NewDevice,
+        now: UnixMillis,
+    ) -> StoreResult<DeviceRecord>;
+}
+
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    async fn list_devices(
+        &self,
+        child_id: Option<&str>,
+        include_revoked: bool,
+    ) -> StoreResult<Vec<DeviceRecord>>;
+    async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord>;
+    async fn device_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn revoke_device(
+        &self,
+        actor: &Actor,
+        device_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<DeviceRecord>;
+    /// Records that a device was heard from, with its inventory when it sent one.
+    async fn record_seen(
+        &self,
+        device_id: &str,
+        inventory: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+    /// Records the policy version a device says it enforces.
+    async fn record_applied(
+        &self,
+        device_id: &str,
+        version: u64,
+        error: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Everything needed to compile the policy of each active device in a home.
+    async fn policy_data_for_home(&self, home_id: &str) -> StoreResult<Vec<PolicyData>>;
+    /// Everything needed to compile one device's policy; `None` if it is unknown or revoked.
+    async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>>;
+}
+
+#[async_trait]
+pub trait ViolationStore: Send + Sync {
+    /// Stores a device's violations, ignoring any already stored (same device and id), and
+    /// returns how many were new.
+    async fn record_violations(
+        &self,
+        device_id: &str,
+        violations: &[ViolationRecord],
+        now: UnixMillis,
+    ) -> StoreResult<u64>;
+    async fn count_violations(&self, device_id: &str) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Entries in order, starting after `after_seq`, at most `limit`.
+    async fn audit_entries(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// Everything the controller needs from storage.
+pub trait Store:
+    StaffStore
+    + HomeStore
+    + ProtectedContactStore
+    + ChildStore
+    + EnrollmentStore
+    + DeviceStore
+    + PolicyStore
+    + ViolationStore
+    + AuditStore
+{
+}
+
+impl<T> Store for T where
+    T: StaffStore
+        + HomeStore
+        + ProtectedContactStore
+        + ChildStore
+        + EnrollmentStore
+        + DeviceStore
+        + PolicyStore
+        + ViolationStore
+        + AuditStore
+{
+}

@@ -1,0 +1,1041 @@
+//! The embedded SQLite backend: one database file in the data directory.
+//!
+//! WAL mode lets devices' heartbeats and staff reads proceed while a change is written;
+//! foreign keys are enforced; every change runs in a `BEGIN IMMEDIATE` transaction so two
+//! writers never race to extend the audit chain.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::*;
+use crate::domain::audit::{self, AuditEntry};
+use crate::domain::enrollment::CodeState;
+use crate::domain::policy::ProtectedContact;
+use crate::domain::{DeviceStatus, Role, UnixMillis};
+use crate::ids::new_id;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options, 4).await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn in_memory() -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db_err)?
+            .foreign_keys(true);
+        // One connection: each in-memory connection would otherwise be its own database.
+        Self::connect(options, 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, max: u32) -> StoreResult<Self> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        MIGRATOR.run(&pool).await.map_err(|e| {
+            StoreError::Database(format!("could not bring the database up to date: {e}"))
+        })?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Waits for queries in flight, checkpoints the WAL and closes the file.
+    pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+
+    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        // SQLITE_FULL (13) and SQLITE_IOERR (10): say what a person can do about it.
+        if let Some(code) = db.code() {
+            let primary = code.parse::<i64>().unwrap_or(0) & 0xff;
+            if primary == 13 {
+                return StoreError::DiskFull;
+            }
+        }
+        if db.message().contains("database or disk is full") {
+            return StoreError::DiskFull;
+        }
+    }
+    StoreError::Database(e.to_string())
+}
+
+fn as_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Appends one entry to the hash-chained audit trail inside the caller's transaction.
+async fn append_audit(
+    tx: &mut Transaction<'static, Sqlite>,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+    now: UnixMillis,
+) -> StoreResult<()> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let (prev_seq, prev_hash) = match last {
+        Some(row) => (row.get::<i64, _>("seq"), row.get::<String, _>("hash")),
+        None => (0, audit::GENESIS.to_string()),
+    };
+    let seq = prev_seq + 1;
+    let detail = detail.to_string();
+    let hash = audit::entry_hash(&prev_hash, seq, now, &actor.0, action, subject, &detail);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(now)
+    .bind(&actor.0)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .bind(prev_hash)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Takes the next policy version. One sequence for all devices: versions only ever grow.
+async fn next_policy_version(tx: &mut Transaction<'static, Sqlite>) -> StoreResult<u64> {
+    let row = sqlx::query("UPDATE sequences SET value = value + 1 WHERE name = 'policy' RETURNING value")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(as_u64(row.get::<i64, _>("value")))
+}
+
+fn staff_from_row(row: &SqliteRow) -> StaffRecord {
+    StaffRecord {
+        id: row.get("id"),
+        name: row.get("name"),
+        role: row.get::<String, _>("role").parse().unwrap_or(Role::Staff),
+        token_hint: row.get("token_hint"),
+        created_at: row.get("created_at"),
+        created_by: row.get("created_by"),
+        revoked_at: row.get("revoked_at"),
+        last_used_at: row.get("last_used_at"),
+    }
+}
+
+#[async_trait]
+impl StaffStore for SqliteStore {
+    async fn add_staff(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        token_hint: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StaffRecord> {
+        let id = new_id("stf");
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO staff (id, name, role, token_hash, token_hint, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(token_hash)
+        .bind(token_hint)
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "staff.add",
+            &id,
+            serde_json::json!({ "name": name, "role": role.as_str() }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(StaffRecord {
+            id,
+            name: name.to_string(),
+            role,
+            token_hint: token_hint.to_string(),
+            created_at: now,
+            created_by: actor.0.clone(),
+            revoked_at: None,
+            last_used_at: None,
+        })
+    }
+
+    async fn staff_by_token(
+        &self,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Option<StaffRecord>> {
+        let row = sqlx::query(
+            "UPDATE staff SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL \
+             RETURNING id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.as_ref().map(staff_from_row))
+    }
+
+    async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at \
+             FROM staff WHERE (? OR revoked_at IS NULL) ORDER BY created_at, id",
+        )
+        .bind(include_revoked)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(staff_from_row).collect())
+    }
+
+    async fn revoke_staff(
+        &self,
+        actor: &Actor,
+        key: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StaffRecord> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at \
+             FROM staff WHERE revoked_at IS NULL AND (id = ? OR lower(name) = ?)",
+        )
+        .bind(key)
+        .bind(name_key(key))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let member = match rows.as_slice() {
+            [] => {
+                return Err(StoreError::NotFound {
+                    what: "staff",
+                    key: key.to_string(),
+                });
+            }
+            [one] => staff_from_row(one),
+            many => {
+                return Err(StoreError::Ambiguous {
+                    what: "staff member",
+                    key: key.to_string(),
+                    ids: many.iter().map(|r| r.get("id")).collect(),
+                });
+            }
+        };
+        if member.role == Role::Admin {
+            let admins: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM staff WHERE role = 'admin' AND revoked_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .get("n");
+            if admins <= 1 {
+                return Err(StoreError::Conflict(
+                    "this is the last administrator: add another administrator before revoking this one"
+                        .into(),
+                ));
+            }
+        }
+        sqlx::query("UPDATE staff SET revoked_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(&member.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "staff.revoke",
+            &member.id,
+            serde_json::json!({ "name": member.name }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(StaffRecord {
+            revoked_at: Some(now),
+            ..member
+        })
+    }
+
+    async fn count_staff(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM staff")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?
+            .get("n");
+        Ok(as_u64(n))
+    }
+}
+
+fn home_from_row(row: &SqliteRow) -> HomeRecord {
+    HomeRecord {
+        id: row.get("id"),
+        name: row.get("name"),
+        time_zone: row.get("time_zone"),
+        created_at: row.get("created_at"),
+        children: u32::try_from(row.get::<i64, _>("children")).unwrap_or(0),
+    }
+}
+
+const HOME_SELECT: &str = "SELECT h.id, h.name, h.time_zone, h.created_at, \
+     (SELECT COUNT(*) FROM children c WHERE c.home_id = h.id) AS children FROM homes h";
+
+#[async_trait]
+impl HomeStore for SqliteStore {
+    async fn add_home(
+        &self,
+        actor: &Actor,
+        name: &str,
+        time_zone: &str,
+        now: UnixMillis,
+    ) -> StoreResult<HomeRecord> {
+        let id = new_id("home");
+        let mut tx = self.write().await?;
+        let exists = sqlx::query("SELECT id FROM homes WHERE name_key = ?")
+            .bind(name_key(name))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(row) = exists {
+            return Err(StoreError::Conflict(format!(
+                "a home called {name:?} already exists ({}): choose another name",
+                row.get::<String, _>("id")
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO homes (id, name, name_key, time_zone, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(name_key(name))
+        .bind(time_zone)
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "home.add",
+            &id,
+            serde_json::json!({ "name": name, "time_zone": time_zone }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(HomeRecord {
+            id,
+            name: name.to_string(),
+            time_zone: time_zone.to_string(),
+            created_at: now,
+            children: 0,
+        })
+    }
+
+    async fn list_homes(&self) -> StoreResult<Vec<HomeRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{HOME_SELECT} ORDER BY h.name")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(home_from_row).collect())
+    }
+
+    async fn find_home(&self, key: &str) -> StoreResult<HomeRecord> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{HOME_SELECT} WHERE h.id = ? OR h.name_key = ?"
+        )))
+        .bind(key.trim())
+        .bind(name_key(key))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.first()
+            .map(home_from_row)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "home",
+                key: key.to_string(),
+            })
+    }
+}
+
+fn contact_from_row(row: &SqliteRow) -> ProtectedContact {
+    ProtectedContact {
+        id: row.get("id"),
+        home_id: row.get("home_id"),
+        name: row.get("name"),
+        address: row.get("address"),
+        added_by: row.get("added_by"),
+        added_at: row.get("added_at"),
+    }
+}
+
+async fn contacts_of_home<'e, E>(exec: E, home_id: &str) -> StoreResult<Vec<ProtectedContact>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let rows = sqlx::query(
+        "SELECT id, home_id, name, address, added_by, added_at FROM protected_contacts \
+         WHERE home_id = ? ORDER BY name, address",
+    )
+    .bind(home_id)
+    .fetch_all(exec)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.iter().map(contact_from_row).collect())
+}
+
+#[async_trait]
+impl ProtectedContactStore for SqliteStore {
+    async fn add_protected_contact(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        name: &str,
+        address: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(ProtectedContact, u64)> {
+        let id = new_id("pc");
+        let mut tx = self.write().await?;
+        let existing = sqlx::query(
+            "SELECT name FROM protected_contacts WHERE home_id = ? AND address = ?",
+        )
+        .bind(home_id)
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = existing {
+            return Err(StoreError::Conflict(format!(
+                "{address} is already a protected contact of this home (as {:?})",
+                row.get::<String, _>("name")
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO protected_contacts (id, home_id, name, address, added_at, added_by) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(home_id)
+        .bind(name)
+        .bind(address)
+        .bind(now)
+        .bind(&actor.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let version = next_policy_version(&mut tx).await?;
+        sqlx::query("UPDATE homes SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
+            .bind(version as i64)
+            .bind(now)
+            .bind(home_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "home.protected_contact.add",
+            home_id,
+            serde_json::json!({ "contact": id, "name": name, "address": address }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((
+            ProtectedContact {
+                id,
+                home_id: home_id.to_string(),
+                name: name.to_string(),
+                address: address.to_string(),
+                added_by: actor.0.clone(),
+                added_at: now,
+            },
+            version,
+        ))
+    }
+
+    async fn list_protected_contacts(&self, home_id: &str) -> StoreResult<Vec<ProtectedContact>> {
+        contacts_of_home(&self.pool, home_id).await
+    }
+}
+
+fn child_from_row(row: &SqliteRow) -> ChildRecord {
+    ChildRecord {
+        id: row.get("id"),
+        home_id: row.get("home_id"),
+        home_name: row.get("home_name"),
+        name: row.get("name"),
+        date_of_birth: row.get("date_of_birth"),
+        created_at: row.get("created_at"),
+        devices: u32::try_from(row.get::<i64, _>("devices")).unwrap_or(0),
+    }
+}
+
+const CHILD_SELECT: &str = "SELECT c.id, c.home_id, h.name AS home_name, c.name, \
+     c.date_of_birth, c.created_at, \
+     (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id AND d.status = 'active') AS devices \
+     FROM children c JOIN homes h ON h.id = c.home_id";
+
+#[async_trait]
+impl ChildStore for SqliteStore {
+    async fn add_child(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        name: &str,
+        date_of_birth: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRecord> {
+        let id = new_id("chd");
+        let mut tx = self.write().await?;
+        let version = next_policy_version(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO children (id, home_id, name, name_key, date_of_birth, created_at, \
+             created_by, policy_version, policy_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(home_id)
+        .bind(name)
+        .bind(name_key(name))
+        .bind(date_of_birth)
+        .bind(now)
+        .bind(&actor.0)
+        .bind(version as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "child.add",
+            &id,
+            serde_json::json!({ "home": home_id, "name": name, "date_of_birth": date_of_birth }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.find_child(&id).await
+    }
+
+    async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CHILD_SELECT} WHERE (? IS NULL OR c.home_id = ?) ORDER BY h.name, c.name"
+        )))
+        .bind(home_id)
+        .bind(home_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(child_from_row).collect())
+    }
+
+    async fn find_child(&self, key: &str) -> StoreResult<ChildRecord> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CHILD_SELECT} WHERE c.id = ? OR c.name_key = ? OR c.name_key LIKE ? ORDER BY c.id"
+        )))
+        .bind(key.trim())
+        .bind(name_key(key))
+        // Staff say "Amira", not "Amira Khan": a first name that fits one child is enough.
+        .bind(format!("{} %", name_key(key).replace(['%', '_'], "")))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(exact) = rows.iter().find(|r| r.get::<String, _>("id") == key.trim()) {
+            return Ok(child_from_row(exact));
+        }
+        let full: Vec<&SqliteRow> = rows
+            .iter()
+            .filter(|r| r.get::<String, _>("name") .to_lowercase() == name_key(key))
+            .collect();
+        if let [one] = full.as_slice() {
+            return Ok(child_from_row(one));
+        }
+        match rows.as_slice() {
+            [] => Err(StoreError::NotFound {
+                what: "child",
+                key: key.to_string(),
+            }),
+            [one] => Ok(child_from_row(one)),
+            many => Err(StoreError::Ambiguous {
+                what: "child",
+                key: key.to_string(),
+                ids: many.iter().map(|r| r.get("id")).collect(),
+            }),
+        }
+    }
+}
+
+const DEVICE_SELECT: &str = "SELECT d.id, d.child_id, c.name AS child_name, c.home_id, \
+     d.status, d.cert_fingerprint, d.enrolled_at, d.last_seen_at, d.inventory, \
+     d.applied_version, d.applied_at, d.apply_error, d.revoked_at, d.revoked_reason, \
+     d.policy_version AS dv, d.policy_changed_at AS dat, \
+     c.policy_version AS cv, c.policy_changed_at AS cat, \
+     h.policy_version AS hv, h.policy_changed_at AS hat \
+     FROM devices d JOIN children c ON c.id = d.child_id JOIN homes h ON h.id = c.home_id";
+
+/// A device's policy version is the newest change to anything that shapes its policy: its
+/// home, its child, or the device itself.
+fn desired_of(row: &SqliteRow) -> (u64, UnixMillis) {
+    [("dv", "dat"), ("cv", "cat"), ("hv", "hat")]
+        .iter()
+        .map(|(v, at)| (as_u64(row.get::<i64, _>(*v)), row.get::<i64, _>(*at)))
+        .max_by_key(|(v, _)| *v)
+        .unwrap_or((0, 0))
+}
+
+fn device_from_row(row: &SqliteRow) -> DeviceRecord {
+    let (desired_version, desired_at) = desired_of(row);
+    DeviceRecord {
+        id: row.get("id"),
+        child_id: row.get("child_id"),
+        child_name: row.get("child_name"),
+        home_id: row.get("home_id"),
+        status: row.get("status"),
+        cert_fingerprint: row.get("cert_fingerprint"),
+        enrolled_at: row.get("enrolled_at"),
+        last_seen_at: row.get("last_seen_at"),
+        inventory: row.get("inventory"),
+        desired_version,
+        desired_at,
+        applied_version: as_u64(row.get::<i64, _>("applied_version")),
+        applied_at: row.get("applied_at"),
+        apply_error: row.get("apply_error"),
+        revoked_at: row.get("revoked_at"),
+        revoked_reason: row.get("revoked_reason"),
+    }
+}
+
+#[async_trait]
+impl EnrollmentStore for SqliteStore {
+    async fn create_enrollment(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        code_hash: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO enrollments (code_hash, child_id, created_at, created_by, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(child_id)
+        .bind(now)
+        .bind(&actor.0)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "device.enrollment.create",
+            child_id,
+            serde_json::json!({ "expires_at": expires_at }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn check_enrollment(
+        &self,
+        code_hash: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(String, CodeState)> {
+        let row = sqlx::query(
+            "SELECT child_id, used_at, expires_at FROM enrollments WHERE code_hash = ?",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::CodeUnusable(None))?;
+        Ok((
+            row.get("child_id"),
+            CodeState::of(row.get("used_at"), row.get("expires_at"), now),
+        ))
+    }
+
+    async fn redeem_enrollment(
+        &self,
+        code_hash: &str,
+        device: NewDevice,
+        now: UnixMillis,
+    ) -> StoreResult<DeviceRecord> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "SELECT child_id, used_at, expires_at FROM enrollments WHERE code_hash = ?",
+        )
+        .bind(code_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::CodeUnusable(None))?;
+        let state = CodeState::of(row.get("used_at"), row.get("expires_at"), now);
+        if state != CodeState::Usable {
+            return Err(StoreError::CodeUnusable(Some(state)));
+        }
+        let child_id: String = row.get("child_id");
+        let version = next_policy_version(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO devices (id, child_id, cert_fingerprint, status, enrolled_at, inventory, \
+             policy_version, policy_changed_at) VALUES (?, ?, ?, 'active', ?, ?, ?, ?)",
+        )
+        .bind(&device.id)
+        .bind(&child_id)
+        .bind(&device.cert_fingerprint)
+        .bind(now)
+        .bind(&device.inventory)
+        .bind(version as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("UPDATE enrollments SET used_at = ?, device_id = ? WHERE code_hash = ?")
+            .bind(now)
+            .bind(&device.id)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            &Actor::device(&device.id),
+            "device.enroll",
+            &device.id,
+            serde_json::json!({ "child": child_id, "certificate": device.cert_fingerprint }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.find_device(&device.id).await
+    }
+}
+
+#[async_trait]
+impl DeviceStore for SqliteStore {
+    async fn list_devices(
+        &self,
+        child_id: Option<&str>,
+        include_revoked: bool,
+    ) -> StoreResult<Vec<DeviceRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} WHERE (? IS NULL OR d.child_id = ?) \
+             AND (? OR d.status = 'active') ORDER BY c.name, d.enrolled_at"
+        )))
+        .bind(child_id)
+        .bind(child_id)
+        .bind(include_revoked)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(device_from_row).collect())
+    }
+
+    async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{DEVICE_SELECT} WHERE d.id = ?")))
+            .bind(key.trim())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref()
+            .map(device_from_row)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "device",
+                key: key.to_string(),
+            })
+    }
+
+    async fn device_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<DeviceRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} WHERE d.cert_fingerprint = ?"
+        )))
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.as_ref().map(device_from_row))
+    }
+
+    async fn revoke_device(
+        &self,
+        actor: &Actor,
+        device_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<DeviceRecord> {
+        let mut tx = self.write().await?;
+        let status: Option<String> = sqlx::query("SELECT status FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get("status"));
+        match status.as_deref().and_then(DeviceStatus::parse) {
+            None => {
+                return Err(StoreError::NotFound {
+                    what: "device",
+                    key: device_id.to_string(),
+                });
+            }
+            Some(DeviceStatus::Revoked) => {
+                return Err(StoreError::Conflict(format!(
+                    "device {device_id} was already revoked"
+                )));
+            }
+            Some(DeviceStatus::Active) => {}
+        }
+        sqlx::query(
+            "UPDATE devices SET status = 'revoked', revoked_at = ?, revoked_by = ?, \
+             revoked_reason = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.0)
+        .bind(reason)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "device.revoke",
+            device_id,
+            serde_json::json!({ "reason": reason }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.find_device(device_id).await
+    }
+
+    async fn record_seen(
+        &self,
+        device_id: &str,
+        inventory: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE devices SET last_seen_at = ?, inventory = COALESCE(?, inventory) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(inventory)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn record_applied(
+        &self,
+        device_id: &str,
+        version: u64,
+        error: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        // A late acknowledgement of an older version never overwrites a newer one.
+        sqlx::query(
+            "UPDATE devices SET applied_version = ?, applied_at = ?, apply_error = ?, \
+             last_seen_at = ? WHERE id = ? AND applied_version <= ?",
+        )
+        .bind(version as i64)
+        .bind(now)
+        .bind(error)
+        .bind(now)
+        .bind(device_id)
+        .bind(version as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PolicyStore for SqliteStore {
+    async fn policy_data_for_home(&self, home_id: &str) -> StoreResult<Vec<PolicyData>> {
+        let contacts = contacts_of_home(&self.pool, home_id).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} WHERE c.home_id = ? AND d.status = 'active'"
+        )))
+        .bind(home_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let (version, changed_at) = desired_of(row);
+                PolicyData {
+                    device_id: row.get("id"),
+                    version,
+                    changed_at,
+                    child_name: row.get("child_name"),
+                    protected_contacts: contacts.clone(),
+                }
+            })
+            .collect())
+    }
+
+    async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} WHERE d.id = ? AND d.status = 'active'"
+        )))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let home_id: String = row.get("home_id");
+        let (version, changed_at) = desired_of(&row);
+        Ok(Some(PolicyData {
+            device_id: row.get("id"),
+            version,
+            changed_at,
+            child_name: row.get("child_name"),
+            protected_contacts: contacts_of_home(&self.pool, &home_id).await?,
+        }))
+    }
+}
+
+#[async_trait]
+impl ViolationStore for SqliteStore {
+    async fn record_violations(
+        &self,
+        device_id: &str,
+        violations: &[ViolationRecord],
+        now: UnixMillis,
+    ) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let child_id: String = sqlx::query("SELECT child_id FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get("child_id"))
+            .ok_or_else(|| StoreError::NotFound {
+                what: "device",
+                key: device_id.to_string(),
+            })?;
+        let mut new = 0;
+        for v in violations {
+            let done = sqlx::query(
+                "INSERT INTO violations (id, device_id, child_id, kind, channel, subject, detail, \
+                 occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (device_id, id) DO NOTHING",
+            )
+            .bind(&v.id)
+            .bind(device_id)
+            .bind(&child_id)
+            .bind(&v.kind)
+            .bind(&v.channel)
+            .bind(&v.subject)
+            .bind(&v.detail)
+            .bind(v.occurred_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            new += done.rows_affected();
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(new)
+    }
+
+    async fn count_violations(&self, device_id: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM violations WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?
+            .get("n");
+        Ok(as_u64(n))
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_entries(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                seq: r.get("seq"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                subject: r.get("subject"),
+                detail: r.get("detail"),
+                prev_hash: r.get("prev_hash"),
+                hash: r.get("hash"),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,10 @@
+//! Haven's end-to-end tests: one test binary, real processes, real TLS, a real database file.
+//!
+//! Each test starts its own controller on a free loopback port with a temporary data
+//! directory. Clause IDs from `../shared/spec/clauses.md` are named in test names or in a
+//! `// clause …` comment above the test; `tests/TRACEABILITY.md` maps them.
+
+mod enrollment;
+mod robustness;
+mod security;
+mod sync;

@@ -1,0 +1,212 @@
+//! Who may do what: devices prove themselves with certificates, staff with tokens and roles.
+
+use haven_proto::agent::v1::{
+    AgentMessage, Hello, agent_message::Body, agent_service_client::AgentServiceClient,
+};
+use haven_proto::trust::CONTROLLER_TLS_NAME;
+use haven_tests::*;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+async fn channel(url: &str, ca_pem: &str, identity: Option<Identity>) -> Result<Channel, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(CONTROLLER_TLS_NAME);
+    if let Some(id) = identity {
+        tls = tls.identity(id);
+    }
+    Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Opens `Sync` and returns the first thing the controller says (or the refusal).
+async fn try_sync(channel: Channel) -> Result<(), tonic::Status> {
+    let mut client = AgentServiceClient::new(channel);
+    let hello = AgentMessage {
+        body: Some(Body::Hello(Hello {
+            applied_policy_version: 0,
+            agent_version: "test".into(),
+            inventory: None,
+        })),
+    };
+    let mut stream = client
+        .sync(tokio_stream::iter(vec![hello]))
+        .await?
+        .into_inner();
+    stream.message().await?;
+    Ok(())
+}
+
+fn ca_pem(home: &Home) -> String {
+    std::fs::read_to_string(home.controller.data_dir.join("ca.pem")).unwrap()
+}
+
+#[test]
+fn sync_without_a_device_certificate_is_refused() {
+    let home = Home::new();
+    let ca = ca_pem(&home);
+    runtime().block_on(async {
+        let ch = channel(&home.controller.url, &ca, None).await.unwrap();
+        let err = try_sync(ch).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+        assert!(err.message().contains("enroll"), "{}", err.message());
+    });
+}
+
+#[test]
+fn sync_with_a_certificate_from_another_authority_is_refused() {
+    let home = Home::new();
+    let ca = ca_pem(&home);
+    // A stranger's CA and a client certificate it signed.
+    let stranger_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let stranger_ca = ca_params.self_signed(&stranger_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &stranger_key);
+    let device_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&device_key, &issuer).unwrap();
+    drop(stranger_ca);
+    let identity = Identity::from_pem(cert.pem(), device_key.serialize_pem());
+    runtime().block_on(async {
+        let refused = match channel(&home.controller.url, &ca, Some(identity)).await {
+            Err(_) => true, // the TLS handshake itself was refused
+            Ok(ch) => try_sync(ch).await.is_err(),
+        };
+        assert!(refused, "a certificate from another CA must never sync");
+    });
+}
+
+#[test]
+fn a_revoked_device_is_disconnected_at_once_and_refused_on_reconnect() {
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("tablet");
+    agent.start();
+    let id = eventually("the device to come online", WAIT, || {
+        let d = home.devices().into_iter().next()?;
+        (d["online"] == true).then(|| d["id"].as_str().unwrap().to_string())
+    });
+    let out = home.admin.ok(&["device", "revoke", &id, "--reason", "tablet lost"]);
+    assert!(out.contains("Revoked"), "{out}");
+    let d = home.device(&id);
+    assert_eq!(d["status"], "revoked");
+    assert_eq!(d["online"], false, "disconnected at once");
+    assert_eq!(d["revoked_reason"], "tablet lost");
+
+    // The device's own certificate no longer gets a stream.
+    let identity = Identity::from_pem(
+        agent.identity_file("device-cert.pem"),
+        agent.identity_file("device-key.pem"),
+    );
+    let ca = ca_pem(&home);
+    runtime().block_on(async {
+        let ch = channel(&home.controller.url, &ca, Some(identity)).await.unwrap();
+        let err = try_sync(ch).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    });
+    // And the real agent stays off the list of connected devices.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(home.device(&id)["online"], false);
+    // Revoking twice is a clear refusal, not a crash.
+    let err = home.admin.fails(&["device", "revoke", &id]);
+    assert!(err.contains("already revoked"), "{err}");
+}
+
+#[test]
+fn a_staff_token_cannot_take_an_admin_action() {
+    let home = Home::new();
+    let staff_token = home.admin.json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])
+        ["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jo = home.admin.as_token(&staff_token);
+    // Staff can read…
+    jo.ok(&["child", "list"]);
+    // …but not administer.
+    let err = jo.fails(&["staff", "add", "--name", "Mallory", "--role", "admin"]);
+    assert!(err.contains("only an administrator"), "{err}");
+    let err = jo.fails(&["device", "enroll", "Amira"]);
+    assert!(err.contains("only a manager or an administrator"), "{err}");
+    let err = jo.fails(&["home", "add", "Elm House"]);
+    assert!(err.contains("only an administrator"), "{err}");
+    // A manager decides arrangements but does not run staff accounts.
+    let err = home.manager.fails(&["staff", "add", "--name", "X", "--role", "staff"]);
+    assert!(err.contains("only an administrator"), "{err}");
+    // An administrator does not change arrangements.
+    let err = home.admin.fails(&[
+        "protected-contact", "add", "--home", "Oak House", "--name", "Childline", "--number", "0800 1111",
+    ]);
+    assert!(err.contains("only a manager"), "{err}");
+}
+
+#[test]
+fn a_revoked_or_mistyped_token_is_refused() {
+    let home = Home::new();
+    let token = home.admin.json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jo = home.admin.as_token(&token);
+    jo.ok(&["whoami"]);
+    home.admin.ok(&["staff", "revoke", "Jo Carer"]);
+    let err = jo.fails(&["whoami"]);
+    assert!(err.contains("not valid"), "{err}");
+    let err = home.admin.as_token("hvn_guess").fails(&["child", "list"]);
+    assert!(err.contains("not valid"), "{err}");
+    // The last administrator cannot lock everyone out.
+    let err = home.admin.fails(&["staff", "revoke", "First administrator"]);
+    assert!(err.contains("last administrator"), "{err}");
+}
+
+#[test]
+fn login_with_the_wrong_pin_is_refused_and_saves_nothing() {
+    let home = Home::new();
+    let other = Cli::new(&home.path("other"));
+    std::fs::create_dir_all(home.path("other")).unwrap();
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let err = other.fails(&[
+        "login",
+        &home.controller.url,
+        "--ca-pin",
+        &wrong,
+        "--token",
+        &home.controller.first_token(),
+    ]);
+    assert!(err.contains("pin"), "{err}");
+    assert!(!other.config.exists());
+    let err = other.fails(&["child", "list"]);
+    assert!(err.contains("not logged in"), "{err}");
+}
+
+#[test]
+fn secrets_on_disk_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    for file in [
+        home.controller.data_dir.join("ca-key.pem"),
+        home.controller.data_dir.join("server-key.pem"),
+        home.controller.data_dir.join("first-login.txt"),
+        home.admin.config.clone(),
+    ] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", file.display());
+    }
+    let dir_mode = std::fs::metadata(&home.controller.data_dir)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o077, 0, "the data directory is private");
+    // Tokens are stored hashed: the first administrator's token is not in the database.
+    let token = home.controller.first_token();
+    let db = std::fs::read(home.controller.data_dir.join("haven.db")).unwrap();
+    let wal = std::fs::read(home.controller.data_dir.join("haven.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!String::from_utf8_lossy(&bytes).contains(&token));
+    }
+}

@@ -1,0 +1,560 @@
+//! The test harness: starts the real `haven` controller and real `haven-agent` processes on
+//! loopback with temporary directories, and drives them through the real command line.
+//!
+//! Nothing here is a mock. The binaries are built from this workspace on first use (the same
+//! profile as the tests), or taken from `HAVEN_BIN_DIR` when that is set.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The directory holding `haven` and `haven-agent`, building them once if needed.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("HAVEN_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        // target/<profile>/deps/e2e-… → target/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target directory")
+            .to_path_buf();
+        let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace).args([
+            "build",
+            "--quiet",
+            "-p",
+            "haven-controller",
+            "-p",
+            "haven-agent",
+            "--bins",
+        ]);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for the binaries");
+        assert!(status.success(), "building haven and haven-agent failed");
+        dir
+    })
+}
+
+pub fn haven_bin() -> PathBuf {
+    bin_dir().join("haven")
+}
+
+pub fn agent_bin() -> PathBuf {
+    bin_dir().join("haven-agent")
+}
+
+/// Lines a child process printed, collected by a background thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(&self, stream: impl std::io::Read + Send + 'static, echo: &'static str) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("HAVEN_TEST_ECHO").is_some() {
+                    eprintln!("[{echo}] {line}");
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    /// Waits for a line containing `needle`, returning it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.all().into_iter().find(|l| l.contains(needle)) {
+                return Some(line);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.all().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// Waits until `check` returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM (a polite stop) to a process we started.
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+/// A running `haven serve`.
+pub struct Controller {
+    pub data_dir: PathBuf,
+    pub url: String,
+    pub port: u16,
+    pub login_line: Option<String>,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl Controller {
+    /// Starts a controller on a free loopback port with its data in `data_dir`.
+    pub fn start(data_dir: &Path) -> Controller {
+        Self::start_on(data_dir, 0, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> Controller {
+        Self::start_on(data_dir, 0, args)
+    }
+
+    fn start_on(data_dir: &Path, port: u16, args: &[&str]) -> Controller {
+        let mut child = Command::new(haven_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .env_remove("HAVEN_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start haven serve");
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        stdout.follow(child.stdout.take().unwrap(), "controller");
+        stderr.follow(child.stderr.take().unwrap(), "controller log");
+        let Some(listening) = stdout.wait_for("listening on https://", Duration::from_secs(30))
+        else {
+            let _ = child.kill();
+            panic!(
+                "the controller did not start:\n{}\n{}",
+                stdout.text(),
+                stderr.text()
+            );
+        };
+        let addr = listening
+            .split("listening on https://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address in the listening line")
+            .to_string();
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let login_line = stdout
+            .all()
+            .into_iter()
+            .find(|l| l.trim_start().starts_with("haven login "))
+            .map(|l| l.trim().to_string());
+        Controller {
+            data_dir: data_dir.to_path_buf(),
+            url: format!("https://{addr}"),
+            port,
+            login_line,
+            stdout,
+            stderr,
+            child: Some(child),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The CA pin from the first-start login line (or the saved first-login file).
+    pub fn ca_pin(&self) -> String {
+        self.first_login_words()
+            .into_iter()
+            .skip_while(|w| w != "--ca-pin")
+            .nth(1)
+            .expect("ca pin")
+    }
+
+    pub fn first_token(&self) -> String {
+        self.first_login_words()
+            .into_iter()
+            .skip_while(|w| w != "--token")
+            .nth(1)
+            .expect("token")
+    }
+
+    fn first_login_words(&self) -> Vec<String> {
+        let line = self.login_line.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(self.data_dir.join("first-login.txt")).unwrap()
+        });
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Stops with SIGTERM and returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("controller is running");
+        terminate(&mut child);
+        child.wait().expect("wait for the controller")
+    }
+
+    /// Stops (if running) and starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        // The port was ours a moment ago; retry briefly in case the kernel is slow to free it.
+        let fresh = Self::start_on(&self.data_dir, self.port, &args);
+        *self = fresh;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The staff command line, logged in through its own config file.
+#[derive(Clone)]
+pub struct Cli {
+    pub config: PathBuf,
+    pub token: Option<String>,
+}
+
+/// What a command printed and how it ended.
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            ok: o.status.success(),
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Cli {
+    pub fn new(dir: &Path) -> Cli {
+        Cli {
+            config: dir.join("login.toml"),
+            token: None,
+        }
+    }
+
+    /// The same login, acting with another token.
+    pub fn as_token(&self, token: &str) -> Cli {
+        Cli {
+            config: self.config.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(haven_bin());
+        cmd.args(args)
+            .env("HAVEN_CLI_CONFIG", &self.config)
+            .env_remove("HAVEN_TOKEN")
+            .stdin(Stdio::null());
+        if let Some(t) = &self.token {
+            cmd.env("HAVEN_TOKEN", t);
+        }
+        cmd.output().expect("run haven").into()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert!(
+            r.ok,
+            "`haven {}` failed:\n{}\n{}",
+            args.join(" "),
+            r.stdout,
+            r.stderr
+        );
+        r.stdout
+    }
+
+    /// Runs a command that must fail; returns its one-line error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert!(!r.ok, "`haven {}` should have failed:\n{}", args.join(" "), r.stdout);
+        assert_eq!(r.code, Some(1), "a refusal exits with 1");
+        let err = r.stderr.trim().to_string();
+        assert_eq!(err.lines().count(), 1, "one line of error, got:\n{err}");
+        assert!(err.starts_with("error: "), "{err}");
+        for debug_marker in ["Status {", "code:", "panicked", "RUST_BACKTRACE", "{ "] {
+            assert!(!err.contains(debug_marker), "debug output reached the user: {err}");
+        }
+        err
+    }
+
+    /// Runs a read command with `--json` and parses it.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+/// A `haven-agent` with its own state directory.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn new(state_dir: &Path) -> Agent {
+        Agent {
+            state_dir: state_dir.to_path_buf(),
+            stdout: Lines::default(),
+            stderr: Lines::default(),
+            child: None,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Run {
+        Command::new(agent_bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run haven-agent")
+            .into()
+    }
+
+    pub fn enroll(&self, controller: &Controller, code: &str) -> Run {
+        self.command(&[
+            "enroll",
+            "--controller",
+            &controller.url,
+            "--ca-pin",
+            &controller.ca_pin(),
+            "--code",
+            code,
+        ])
+    }
+
+    /// Starts `haven-agent run` with the log enforcer and short retry times.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let mut child = Command::new(agent_bin())
+            .args([
+                "run",
+                "--enforcer",
+                "log",
+                "--max-backoff-secs",
+                "2",
+                // Far longer than any wait below: a policy that arrives in time was pushed,
+                // not fetched on a timer.
+                "--heartbeat-secs",
+                "30",
+            ])
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .env("HAVEN_AGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start haven-agent run");
+        self.stdout = Lines::default();
+        self.stderr = Lines::default();
+        self.stdout.follow(child.stdout.take().unwrap(), "agent");
+        self.stderr.follow(child.stderr.take().unwrap(), "agent log");
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits for the enforcer to report applying `version`.
+    pub fn wait_applied(&self, version: u64, timeout: Duration) -> bool {
+        self.stdout
+            .wait_for(&format!("policy version {version}"), timeout)
+            .is_some()
+    }
+
+    pub fn identity_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state_dir.join(name))
+            .unwrap_or_else(|e| panic!("read {name} from the agent state: {e}"))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A controller with a logged-in administrator, a home, a child and (optionally) enrolled
+/// agents: the starting point of most tests.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub controller: Controller,
+    pub admin: Cli,
+    pub manager: Cli,
+    pub child_id: String,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let controller = Controller::start(&dir.path().join("controller"));
+        let admin = Cli::new(dir.path());
+        admin.ok(&[
+            "login",
+            &controller.url,
+            "--ca-pin",
+            &controller.ca_pin(),
+            "--token",
+            &controller.first_token(),
+        ]);
+        admin.ok(&["home", "add", "Oak House"]);
+        let child = admin.json(&[
+            "child", "add", "--home", "Oak House", "--name", "Amira Khan", "--dob", "2012-05-17",
+        ]);
+        let manager_token = admin.json(&["staff", "add", "--name", "Rita Manager", "--role", "manager"])
+            ["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let manager = admin.as_token(&manager_token);
+        Home {
+            controller,
+            manager,
+            admin,
+            child_id: child["id"].as_str().unwrap().to_string(),
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn enrollment_code(&self) -> String {
+        self.admin.json(&["device", "enroll", &self.child_id])["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Enrolls a new agent for the child (not yet running).
+    pub fn enrolled_agent(&self, name: &str) -> Agent {
+        let agent = Agent::new(&self.path(name));
+        let code = self.enrollment_code();
+        let r = agent.enroll(&self.controller, &code);
+        assert!(r.ok, "enroll failed:\n{}\n{}", r.stdout, r.stderr);
+        agent
+    }
+
+    pub fn devices(&self) -> Vec<Value> {
+        self.admin.json(&["device", "list", "--all"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn device(&self, id: &str) -> Value {
+        self.admin.json(&["device", "show", id])
+    }
+
+    /// Adds a protected contact (a manager's change that affects every device in the home)
+    /// and returns the new policy version the devices should reach.
+    pub fn change_policy(&self, name: &str, number: &str) -> u64 {
+        self.manager.ok(&[
+            "protected-contact",
+            "add",
+            "--home",
+            "Oak House",
+            "--name",
+            name,
+            "--number",
+            number,
+        ]);
+        self.devices()
+            .iter()
+            .filter(|d| d["status"] == "active")
+            .filter_map(|d| d["desired_policy_version"].as_u64())
+            .max()
+            .expect("an active device")
+    }
+}
+
+impl Default for Home {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A multi-threaded runtime for tests that speak gRPC directly.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+pub const WAIT: Duration = Duration::from_secs(20);
