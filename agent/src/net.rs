@@ -51,10 +51,18 @@ pub(crate) fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut next = Some(e);
     while let Some(err) = next {
         let text = err.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+        let text = text.trim_end_matches('.');
+        // tonic wraps every cause in a bare "transport error", which tells a person nothing.
+        if !text.is_empty()
+            && text != "transport error"
+            && !parts.iter().any(|p| p.contains(text))
+        {
+            parts.push(text.to_string());
         }
         next = err.source();
+    }
+    if parts.is_empty() {
+        return e.to_string();
     }
     parts.join(": ")
 }

@@ -432,7 +432,7 @@ impl SyncClient {
                     }
                     Ok(None) => {
                         return SessionEnd::Lost {
-                            reason: "the controller closed the connection".into(),
+                            reason: format!("the controller at {url} closed the connection"),
                             refused: false,
                             healthy: true,
                         };
@@ -449,7 +449,7 @@ impl SyncClient {
                         tx.try_send(AgentMessage { body: Some(beat) })
                     {
                         return SessionEnd::Lost {
-                            reason: "the connection to the controller closed".into(),
+                            reason: format!("the connection to the controller at {url} closed"),
                             refused: false,
                             healthy: started.elapsed() > HEALTHY_SESSION,
                         };

@@ -35,7 +35,12 @@ pub struct ServeArgs {
 
     /// Extra DNS names for the server certificate (comma separated). Only read when the
     /// certificate is first made.
-    #[arg(long = "tls-name", env = "HAVEN_TLS_NAMES", value_delimiter = ',', value_name = "NAME")]
+    #[arg(
+        long = "tls-name",
+        env = "HAVEN_TLS_NAMES",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
     pub tls_names: Vec<String>,
 
     /// How logs are written (to standard error). [default: human]
@@ -76,10 +81,11 @@ pub fn default_data_dir() -> PathBuf {
 
 fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).with_context(|| {
-            format!("the settings file {} is not valid", path.display())
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("the settings file {} is not valid", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
         Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
     }
 }
@@ -95,8 +101,9 @@ impl ServeArgs {
         };
         let public_url = self.public_url.or(file.public_url);
         if let Some(url) = &public_url {
-            haven_proto::trust::host_port(url)
-                .map_err(|_| anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port"))?;
+            haven_proto::trust::host_port(url).map_err(|_| {
+                anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
+            })?;
         }
         Ok(ServeConfig {
             data_dir: self

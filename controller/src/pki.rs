@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 
 use crate::files::{write_private, write_public};
@@ -94,21 +93,18 @@ impl Pki {
     /// was created now (first start).
     pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<(Pki, bool), PkiError> {
         let paths = PkiPaths::in_dir(dir);
-        let (ca_pem, ca_key_pem, created) =
-            match (read(&paths.ca_cert)?, read(&paths.ca_key)?) {
-                (Some(cert), Some(key)) => (cert, key, false),
-                (None, None) => {
-                    let (cert, key) = new_ca()?;
-                    write_private(&paths.ca_key, key.as_bytes())
-                        .map_err(file_err(&paths.ca_key))?;
-                    write_public(&paths.ca_cert, cert.as_bytes())
-                        .map_err(file_err(&paths.ca_cert))?;
-                    (cert, key, true)
-                }
-                // Half a CA is never silently replaced: every device trusts the old one.
-                (Some(_), None) => return Err(PkiError::Damaged(paths.ca_key)),
-                (None, Some(_)) => return Err(PkiError::Damaged(paths.ca_cert)),
-            };
+        let (ca_pem, ca_key_pem, created) = match (read(&paths.ca_cert)?, read(&paths.ca_key)?) {
+            (Some(cert), Some(key)) => (cert, key, false),
+            (None, None) => {
+                let (cert, key) = new_ca()?;
+                write_private(&paths.ca_key, key.as_bytes()).map_err(file_err(&paths.ca_key))?;
+                write_public(&paths.ca_cert, cert.as_bytes()).map_err(file_err(&paths.ca_cert))?;
+                (cert, key, true)
+            }
+            // Half a CA is never silently replaced: every device trusts the old one.
+            (Some(_), None) => return Err(PkiError::Damaged(paths.ca_key)),
+            (None, Some(_)) => return Err(PkiError::Damaged(paths.ca_cert)),
+        };
         let ca_key =
             KeyPair::from_pem(&ca_key_pem).map_err(|_| PkiError::Damaged(paths.ca_key.clone()))?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)
@@ -142,7 +138,11 @@ impl Pki {
     /// Signs a device's certificate request. The subject is set here (the device id), whatever
     /// the request asked for; the certificate is only good for client authentication.
     /// Returns the certificate PEM and its fingerprint.
-    pub fn sign_device(&self, csr_pem: &str, device_id: &str) -> Result<(String, String), PkiError> {
+    pub fn sign_device(
+        &self,
+        csr_pem: &str,
+        device_id: &str,
+    ) -> Result<(String, String), PkiError> {
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::BadRequest(e.to_string()))?;
         let mut params = CertificateParams::default();

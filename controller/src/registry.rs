@@ -114,7 +114,10 @@ mod tests {
         let second = r.insert("dev-1", tx2).unwrap();
         assert!(rx1.try_recv().is_err());
         r.remove("dev-1", first);
-        assert!(r.is_online("dev-1"), "the old stream ending must not unregister the new one");
+        assert!(
+            r.is_online("dev-1"),
+            "the old stream ending must not unregister the new one"
+        );
         r.remove("dev-1", second);
         assert!(!r.is_online("dev-1"));
     }

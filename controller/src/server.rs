@@ -39,9 +39,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     })?;
     let (pki, first_start) = Pki::load_or_create(dir, &config.tls_names)?;
     let db_path = dir.join("haven.db");
-    let store = Arc::new(SqliteStore::open(&db_path).await.with_context(|| {
-        format!("could not open the database {}", db_path.display())
-    })?);
+    let store = Arc::new(
+        SqliteStore::open(&db_path)
+            .await
+            .with_context(|| format!("could not open the database {}", db_path.display()))?,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -57,7 +59,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| default_public_url(local));
     let first_login = bootstrap_admin(&store, dir, &public_url, &pki.ca_pin).await?;
-    announce(dir, &db_path, local, &public_url, &pki, first_start, first_login.as_deref());
+    announce(
+        dir,
+        &db_path,
+        local,
+        &public_url,
+        &pki,
+        first_start,
+        first_login.as_deref(),
+    );
 
     let pki = Arc::new(pki);
     let registry = Arc::new(Registry::default());
@@ -69,16 +79,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&pki.server_chain_pem, &pki.server_key_pem))
+        .identity(Identity::from_pem(
+            &pki.server_chain_pem,
+            &pki.server_key_pem,
+        ))
         .client_ca_root(Certificate::from_pem(&pki.ca_pem))
         // Enrollment happens before a device has a certificate; `Sync` insists on one.
         .client_auth_optional(true)
         .timeout(Duration::from_secs(10));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AgentServiceServer<AgentApi>>()
-        .await;
+    health.set_serving::<AgentServiceServer<AgentApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(haven_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// The name every controller certificate carries and every client verifies against, so that

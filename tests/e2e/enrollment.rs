@@ -14,7 +14,11 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
     let mut agent = Agent::new(&home.path("tablet"));
     let r = agent.enroll(&home.controller, code);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("Amira"), "the device says whose it is: {}", r.stdout);
+    assert!(
+        r.stdout.contains("Amira"),
+        "the device says whose it is: {}",
+        r.stdout
+    );
 
     // The private key was made on the device and stays there, readable by its owner only.
     let key = home.path("tablet").join("device-key.pem");
@@ -27,7 +31,10 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
     let key_text = std::fs::read_to_string(&key).unwrap();
     let db = std::fs::read(home.controller.data_dir.join("haven.db")).unwrap();
     let wal = std::fs::read(home.controller.data_dir.join("haven.db-wal")).unwrap_or_default();
-    let key_body: String = key_text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key_body: String = key_text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     for bytes in [&db, &wal] {
         assert!(
             !String::from_utf8_lossy(bytes).contains(&key_body[..32]),
@@ -36,22 +43,34 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
     }
 
     agent.start();
-    let device = eventually("the device to come online and apply its policy", WAIT, || {
-        let d = home.devices().into_iter().next()?;
-        (d["online"] == true
-            && d["applied_policy_version"].as_u64()? > 0
-            && d["applied_policy_version"] == d["desired_policy_version"])
-            .then_some(d)
-    });
+    let device = eventually(
+        "the device to come online and apply its policy",
+        WAIT,
+        || {
+            let d = home.devices().into_iter().next()?;
+            (d["online"] == true
+                && d["applied_policy_version"].as_u64()? > 0
+                && d["applied_policy_version"] == d["desired_policy_version"])
+                .then_some(d)
+        },
+    );
     let inv = &device["inventory"];
-    assert!(!inv["os_name"].as_str().unwrap_or_default().is_empty(), "{device}");
+    assert!(
+        !inv["os_name"].as_str().unwrap_or_default().is_empty(),
+        "{device}"
+    );
     assert!(!inv["agent_version"].as_str().unwrap_or_default().is_empty());
     assert!(inv["storage_total_bytes"].as_u64().unwrap_or(0) > 0);
     assert!(device["last_seen_at_unix_ms"].as_i64().unwrap() > 0);
 
     let table = home.admin.ok(&["device", "list"]);
-    assert!(table.contains("online") && table.contains("applied"), "{table}");
-    let shown = home.admin.ok(&["device", "show", device["id"].as_str().unwrap()]);
+    assert!(
+        table.contains("online") && table.contains("applied"),
+        "{table}"
+    );
+    let shown = home
+        .admin
+        .ok(&["device", "show", device["id"].as_str().unwrap()]);
     assert!(shown.contains("applied — version"), "{shown}");
     assert!(shown.contains("Amira Khan"), "{shown}");
 }
@@ -73,7 +92,9 @@ fn a_code_works_once() {
 #[test]
 fn an_expired_code_is_refused() {
     let home = Home::new();
-    let code = home.admin.json(&["device", "enroll", "Amira", "--valid-for", "1m"])["code"]
+    let code = home
+        .admin
+        .json(&["device", "enroll", "Amira", "--valid-for", "1m"])["code"]
         .as_str()
         .unwrap()
         .to_string();

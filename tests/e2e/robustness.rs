@@ -130,33 +130,102 @@ fn bad_input_is_refused_in_one_line_and_writes_nothing() {
         (&["device", "enroll", "Nobody"], "no child called"),
         (&["device", "show", "dev-nothere"], "no device called"),
         (
-            &["child", "add", "--home", "Nowhere", "--name", "X", "--dob", "2012-01-01"],
+            &[
+                "child",
+                "add",
+                "--home",
+                "Nowhere",
+                "--name",
+                "X",
+                "--dob",
+                "2012-01-01",
+            ],
             "no home called",
         ),
         (
-            &["child", "add", "--home", "Oak House", "--name", "X", "--dob", "17/05/2012"],
+            &[
+                "child",
+                "add",
+                "--home",
+                "Oak House",
+                "--name",
+                "X",
+                "--dob",
+                "17/05/2012",
+            ],
             "YYYY-MM-DD",
         ),
         (
-            &["child", "add", "--home", "Oak House", "--name", "X", "--dob", "2099-01-01"],
+            &[
+                "child",
+                "add",
+                "--home",
+                "Oak House",
+                "--name",
+                "X",
+                "--dob",
+                "2099-01-01",
+            ],
             "in the future",
         ),
-        (&["child", "add", "--home", "Oak House", "--name", "  ", "--dob", "2012-01-01"], "empty"),
+        (
+            &[
+                "child",
+                "add",
+                "--home",
+                "Oak House",
+                "--name",
+                "  ",
+                "--dob",
+                "2012-01-01",
+            ],
+            "empty",
+        ),
         (&["home", "add", "oak house"], "already exists"),
-        (&["staff", "add", "--name", "X", "--role", "boss"], "not a role"),
-        (&["device", "enroll", "Amira", "--valid-for", "9d"], "at most 7 days"),
-        (&["device", "enroll", "Amira", "--valid-for", "soon"], "not a length of time"),
+        (
+            &["staff", "add", "--name", "X", "--role", "boss"],
+            "not a role",
+        ),
+        (
+            &["device", "enroll", "Amira", "--valid-for", "9d"],
+            "at most 7 days",
+        ),
+        (
+            &["device", "enroll", "Amira", "--valid-for", "soon"],
+            "not a length of time",
+        ),
     ];
     for (args, expected) in cases {
         let err = home.admin.fails(args);
-        assert!(err.contains(expected), "`haven {}` said: {err}", args.join(" "));
+        assert!(
+            err.contains(expected),
+            "`haven {}` said: {err}",
+            args.join(" ")
+        );
     }
     let err = home.manager.fails(&[
-        "protected-contact", "add", "--home", "Oak House", "--name", "Nan", "--number", "nan's phone",
+        "protected-contact",
+        "add",
+        "--home",
+        "Oak House",
+        "--name",
+        "Nan",
+        "--number",
+        "nan's phone",
     ]);
     assert!(err.contains("not a phone number"), "{err}");
-    assert_eq!(home.admin.json(&["child", "list"]).as_array().unwrap().len(), 1);
-    assert_eq!(home.admin.json(&["home", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        home.admin
+            .json(&["child", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        home.admin.json(&["home", "list"]).as_array().unwrap().len(),
+        1
+    );
     let _ = audit_before;
 }
 
@@ -187,7 +256,10 @@ fn sigterm_stops_the_controller_cleanly_with_agents_connected() {
         "open device streams must not hold up shutdown"
     );
     assert!(
-        home.controller.stderr.wait_for("database is closed", Duration::from_secs(2)).is_some(),
+        home.controller
+            .stderr
+            .wait_for("database is closed", Duration::from_secs(2))
+            .is_some(),
         "{}",
         home.controller.stderr.text()
     );
@@ -235,11 +307,18 @@ fn a_second_start_reuses_the_data_directory() {
     let data = dir.path().join("data");
     let mut first = Controller::start(&data);
     let pin = first.ca_pin();
-    assert!(first.login_line.is_some(), "the first start prints the login line");
+    assert!(
+        first.login_line.is_some(),
+        "the first start prints the login line"
+    );
     assert!(first.stdout.text().contains("first start"));
     first.stop();
     let second = Controller::start(&data);
     assert!(second.login_line.is_none());
-    assert_eq!(second.ca_pin(), pin, "same CA: enrolled devices keep working");
+    assert_eq!(
+        second.ca_pin(),
+        pin,
+        "same CA: enrolled devices keep working"
+    );
     assert!(second.stdout.text().contains(&pin));
 }

@@ -91,7 +91,9 @@ fn a_revoked_device_is_disconnected_at_once_and_refused_on_reconnect() {
         let d = home.devices().into_iter().next()?;
         (d["online"] == true).then(|| d["id"].as_str().unwrap().to_string())
     });
-    let out = home.admin.ok(&["device", "revoke", &id, "--reason", "tablet lost"]);
+    let out = home
+        .admin
+        .ok(&["device", "revoke", &id, "--reason", "tablet lost"]);
     assert!(out.contains("Revoked"), "{out}");
     let d = home.device(&id);
     assert_eq!(d["status"], "revoked");
@@ -105,7 +107,9 @@ fn a_revoked_device_is_disconnected_at_once_and_refused_on_reconnect() {
     );
     let ca = ca_pem(&home);
     runtime().block_on(async {
-        let ch = channel(&home.controller.url, &ca, Some(identity)).await.unwrap();
+        let ch = channel(&home.controller.url, &ca, Some(identity))
+            .await
+            .unwrap();
         let err = try_sync(ch).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     });
@@ -120,8 +124,9 @@ fn a_revoked_device_is_disconnected_at_once_and_refused_on_reconnect() {
 #[test]
 fn a_staff_token_cannot_take_an_admin_action() {
     let home = Home::new();
-    let staff_token = home.admin.json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])
-        ["token"]
+    let staff_token = home
+        .admin
+        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -136,11 +141,20 @@ fn a_staff_token_cannot_take_an_admin_action() {
     let err = jo.fails(&["home", "add", "Elm House"]);
     assert!(err.contains("only an administrator"), "{err}");
     // A manager decides arrangements but does not run staff accounts.
-    let err = home.manager.fails(&["staff", "add", "--name", "X", "--role", "staff"]);
+    let err = home
+        .manager
+        .fails(&["staff", "add", "--name", "X", "--role", "staff"]);
     assert!(err.contains("only an administrator"), "{err}");
     // An administrator does not change arrangements.
     let err = home.admin.fails(&[
-        "protected-contact", "add", "--home", "Oak House", "--name", "Childline", "--number", "0800 1111",
+        "protected-contact",
+        "add",
+        "--home",
+        "Oak House",
+        "--name",
+        "Childline",
+        "--number",
+        "0800 1111",
     ]);
     assert!(err.contains("only a manager"), "{err}");
 }
@@ -148,7 +162,9 @@ fn a_staff_token_cannot_take_an_admin_action() {
 #[test]
 fn a_revoked_or_mistyped_token_is_refused() {
     let home = Home::new();
-    let token = home.admin.json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home
+        .admin
+        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -160,7 +176,9 @@ fn a_revoked_or_mistyped_token_is_refused() {
     let err = home.admin.as_token("hvn_guess").fails(&["child", "list"]);
     assert!(err.contains("not valid"), "{err}");
     // The last administrator cannot lock everyone out.
-    let err = home.admin.fails(&["staff", "revoke", "First administrator"]);
+    let err = home
+        .admin
+        .fails(&["staff", "revoke", "First administrator"]);
     assert!(err.contains("last administrator"), "{err}");
 }
 

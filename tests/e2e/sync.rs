@@ -6,11 +6,18 @@ use std::time::{Duration, Instant};
 use haven_tests::*;
 
 fn online_device(home: &Home) -> serde_json::Value {
-    eventually("the device to come online with its policy applied", WAIT, || {
-        let d = home.devices().into_iter().find(|d| d["status"] == "active")?;
-        (d["online"] == true && d["applied_policy_version"] == d["desired_policy_version"])
-            .then_some(d)
-    })
+    eventually(
+        "the device to come online with its policy applied",
+        WAIT,
+        || {
+            let d = home
+                .devices()
+                .into_iter()
+                .find(|d| d["status"] == "active")?;
+            (d["online"] == true && d["applied_policy_version"] == d["desired_policy_version"])
+                .then_some(d)
+        },
+    )
 }
 
 // clause D7: staff change permissions from the command line and the device obeys at once.
@@ -40,7 +47,10 @@ fn d7_a_policy_change_reaches_a_connected_agent_without_polling_and_is_acknowled
     });
     assert!(d["applied_policy_at_unix_ms"].as_i64().unwrap() > 0);
     let shown = home.admin.ok(&["device", "show", id]);
-    assert!(shown.contains(&format!("applied — version {version}")), "{shown}");
+    assert!(
+        shown.contains(&format!("applied — version {version}")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -48,7 +58,14 @@ fn a_change_reaches_only_the_devices_it_affects() {
     let home = Home::new();
     home.admin.ok(&["home", "add", "Elm House"]);
     let other_child = home.admin.json(&[
-        "child", "add", "--home", "Elm House", "--name", "Ben Smith", "--dob", "2013-02-02",
+        "child",
+        "add",
+        "--home",
+        "Elm House",
+        "--name",
+        "Ben Smith",
+        "--dob",
+        "2013-02-02",
     ])["id"]
         .as_str()
         .unwrap()
@@ -96,7 +113,10 @@ fn an_agent_that_was_offline_gets_the_newest_policy_on_reconnect() {
     home.change_policy("Childline", "08001111");
     let newest = home.change_policy("Emergency services", "999");
     let shown = home.admin.ok(&["device", "show", &id]);
-    assert!(shown.contains("pending"), "staff see the change is not applied yet: {shown}");
+    assert!(
+        shown.contains("pending"),
+        "staff see the change is not applied yet: {shown}"
+    );
 
     agent.start();
     assert!(agent.wait_applied(newest, WAIT), "{}", agent.stdout.text());
@@ -138,7 +158,9 @@ fn a_controller_restart_keeps_every_record_and_agents_reconnect() {
     assert!(agent.wait_applied(version, WAIT));
     let children_before = home.admin.json(&["child", "list"]);
     let staff_before = home.admin.json(&["staff", "list"]);
-    let contacts_before = home.admin.json(&["protected-contact", "list", "--home", "Oak House"]);
+    let contacts_before = home
+        .admin
+        .json(&["protected-contact", "list", "--home", "Oak House"]);
 
     home.controller.restart();
     assert!(
@@ -147,7 +169,8 @@ fn a_controller_restart_keeps_every_record_and_agents_reconnect() {
     );
     assert_eq!(home.admin.json(&["child", "list"]), children_before);
     assert_eq!(
-        home.admin.json(&["protected-contact", "list", "--home", "Oak House"]),
+        home.admin
+            .json(&["protected-contact", "list", "--home", "Oak House"]),
         contacts_before
     );
     let staff_after = home.admin.json(&["staff", "list"]);

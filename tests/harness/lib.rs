@@ -319,13 +319,21 @@ impl Cli {
     /// Runs a command that must fail; returns its one-line error.
     pub fn fails(&self, args: &[&str]) -> String {
         let r = self.run(args);
-        assert!(!r.ok, "`haven {}` should have failed:\n{}", args.join(" "), r.stdout);
+        assert!(
+            !r.ok,
+            "`haven {}` should have failed:\n{}",
+            args.join(" "),
+            r.stdout
+        );
         assert_eq!(r.code, Some(1), "a refusal exits with 1");
         let err = r.stderr.trim().to_string();
         assert_eq!(err.lines().count(), 1, "one line of error, got:\n{err}");
         assert!(err.starts_with("error: "), "{err}");
         for debug_marker in ["Status {", "code:", "panicked", "RUST_BACKTRACE", "{ "] {
-            assert!(!err.contains(debug_marker), "debug output reached the user: {err}");
+            assert!(
+                !err.contains(debug_marker),
+                "debug output reached the user: {err}"
+            );
         }
         err
     }
@@ -406,7 +414,8 @@ impl Agent {
         self.stdout = Lines::default();
         self.stderr = Lines::default();
         self.stdout.follow(child.stdout.take().unwrap(), "agent");
-        self.stderr.follow(child.stderr.take().unwrap(), "agent log");
+        self.stderr
+            .follow(child.stderr.take().unwrap(), "agent log");
         self.child = Some(child);
     }
 
@@ -472,10 +481,23 @@ impl Home {
         ]);
         admin.ok(&["home", "add", "Oak House"]);
         let child = admin.json(&[
-            "child", "add", "--home", "Oak House", "--name", "Amira Khan", "--dob", "2012-05-17",
+            "child",
+            "add",
+            "--home",
+            "Oak House",
+            "--name",
+            "Amira Khan",
+            "--dob",
+            "2012-05-17",
         ]);
-        let manager_token = admin.json(&["staff", "add", "--name", "Rita Manager", "--role", "manager"])
-            ["token"]
+        let manager_token = admin.json(&[
+            "staff",
+            "add",
+            "--name",
+            "Rita Manager",
+            "--role",
+            "manager",
+        ])["token"]
             .as_str()
             .unwrap()
             .to_string();
@@ -510,7 +532,8 @@ impl Home {
     }
 
     pub fn devices(&self) -> Vec<Value> {
-        self.admin.json(&["device", "list", "--all"])
+        self.admin
+            .json(&["device", "list", "--all"])
             .as_array()
             .cloned()
             .unwrap_or_default()

@@ -35,8 +35,7 @@ pub fn login_path() -> PathBuf {
 pub fn save_login(login: &Login) -> anyhow::Result<PathBuf> {
     let path = login_path();
     if let Some(dir) = path.parent() {
-        create_private_dir(dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
+        create_private_dir(dir).with_context(|| format!("could not create {}", dir.display()))?;
     }
     let text = toml::to_string(login).context("could not write the login")?;
     write_private(&path, text.as_bytes())
@@ -119,9 +118,9 @@ impl Interceptor for Bearer {
 pub fn explain(status: Status) -> anyhow::Error {
     let msg = status.message().trim();
     match status.code() {
-        Code::Unavailable if msg.is_empty() || msg.contains("transport") => anyhow!(
-            "the controller is not reachable: check that it is running, then try again"
-        ),
+        Code::Unavailable if msg.is_empty() || msg.contains("transport") => {
+            anyhow!("the controller is not reachable: check that it is running, then try again")
+        }
         Code::DeadlineExceeded => {
             anyhow!("the controller did not answer in time: try again")
         }

@@ -270,7 +270,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn login(controller: String, ca_pin: String, token: String, as_json: bool) -> anyhow::Result<()> {
+async fn login(
+    controller: String,
+    ca_pin: String,
+    token: String,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let controller = controller.trim_end_matches('/').to_string();
     let ca_pem = haven_proto::trust::fetch_pinned_ca(&controller, &ca_pin).await?;
     let login = Login {
@@ -420,7 +425,13 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 children
                     .into_iter()
                     .map(|c| {
-                        vec![c.id, c.name, c.home_name, c.date_of_birth, c.devices.to_string()]
+                        vec![
+                            c.id,
+                            c.name,
+                            c.home_name,
+                            c.date_of_birth,
+                            c.devices.to_string(),
+                        ]
                     })
                     .collect(),
             );
@@ -506,8 +517,16 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             }
             table(
                 &[
-                    "id", "child", "state", "last heard", "os", "model", "battery", "free storage",
-                    "agent", "policy",
+                    "id",
+                    "child",
+                    "state",
+                    "last heard",
+                    "os",
+                    "model",
+                    "battery",
+                    "free storage",
+                    "agent",
+                    "policy",
                 ],
                 devices.into_iter().map(device_row).collect(),
             );
@@ -572,7 +591,15 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 return json(&staff);
             }
             table(
-                &["id", "name", "role", "token", "added", "last used", "revoked"],
+                &[
+                    "id",
+                    "name",
+                    "role",
+                    "token",
+                    "added",
+                    "last used",
+                    "revoked",
+                ],
                 staff
                     .into_iter()
                     .map(|m| {
@@ -637,7 +664,9 @@ fn device_row(d: api::Device) -> Vec<String> {
         d.child_name.clone(),
         device_state(&d).into(),
         when(d.last_seen_at_unix_ms),
-        format!("{} {}", inv.os_name, inv.os_version).trim().to_string(),
+        format!("{} {}", inv.os_name, inv.os_version)
+            .trim()
+            .to_string(),
         inv.model.clone(),
         inv.battery_percent
             .map(|b| format!("{b}%"))

@@ -70,7 +70,11 @@ pub fn parse_minutes(text: &str) -> Result<u32, String> {
         "" | "m" | "min" | "mins" | "minutes" => 1,
         "h" | "hour" | "hours" => 60,
         "d" | "day" | "days" => 24 * 60,
-        _ => return Err(format!("{text:?} is not a length of time: use e.g. 30m, 24h or 2d")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a length of time: use e.g. 30m, 24h or 2d"
+            ));
+        }
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("{text:?} is too long"))

@@ -18,12 +18,7 @@ pub fn code_from_random(random: [u8; CODE_LEN]) -> String {
         .iter()
         .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
         .collect();
-    format!(
-        "{}-{}-{}",
-        &symbols[0..4],
-        &symbols[4..8],
-        &symbols[8..12]
-    )
+    format!("{}-{}-{}", &symbols[0..4], &symbols[4..8], &symbols[8..12])
 }
 
 /// Reads a code as a person might type it: any case, with or without dashes or spaces,
@@ -105,7 +100,11 @@ mod tests {
         assert_eq!(normalise_code(&typed).unwrap(), code.replace('-', ""));
         assert_eq!(normalise_code("OIL0-0000-0000").unwrap(), "011000000000");
         assert_eq!(normalise_code("ABCD"), None);
-        assert_eq!(normalise_code("ABCD-EFGH-JKUM"), None, "U is not in the alphabet");
+        assert_eq!(
+            normalise_code("ABCD-EFGH-JKUM"),
+            None,
+            "U is not in the alphabet"
+        );
     }
 
     #[test]

@@ -129,7 +129,10 @@ mod tests {
     // clause R19 (controller side): protected contacts always reach the device.
     #[test]
     fn r19_protected_contacts_are_always_compiled_in() {
-        let contacts = [contact("Childline", "08001111"), contact("Emergency", "999")];
+        let contacts = [
+            contact("Childline", "08001111"),
+            contact("Emergency", "999"),
+        ];
         let p = compile(&PolicyInputs {
             version: 1,
             issued_at: 1,

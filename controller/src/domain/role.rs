@@ -138,7 +138,9 @@ mod tests {
             refusal(Role::Staff, Action::ManageStaff),
             "only an administrator can add or remove staff; you are signed in as a member of staff"
         );
-        assert!(refusal(Role::Staff, Action::ManageDevices).contains("a manager or an administrator"));
+        assert!(
+            refusal(Role::Staff, Action::ManageDevices).contains("a manager or an administrator")
+        );
     }
 
     #[test]

@@ -134,7 +134,10 @@ fn protected_contact(c: crate::domain::policy::ProtectedContact) -> api::Protect
 
 #[tonic::async_trait]
 impl child_service_server::ChildService for AdminApi {
-    async fn add_child(&self, request: Request<AddChildRequest>) -> Result<Response<Child>, Status> {
+    async fn add_child(
+        &self,
+        request: Request<AddChildRequest>,
+    ) -> Result<Response<Child>, Status> {
         let who = self
             .ctx
             .authorize(request.metadata(), Action::ManageChildren)
@@ -180,7 +183,10 @@ impl child_service_server::ChildService for AdminApi {
         }))
     }
 
-    async fn show_child(&self, request: Request<ShowChildRequest>) -> Result<Response<Child>, Status> {
+    async fn show_child(
+        &self,
+        request: Request<ShowChildRequest>,
+    ) -> Result<Response<Child>, Status> {
         self.ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
@@ -381,7 +387,11 @@ impl staff_service_server::StaffService for AdminApi {
         let member = self
             .ctx
             .store
-            .revoke_staff(&Actor::staff(&who), required("staff member", &req.staff)?, now_ms())
+            .revoke_staff(
+                &Actor::staff(&who),
+                required("staff member", &req.staff)?,
+                now_ms(),
+            )
             .await?;
         Ok(Response::new(convert::staff(member)))
     }

@@ -115,7 +115,9 @@ impl AgentService for AgentApi {
             .ctx
             .registry
             .insert(&device.id, tx.clone())
-            .ok_or_else(|| Status::unavailable("the controller is shutting down: try again shortly"))?;
+            .ok_or_else(|| {
+                Status::unavailable("the controller is shutting down: try again shortly")
+            })?;
         tracing::info!(device = %device.id, "device connected");
         let weak = tx.downgrade();
         drop(tx);
@@ -174,7 +176,11 @@ async fn serve_device(
                 ctx.store
                     .record_applied(device_id, applied.version, error, now)
                     .await?;
-                tracing::debug!(device = device_id, version = applied.version, "policy applied");
+                tracing::debug!(
+                    device = device_id,
+                    version = applied.version,
+                    "policy applied"
+                );
             }
             Some(Inbound::Violations(batch)) => {
                 let records = violation_records(&batch.violations)?;
@@ -182,7 +188,12 @@ async fn serve_device(
                     .store
                     .record_violations(device_id, &records, now)
                     .await?;
-                tracing::info!(device = device_id, received = records.len(), new, "violations stored");
+                tracing::info!(
+                    device = device_id,
+                    received = records.len(),
+                    new,
+                    "violations stored"
+                );
                 send(ControllerMessage {
                     body: Some(Outbound::ViolationAck(wire::ViolationAck {
                         ids: records.into_iter().map(|r| r.id).collect(),
@@ -212,7 +223,12 @@ fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationReco
             "a violation batch holds at most {MAX_BATCH} entries; send the rest in another batch"
         )));
     }
-    let clip = |s: &str, n: usize| s.chars().filter(|c| !c.is_control()).take(n).collect::<String>();
+    let clip = |s: &str, n: usize| {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(n)
+            .collect::<String>()
+    };
     violations
         .iter()
         .map(|v| {

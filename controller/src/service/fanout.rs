@@ -45,7 +45,13 @@ impl Context {
                 Delivery::Offline => report.offline += 1,
             }
         }
-        tracing::info!(home = home_id, sent = report.sent, offline = report.offline, at = now_ms(), "policy pushed");
+        tracing::info!(
+            home = home_id,
+            sent = report.sent,
+            offline = report.offline,
+            at = now_ms(),
+            "policy pushed"
+        );
         Ok(report)
     }
 }

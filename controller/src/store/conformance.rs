@@ -19,7 +19,9 @@ fn admin() -> Actor {
 }
 
 async fn home(s: &impl Store, name: &str) -> HomeRecord {
-    s.add_home(&admin(), name, "Europe/London", 1).await.unwrap()
+    s.add_home(&admin(), name, "Europe/London", 1)
+        .await
+        .unwrap()
 }
 
 async fn enrolled(s: &impl Store, child_id: &str, code: &str, fp: &str) -> DeviceRecord {
@@ -55,27 +57,54 @@ async fn homes_are_unique_and_found_by_id_or_name(s: &impl Store) {
 
 async fn children_with_the_same_name_are_told_apart(s: &impl Store) {
     let h = home(s, "Oak").await;
-    let a = s.add_child(&admin(), &h.id, "Sam Jones", "2012-01-01", 2).await.unwrap();
-    let b = s.add_child(&admin(), &h.id, "Sam Jones", "2013-01-01", 3).await.unwrap();
+    let a = s
+        .add_child(&admin(), &h.id, "Sam Jones", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let b = s
+        .add_child(&admin(), &h.id, "Sam Jones", "2013-01-01", 3)
+        .await
+        .unwrap();
     match s.find_child("sam jones").await {
         Err(StoreError::Ambiguous { ids, .. }) => {
             assert!(ids.contains(&a.id) && ids.contains(&b.id))
         }
         other => panic!("expected ambiguity, got {other:?}"),
     }
-    assert_eq!(s.find_child(&b.id).await.unwrap().date_of_birth, "2013-01-01");
-    let amira = s.add_child(&admin(), &h.id, "Amira Khan", "2012-01-01", 4).await.unwrap();
-    assert_eq!(s.find_child("amira").await.unwrap().id, amira.id, "a first name is enough");
-    assert!(matches!(s.find_child("sam").await, Err(StoreError::Ambiguous { .. })));
-    assert!(matches!(s.find_child("ami").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(
+        s.find_child(&b.id).await.unwrap().date_of_birth,
+        "2013-01-01"
+    );
+    let amira = s
+        .add_child(&admin(), &h.id, "Amira Khan", "2012-01-01", 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.find_child("amira").await.unwrap().id,
+        amira.id,
+        "a first name is enough"
+    );
+    assert!(matches!(
+        s.find_child("sam").await,
+        Err(StoreError::Ambiguous { .. })
+    ));
+    assert!(matches!(
+        s.find_child("ami").await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert_eq!(s.list_children(Some(&h.id)).await.unwrap().len(), 2);
     assert_eq!(s.list_children(Some("home-none")).await.unwrap().len(), 0);
 }
 
 async fn an_enrollment_code_enrolls_one_device_once(s: &impl Store) {
     let h = home(s, "Oak").await;
-    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
-    s.create_enrollment(&admin(), &c.id, "hash-1", 100, 10).await.unwrap();
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    s.create_enrollment(&admin(), &c.id, "hash-1", 100, 10)
+        .await
+        .unwrap();
     assert_eq!(
         s.check_enrollment("hash-1", 50).await.unwrap(),
         (c.id.clone(), CodeState::Usable)
@@ -85,7 +114,10 @@ async fn an_enrollment_code_enrolls_one_device_once(s: &impl Store) {
         cert_fingerprint: "fp-1".into(),
         inventory: Some("{}".into()),
     };
-    let d = s.redeem_enrollment("hash-1", dev.clone(), 50).await.unwrap();
+    let d = s
+        .redeem_enrollment("hash-1", dev.clone(), 50)
+        .await
+        .unwrap();
     assert_eq!(d.child_id, c.id);
     assert_eq!(d.status, "active");
     let again = NewDevice {
@@ -97,7 +129,9 @@ async fn an_enrollment_code_enrolls_one_device_once(s: &impl Store) {
         s.redeem_enrollment("hash-1", again.clone(), 60).await,
         Err(StoreError::CodeUnusable(Some(CodeState::AlreadyUsed)))
     ));
-    s.create_enrollment(&admin(), &c.id, "hash-2", 100, 10).await.unwrap();
+    s.create_enrollment(&admin(), &c.id, "hash-2", 100, 10)
+        .await
+        .unwrap();
     assert!(matches!(
         s.redeem_enrollment("hash-2", again.clone(), 100).await,
         Err(StoreError::CodeUnusable(Some(CodeState::Expired)))
@@ -115,7 +149,10 @@ async fn an_enrollment_code_enrolls_one_device_once(s: &impl Store) {
 
 async fn policy_versions_grow_with_each_change(s: &impl Store) {
     let h = home(s, "Oak").await;
-    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
     let d = enrolled(s, &c.id, "code", "fp").await;
     assert!(d.desired_version > 0);
     assert_eq!(d.applied_version, 0);
@@ -136,13 +173,19 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
     s.record_applied(&d.id, v, None, 40).await.unwrap();
     s.record_applied(&d.id, v - 1, None, 41).await.unwrap();
     let after = s.find_device(&d.id).await.unwrap();
-    assert_eq!(after.applied_version, v, "an older acknowledgement never wins");
+    assert_eq!(
+        after.applied_version, v,
+        "an older acknowledgement never wins"
+    );
     assert_eq!(after.desired_version, v);
 }
 
 async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
     let h = home(s, "Oak").await;
-    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
     let d = enrolled(s, &c.id, "code", "fp").await;
     let r = s.revoke_device(&admin(), &d.id, "lost", 50).await.unwrap();
     assert_eq!(r.status, "revoked");
@@ -155,7 +198,14 @@ async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
     assert_eq!(s.list_devices(None, true).await.unwrap().len(), 1);
 
     let first = s
-        .add_staff(&Actor::system(), "First Admin", Role::Admin, "h1", "hvn_ab", 1)
+        .add_staff(
+            &Actor::system(),
+            "First Admin",
+            Role::Admin,
+            "h1",
+            "hvn_ab",
+            1,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -166,7 +216,10 @@ async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
         .add_staff(&admin(), "Jo", Role::Staff, "h2", "hvn_cd", 3)
         .await
         .unwrap();
-    assert_eq!(s.staff_by_token("h2", 4).await.unwrap().unwrap().id, worker.id);
+    assert_eq!(
+        s.staff_by_token("h2", 4).await.unwrap().unwrap().id,
+        worker.id
+    );
     s.revoke_staff(&admin(), "jo", 5).await.unwrap();
     assert!(s.staff_by_token("h2", 6).await.unwrap().is_none());
     assert_eq!(s.list_staff(false).await.unwrap().len(), 1);
@@ -175,7 +228,10 @@ async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
 
 async fn violations_are_counted_once(s: &impl Store) {
     let h = home(s, "Oak").await;
-    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
     let d = enrolled(s, &c.id, "code", "fp").await;
     let v = |id: &str| ViolationRecord {
         id: id.into(),
@@ -185,20 +241,38 @@ async fn violations_are_counted_once(s: &impl Store) {
         detail: "tried to open a blocked app".into(),
         occurred_at: 5,
     };
-    assert_eq!(s.record_violations(&d.id, &[v("a"), v("b")], 9).await.unwrap(), 2);
-    assert_eq!(s.record_violations(&d.id, &[v("b"), v("c")], 9).await.unwrap(), 1);
+    assert_eq!(
+        s.record_violations(&d.id, &[v("a"), v("b")], 9)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.record_violations(&d.id, &[v("b"), v("c")], 9)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(s.count_violations(&d.id).await.unwrap(), 3);
 }
 
 async fn every_change_is_in_an_intact_audit_chain(s: &impl Store) {
     let h = home(s, "Oak").await;
-    let c = s.add_child(&admin(), &h.id, "Amira", "2012-01-01", 2).await.unwrap();
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
     enrolled(s, &c.id, "code", "fp").await;
     let entries = s.audit_entries(0, 100).await.unwrap();
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["home.add", "child.add", "device.enrollment.create", "device.enroll"]
+        [
+            "home.add",
+            "child.add",
+            "device.enrollment.create",
+            "device.enroll"
+        ]
     );
     assert_eq!(verify_chain(&entries), Ok(4));
     assert_eq!(s.audit_entries(2, 1).await.unwrap()[0].seq, 3);

@@ -20,7 +20,9 @@ use crate::domain::{Role, StaffIdentity, UnixMillis};
 /// Why a storage operation failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("no {what} called {key:?} was found: check the name or id (`haven {what} list` shows them)")]
+    #[error(
+        "no {what} called {key:?} was found: check the name or id (`haven {what} list` shows them)"
+    )]
     NotFound { what: &'static str, key: String },
     #[error("more than one {what} is called {key:?}: use the id instead ({})", ids.join(", "))]
     Ambiguous {

@@ -142,10 +142,11 @@ async fn append_audit(
 
 /// Takes the next policy version. One sequence for all devices: versions only ever grow.
 async fn next_policy_version(tx: &mut Transaction<'static, Sqlite>) -> StoreResult<u64> {
-    let row = sqlx::query("UPDATE sequences SET value = value + 1 WHERE name = 'policy' RETURNING value")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let row =
+        sqlx::query("UPDATE sequences SET value = value + 1 WHERE name = 'policy' RETURNING value")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
     Ok(as_u64(row.get::<i64, _>("value")))
 }
 
@@ -387,10 +388,12 @@ impl HomeStore for SqliteStore {
     }
 
     async fn list_homes(&self) -> StoreResult<Vec<HomeRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{HOME_SELECT} ORDER BY h.name")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{HOME_SELECT} ORDER BY h.name"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(rows.iter().map(home_from_row).collect())
     }
 
@@ -450,14 +453,13 @@ impl ProtectedContactStore for SqliteStore {
     ) -> StoreResult<(ProtectedContact, u64)> {
         let id = new_id("pc");
         let mut tx = self.write().await?;
-        let existing = sqlx::query(
-            "SELECT name FROM protected_contacts WHERE home_id = ? AND address = ?",
-        )
-        .bind(home_id)
-        .bind(address)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let existing =
+            sqlx::query("SELECT name FROM protected_contacts WHERE home_id = ? AND address = ?")
+                .bind(home_id)
+                .bind(address)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         if let Some(row) = existing {
             return Err(StoreError::Conflict(format!(
                 "{address} is already a protected contact of this home (as {:?})",
@@ -600,7 +602,7 @@ impl ChildStore for SqliteStore {
         }
         let full: Vec<&SqliteRow> = rows
             .iter()
-            .filter(|r| r.get::<String, _>("name") .to_lowercase() == name_key(key))
+            .filter(|r| r.get::<String, _>("name").to_lowercase() == name_key(key))
             .collect();
         if let [one] = full.as_slice() {
             return Ok(child_from_row(one));
@@ -791,11 +793,13 @@ impl DeviceStore for SqliteStore {
     }
 
     async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{DEVICE_SELECT} WHERE d.id = ?")))
-            .bind(key.trim())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} WHERE d.id = ?"
+        )))
+        .bind(key.trim())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         row.as_ref()
             .map(device_from_row)
             .ok_or_else(|| StoreError::NotFound {
