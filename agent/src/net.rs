@@ -53,9 +53,7 @@ pub(crate) fn error_chain(e: &(dyn StdError + 'static)) -> String {
         let text = err.to_string();
         let text = text.trim_end_matches('.');
         // tonic wraps every cause in a bare "transport error", which tells a person nothing.
-        if !text.is_empty()
-            && text != "transport error"
-            && !parts.iter().any(|p| p.contains(text))
+        if !text.is_empty() && text != "transport error" && !parts.iter().any(|p| p.contains(text))
         {
             parts.push(text.to_string());
         }

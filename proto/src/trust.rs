@@ -26,11 +26,8 @@ pub enum TrustError {
     BadPin(String),
     #[error("the controller address {0:?} is not valid: use https://host:port")]
     BadAddress(String),
-    #[error("could not reach the controller at {addr}: {source}")]
-    Unreachable {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("could not reach the controller at {addr}: {cause}")]
+    Unreachable { addr: String, cause: std::io::Error },
     #[error("the TLS handshake with {addr} failed: {reason}")]
     Handshake { addr: String, reason: String },
     #[error(
@@ -99,9 +96,9 @@ pub async fn fetch_pinned_ca(url: &str, pin: &str) -> Result<String, TrustError>
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(&addr)
         .await
-        .map_err(|source| TrustError::Unreachable {
+        .map_err(|cause| TrustError::Unreachable {
             addr: addr.clone(),
-            source,
+            cause,
         })?;
     let name = ServerName::try_from(CONTROLLER_TLS_NAME).expect("constant is a valid DNS name");
     let mut tls = connector

@@ -4,6 +4,7 @@
 //! directory. Clause IDs from `../shared/spec/clauses.md` are named in test names or in a
 //! `// clause …` comment above the test; `tests/TRACEABILITY.md` maps them.
 
+mod agent;
 mod enrollment;
 mod robustness;
 mod security;

@@ -437,6 +437,11 @@ impl Agent {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Hands over the running process, for tests that stop it themselves.
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+
     /// Waits for the enforcer to report applying `version`.
     pub fn wait_applied(&self, version: u64, timeout: Duration) -> bool {
         self.stdout

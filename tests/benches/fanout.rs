@@ -1,0 +1,403 @@
+//! Fan-out benchmark: how fast a staff change reaches N connected agents, what each connected
+//! agent costs the controller, how long N agents take to connect, and what an idle agent costs
+//! its device.
+//!
+//! Runs the real `haven serve` (release build) as its own process, and N simulated devices in
+//! this process: each is the real agent sync client (`haven_agent::sync`) with a recording
+//! enforcer, on its own TLS connection with its own enrolled certificate.
+//!
+//!   cargo bench -p haven-tests --bench fanout                       # 1 and 1,000 agents
+//!   cargo bench -p haven-tests --bench fanout -- --agents 1,1000,10000 --rounds 30
+//!
+//! A "round" is one staff change (a manager adds a protected contact to the home, which every
+//! device in it must enforce), timed from just before the staff request is sent until each
+//! agent has applied the new policy and is about to send its acknowledgement.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use haven_agent::enforcer::{EnforceError, Enforcer};
+use haven_agent::sync::{InventorySource, SyncConfig};
+use haven_proto::admin::v1 as api;
+use haven_proto::agent::v1::{DevicePolicy, Inventory};
+use haven_tests::*;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Records, per agent, the newest version applied and when.
+struct Recorder {
+    index: usize,
+    applied: Arc<Vec<AtomicU64>>,
+    at_nanos: Arc<Vec<AtomicU64>>,
+    epoch: Instant,
+}
+
+impl Enforcer for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        self.at_nanos[self.index].store(now, Ordering::SeqCst);
+        self.applied[self.index].store(policy.version, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    utime + stime
+}
+
+fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack value we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Args {
+    agents: Vec<usize>,
+    rounds: usize,
+    idle_secs: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        agents: vec![1, 1000],
+        rounds: 20,
+        idle_secs: 20,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--agents" => {
+                a.agents = argv[i + 1]
+                    .split(',')
+                    .map(|n| n.parse().expect("--agents 1,1000"))
+                    .collect();
+                i += 1;
+            }
+            "--rounds" => {
+                a.rounds = argv[i + 1].parse().expect("--rounds 20");
+                i += 1;
+            }
+            "--idle-secs" => {
+                a.idle_secs = argv[i + 1].parse().expect("--idle-secs 20");
+                i += 1;
+            }
+            _ => {} // cargo passes --bench
+        }
+        i += 1;
+    }
+    a
+}
+
+async fn staff_channel(url: &str, ca: &str) -> Channel {
+    Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .domain_name(haven_proto::trust::CONTROLLER_TLS_NAME),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    let v: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    r.metadata_mut().insert("authorization", v);
+    r
+}
+
+fn fixed_inventory() -> Inventory {
+    Inventory {
+        os_name: "BenchOS".into(),
+        os_version: "1".into(),
+        model: "simulated".into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        storage_free_bytes: 1 << 30,
+        storage_total_bytes: 1 << 32,
+        ..Default::default()
+    }
+}
+
+async fn run_fanout(n: usize, rounds: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY (set_var): single-threaded at this point of the benchmark's own setup.
+    let controller = Controller::start(&dir.path().join("data"));
+    let pid = controller.pid().unwrap();
+    let ca = std::fs::read_to_string(controller.data_dir.join("ca.pem")).unwrap();
+    let admin_token = controller.first_token();
+    let channel = staff_channel(&controller.url, &ca).await;
+    let mut homes = api::home_service_client::HomeServiceClient::new(channel.clone());
+    let mut children = api::child_service_client::ChildServiceClient::new(channel.clone());
+    let devices = api::device_service_client::DeviceServiceClient::new(channel.clone());
+    let mut staff = api::staff_service_client::StaffServiceClient::new(channel.clone());
+    homes
+        .add_home(authed(
+            &admin_token,
+            api::AddHomeRequest {
+                name: "Bench House".into(),
+                time_zone: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let child = children
+        .add_child(authed(
+            &admin_token,
+            api::AddChildRequest {
+                home: "Bench House".into(),
+                name: "Sam Bench".into(),
+                date_of_birth: "2012-01-01".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let manager_token = staff
+        .add_staff(authed(
+            &admin_token,
+            api::AddStaffRequest {
+                name: "Bench Manager".into(),
+                role: "manager".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+
+    // Enroll N devices, a few at a time.
+    let enroll_started = Instant::now();
+    let identities: Vec<_> = futures::stream::iter(0..n)
+        .map(|_| {
+            let mut devices = devices.clone();
+            let token = admin_token.clone();
+            let child_id = child.id.clone();
+            let url = controller.url.clone();
+            let ca = ca.clone();
+            async move {
+                let code = devices
+                    .create_enrollment(authed(
+                        &token,
+                        api::CreateEnrollmentRequest {
+                            child: child_id,
+                            valid_for_minutes: 60,
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .code;
+                haven_agent::enroll(&url, &ca, &code, fixed_inventory())
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let enroll_secs = enroll_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kib(pid);
+
+    let epoch = Instant::now();
+    let applied: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let at_nanos: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connect_started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for (index, identity) in identities.into_iter().enumerate() {
+        let mut config = SyncConfig::new(identity);
+        config.inventory = InventorySource::Fixed(fixed_inventory());
+        config.heartbeat = Duration::from_secs(3600);
+        let enforcer = Recorder {
+            index,
+            applied: applied.clone(),
+            at_nanos: at_nanos.clone(),
+            epoch,
+        };
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = haven_agent::sync::run(config, Box::new(enforcer), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        }));
+    }
+    // Connected = every agent has received and applied its first policy from the controller.
+    while applied.iter().any(|v| v.load(Ordering::SeqCst) == 0) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_after = rss_kib(pid);
+
+    let mut homes = api::home_service_client::HomeServiceClient::new(channel.clone());
+    let mut round_p50 = Vec::new();
+    let mut round_p99 = Vec::new();
+    let mut round_max = Vec::new();
+    let mut rpc_ms = Vec::new();
+    for round in 0..rounds {
+        let before = epoch.elapsed().as_nanos() as u64;
+        let t0 = Instant::now();
+        homes
+            .add_protected_contact(authed(
+                &manager_token,
+                api::AddProtectedContactRequest {
+                    home: "Bench House".into(),
+                    name: format!("Contact {round}"),
+                    address: format!("0800{round:06}"),
+                },
+            ))
+            .await
+            .unwrap();
+        rpc_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let target = applied
+            .iter()
+            .map(|v| v.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0);
+        // Wait until every agent has a version applied after the change started.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let done = at_nanos.iter().all(|t| t.load(Ordering::SeqCst) > before);
+            if done || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let _ = target;
+        let mut lat: Vec<f64> = at_nanos
+            .iter()
+            .map(|t| (t.load(Ordering::SeqCst).saturating_sub(before)) as f64 / 1e6)
+            .collect();
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        round_p50.push(percentile(&lat, 50.0));
+        round_p99.push(percentile(&lat, 99.0));
+        round_max.push(*lat.last().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut p99s = round_p99.clone();
+    p99s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut p50s = round_p50.clone();
+    p50s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut maxes = round_max.clone();
+    maxes.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rpc_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let per_agent = (rss_after.saturating_sub(rss_before)) as f64 / n as f64;
+    println!("== {n} connected agents, {rounds} staff changes ==");
+    println!("  enrolled in                 {enroll_secs:.2} s");
+    println!("  connected (first policy applied) in {connect_secs:.3} s");
+    println!(
+        "  change -> applied by all agents, per round: p50 of agents median {:.2} ms; p99 of agents median {:.2} ms, worst {:.2} ms; slowest agent median {:.2} ms",
+        percentile(&p50s, 50.0),
+        percentile(&p99s, 50.0),
+        p99s.last().unwrap(),
+        percentile(&maxes, 50.0)
+    );
+    println!(
+        "  staff request (commit + push) round trip: median {:.2} ms, worst {:.2} ms",
+        percentile(&rpc_ms, 50.0),
+        rpc_ms.last().unwrap()
+    );
+    println!(
+        "  controller RSS: {rss_before} KiB before agents, {rss_after} KiB with them: {per_agent:.1} KiB per connected agent"
+    );
+}
+
+/// One real `haven-agent run` process, idle against a real controller.
+fn idle_agent(secs: u64) {
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("idle");
+    agent.start();
+    eventually("the idle agent to connect", WAIT, || {
+        home.devices()
+            .into_iter()
+            .any(|d| d["online"] == true)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = agent.pid().unwrap();
+    let ticks_before = cpu_ticks(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let ticks = cpu_ticks(pid) - ticks_before;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_pct = (ticks as f64 / hz) / t0.elapsed().as_secs_f64() * 100.0;
+    println!("== idle agent (real haven-agent process, {secs} s) ==");
+    println!(
+        "  RSS {} KiB; CPU {:.3}% of one core ({ticks} ticks)",
+        rss_kib(pid),
+        cpu_pct
+    );
+}
+
+fn main() {
+    let a = args();
+    let limit = raise_open_file_limit();
+    println!(
+        "haven fan-out benchmark: {} cores, open-file limit {limit}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    // Make sure the binaries are built (release, like this benchmark) before timing anything.
+    let _ = bin_dir();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for n in a.agents {
+        rt.block_on(run_fanout(n, a.rounds));
+    }
+    if a.idle_secs > 0 {
+        idle_agent(a.idle_secs);
+    }
+}
