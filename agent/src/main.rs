@@ -111,7 +111,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
@@ -136,12 +136,12 @@ fn one_line(e: &anyhow::Error) -> String {
     text
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let state = StateDir::resolve(cli.state_dir)?;
     match cli.command {
-        Command::Enroll(args) => enroll(state, args).await,
+        Command::Enroll(args) => enroll(state, args).await.map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(state, args).await,
-        Command::Status(args) => show_status(&state, args.json),
+        Command::Status(args) => show_status(&state, args.json).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -182,25 +182,48 @@ async fn enroll(state: StateDir, args: EnrollArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<()> {
+/// Fails closed: the cached policy (or the safe default) is enforced before anything that can
+/// fail, and stays enforced until the agent is stopped, even when the device cannot sync
+/// (damaged identity or settings). Only a device with nothing enrolled at all is refused.
+/// Exits non-zero, after shutdown, when it could not sync for such a reason.
+async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if state.is_blank() {
+        return Err(StateError::NotEnrolled {
+            dir: state.root().to_path_buf(),
+        }
+        .into());
+    }
     let kind = match args.enforcer {
         EnforcerArg::Log => EnforcerKind::Log,
         EnforcerArg::Null => EnforcerKind::Null,
     };
     let mut enforcer = kind.build();
+    // Enforce before anything else (and before any network): a device must be protected
+    // while the controller is away, and also when its own state is damaged.
+    let initial = sync::apply_startup_policy(Some(&state), enforcer.as_mut());
     let identity = match state.load_identity() {
         Ok((identity, _)) => identity,
         Err(StateError::Retired) => {
             // Keep enforcing the (cached) safe default, but never connect again.
-            sync::apply_startup_policy(Some(&state), enforcer.as_mut());
             warn!(
                 "this device has been removed from Haven by staff; enforcement continues with \
                  the safe default until it is enrolled again"
             );
             shutdown_signal().await;
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            let problem = match e {
+                // Some identity files are there, but not the settings that go with them.
+                StateError::NotEnrolled { .. } => {
+                    format!("{} is missing", state.config_path().display())
+                }
+                e => e.to_string(),
+            };
+            sync::log_cannot_sync(&problem, &initial);
+            shutdown_signal().await;
+            return Ok(ExitCode::FAILURE);
+        }
     };
     info!(
         "haven-agent {} starting for device {} (enforcer: {})",
@@ -208,8 +231,6 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<()> {
         identity.device_id,
         enforcer.name()
     );
-    // Enforce before any network: a device must be protected while the controller is away.
-    let initial = sync::apply_startup_policy(Some(&state), enforcer.as_mut());
     let mut config = SyncConfig::new(identity);
     config.heartbeat = Duration::from_secs(args.heartbeat_secs);
     config.max_backoff = Duration::from_secs(args.max_backoff_secs);
@@ -218,11 +239,15 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<()> {
     };
     config.initial_policy = Some(initial);
     config.state = Some(state);
-    let outcome = sync::run(config, enforcer, shutdown_signal()).await?;
-    if outcome == RunOutcome::Retired {
-        info!("stopped; this device stays on the safe default until it is enrolled again");
+    match sync::run(config, enforcer, shutdown_signal()).await {
+        Ok(RunOutcome::Retired) => {
+            info!("stopped; this device stays on the safe default until it is enrolled again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(RunOutcome::Shutdown) => Ok(ExitCode::SUCCESS),
+        // Already logged when it happened; the policy stayed enforced until shutdown.
+        Err(_) => Ok(ExitCode::FAILURE),
     }
-    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd stops the service).

@@ -179,8 +179,12 @@ impl StateDir {
     }
 
     /// Stores a fresh enrollment. Any cached policy is removed, because it belonged to the
-    /// previous enrollment (possibly another child). `agent.toml` is written last, so a
-    /// device only counts as enrolled once everything else is in place.
+    /// previous enrollment (possibly another child).
+    ///
+    /// Every new file is first written and synced under a temporary name; only then are they
+    /// renamed into place (key, certificate, CA, then `agent.toml` last). A failure or crash
+    /// while writing leaves the previous identity exactly as it was, and a device only counts
+    /// as enrolled once everything else is in place.
     pub fn save_enrollment(
         &self,
         identity: &DeviceIdentity,
@@ -188,19 +192,6 @@ impl StateDir {
         enrolled_at: &str,
     ) -> Result<AgentConfig, StateError> {
         self.create()?;
-        self.write(&self.key_path(), identity.key_pem.as_bytes(), 0o600)?;
-        self.write(&self.cert_path(), identity.cert_pem.as_bytes(), 0o644)?;
-        self.write(&self.ca_path(), identity.ca_pem.as_bytes(), 0o644)?;
-        match fs::remove_file(self.policy_path()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StateError::Write {
-                    path: self.policy_path(),
-                    source,
-                });
-            }
-        }
         let config = AgentConfig {
             controller_url: identity.controller_url.clone(),
             device_id: identity.device_id.clone(),
@@ -209,8 +200,90 @@ impl StateDir {
             retired_at: None,
             retired_reason: None,
         };
-        self.save_config(&config)?;
+        let config_text = toml::to_string(&config).map_err(|e| StateError::Corrupt {
+            path: self.config_path(),
+            reason: e.to_string(),
+        })?;
+        // agent.toml must stay last: it is what makes the new identity count.
+        let files = [
+            (self.key_path(), identity.key_pem.as_bytes(), 0o600),
+            (self.cert_path(), identity.cert_pem.as_bytes(), 0o644),
+            (self.ca_path(), identity.ca_pem.as_bytes(), 0o644),
+            (self.config_path(), config_text.as_bytes(), 0o644),
+        ];
+        let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
+        let discard = |staged: &[(PathBuf, PathBuf)]| {
+            for (tmp, _) in staged {
+                let _ = fs::remove_file(tmp);
+            }
+        };
+        for (path, bytes, mode) in files {
+            match stage_file(&path, bytes, mode) {
+                Ok(tmp) => staged.push((tmp, path)),
+                Err(source) => {
+                    discard(&staged);
+                    return Err(StateError::Write { path, source });
+                }
+            }
+        }
+        let (config_tmp, config_path) = staged.pop().expect("agent.toml is staged");
+        for (i, (tmp, path)) in staged.iter().enumerate() {
+            if let Err(source) = fs::rename(tmp, path) {
+                discard(&staged[i..]);
+                let _ = fs::remove_file(&config_tmp);
+                return Err(StateError::Write {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        let committed = match fs::remove_file(self.policy_path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Write {
+                path: self.policy_path(),
+                source,
+            }),
+        }
+        // The identity files and the policy removal reach the disk before agent.toml does.
+        .and_then(|()| self.sync_root());
+        if let Err(e) = committed {
+            let _ = fs::remove_file(&config_tmp);
+            return Err(e);
+        }
+        fs::rename(&config_tmp, &config_path).map_err(|source| {
+            let _ = fs::remove_file(&config_tmp);
+            StateError::Write {
+                path: config_path,
+                source,
+            }
+        })?;
+        self.sync_root()?;
         Ok(config)
+    }
+
+    /// Whether the folder holds nothing at all of an enrollment: no settings, no identity
+    /// files and no cached policy. Anything that cannot be checked counts as present, so a
+    /// damaged or unreadable folder is never mistaken for a device that was never enrolled.
+    pub fn is_blank(&self) -> bool {
+        [
+            self.config_path(),
+            self.key_path(),
+            self.cert_path(),
+            self.ca_path(),
+            self.policy_path(),
+        ]
+        .iter()
+        .all(|p| matches!(p.try_exists(), Ok(false)))
+    }
+
+    fn sync_root(&self) -> Result<(), StateError> {
+        File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| StateError::Write {
+                path: self.root.clone(),
+                source,
+            })
     }
 
     /// Loads what a sync session needs. Fails with [`StateError::NotEnrolled`] or
@@ -285,17 +358,31 @@ impl StateDir {
 /// file systems), fsync it, rename it over the target, then fsync the folder so the rename
 /// itself is on disk.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
+    let tmp = stage_file(path, bytes, mode)?;
+    let result = fs::rename(&tmp, path).and_then(|()| File::open(parent_of(path))?.sync_all());
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path` (`.NAME.tmp.PID`), with `mode`, synced
+/// to disk; returns its path, ready to be renamed over `path`. Removes it on failure.
+fn stage_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = parent_of(path).join(tmp_name);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -306,15 +393,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         // `mode` only applies to new files, and umask may have narrowed it; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        file.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Whether this process runs as root. `/proc/self` belongs to the process's effective user,
@@ -418,6 +505,51 @@ mod tests {
         assert_eq!(mode(state.key_path()), 0o600);
         assert_eq!(mode(state.root().to_path_buf()), 0o700);
         assert!(state.enrolled_config().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_failed_re_enrollment_leaves_the_old_identity_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert!(state.is_blank());
+        state.save_enrollment(&identity(), "Sam", "then").unwrap();
+        state.save_policy(&crate::core::safe_default()).unwrap();
+        assert!(!state.is_blank());
+        let names = || {
+            fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let before = names();
+        // Block the certificate's temporary file, so writing the new identity fails halfway.
+        let blocker = dir
+            .path()
+            .join(format!(".device-cert.pem.tmp.{}", std::process::id()));
+        fs::create_dir(&blocker).unwrap();
+        fs::write(blocker.join("x"), b"x").unwrap();
+        let new = DeviceIdentity {
+            controller_url: "https://elsewhere:7443".into(),
+            ca_pem: "CA2".into(),
+            cert_pem: "CERT2".into(),
+            key_pem: "KEY2".into(),
+            device_id: "dev-2".into(),
+        };
+        assert!(matches!(
+            state.save_enrollment(&new, "Alex", "now"),
+            Err(StateError::Write { .. })
+        ));
+        let (id, config) = state.load_identity().unwrap();
+        assert_eq!(id, identity());
+        assert_eq!(config.child_display_name, "Sam");
+        assert_eq!(state.load_policy().unwrap().unwrap().version, 0);
+        // Nothing staged is left behind (only the blocker was added).
+        fs::remove_dir_all(&blocker).unwrap();
+        assert_eq!(before, names());
+        // Once the obstacle is gone, re-enrolling replaces everything.
+        state.save_enrollment(&new, "Alex", "now").unwrap();
+        assert_eq!(state.load_identity().unwrap().0, new);
+        assert_eq!(state.load_policy().unwrap(), None);
     }
 
     #[test]

@@ -4,9 +4,15 @@
 //! while the controller is out of reach), then keeps one mTLS stream open: `Hello` first,
 //! heartbeats with inventory, policies applied and acknowledged as they come, commands
 //! answered. When the stream drops it reconnects with jittered exponential backoff, forever,
-//! until shut down or retired. The backoff starts again from the beginning once a session got
-//! through `Hello` (the controller accepted the stream) or stayed up for 30 s; a device the
-//! controller refuses (revoked) retries near the cap.
+//! until shut down or retired. The backoff starts again from the beginning only after a
+//! healthy session: one on which the controller sent at least one message, or that stayed up
+//! for 30 s. A stream the controller opens and then ends at once (say, because its database is
+//! failing) does not count, so devices back off instead of reconnecting every second. A device
+//! the controller refuses (revoked) retries near the cap.
+//!
+//! Problems retrying cannot fix (a bad address or unusable certificates) are logged once, and
+//! the policy already applied stays enforced until shutdown: a device never ends up
+//! unprotected because it cannot sync.
 //!
 //! On `Retire` the device applies the safe default, records the retirement in its state
 //! folder and stops syncing, but [`run`] keeps the enforcer alive until shutdown: enforcement
@@ -15,6 +21,7 @@
 //! Everything a session needs comes in [`SyncConfig`] (identity PEMs in memory, persistence
 //! optional), so a benchmark can run a thousand simulated devices in one process.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +37,7 @@ use haven_proto::agent::v1::{
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::Code;
 use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
@@ -41,7 +49,8 @@ use crate::inventory::{self, AGENT_VERSION};
 use crate::net::{self, EndpointError};
 use crate::state::StateDir;
 
-/// A session that stayed up this long counts as healthy, and resets the backoff.
+/// A session that stayed up this long counts as healthy, and resets the backoff (so does one
+/// on which the controller sent anything; see [`session_was_healthy`]).
 pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 /// Never wait less than this between attempts, whatever the jitter drew.
 const MIN_DELAY: Duration = Duration::from_millis(50);
@@ -63,7 +72,7 @@ pub enum InventorySource {
 /// tests). Sending never blocks the loop; a dropped receiver is fine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncEvent {
-    /// The controller accepted the stream and our `Hello`.
+    /// The controller accepted the stream (our `Hello` is its first message).
     Connected,
     /// A policy is now in force (after it was applied and, if configured, saved).
     PolicyApplied { version: u64 },
@@ -82,7 +91,8 @@ pub enum RunOutcome {
     Retired,
 }
 
-/// Problems that retrying cannot fix.
+/// Problems that retrying cannot fix. [`run`] reports them only after shutdown, having kept
+/// the policy in force until then.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("the controller address {0:?} is not valid: use https://host:port")]
@@ -188,6 +198,33 @@ impl Backoff {
     }
 }
 
+/// Whether a session that ended should reset the backoff: only if the controller actually
+/// talked to us (sent at least one message) or the session lasted [`HEALTHY_SESSION`].
+/// A stream that was accepted and then ended, cleanly or not, proves nothing: the controller
+/// may be failing every stream right after accepting it.
+pub fn session_was_healthy(lasted: Duration, messages_received: u64) -> bool {
+    messages_received > 0 || lasted >= HEALTHY_SESSION
+}
+
+/// Logs, in one line, why this device cannot sync, what stays enforced and what to do.
+pub fn log_cannot_sync(problem: &dyn Display, in_force: &DevicePolicy) {
+    let problem = problem.to_string();
+    let enforced = if in_force.version == 0 {
+        "the safe default".to_string()
+    } else {
+        format!("policy version {}", in_force.version)
+    };
+    let fix = if problem.contains("enroll --force") {
+        ""
+    } else {
+        "; to fix it, enroll this device again with `haven-agent enroll --force`"
+    };
+    error!(
+        "cannot sync with the controller: {problem}{fix}; {enforced} stays enforced until the \
+         agent is stopped"
+    );
+}
+
 /// Loads and applies the policy to enforce before any network: the cached one if there is
 /// one, else the safe default. Never fails: whatever goes wrong, the safe default is applied.
 pub fn apply_startup_policy(state: Option<&StateDir>, enforcer: &mut dyn Enforcer) -> DevicePolicy {
@@ -258,7 +295,8 @@ enum SessionEnd {
         reason: String,
         /// Refused by the controller (revoked or unknown device): retry at the cap.
         refused: bool,
-        /// Got through `Hello` or stayed up long enough: reset the backoff.
+        /// The controller sent something, or the session stayed up long enough: reset the
+        /// backoff (see [`session_was_healthy`]).
         healthy: bool,
     },
 }
@@ -281,7 +319,8 @@ impl SyncClient {
 
     /// Applies the startup policy, then syncs until `shutdown` completes or the device is
     /// retired. After retirement it keeps the enforcer (and so the safe default) alive until
-    /// `shutdown`, because enforcement must outlive syncing.
+    /// `shutdown`, because enforcement must outlive syncing. A [`SyncError`] is logged at
+    /// once, but returned only after `shutdown`, the enforcer staying alive until then.
     pub async fn run(
         mut self,
         shutdown: impl Future<Output = ()>,
@@ -292,7 +331,14 @@ impl SyncClient {
             None => apply_startup_policy(self.config.state.as_ref(), self.enforcer.as_mut()),
         };
         self.policy = Some(PolicyState::new(initial));
-        let endpoint = self.endpoint()?;
+        let endpoint = match self.endpoint() {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                log_cannot_sync(&e, self.state().current());
+                shutdown.await;
+                return Err(e);
+            }
+        };
         loop {
             let end = tokio::select! {
                 () = &mut shutdown => return Ok(RunOutcome::Shutdown),
@@ -397,9 +443,9 @@ impl SyncClient {
             AgentServiceClient::new(channel).sync(ReceiverStream::new(rx)),
         )
         .await;
-        let mut inbound = match opened {
+        let inbound = match opened {
             Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => return lost(&url, &status, false),
+            Ok(Err(status)) => return lost(&url, &status, false, false),
             Err(_) => {
                 return SessionEnd::Lost {
                     reason: format!("the controller at {url} did not answer"),
@@ -410,35 +456,53 @@ impl SyncClient {
         };
         info!("connected to the controller at {url}");
         self.emit(SyncEvent::Connected);
+        self.drive(&url, inbound, tx, started).await
+    }
 
+    /// Serves an open stream until it ends: applies what the controller sends, answers it and
+    /// sends heartbeats. Messages are handled in the order they arrive, so a `Retire` sent
+    /// just before the controller ends the stream (with an error or not) is carried out.
+    async fn drive<S>(
+        &mut self,
+        url: &str,
+        mut inbound: S,
+        tx: mpsc::Sender<AgentMessage>,
+        started: Instant,
+    ) -> SessionEnd
+    where
+        S: Stream<Item = Result<ControllerMessage, tonic::Status>> + Unpin,
+    {
+        let mut received: u64 = 0;
         let period = self.config.heartbeat.max(Duration::from_secs(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                message = inbound.message() => match message {
-                    Ok(Some(message)) => {
+                message = inbound.next() => match message {
+                    Some(Ok(message)) => {
+                        received += 1;
                         if self.handle(message, &tx).await.is_break() {
                             // Let the acknowledgement go out before hanging up: end our side of
                             // the stream and give the controller a moment to close its own.
                             drop(tx);
                             let _ = tokio::time::timeout(
                                 Duration::from_secs(2),
-                                async { while let Ok(Some(_)) = inbound.message().await {} },
+                                async { while let Some(Ok(_)) = inbound.next().await {} },
                             )
                             .await;
                             return SessionEnd::Retired;
                         }
                     }
-                    Ok(None) => {
+                    None => {
                         return SessionEnd::Lost {
                             reason: format!("the controller at {url} closed the connection"),
                             refused: false,
-                            healthy: true,
+                            healthy: session_was_healthy(started.elapsed(), received),
                         };
                     }
-                    Err(status) => {
-                        return lost(&url, &status, true);
+                    Some(Err(status)) => {
+                        let healthy = session_was_healthy(started.elapsed(), received);
+                        return lost(url, &status, true, healthy);
                     }
                 },
                 _ = heartbeat.tick() => {
@@ -451,7 +515,7 @@ impl SyncClient {
                         return SessionEnd::Lost {
                             reason: format!("the connection to the controller at {url} closed"),
                             refused: false,
-                            healthy: started.elapsed() > HEALTHY_SESSION,
+                            healthy: session_was_healthy(started.elapsed(), received),
                         };
                     }
                     debug!("heartbeat sent");
@@ -599,8 +663,9 @@ impl SyncClient {
     }
 }
 
-/// A session ended by a gRPC status, described for one log line.
-fn lost(url: &str, status: &tonic::Status, accepted: bool) -> SessionEnd {
+/// A session ended by a gRPC status, described for one log line. `accepted`: the stream was
+/// open; `healthy`: see [`session_was_healthy`] (a refusal never is).
+fn lost(url: &str, status: &tonic::Status, accepted: bool, healthy: bool) -> SessionEnd {
     let detail = net::describe_status(status);
     let refused = matches!(
         status.code(),
@@ -619,7 +684,7 @@ fn lost(url: &str, status: &tonic::Status, accepted: bool) -> SessionEnd {
     SessionEnd::Lost {
         reason,
         refused,
-        healthy: accepted && !refused,
+        healthy: healthy && !refused,
     }
 }
 
@@ -680,6 +745,7 @@ mod tests {
             "https://c:1",
             &tonic::Status::permission_denied("revoked"),
             true,
+            true,
         ) {
             SessionEnd::Lost {
                 reason,
@@ -691,6 +757,20 @@ mod tests {
             }
             SessionEnd::Retired => panic!("not retired"),
         }
+    }
+
+    #[test]
+    fn only_sessions_the_controller_talked_on_or_that_lasted_reset_the_backoff() {
+        let second = Duration::from_secs(1);
+        // Accepted, then ended at once (cleanly or not) without a word: not healthy.
+        assert!(!session_was_healthy(Duration::ZERO, 0));
+        assert!(!session_was_healthy(second, 0));
+        assert!(!session_was_healthy(HEALTHY_SESSION - second, 0));
+        // The controller sent something: it processed our Hello.
+        assert!(session_was_healthy(Duration::ZERO, 1));
+        // Up long enough, even if the controller had nothing to say.
+        assert!(session_was_healthy(HEALTHY_SESSION, 0));
+        assert!(session_was_healthy(HEALTHY_SESSION * 2, 0));
     }
 
     struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<u64>>>, bool);
@@ -831,5 +911,127 @@ mod tests {
             matches!(first, Ok(Some(SyncEvent::Disconnected { .. }))),
             "{first:?}"
         );
+    }
+
+    fn retire_command() -> ControllerMessage {
+        ControllerMessage {
+            body: Some(Down::Command(Command {
+                id: "retire-1".into(),
+                kind: Some(CommandKind::Retire(Default::default())),
+            })),
+        }
+    }
+
+    fn policy_message(version: u64) -> ControllerMessage {
+        ControllerMessage {
+            body: Some(Down::Policy(versioned(version))),
+        }
+    }
+
+    /// Drives a session over a scripted controller stream; returns how it ended and what the
+    /// agent sent back.
+    async fn drive_script(
+        c: &mut SyncClient,
+        script: Vec<Result<ControllerMessage, tonic::Status>>,
+    ) -> (SessionEnd, Vec<AgentMessage>) {
+        let (tx, mut rx) = mpsc::channel(OUTBOX);
+        let end = c
+            .drive(
+                "https://c:1",
+                tokio_stream::iter(script),
+                tx,
+                Instant::now(),
+            )
+            .await;
+        let mut sent = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            sent.push(m);
+        }
+        (end, sent)
+    }
+
+    fn healthy_of(end: &SessionEnd) -> bool {
+        match end {
+            SessionEnd::Lost { healthy, .. } => *healthy,
+            SessionEnd::Retired => panic!("not retired"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_without_a_message_is_not_healthy() {
+        let (mut c, _) = client(false, None);
+        let (end, _) = drive_script(&mut c, vec![]).await;
+        assert!(!healthy_of(&end), "closed cleanly at once");
+        let (end, _) = drive_script(&mut c, vec![Err(tonic::Status::internal("db down"))]).await;
+        assert!(!healthy_of(&end), "failed at once");
+        let (end, sent) = drive_script(&mut c, vec![Ok(policy_message(2))]).await;
+        assert!(healthy_of(&end), "the controller sent a policy");
+        assert!(matches!(
+            &sent[..],
+            [AgentMessage {
+                body: Some(Up::PolicyApplied(PolicyApplied { version: 2, .. }))
+            }]
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_retire_just_before_the_controller_refuses_the_stream_is_carried_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.save_enrollment(&identity(), "Sam", "then").unwrap();
+        let (mut c, seen) = client(false, Some(state.clone()));
+        c.on_policy(versioned(7));
+        let (end, sent) = drive_script(
+            &mut c,
+            vec![
+                Ok(retire_command()),
+                Err(tonic::Status::permission_denied(
+                    "this device has been revoked",
+                )),
+            ],
+        )
+        .await;
+        assert!(matches!(end, SessionEnd::Retired));
+        assert_eq!(*seen.lock().unwrap(), [7, 0]);
+        assert_eq!(c.current_policy().unwrap().version, 0);
+        assert!(matches!(
+            state.load_identity(),
+            Err(crate::state::StateError::Retired)
+        ));
+        // The retirement was acknowledged.
+        assert!(sent.iter().any(|m| matches!(
+            &m.body,
+            Some(Up::CommandResult(r)) if r.ok && r.command_id == "retire-1"
+        )));
+    }
+
+    #[tokio::test]
+    async fn an_unusable_identity_keeps_enforcing_until_shutdown() {
+        let mut config = SyncConfig::new(identity());
+        config.identity.controller_url = "not an address".into();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            config,
+            Box::new(Recorder(seen.clone(), false)),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!task.is_finished(), "run must not return before shutdown");
+        // The safe default was applied, and the enforcer is still alive.
+        assert_eq!(*seen.lock().unwrap(), [0]);
+        assert_eq!(std::sync::Arc::strong_count(&seen), 2);
+        stop_tx.send(()).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("run stops promptly")
+            .unwrap();
+        assert!(
+            matches!(outcome, Err(SyncError::BadAddress(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(std::sync::Arc::strong_count(&seen), 1);
     }
 }

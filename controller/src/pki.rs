@@ -22,7 +22,7 @@ pub enum PkiError {
     },
     #[error("the file {0} is damaged or is not a certificate or key; restore it from a backup")]
     Damaged(PathBuf),
-    #[error("the certificate signing request is not valid: {0}")]
+    #[error("the device's certificate request is not valid ({0}): run haven-agent enroll again")]
     BadRequest(String),
     #[error("could not make a certificate: {0}")]
     Signing(String),

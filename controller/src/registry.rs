@@ -54,14 +54,16 @@ impl Registry {
         }
     }
 
-    /// Ends a device's stream with a final status (used when a device is revoked).
-    pub fn disconnect(&self, device_id: &str, status: Status) {
+    /// Tells a connected device it has been removed (so it drops to the safe default), then
+    /// ends its stream. A device that is offline is told the same when it next connects.
+    pub fn retire(&self, device_id: &str, reason: &str) {
         let conn = {
             let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
             map.remove(device_id)
         };
         if let Some(conn) = conn {
-            let _ = conn.outbox.try_send(Err(status));
+            let _ = conn.outbox.try_send(Ok(retire_message(reason)));
+            let _ = conn.outbox.try_send(Err(revoked_status()));
         }
     }
 
@@ -82,14 +84,24 @@ impl Registry {
     }
 
     /// Offers a message to a connected device without waiting. A device whose outbox is full
-    /// is far behind; it will get the newest policy when it reconnects or catches up.
+    /// is far behind: its stream is ended, so it reconnects and catches up from its version
+    /// (a stalled stream must never leave a device silently on an old policy).
     pub fn offer(&self, device_id: &str, message: ControllerMessage) -> Delivery {
-        match self.outbox(device_id) {
-            Some(outbox) => match outbox.try_send(Ok(message)) {
-                Ok(()) => Delivery::Sent,
-                Err(_) => Delivery::Offline,
-            },
-            None => Delivery::Offline,
+        let Some(outbox) = self.outbox(device_id) else {
+            return Delivery::Offline;
+        };
+        match outbox.try_send(Ok(message)) {
+            Ok(()) => Delivery::Sent,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    device = device_id,
+                    "device too far behind; asking it to reconnect"
+                );
+                let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
+                map.remove(device_id);
+                Delivery::Offline
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
         }
     }
 
@@ -99,6 +111,25 @@ impl Registry {
         let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
         map.clear();
     }
+}
+
+/// The command that tells a device it has been removed from Haven.
+pub fn retire_message(reason: &str) -> ControllerMessage {
+    use haven_proto::agent::v1::{Command, Retire, command::Kind, controller_message::Body};
+    ControllerMessage {
+        body: Some(Body::Command(Command {
+            id: crate::ids::new_id("cmd"),
+            kind: Some(Kind::Retire(Retire {
+                reason: reason.to_string(),
+            })),
+        })),
+    }
+}
+
+pub fn revoked_status() -> Status {
+    Status::permission_denied(
+        "this device has been removed from Haven by staff: to use it again, enroll it again",
+    )
 }
 
 #[cfg(test)]

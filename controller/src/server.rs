@@ -193,7 +193,14 @@ async fn bootstrap_admin(
         return Ok(None);
     }
     let (token, hint) = auth::new_token();
-    store
+    let line = format!("haven login {public_url} --ca-pin {pin} --token {token}");
+    // Kept (owner-only, beside the CA key) so a scrolled-away terminal does not lock the home
+    // out; the banner says to delete it once an administrator has logged in. Written before
+    // the account exists, so a failed start can never leave an administrator nobody can use.
+    let file = first_login_path(dir);
+    write_private(&file, format!("{line}\n").as_bytes())
+        .context("could not save the first login line")?;
+    if let Err(e) = store
         .add_staff(
             &Actor::system(),
             "First administrator",
@@ -202,12 +209,11 @@ async fn bootstrap_admin(
             &hint,
             now_ms(),
         )
-        .await?;
-    let line = format!("haven login {public_url} --ca-pin {pin} --token {token}");
-    // Kept (owner-only, beside the CA key) so a scrolled-away terminal does not lock the home
-    // out; the banner says to delete it once an administrator has logged in.
-    write_private(&first_login_path(dir), format!("{line}\n").as_bytes())
-        .context("could not save the first login line")?;
+        .await
+    {
+        let _ = std::fs::remove_file(&file);
+        return Err(e.into());
+    }
     Ok(Some(line))
 }
 

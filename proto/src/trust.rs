@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 /// pinned private CA, not from public DNS names.
 pub const CONTROLLER_TLS_NAME: &str = "controller.haven.internal";
 
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why trusting a controller failed, in words that say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -94,16 +96,22 @@ pub async fn fetch_pinned_ca(url: &str, pin: &str) -> Result<String, TrustError>
         .with_custom_certificate_verifier(recorder.clone())
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(&addr)
+    // Bounded waits: a person at a tablet should hear back within seconds, not minutes.
+    let tcp = tokio::time::timeout(STEP_TIMEOUT, tokio::net::TcpStream::connect(&addr))
         .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
         .map_err(|cause| TrustError::Unreachable {
             addr: addr.clone(),
             cause,
         })?;
     let name = ServerName::try_from(CONTROLLER_TLS_NAME).expect("constant is a valid DNS name");
-    let mut tls = connector
-        .connect(name, tcp)
+    let mut tls = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, tcp))
         .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the controller did not answer in time",
+            ))
+        })
         .map_err(|e| TrustError::Handshake {
             addr: addr.clone(),
             reason: e.to_string(),

@@ -319,6 +319,18 @@ async fn run_fanout(n: usize, rounds: usize) {
         round_max.push(*lat.last().unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Where the controller's time went in the last round (from its own log).
+    for needle in ["protected contact added", "policy pushed"] {
+        if let Some(line) = controller
+            .stderr
+            .all()
+            .iter()
+            .rev()
+            .find(|l| l.contains(needle))
+        {
+            println!("  controller log: {}", line.trim());
+        }
+    }
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;

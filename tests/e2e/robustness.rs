@@ -122,9 +122,7 @@ fn malformed_and_oversized_messages_get_a_clean_error_and_the_controller_carries
 #[test]
 fn bad_input_is_refused_in_one_line_and_writes_nothing() {
     let home = Home::new();
-    let audit_before = std::fs::metadata(home.controller.data_dir.join("haven.db-wal"))
-        .map(|m| m.len())
-        .ok();
+    let audit_before = audit_rows(&home);
     let cases: &[(&[&str], &str)] = &[
         (&["child", "show", "Nobody"], "no child called"),
         (&["device", "enroll", "Nobody"], "no child called"),
@@ -194,6 +192,10 @@ fn bad_input_is_refused_in_one_line_and_writes_nothing() {
             &["device", "enroll", "Amira", "--valid-for", "soon"],
             "not a length of time",
         ),
+        (
+            &["device", "enroll", "Amira", "--valid-for", "0m"],
+            "no time at all",
+        ),
     ];
     for (args, expected) in cases {
         let err = home.admin.fails(args);
@@ -226,7 +228,29 @@ fn bad_input_is_refused_in_one_line_and_writes_nothing() {
         home.admin.json(&["home", "list"]).as_array().unwrap().len(),
         1
     );
-    let _ = audit_before;
+    assert_eq!(
+        audit_rows(&home),
+        audit_before,
+        "a refused command leaves no trace in the records"
+    );
+}
+
+/// How many changes the audit trail holds, read from the real database file.
+fn audit_rows(home: &Home) -> i64 {
+    runtime().block_on(async {
+        use sqlx::{ConnectOptions, Row};
+        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(home.controller.data_dir.join("haven.db"))
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get("n")
+    })
 }
 
 #[test]

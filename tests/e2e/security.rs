@@ -23,7 +23,7 @@ async fn channel(url: &str, ca_pem: &str, identity: Option<Identity>) -> Result<
         .map_err(|e| format!("{e:?}"))
 }
 
-/// Opens `Sync` and returns the first thing the controller says (or the refusal).
+/// Opens `Sync` and reads it to the end: `Err` is the controller's refusal.
 async fn try_sync(channel: Channel) -> Result<(), tonic::Status> {
     let mut client = AgentServiceClient::new(channel);
     let hello = AgentMessage {
@@ -37,7 +37,8 @@ async fn try_sync(channel: Channel) -> Result<(), tonic::Status> {
         .sync(tokio_stream::iter(vec![hello]))
         .await?
         .into_inner();
-    stream.message().await?;
+    // A refused device may first be told to retire; what matters is how the stream ends.
+    while stream.message().await?.is_some() {}
     Ok(())
 }
 
@@ -113,12 +114,51 @@ fn a_revoked_device_is_disconnected_at_once_and_refused_on_reconnect() {
         let err = try_sync(ch).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     });
-    // And the real agent stays off the list of connected devices.
+    // The real agent was told: it drops to the safe default and stops reconnecting.
+    assert!(
+        agent
+            .stderr
+            .wait_for("removed from Haven by staff", WAIT)
+            .is_some(),
+        "{}",
+        agent.stderr.text()
+    );
+    assert!(agent.wait_applied(0, WAIT), "the safe default is enforced");
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(home.device(&id)["online"], false);
+    let status = agent.command(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(v["retired"], true, "{v}");
     // Revoking twice is a clear refusal, not a crash.
     let err = home.admin.fails(&["device", "revoke", &id]);
     assert!(err.contains("already revoked"), "{err}");
+}
+
+#[test]
+fn a_device_revoked_while_offline_retires_when_it_next_connects() {
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("tablet");
+    agent.start();
+    let id = eventually("the device to come online", WAIT, || {
+        let d = home.devices().into_iter().next()?;
+        (d["online"] == true).then(|| d["id"].as_str().unwrap().to_string())
+    });
+    agent.stop();
+    eventually("the device to go offline", WAIT, || {
+        (home.device(&id)["online"] == false).then_some(())
+    });
+    home.admin
+        .ok(&["device", "revoke", &id, "--reason", "lost on a trip"]);
+    agent.start();
+    assert!(
+        agent
+            .stderr
+            .wait_for("removed from Haven by staff", WAIT)
+            .is_some(),
+        "{}",
+        agent.stderr.text()
+    );
+    assert!(agent.stderr.text().contains("lost on a trip"));
 }
 
 #[test]

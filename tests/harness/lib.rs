@@ -229,8 +229,15 @@ impl Controller {
         if self.child.is_some() {
             self.stop();
         }
-        let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        // The port was ours a moment ago; retry briefly in case the kernel is slow to free it.
+        let args: Vec<String> = self.extra_args.clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // The port was ours a moment ago; wait until it can be bound again so the restart does
+        // not race the kernel (or another test's outgoing connection) for it.
+        eventually(
+            "the controller's port to be free",
+            Duration::from_secs(10),
+            || std::net::TcpListener::bind(("127.0.0.1", self.port)).ok(),
+        );
         let fresh = Self::start_on(&self.data_dir, self.port, &args);
         *self = fresh;
     }
@@ -347,6 +354,11 @@ impl Cli {
     }
 }
 
+/// What the log enforcer prints when it applies `version` (the dash keeps 1 from matching 12).
+pub fn applied_line(version: u64) -> String {
+    format!("policy version {version} —")
+}
+
 /// A `haven-agent` with its own state directory.
 pub struct Agent {
     pub state_dir: PathBuf,
@@ -405,7 +417,7 @@ impl Agent {
             ])
             .arg("--state-dir")
             .arg(&self.state_dir)
-            .env("HAVEN_AGENT_LOG", "info")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -445,8 +457,15 @@ impl Agent {
     /// Waits for the enforcer to report applying `version`.
     pub fn wait_applied(&self, version: u64, timeout: Duration) -> bool {
         self.stdout
-            .wait_for(&format!("policy version {version}"), timeout)
+            .wait_for(&applied_line(version), timeout)
             .is_some()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn identity_file(&self, name: &str) -> String {

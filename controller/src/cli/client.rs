@@ -127,7 +127,10 @@ pub fn explain(status: Status) -> anyhow::Error {
         Code::Unimplemented => anyhow!(
             "this controller does not know that command: it may be older than this `haven`; upgrade it"
         ),
-        _ if msg.is_empty() => anyhow!("the controller refused the request ({:?})", status.code()),
+        _ if msg.is_empty() => anyhow!(
+            "the controller refused the request ({})",
+            status.code().description()
+        ),
         _ => anyhow!("{msg}"),
     }
 }

@@ -645,6 +645,7 @@ fn policy_state(d: &api::Device) -> String {
         desired_at: d.desired_policy_at_unix_ms,
         applied_version: d.applied_policy_version,
         applied_at: (d.applied_policy_at_unix_ms > 0).then_some(d.applied_policy_at_unix_ms),
+        apply_error: Some(d.apply_error.as_str()),
     };
     format!("v{} {}", d.desired_policy_version, progress.state())
 }
@@ -679,7 +680,12 @@ fn device_row(d: api::Device) -> Vec<String> {
 
 fn print_device(d: &api::Device) {
     let inv = d.inventory.clone().unwrap_or_default();
-    let applied = if d.applied_policy_version >= d.desired_policy_version {
+    let applied = if !d.apply_error.is_empty() {
+        format!(
+            "failed — the device could not apply version {} ({}); it is enforcing its safe default",
+            d.applied_policy_version, d.apply_error
+        )
+    } else if d.applied_policy_version >= d.desired_policy_version {
         format!(
             "applied — version {} since {}",
             d.applied_policy_version,
@@ -697,9 +703,6 @@ fn print_device(d: &api::Device) {
     println!("Device {} — {}'s", d.id, d.child_name);
     println!("  state:        {}", device_state(d));
     println!("  policy:       {applied}");
-    if !d.apply_error.is_empty() {
-        println!("  apply error:  {}", d.apply_error);
-    }
     println!("  last heard:   {}", when(d.last_seen_at_unix_ms));
     println!("  enrolled:     {}", when(d.enrolled_at_unix_ms));
     println!(

@@ -76,6 +76,11 @@ pub fn parse_minutes(text: &str) -> Result<u32, String> {
             ));
         }
     };
+    if n == 0 {
+        return Err(format!(
+            "{text:?} is no time at all: use e.g. 30m, 24h or 2d"
+        ));
+    }
     n.checked_mul(factor)
         .ok_or_else(|| format!("{text:?} is too long"))
 }
@@ -92,6 +97,7 @@ mod tests {
         assert_eq!(parse_minutes("45"), Ok(45));
         assert!(parse_minutes("soon").is_err());
         assert!(parse_minutes("3w").is_err());
+        assert!(parse_minutes("0m").is_err());
     }
 
     #[test]

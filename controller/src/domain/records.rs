@@ -110,17 +110,22 @@ pub struct StaffIdentity {
 /// Where a device's policy stands: what the controller wants it to enforce and what the
 /// device last said it enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PolicyProgress {
+pub struct PolicyProgress<'a> {
     pub desired_version: u64,
     pub desired_at: UnixMillis,
     pub applied_version: u64,
     pub applied_at: Option<UnixMillis>,
+    /// What the device said went wrong applying it; it then enforces its safe default.
+    pub apply_error: Option<&'a str>,
 }
 
-impl PolicyProgress {
-    /// "applied" once the device has acknowledged the newest policy; "pending" until then.
+impl PolicyProgress<'_> {
+    /// "applied" once the device has acknowledged the newest policy; "pending" until then;
+    /// "failed" when the device could not apply what it acknowledged.
     pub fn state(&self) -> &'static str {
-        if self.applied_version >= self.desired_version {
+        if self.apply_error.is_some_and(|e| !e.is_empty()) {
+            "failed"
+        } else if self.applied_version >= self.desired_version {
             "applied"
         } else {
             "pending"
@@ -176,9 +181,16 @@ mod tests {
             desired_at: 10,
             applied_version: 3,
             applied_at: Some(5),
+            apply_error: None,
         };
         assert_eq!(p.state(), "pending");
         p.applied_version = 4;
         assert_eq!(p.state(), "applied");
+        p.apply_error = Some("camera could not be turned off");
+        assert_eq!(
+            p.state(),
+            "failed",
+            "a device that could not apply is never shown as applied"
+        );
     }
 }

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use haven_proto::admin::v1::{self as api, *};
-use haven_proto::agent::v1 as wire;
 use tonic::{Request, Response, Status};
 
 use super::{Context, auth, convert, now_ms};
@@ -78,6 +77,7 @@ impl home_service_server::HomeService for AdminApi {
         &self,
         request: Request<AddProtectedContactRequest>,
     ) -> Result<Response<api::ProtectedContact>, Status> {
+        let started = std::time::Instant::now();
         let who = self
             .ctx
             .authorize(request.metadata(), Action::EditProtectedContacts)
@@ -95,9 +95,12 @@ impl home_service_server::HomeService for AdminApi {
             .store
             .add_protected_contact(&Actor::staff(&who), &home.id, &name, &address, now_ms())
             .await?;
-        tracing::info!(home = %home.id, version, "protected contact added");
-        // Stored first, pushed second: a device that misses the push catches up on reconnect.
-        self.ctx.push_home(&home.id).await?;
+        tracing::info!(home = %home.id, version, written_us = started.elapsed().as_micros() as u64, "protected contact added");
+        // Stored first, pushed second: a device that misses the push catches up on reconnect,
+        // so a failed push is logged, never reported as a failed change.
+        if let Err(e) = self.ctx.push_home(&home.id).await {
+            tracing::warn!(home = %home.id, error = %e, "push failed; devices catch up on reconnect");
+        }
         Ok(Response::new(protected_contact(contact)))
     }
 
@@ -310,20 +313,7 @@ impl device_service_server::DeviceService for AdminApi {
             .revoke_device(&Actor::staff(&who), &device.id, &reason, now_ms())
             .await?;
         // Tell the device why, then end its stream; it is refused from now on.
-        if let Some(outbox) = self.ctx.registry.outbox(&device.id) {
-            let _ = outbox.try_send(Ok(wire::ControllerMessage {
-                body: Some(wire::controller_message::Body::Command(wire::Command {
-                    id: crate::ids::new_id("cmd"),
-                    kind: Some(wire::command::Kind::Retire(wire::Retire {
-                        reason: reason.clone(),
-                    })),
-                })),
-            }));
-        }
-        self.ctx.registry.disconnect(
-            &device.id,
-            Status::permission_denied("this device has been removed from Haven by staff"),
-        );
+        self.ctx.registry.retire(&device.id, &reason);
         tracing::info!(device = %device.id, staff = %who.id, "device revoked");
         Ok(Response::new(convert::device(revoked, false)))
     }

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{Context, convert, fanout::policy_message, now_ms};
 use crate::domain::enrollment::{CodeState, normalise_code, refusal};
 use crate::ids::new_id;
+use crate::pki::PkiError;
 use crate::service::auth::token_hash;
 use crate::store::{NewDevice, ViolationRecord};
 
@@ -52,7 +53,15 @@ impl AgentService for AgentApi {
             .ctx
             .pki
             .sign_device(&req.csr_pem, &device_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| match e {
+                PkiError::BadRequest(_) => Status::invalid_argument(e.to_string()),
+                other => {
+                    tracing::error!(error = %other, "could not sign a device certificate");
+                    Status::internal(
+                        "the controller could not make this device's certificate; nothing was used up. Try again, and check the controller's log if it keeps failing",
+                    )
+                }
+            })?;
         let device = self
             .ctx
             .store
@@ -106,9 +115,12 @@ impl AgentService for AgentApi {
                 )
             })?;
         if device.status != "active" {
-            return Err(Status::permission_denied(
-                "this device has been removed from Haven by staff: to use it again, enroll it again",
-            ));
+            return Ok(Response::new(retired_stream(
+                device
+                    .revoked_reason
+                    .as_deref()
+                    .unwrap_or("removed by staff"),
+            )));
         }
         let (tx, rx) = mpsc::channel(OUTBOX_DEPTH);
         let connection = self
@@ -118,6 +130,13 @@ impl AgentService for AgentApi {
             .ok_or_else(|| {
                 Status::unavailable("the controller is shutting down: try again shortly")
             })?;
+        // Staff may have revoked the device between the check above and registering it; look
+        // again now that a revoke would find it in the registry.
+        let still = self.ctx.store.device_by_fingerprint(&pin_of(leaf)).await?;
+        if still.is_none_or(|d| d.status != "active") {
+            self.ctx.registry.remove(&device.id, connection);
+            return Ok(Response::new(retired_stream("removed by staff")));
+        }
         tracing::info!(device = %device.id, "device connected");
         let weak = tx.downgrade();
         drop(tx);
@@ -125,8 +144,12 @@ impl AgentService for AgentApi {
         let inbound = request.into_inner();
         tokio::spawn(async move {
             let device_id = device.id.clone();
-            if let Err(status) = serve_device(&ctx, &device_id, weak, inbound).await {
+            if let Err(status) = serve_device(&ctx, &device_id, weak.clone(), inbound).await {
                 tracing::info!(device = %device_id, reason = %status.message(), "device stream ended");
+                // Say why, so the device backs off instead of reconnecting at once.
+                if let Some(tx) = weak.upgrade() {
+                    let _ = tx.try_send(Err(status));
+                }
             }
             ctx.registry.remove(&device_id, connection);
             tracing::info!(device = %device_id, "device disconnected");
@@ -148,6 +171,11 @@ async fn serve_device(
         }
     };
     while let Some(message) = inbound.message().await? {
+        // The registry let go of this stream (revoked, replaced or shutting down): stop
+        // listening to it too.
+        if outbox.upgrade().is_none() {
+            return Ok(());
+        }
         let now = now_ms();
         match message.body {
             Some(Inbound::Hello(hello)) => {
@@ -172,7 +200,8 @@ async fn serve_device(
                     .await?;
             }
             Some(Inbound::PolicyApplied(applied)) => {
-                let error = (!applied.error.is_empty()).then_some(applied.error.as_str());
+                let error = clip(&applied.error, 512);
+                let error = (!error.is_empty()).then_some(error.as_str());
                 ctx.store
                     .record_applied(device_id, applied.version, error, now)
                     .await?;
@@ -201,18 +230,32 @@ async fn serve_device(
                 });
             }
             Some(Inbound::CommandResult(result)) => {
-                tracing::info!(device = device_id, command = %result.command_id, ok = result.ok, "command result");
+                tracing::info!(device = device_id, command = %clip(&result.command_id, 64), ok = result.ok, "command result");
             }
             Some(Inbound::ChildRequest(req)) => {
                 // Requests are taken up by the placement-plan work; until then they are logged
                 // and not acknowledged, so the device keeps them and sends them again later.
-                tracing::info!(device = device_id, request = %req.id, "child request received (not yet stored)");
+                tracing::info!(device = device_id, request = %clip(&req.id, 64), "child request received (not yet stored)");
             }
             // A newer agent may send kinds this controller does not know: ignore them.
             None => {}
         }
     }
     Ok(())
+}
+
+/// Device-supplied text is shown to staff and written to logs: kept short, without control
+/// characters that could rewrite a terminal.
+fn clip(s: &str, n: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(n).collect()
+}
+
+/// A stream that tells a removed device to retire, then ends with the reason it is refused.
+fn retired_stream(reason: &str) -> ReceiverStream<Result<ControllerMessage, Status>> {
+    let (tx, rx) = mpsc::channel(2);
+    let _ = tx.try_send(Ok(crate::registry::retire_message(reason)));
+    let _ = tx.try_send(Err(crate::registry::revoked_status()));
+    ReceiverStream::new(rx)
 }
 
 /// Checks a batch from a device. The device is trusted to say what it blocked, not to send
@@ -223,12 +266,6 @@ fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationReco
             "a violation batch holds at most {MAX_BATCH} entries; send the rest in another batch"
         )));
     }
-    let clip = |s: &str, n: usize| {
-        s.chars()
-            .filter(|c| !c.is_control())
-            .take(n)
-            .collect::<String>()
-    };
     violations
         .iter()
         .map(|v| {

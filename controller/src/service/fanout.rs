@@ -6,7 +6,7 @@
 
 use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
 
-use super::{Context, convert, now_ms};
+use super::{Context, convert};
 use crate::domain::policy::{PolicyInputs, compile};
 use crate::registry::Delivery;
 use crate::store::{PolicyData, StoreResult};
@@ -33,7 +33,9 @@ pub fn policy_message(data: &PolicyData) -> ControllerMessage {
 impl Context {
     /// Sends the current policy to every connected device in a home.
     pub async fn push_home(&self, home_id: &str) -> StoreResult<PushReport> {
+        let started = std::time::Instant::now();
         let data = self.store.policy_data_for_home(home_id).await?;
+        let loaded = started.elapsed();
         let mut report = PushReport::default();
         for d in &data {
             if !self.registry.is_online(&d.device_id) {
@@ -49,7 +51,8 @@ impl Context {
             home = home_id,
             sent = report.sent,
             offline = report.offline,
-            at = now_ms(),
+            load_us = loaded.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
             "policy pushed"
         );
         Ok(report)

@@ -59,6 +59,16 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| {
             StoreError::Database(format!("could not bring the database up to date: {e}"))
         })?;
+        // After a restore from backup the counter can be behind what devices already
+        // enforce; they would ignore every "older" policy. Never hand out a version a device
+        // has already seen.
+        sqlx::query(
+            "UPDATE sequences SET value = MAX(value, \
+             (SELECT COALESCE(MAX(applied_version), 0) FROM devices)) WHERE name = 'policy'",
+        )
+        .execute(&pool)
+        .await
+        .map_err(db_err)?;
         Ok(SqliteStore { pool })
     }
 
