@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Keeps the message small in each device's outbox (a channel slot is the enum's size).
+        .boxed(".haven.agent.v1.ControllerMessage.body.policy")
         // Staff-facing records print as JSON (`haven … --json`) straight from the wire types.
         .type_attribute(
             ".haven.admin.v1",

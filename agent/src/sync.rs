@@ -532,7 +532,7 @@ impl SyncClient {
     ) -> std::ops::ControlFlow<()> {
         use std::ops::ControlFlow;
         let reply = match message.body {
-            Some(Down::Policy(policy)) => self.on_policy(policy).map(Up::PolicyApplied),
+            Some(Down::Policy(policy)) => self.on_policy(*policy).map(Up::PolicyApplied),
             Some(Down::Command(command)) => {
                 let (result, retire) = self.on_command(command, tx).await;
                 let _ = tx
@@ -924,7 +924,7 @@ mod tests {
 
     fn policy_message(version: u64) -> ControllerMessage {
         ControllerMessage {
-            body: Some(Down::Policy(versioned(version))),
+            body: Some(Down::Policy(Box::new(versioned(version)))),
         }
     }
 

@@ -16,7 +16,16 @@ pub type Outbox = mpsc::Sender<Result<ControllerMessage, Status>>;
 
 struct Connection {
     id: u64,
+    home_id: String,
+    child_id: String,
     outbox: Outbox,
+}
+
+/// A connected device a push should reach.
+pub struct Target {
+    pub device_id: String,
+    pub child_id: String,
+    pub outbox: Outbox,
 }
 
 #[derive(Default)]
@@ -36,14 +45,41 @@ pub enum Delivery {
 impl Registry {
     /// Registers a device's new stream, replacing (and so closing) any older one. Returns the
     /// connection id to pass to `remove`, or `None` once the controller is shutting down.
-    pub fn insert(&self, device_id: &str, outbox: Outbox) -> Option<u64> {
+    pub fn insert(
+        &self,
+        device_id: &str,
+        home_id: &str,
+        child_id: &str,
+        outbox: Outbox,
+    ) -> Option<u64> {
         if self.closed.load(Ordering::SeqCst) {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(device_id.to_string(), Connection { id, outbox });
+        map.insert(
+            device_id.to_string(),
+            Connection {
+                id,
+                home_id: home_id.to_string(),
+                child_id: child_id.to_string(),
+                outbox,
+            },
+        );
         Some(id)
+    }
+
+    /// The connected devices of a home's children: whom a change to the home must reach.
+    pub fn targets_in_home(&self, home_id: &str) -> Vec<Target> {
+        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(_, c)| c.home_id == home_id)
+            .map(|(device_id, c)| Target {
+                device_id: device_id.clone(),
+                child_id: c.child_id.clone(),
+                outbox: c.outbox.clone(),
+            })
+            .collect()
     }
 
     /// Forgets a stream when it ends, unless a newer stream of the same device replaced it.
@@ -105,6 +141,20 @@ impl Registry {
         }
     }
 
+    /// Offers a message to a target found with `targets_in_home` (same rules as `offer`).
+    pub fn offer_to(&self, target: &Target, message: ControllerMessage) -> Delivery {
+        match target.outbox.try_send(Ok(message)) {
+            Ok(()) => Delivery::Sent,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(device = %target.device_id, "device too far behind; asking it to reconnect");
+                let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
+                map.remove(&target.device_id);
+                Delivery::Offline
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
+        }
+    }
+
     /// Closes every stream and refuses new ones: the first step of shutting down.
     pub fn close_all(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -141,8 +191,8 @@ mod tests {
         let r = Registry::default();
         let (tx1, mut rx1) = mpsc::channel(1);
         let (tx2, _rx2) = mpsc::channel(1);
-        let first = r.insert("dev-1", tx1).unwrap();
-        let second = r.insert("dev-1", tx2).unwrap();
+        let first = r.insert("dev-1", "home-1", "chd-1", tx1).unwrap();
+        let second = r.insert("dev-1", "home-1", "chd-1", tx2).unwrap();
         assert!(rx1.try_recv().is_err());
         r.remove("dev-1", first);
         assert!(
@@ -157,9 +207,11 @@ mod tests {
     fn closing_refuses_new_streams() {
         let r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
-        r.insert("dev-1", tx.clone()).unwrap();
+        r.insert("dev-1", "home-1", "chd-1", tx.clone()).unwrap();
+        assert_eq!(r.targets_in_home("home-1").len(), 1);
+        assert_eq!(r.targets_in_home("home-2").len(), 0);
         r.close_all();
         assert_eq!(r.online_count(), 0);
-        assert!(r.insert("dev-2", tx).is_none());
+        assert!(r.insert("dev-2", "home-1", "chd-1", tx).is_none());
     }
 }

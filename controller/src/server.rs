@@ -76,7 +76,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         registry: registry.clone(),
         pki: pki.clone(),
         public_url,
+        reports: Default::default(),
     });
+    let flusher = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::service::reports::FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {
+                    tracing::warn!(error = %e, "could not write device reports; will retry");
+                }
+            }
+        })
+    };
 
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(
@@ -133,6 +146,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let _ = stopping_rx.await;
             tokio::time::sleep(Duration::from_secs(10)).await;
         } => tracing::warn!("connections did not close within 10 s; stopping anyway"),
+    }
+    flusher.abort();
+    if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {
+        tracing::warn!(error = %e, "could not write the last device reports");
     }
     store.close().await;
     tracing::info!("stopped; the database is closed");

@@ -98,7 +98,11 @@ impl home_service_server::HomeService for AdminApi {
         tracing::info!(home = %home.id, version, written_us = started.elapsed().as_micros() as u64, "protected contact added");
         // Stored first, pushed second: a device that misses the push catches up on reconnect,
         // so a failed push is logged, never reported as a failed change.
-        if let Err(e) = self.ctx.push_home(&home.id).await {
+        if let Err(e) = self
+            .ctx
+            .push_home(&home.id, version, contact.added_at)
+            .await
+        {
             tracing::warn!(home = %home.id, error = %e, "push failed; devices catch up on reconnect");
         }
         Ok(Response::new(protected_contact(contact)))

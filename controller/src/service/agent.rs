@@ -126,7 +126,7 @@ impl AgentService for AgentApi {
         let connection = self
             .ctx
             .registry
-            .insert(&device.id, tx.clone())
+            .insert(&device.id, &device.home_id, &device.child_id, tx.clone())
             .ok_or_else(|| {
                 Status::unavailable("the controller is shutting down: try again shortly")
             })?;
@@ -180,12 +180,9 @@ async fn serve_device(
         match message.body {
             Some(Inbound::Hello(hello)) => {
                 let inventory = hello.inventory.as_ref().map(convert::inventory_json);
-                ctx.store
-                    .record_seen(device_id, inventory.as_deref(), now)
-                    .await?;
-                ctx.store
-                    .record_applied(device_id, hello.applied_policy_version, None, now)
-                    .await?;
+                ctx.reports.seen(device_id, inventory, now);
+                ctx.reports
+                    .applied(device_id, hello.applied_policy_version, None, now);
                 // The catch-up rule: a device that does not have the newest policy gets it now.
                 if let Some(data) = ctx.store.policy_data_for_device(device_id).await?
                     && data.version != hello.applied_policy_version
@@ -195,16 +192,12 @@ async fn serve_device(
             }
             Some(Inbound::Heartbeat(beat)) => {
                 let inventory = beat.inventory.as_ref().map(convert::inventory_json);
-                ctx.store
-                    .record_seen(device_id, inventory.as_deref(), now)
-                    .await?;
+                ctx.reports.seen(device_id, inventory, now);
             }
             Some(Inbound::PolicyApplied(applied)) => {
                 let error = clip(&applied.error, 512);
-                let error = (!error.is_empty()).then_some(error.as_str());
-                ctx.store
-                    .record_applied(device_id, applied.version, error, now)
-                    .await?;
+                let error = (!error.is_empty()).then_some(error);
+                ctx.reports.applied(device_id, applied.version, error, now);
                 tracing::debug!(
                     device = device_id,
                     version = applied.version,

@@ -3,10 +3,18 @@
 //! Devices that are offline are not queued for: when one reconnects it says which version it
 //! has, and the controller sends the newest if it differs. So a push is only ever an
 //! optimisation of "the device asks on reconnect", never the only way a policy arrives.
+//!
+//! A change to a home takes the newest policy version there is, so after it every device in
+//! the home is at that version and the devices of one child share one policy: it is compiled
+//! once per child and copied to each of the child's connected devices.
+
+use std::collections::HashMap;
+use std::time::Instant;
 
 use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
 
 use super::{Context, convert};
+use crate::domain::UnixMillis;
 use crate::domain::policy::{PolicyInputs, compile};
 use crate::registry::Delivery;
 use crate::store::{PolicyData, StoreResult};
@@ -19,36 +27,65 @@ pub struct PushReport {
 }
 
 pub fn policy_message(data: &PolicyData) -> ControllerMessage {
-    let compiled = compile(&PolicyInputs {
-        version: data.version,
-        issued_at: data.changed_at,
-        child_name: &data.child_name,
-        protected_contacts: &data.protected_contacts,
-    });
     ControllerMessage {
-        body: Some(Body::Policy(convert::policy(compiled))),
+        body: Some(Body::Policy(Box::new(convert::policy(compile(
+            &PolicyInputs {
+                version: data.version,
+                issued_at: data.changed_at,
+                child_name: &data.child_name,
+                protected_contacts: &data.protected_contacts,
+            },
+        ))))),
     }
 }
 
 impl Context {
-    /// Sends the current policy to every connected device in a home.
-    pub async fn push_home(&self, home_id: &str) -> StoreResult<PushReport> {
-        let started = std::time::Instant::now();
-        let data = self.store.policy_data_for_home(home_id).await?;
+    /// Sends policy `version` (made at `changed_at` by a change to the home) to every
+    /// connected device in the home.
+    pub async fn push_home(
+        &self,
+        home_id: &str,
+        version: u64,
+        changed_at: UnixMillis,
+    ) -> StoreResult<PushReport> {
+        let started = Instant::now();
+        let targets = self.registry.targets_in_home(home_id);
+        if targets.is_empty() {
+            return Ok(PushReport::default());
+        }
+        let inputs = self.store.home_policy_inputs(home_id).await?;
         let loaded = started.elapsed();
+        let names: HashMap<&str, &str> = inputs
+            .children
+            .iter()
+            .map(|(id, name)| (id.as_str(), name.as_str()))
+            .collect();
+        let mut compiled: HashMap<&str, ControllerMessage> = HashMap::new();
         let mut report = PushReport::default();
-        for d in &data {
-            if !self.registry.is_online(&d.device_id) {
-                report.offline += 1;
+        for target in &targets {
+            let Some(name) = names.get(target.child_id.as_str()) else {
                 continue;
-            }
-            match self.registry.offer(&d.device_id, policy_message(d)) {
+            };
+            let message = compiled
+                .entry(target.child_id.as_str())
+                .or_insert_with(|| {
+                    policy_message(&PolicyData {
+                        device_id: String::new(),
+                        version,
+                        changed_at,
+                        child_name: name.to_string(),
+                        protected_contacts: inputs.protected_contacts.clone(),
+                    })
+                })
+                .clone();
+            match self.registry.offer_to(target, message) {
                 Delivery::Sent => report.sent += 1,
                 Delivery::Offline => report.offline += 1,
             }
         }
         tracing::info!(
             home = home_id,
+            version,
             sent = report.sent,
             offline = report.offline,
             load_us = loaded.as_micros() as u64,

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod auth;
 pub mod convert;
 pub mod fanout;
+pub mod reports;
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub struct Context {
     pub pki: Arc<Pki>,
     /// How devices and staff reach this controller, e.g. `https://haven.local:7443`.
     pub public_url: String,
+    /// Device reports waiting to be written (see `reports`).
+    pub reports: reports::DeviceReports,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -92,7 +92,7 @@ async fn children_with_the_same_name_are_told_apart(s: &impl Store) {
         s.find_child("ami").await,
         Err(StoreError::NotFound { .. })
     ));
-    assert_eq!(s.list_children(Some(&h.id)).await.unwrap().len(), 2);
+    assert_eq!(s.list_children(Some(&h.id)).await.unwrap().len(), 3);
     assert_eq!(s.list_children(Some("home-none")).await.unwrap().len(), 0);
 }
 
@@ -161,15 +161,30 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
         .await
         .unwrap();
     assert!(v > d.desired_version);
-    let data = s.policy_data_for_home(&h.id).await.unwrap();
-    assert_eq!(data.len(), 1);
-    assert_eq!(data[0].version, v);
-    assert_eq!(data[0].protected_contacts.len(), 1);
+    let inputs = s.home_policy_inputs(&h.id).await.unwrap();
+    assert_eq!(inputs.children, vec![(c.id.clone(), "Amira".to_string())]);
+    assert_eq!(inputs.protected_contacts.len(), 1);
+    let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(
+        data.version, v,
+        "the home's change is the device's newest version"
+    );
+    assert_eq!(data.protected_contacts.len(), 1);
     assert!(matches!(
         s.add_protected_contact(&Actor("stf-m".into()), &h.id, "Again", "08001111", 31)
             .await,
         Err(StoreError::Conflict(_))
     ));
+    s.record_device_reports(&[DeviceReport {
+        device_id: d.id.clone(),
+        seen_at: 39,
+        inventory: Some("{\"os_name\":\"Linux\"}".into()),
+        applied: Some((v - 1, None, 39)),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.find_device(&d.id).await.unwrap().applied_version, v - 1);
+    assert_eq!(s.find_device(&d.id).await.unwrap().last_seen_at, Some(39));
     s.record_applied(&d.id, v, None, 40).await.unwrap();
     s.record_applied(&d.id, v - 1, None, 41).await.unwrap();
     let after = s.find_device(&d.id).await.unwrap();

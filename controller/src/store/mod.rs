@@ -121,6 +121,14 @@ pub struct PolicyData {
     pub protected_contacts: Vec<ProtectedContact>,
 }
 
+/// What every device policy in one home is compiled from.
+#[derive(Clone, Debug, Default)]
+pub struct HomePolicyInputs {
+    pub protected_contacts: Vec<ProtectedContact>,
+    /// (child id, child's name)
+    pub children: Vec<(String, String)>,
+}
+
 /// A device's report of something it blocked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViolationRecord {
@@ -204,6 +212,17 @@ pub trait ChildStore: Send + Sync {
     async fn find_child(&self, key: &str) -> StoreResult<ChildRecord>;
 }
 
+/// What devices said about themselves since the last batch was written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub device_id: String,
+    pub seen_at: UnixMillis,
+    /// The newest inventory, as JSON, if one came.
+    pub inventory: Option<String>,
+    /// The newest policy version acknowledged: (version, error, when).
+    pub applied: Option<(u64, Option<String>, UnixMillis)>,
+}
+
 /// A new device, made when a code is redeemed.
 #[derive(Clone, Debug)]
 pub struct NewDevice {
@@ -260,6 +279,8 @@ pub trait DeviceStore: Send + Sync {
         inventory: Option<&str>,
         now: UnixMillis,
     ) -> StoreResult<()>;
+    /// Writes a batch of device reports in one transaction.
+    async fn record_device_reports(&self, reports: &[DeviceReport]) -> StoreResult<()>;
     /// Records the policy version a device says it enforces.
     async fn record_applied(
         &self,
@@ -272,8 +293,9 @@ pub trait DeviceStore: Send + Sync {
 
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
-    /// Everything needed to compile the policy of each active device in a home.
-    async fn policy_data_for_home(&self, home_id: &str) -> StoreResult<Vec<PolicyData>>;
+    /// What every policy in a home is compiled from: its protected contacts and its
+    /// children (id, name). Devices are not loaded: the registry knows which are connected.
+    async fn home_policy_inputs(&self, home_id: &str) -> StoreResult<HomePolicyInputs>;
     /// Everything needed to compile one device's policy; `None` if it is unknown or revoked.
     async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>>;
 }

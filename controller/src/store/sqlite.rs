@@ -899,6 +899,37 @@ impl DeviceStore for SqliteStore {
         Ok(())
     }
 
+    async fn record_device_reports(&self, reports: &[DeviceReport]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for r in reports {
+            sqlx::query(
+                "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), \
+                 inventory = COALESCE(?, inventory) WHERE id = ?",
+            )
+            .bind(r.seen_at)
+            .bind(&r.inventory)
+            .bind(&r.device_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some((version, error, at)) = &r.applied {
+                sqlx::query(
+                    "UPDATE devices SET applied_version = ?, applied_at = ?, apply_error = ? \
+                     WHERE id = ? AND applied_version <= ?",
+                )
+                .bind(*version as i64)
+                .bind(at)
+                .bind(error)
+                .bind(&r.device_id)
+                .bind(*version as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
     async fn record_applied(
         &self,
         device_id: &str,
@@ -926,28 +957,20 @@ impl DeviceStore for SqliteStore {
 
 #[async_trait]
 impl PolicyStore for SqliteStore {
-    async fn policy_data_for_home(&self, home_id: &str) -> StoreResult<Vec<PolicyData>> {
-        let contacts = contacts_of_home(&self.pool, home_id).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DEVICE_SELECT} WHERE c.home_id = ? AND d.status = 'active'"
-        )))
-        .bind(home_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(rows
+    async fn home_policy_inputs(&self, home_id: &str) -> StoreResult<HomePolicyInputs> {
+        let protected_contacts = contacts_of_home(&self.pool, home_id).await?;
+        let children = sqlx::query("SELECT id, name FROM children WHERE home_id = ?")
+            .bind(home_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
             .iter()
-            .map(|row| {
-                let (version, changed_at) = desired_of(row);
-                PolicyData {
-                    device_id: row.get("id"),
-                    version,
-                    changed_at,
-                    child_name: row.get("child_name"),
-                    protected_contacts: contacts.clone(),
-                }
-            })
-            .collect())
+            .map(|r| (r.get("id"), r.get("name")))
+            .collect();
+        Ok(HomePolicyInputs {
+            protected_contacts,
+            children,
+        })
     }
 
     async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>> {
