@@ -14,6 +14,7 @@ use crate::domain::UnixMillis;
 use crate::store::{DeviceReport, DeviceStore, StoreResult};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const CHUNK: usize = 256;
 
 #[derive(Default)]
 pub struct DeviceReports {
@@ -61,13 +62,17 @@ impl DeviceReports {
         if batch.is_empty() {
             return Ok(0);
         }
-        if let Err(e) = store.record_device_reports(&batch).await {
-            // Put them back, unless something newer has arrived meanwhile.
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for r in batch {
-                pending.entry(r.device_id.clone()).or_insert(r);
+        // Small transactions: a staff change waiting for the write lock should wait for one
+        // chunk, not for ten thousand acknowledgements.
+        for (i, chunk) in batch.chunks(CHUNK).enumerate() {
+            if let Err(e) = store.record_device_reports(chunk).await {
+                // Put back what was not written, unless something newer arrived meanwhile.
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                for r in batch.into_iter().skip(i * CHUNK) {
+                    pending.entry(r.device_id.clone()).or_insert(r);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
         Ok(batch.len())
     }
