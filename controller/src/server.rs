@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use haven_proto::admin::v1::{
-    child_service_server::ChildServiceServer, device_service_server::DeviceServiceServer,
-    home_service_server::HomeServiceServer, staff_service_server::StaffServiceServer,
+    audit_service_server::AuditServiceServer, child_service_server::ChildServiceServer,
+    device_service_server::DeviceServiceServer, home_service_server::HomeServiceServer,
+    staff_service_server::StaffServiceServer,
 };
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -125,7 +126,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .add_service(HomeServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(ChildServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(DeviceServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(StaffServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES));
+        .add_service(StaffServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(AuditServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES));
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = {

@@ -5,6 +5,7 @@
 //! `// clause …` comment above the test; `tests/TRACEABILITY.md` maps them.
 
 mod agent;
+mod audit;
 mod enrollment;
 mod robustness;
 mod security;

@@ -67,6 +67,9 @@ enum Command {
     /// Staff accounts and their tokens (administrators only).
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// The audit trail of every change (managers and administrators).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print shell completions, e.g. `haven completions bash > /etc/bash_completion.d/haven`.
     Completions {
         #[arg(value_enum)]
@@ -160,6 +163,12 @@ enum DeviceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Prove the audit trail has not been altered, or name the first entry that was.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
 enum StaffCommand {
     /// Add a member of staff and show their token (once).
     Add {
@@ -227,6 +236,7 @@ struct Staff {
     children: api::child_service_client::ChildServiceClient<Intercepted>,
     devices: api::device_service_client::DeviceServiceClient<Intercepted>,
     staff: api::staff_service_client::StaffServiceClient<Intercepted>,
+    audit: api::audit_service_client::AuditServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -245,7 +255,11 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             channel.clone(),
             bearer.clone(),
         ),
-        staff: api::staff_service_client::StaffServiceClient::with_interceptor(channel, bearer),
+        staff: api::staff_service_client::StaffServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        audit: api::audit_service_client::AuditServiceClient::with_interceptor(channel, bearer),
     })
 }
 
@@ -631,6 +645,30 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 return json(&m);
             }
             println!("Revoked {}'s token ({}). It no longer works.", m.name, m.id);
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let r = s
+                .audit
+                .verify_audit(api::VerifyAuditRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                json(&r)?;
+            } else if r.intact {
+                println!(
+                    "The audit trail is intact: all {} entries follow from one another and none was changed.",
+                    r.entries_checked
+                );
+            }
+            if !r.intact {
+                return Err(anyhow!(
+                    "the audit trail is NOT intact: entry {} fails because {} ({} entries before it are intact); keep a copy of the database and report this",
+                    r.first_broken_entry,
+                    r.reason,
+                    r.entries_checked
+                ));
+            }
         }
         Command::Serve(_) | Command::Login { .. } | Command::Completions { .. } => {
             unreachable!("handled before connecting")

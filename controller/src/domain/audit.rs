@@ -62,21 +62,34 @@ pub struct Break {
     pub reason: &'static str,
 }
 
-/// Walks entries in order and returns the first that does not follow from the one before.
-pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Result<u64, Break> {
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = None;
-    let mut count = 0;
-    for e in entries {
-        if let Some(s) = expected_seq
-            && e.seq != s
-        {
+/// Checks a chain one entry at a time, so a long trail can be read in pages.
+#[derive(Clone, Debug)]
+pub struct ChainVerifier {
+    prev: String,
+    expected_seq: i64,
+    count: u64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier {
+            prev: GENESIS.to_string(),
+            expected_seq: 1,
+            count: 0,
+        }
+    }
+}
+
+impl ChainVerifier {
+    /// Checks the next entry; the first that does not follow from the one before is a break.
+    pub fn push(&mut self, e: &AuditEntry) -> Result<(), Break> {
+        if e.seq != self.expected_seq {
             return Err(Break {
                 seq: e.seq,
                 reason: "an entry before this one is missing",
             });
         }
-        if e.prev_hash != prev {
+        if e.prev_hash != self.prev {
             return Err(Break {
                 seq: e.seq,
                 reason: "it does not follow from the entry before it",
@@ -97,11 +110,25 @@ pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Re
                 reason: "its contents were changed after it was written",
             });
         }
-        prev = e.hash.clone();
-        expected_seq = Some(e.seq + 1);
-        count += 1;
+        self.prev = e.hash.clone();
+        self.expected_seq = e.seq + 1;
+        self.count += 1;
+        Ok(())
     }
-    Ok(count)
+
+    /// How many entries were checked.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// Walks entries in order and returns the first that does not follow from the one before.
+pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Result<u64, Break> {
+    let mut v = ChainVerifier::default();
+    for e in entries {
+        v.push(e)?;
+    }
+    Ok(v.count())
 }
 
 #[cfg(test)]
@@ -142,6 +169,10 @@ mod tests {
         let mut removed = entries.clone();
         removed.remove(1);
         assert_eq!(verify_chain(&removed).unwrap_err().seq, 3);
+
+        let mut first_gone = entries.clone();
+        first_gone.remove(0);
+        assert_eq!(verify_chain(&first_gone).unwrap_err().seq, 2);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub enum Action {
     ManageChildren,
     ManageDevices,
     EditProtectedContacts,
+    VerifyAudit,
 }
 
 impl Action {
@@ -37,6 +38,7 @@ impl Action {
             Action::ManageChildren => "add children",
             Action::ManageDevices => "enroll or remove devices",
             Action::EditProtectedContacts => "change a home's protected contacts",
+            Action::VerifyAudit => "check the audit trail",
         }
     }
 
@@ -48,6 +50,7 @@ impl Action {
             Action::ManageStaff | Action::ManageHomes => &[Admin],
             Action::ManageChildren | Action::ManageDevices => &[Manager, Admin],
             Action::EditProtectedContacts => &[Manager],
+            Action::VerifyAudit => &[Manager, Admin],
         }
     }
 }

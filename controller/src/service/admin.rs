@@ -10,6 +10,7 @@ use haven_proto::admin::v1::{self as api, *};
 use tonic::{Request, Response, Status};
 
 use super::{Context, auth, convert, now_ms};
+use crate::domain::audit::ChainVerifier;
 use crate::domain::enrollment::{code_from_random, normalise_code, validity_minutes};
 use crate::domain::records::{clean_name, clean_phone_address, parse_date_of_birth};
 use crate::domain::{Action, Role};
@@ -400,6 +401,46 @@ impl staff_service_server::StaffService for AdminApi {
             name: who.name,
             role: who.role.as_str().to_string(),
             ..Default::default()
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl audit_service_server::AuditService for AdminApi {
+    async fn verify_audit(
+        &self,
+        request: Request<VerifyAuditRequest>,
+    ) -> Result<Response<VerifyAuditResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::VerifyAudit)
+            .await?;
+        let mut verifier = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let page = self.ctx.store.audit_entries(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for entry in &page {
+                if let Err(broken) = verifier.push(entry) {
+                    tracing::warn!(
+                        entry = broken.seq,
+                        reason = broken.reason,
+                        "audit trail broken"
+                    );
+                    return Ok(Response::new(VerifyAuditResponse {
+                        intact: false,
+                        entries_checked: verifier.count(),
+                        first_broken_entry: broken.seq,
+                        reason: broken.reason.to_string(),
+                    }));
+                }
+            }
+        }
+        Ok(Response::new(VerifyAuditResponse {
+            intact: true,
+            entries_checked: verifier.count(),
+            first_broken_entry: 0,
+            reason: String::new(),
         }))
     }
 }

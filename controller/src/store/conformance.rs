@@ -12,6 +12,65 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     revoked_devices_and_staff_stay_on_record(&fresh().await).await;
     violations_are_counted_once(&fresh().await).await;
     every_change_is_in_an_intact_audit_chain(&fresh().await).await;
+    plan_revisions_are_numbered_kept_and_never_overwritten(&fresh().await).await;
+}
+
+// clause RM2: revisions are never edited or deleted; a change is a new revision.
+async fn plan_revisions_are_numbered_kept_and_never_overwritten(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let manager = Actor("stf-m".into());
+    s.add_risk_assessment(&manager, "ra-1", &c.id, "{\"outcome\":\"ok\"}", 30)
+        .await
+        .unwrap();
+    assert_eq!(s.risk_assessments(&c.id).await.unwrap().len(), 1);
+    let (first, v1) = s
+        .add_plan_revision(&manager, &c.id, 0, "{\"r\":1}", 40)
+        .await
+        .unwrap();
+    assert_eq!(first.number, 1);
+    assert!(
+        v1 > d.desired_version,
+        "a plan change makes a new policy version"
+    );
+    assert_eq!(
+        s.policy_data_for_device(&d.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        v1
+    );
+    // Someone who started from revision 0 cannot overwrite revision 1.
+    assert!(matches!(
+        s.add_plan_revision(&manager, &c.id, 0, "{\"r\":\"stale\"}", 41)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (second, _) = s
+        .add_plan_revision(&manager, &c.id, 1, "{\"r\":2}", 42)
+        .await
+        .unwrap();
+    assert_eq!(second.number, 2);
+    let all = s.plan_revisions(&c.id).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[0].document, "{\"r\":1}",
+        "the first revision is kept as written"
+    );
+    let actions: Vec<String> = s
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"plan.revision.add".to_string()));
+    assert!(actions.contains(&"risk_assessment.add".to_string()));
 }
 
 fn admin() -> Actor {

@@ -313,6 +313,46 @@ pub trait ViolationStore: Send + Sync {
     async fn count_violations(&self, device_id: &str) -> StoreResult<u64>;
 }
 
+/// A stored document (risk assessment or plan revision) and who recorded it when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDocument {
+    pub id: String,
+    pub child_id: String,
+    /// The revision number for plans; 0 for risk assessments.
+    pub number: u64,
+    pub made_at: UnixMillis,
+    pub made_by: String,
+    pub document: String,
+}
+
+#[async_trait]
+pub trait PlanStore: Send + Sync {
+    /// Records a risk assessment (a JSON document already validated by the domain).
+    async fn add_risk_assessment(
+        &self,
+        actor: &Actor,
+        id: &str,
+        child_id: &str,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StoredDocument>;
+    async fn risk_assessments(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+    /// Adds the next revision of a child's plan. `expected_previous` is the revision the
+    /// author started from: if someone else added one meanwhile the write is refused, so a
+    /// change is never made on top of a plan its author has not seen. Takes a new policy
+    /// version for the child's devices; returns the stored revision and that version.
+    async fn add_plan_revision(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)>;
+    /// Every revision, oldest first.
+    async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Entries in order, starting after `after_seq`, at most `limit`.
@@ -330,6 +370,7 @@ pub trait Store:
     + PolicyStore
     + ViolationStore
     + AuditStore
+    + PlanStore
 {
 }
 
@@ -343,5 +384,6 @@ impl<T> Store for T where
         + PolicyStore
         + ViolationStore
         + AuditStore
+        + PlanStore
 {
 }
