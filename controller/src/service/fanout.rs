@@ -17,7 +17,7 @@ use super::{Context, convert};
 use crate::domain::UnixMillis;
 use crate::domain::policy::{PolicyInputs, compile};
 use crate::registry::Delivery;
-use crate::store::{PolicyData, StoreResult};
+use crate::store::{ChildPolicyInput, PolicyData, StoreResult};
 
 /// How many devices a push reached.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +55,15 @@ impl Context {
         }
         let inputs = self.store.home_policy_inputs(home_id).await?;
         let loaded = started.elapsed();
-        let names: HashMap<&str, &str> = inputs
+        let children: HashMap<&str, &ChildPolicyInput> = inputs
             .children
             .iter()
-            .map(|(id, name)| (id.as_str(), name.as_str()))
+            .map(|c| (c.child_id.as_str(), c))
             .collect();
         let mut compiled: HashMap<&str, ControllerMessage> = HashMap::new();
         let mut report = PushReport::default();
         for target in &targets {
-            let Some(name) = names.get(target.child_id.as_str()) else {
+            let Some(child) = children.get(target.child_id.as_str()) else {
                 continue;
             };
             let message = compiled
@@ -73,8 +73,9 @@ impl Context {
                         device_id: String::new(),
                         version,
                         changed_at,
-                        child_name: name.to_string(),
+                        child_name: child.name.clone(),
                         protected_contacts: inputs.protected_contacts.clone(),
+                        plan: child.plan.clone(),
                     })
                 })
                 .clone();

@@ -37,14 +37,9 @@ async fn plan_revisions_are_numbered_kept_and_never_overwritten(s: &impl Store) 
         v1 > d.desired_version,
         "a plan change makes a new policy version"
     );
-    assert_eq!(
-        s.policy_data_for_device(&d.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .version,
-        v1
-    );
+    let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(data.version, v1);
+    assert_eq!(data.plan.as_deref(), Some("{\"r\":1}"));
     // Someone who started from revision 0 cannot overwrite revision 1.
     assert!(matches!(
         s.add_plan_revision(&manager, &c.id, 0, "{\"r\":\"stale\"}", 41)
@@ -61,6 +56,12 @@ async fn plan_revisions_are_numbered_kept_and_never_overwritten(s: &impl Store) 
     assert_eq!(
         all[0].document, "{\"r\":1}",
         "the first revision is kept as written"
+    );
+    let home_inputs = s.home_policy_inputs(&h.id).await.unwrap();
+    assert_eq!(
+        home_inputs.children[0].plan.as_deref(),
+        Some("{\"r\":2}"),
+        "devices get the newest revision"
     );
     let actions: Vec<String> = s
         .audit_entries(0, 100)
@@ -221,7 +222,14 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
         .unwrap();
     assert!(v > d.desired_version);
     let inputs = s.home_policy_inputs(&h.id).await.unwrap();
-    assert_eq!(inputs.children, vec![(c.id.clone(), "Amira".to_string())]);
+    assert_eq!(
+        inputs.children,
+        vec![ChildPolicyInput {
+            child_id: c.id.clone(),
+            name: "Amira".to_string(),
+            plan: None
+        }]
+    );
     assert_eq!(inputs.protected_contacts.len(), 1);
     let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
     assert_eq!(

@@ -119,14 +119,24 @@ pub struct PolicyData {
     pub changed_at: UnixMillis,
     pub child_name: String,
     pub protected_contacts: Vec<ProtectedContact>,
+    /// The child's current plan revision (its JSON document), if one was ever made.
+    pub plan: Option<String>,
+}
+
+/// One child's part of a home's policy inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildPolicyInput {
+    pub child_id: String,
+    pub name: String,
+    /// The current plan revision's JSON document, if any.
+    pub plan: Option<String>,
 }
 
 /// What every device policy in one home is compiled from.
 #[derive(Clone, Debug, Default)]
 pub struct HomePolicyInputs {
     pub protected_contacts: Vec<ProtectedContact>,
-    /// (child id, child's name)
-    pub children: Vec<(String, String)>,
+    pub children: Vec<ChildPolicyInput>,
 }
 
 /// A device's report of something it blocked.

@@ -959,14 +959,22 @@ impl DeviceStore for SqliteStore {
 impl PolicyStore for SqliteStore {
     async fn home_policy_inputs(&self, home_id: &str) -> StoreResult<HomePolicyInputs> {
         let protected_contacts = contacts_of_home(&self.pool, home_id).await?;
-        let children = sqlx::query("SELECT id, name FROM children WHERE home_id = ?")
-            .bind(home_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| (r.get("id"), r.get("name")))
-            .collect();
+        let children = sqlx::query(
+            "SELECT c.id, c.name, (SELECT p.document FROM plan_revisions p \
+             WHERE p.child_id = c.id ORDER BY p.number DESC LIMIT 1) AS plan \
+             FROM children c WHERE c.home_id = ?",
+        )
+        .bind(home_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ChildPolicyInput {
+            child_id: r.get("id"),
+            name: r.get("name"),
+            plan: r.get("plan"),
+        })
+        .collect();
         Ok(HomePolicyInputs {
             protected_contacts,
             children,
@@ -984,12 +992,22 @@ impl PolicyStore for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let home_id: String = row.get("home_id");
         let (version, changed_at) = desired_of(&row);
+        let child_id: String = row.get("child_id");
+        let plan: Option<String> = sqlx::query(
+            "SELECT document FROM plan_revisions WHERE child_id = ? ORDER BY number DESC LIMIT 1",
+        )
+        .bind(&child_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| r.get("document"));
         Ok(Some(PolicyData {
             device_id: row.get("id"),
             version,
             changed_at,
             child_name: row.get("child_name"),
             protected_contacts: contacts_of_home(&self.pool, &home_id).await?,
+            plan,
         }))
     }
 }
