@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use haven_proto::admin::v1::{
     audit_service_server::AuditServiceServer, child_service_server::ChildServiceServer,
     device_service_server::DeviceServiceServer, home_service_server::HomeServiceServer,
-    staff_service_server::StaffServiceServer,
+    plan_service_server::PlanServiceServer, staff_service_server::StaffServiceServer,
 };
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -23,6 +23,7 @@ use crate::pki::Pki;
 use crate::registry::Registry;
 use crate::service::admin::AdminApi;
 use crate::service::agent::AgentApi;
+use crate::service::plans::PlanApi;
 use crate::service::{Context, auth, now_ms};
 use crate::store::{Actor, sqlite::SqliteStore};
 
@@ -127,7 +128,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .add_service(ChildServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(DeviceServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(StaffServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(AuditServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES));
+        .add_service(AuditServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            PlanServiceServer::new(PlanApi { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = {

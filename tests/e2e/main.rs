@@ -7,6 +7,7 @@
 mod agent;
 mod audit;
 mod enrollment;
+mod plans;
 mod robustness;
 mod security;
 mod sync;

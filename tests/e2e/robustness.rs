@@ -316,8 +316,16 @@ fn logs_can_be_json_for_log_collectors() {
     let mut controller =
         Controller::start_with(&dir.path().join("data"), &["--log-format", "json"]);
     controller.stop();
+    // The reader thread may still be taking in the last lines.
+    assert!(
+        controller
+            .stderr
+            .wait_for("database is closed", std::time::Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        controller.stderr.text()
+    );
     let lines = controller.stderr.all();
-    assert!(!lines.is_empty());
     for line in lines {
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));

@@ -3,7 +3,9 @@
 //! every read, one line and a non-zero exit on any error.
 
 pub mod client;
+pub mod documents;
 pub mod output;
+pub mod plans;
 
 use std::path::PathBuf;
 
@@ -70,6 +72,12 @@ enum Command {
     /// The audit trail of every change (managers and administrators).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Risk assessments behind a child's arrangements: record and list them.
+    #[command(subcommand)]
+    Risk(RiskCommand),
+    /// The communication section of a child's Placement Plan: revise, show, history, diff, print.
+    #[command(subcommand)]
+    Plan(PlanCommand),
     /// Print shell completions, e.g. `haven completions bash > /etc/bash_completion.d/haven`.
     Completions {
         #[arg(value_enum)]
@@ -163,6 +171,56 @@ enum DeviceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RiskCommand {
+    /// Record a risk assessment from a TOML or JSON file (`-` reads standard input).
+    Add {
+        child: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List a child's risk assessments.
+    List { child: String },
+    /// Print a risk assessment to fill in.
+    Template,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Make a new revision from a TOML or JSON file (managers only).
+    Revise {
+        child: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// The revision you started from [default: the current one].
+        #[arg(long)]
+        based_on: Option<u64>,
+    },
+    /// Show the current revision (or revision N).
+    Show {
+        child: String,
+        revision: Option<u64>,
+        /// Print it as a TOML file to edit and pass to `haven plan revise`.
+        #[arg(long)]
+        toml: bool,
+    },
+    /// List every revision: who made it, when and why.
+    History { child: String },
+    /// What changed between two revisions.
+    Diff { child: String, from: u64, to: u64 },
+    /// The written record of the plan for a social worker or an inspector.
+    Print {
+        child: String,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: plans::PrintFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Print a plan revision to fill in.
+    Template,
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Prove the audit trail has not been altered, or name the first entry that was.
     Verify,
@@ -237,6 +295,7 @@ struct Staff {
     devices: api::device_service_client::DeviceServiceClient<Intercepted>,
     staff: api::staff_service_client::StaffServiceClient<Intercepted>,
     audit: api::audit_service_client::AuditServiceClient<Intercepted>,
+    plans: api::plan_service_client::PlanServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -259,7 +318,11 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             channel.clone(),
             bearer.clone(),
         ),
-        audit: api::audit_service_client::AuditServiceClient::with_interceptor(channel, bearer),
+        audit: api::audit_service_client::AuditServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        plans: api::plan_service_client::PlanServiceClient::with_interceptor(channel, bearer),
     })
 }
 
@@ -276,6 +339,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ca_pin,
             token,
         } => login(controller, ca_pin, token, as_json).await,
+        Command::Risk(RiskCommand::Template) => {
+            print!("{}", plans::RISK_TEMPLATE);
+            Ok(())
+        }
+        Command::Plan(PlanCommand::Template) => {
+            print!("{}", plans::PLAN_TEMPLATE);
+            Ok(())
+        }
         command => {
             let login = client::load_login()?;
             let mut staff = connect(&login).await?;
@@ -646,6 +717,8 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             }
             println!("Revoked {}'s token ({}). It no longer works.", m.name, m.id);
         }
+        Command::Risk(cmd) => plans::risk(&mut s.plans, cmd, as_json).await?,
+        Command::Plan(cmd) => plans::plan(&mut s.plans, cmd, as_json).await?,
         Command::Audit(AuditCommand::Verify) => {
             let r = s
                 .audit

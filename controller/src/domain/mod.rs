@@ -5,8 +5,11 @@
 
 pub mod audit;
 pub mod enrollment;
+pub mod phone;
+pub mod plan;
 pub mod policy;
 pub mod records;
+pub mod risk;
 pub mod role;
 
 pub use records::*;

@@ -3,8 +3,16 @@
 //! The compiler is a pure function: the same records always give the same policy. It starts
 //! from the safest arrangement (camera off, web off) and only ever widens it where the records
 //! allow; protected contacts are always included, whatever else is in force (Regulation 19).
+//! What the plan allows is compiled only when its preconditions hold, even if the plan was
+//! stored without them: camera only with both agreements (IM1), web only with a filter (WB1),
+//! a permission only with a linked risk assessment (KP2).
 
 use super::UnixMillis;
+use super::phone;
+use super::plan::{
+    CameraPermission, Channel, CommunicationSection, ContactAddress, ContactPermission, TimeWindow,
+    WebPermission, describe_windows, is_essential_app, join_and,
+};
 
 /// A contact no rule can block: emergency services, Childline, the social worker, and so on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +32,20 @@ pub struct PolicyInputs<'a> {
     pub issued_at: UnixMillis,
     pub child_name: &'a str,
     pub protected_contacts: &'a [ProtectedContact],
+    /// The communication section of the child's current plan revision; `None` compiles the
+    /// safe default.
+    pub plan: Option<&'a CommunicationSection>,
+}
+
+/// A contact the plan allows, as the device enforces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledContact {
+    pub name: String,
+    pub relationship: String,
+    /// Numbers in E.164; handles with their app.
+    pub addresses: Vec<ContactAddress>,
+    /// Empty means at any time.
+    pub windows: Vec<TimeWindow>,
 }
 
 /// What one device must enforce, in plain types (the gRPC adapter maps it onto the wire).
@@ -39,6 +61,16 @@ pub struct CompiledPolicy {
     pub web_reason: String,
     /// `true`: apps run unless blocked; `false`: only allowed apps run.
     pub apps_allowed_by_default: bool,
+    /// Apps that may run even when only allowed apps run.
+    pub apps_allowed: Vec<String>,
+    /// Apps that may not run. Never an app needed to reach a protected contact.
+    pub apps_blocked: Vec<String>,
+    /// The filtering profile web access goes through; empty when the web is off.
+    pub web_filter_profile: String,
+    /// Social networking sites allowed one by one (WB2); empty when the web is off.
+    pub web_allowed_domains: Vec<String>,
+    /// The people the plan allows, besides the protected contacts.
+    pub contacts: Vec<CompiledContact>,
     pub protected_contacts: Vec<(String, String)>,
     /// (topic, words the child reads on their device).
     pub explanations: Vec<(String, String)>,
@@ -60,12 +92,15 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
     protected.sort();
     protected.dedup();
 
-    let camera_reason = "Your camera is off. It can be turned on when your social worker and \
-                         your parents (or whoever has parental responsibility) have agreed it."
-        .to_string();
-    let web_reason = "The internet is off for now. It is turned on once a safe, filtered \
-                      internet arrangement is written into your placement plan."
-        .to_string();
+    // No plan compiles exactly like an empty one: the safe default.
+    let safe = CommunicationSection::default();
+    let plan = inputs.plan.unwrap_or(&safe);
+
+    let (camera_allowed, camera_reason) = compile_camera(&plan.camera);
+    let (web_allowed, web_filter_profile, web_allowed_domains, web_reason) = compile_web(&plan.web);
+    let contacts: Vec<CompiledContact> = plan.contacts.iter().filter_map(compile_contact).collect();
+    let (apps_allowed_by_default, apps_allowed, apps_blocked) = compile_apps(plan);
+
     let always = if protected.is_empty() {
         "You can always ask staff to help you contact your social worker, Childline (0800 1111) \
          or the emergency services (999)."
@@ -78,22 +113,320 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
         )
     };
 
+    let mut explanations = vec![("always".to_string(), always)];
+    if contacts.is_empty() {
+        explanations.push((
+            "contacts".into(),
+            "If there is someone you would like to call or message, ask staff. You can ask for \
+             a change to your plan at any time, and you will be told what was decided and why."
+                .into(),
+        ));
+    }
+    for c in &contacts {
+        explanations.push(("contacts".into(), explain_contact(c)));
+    }
+    explanations.push(("camera".into(), camera_reason.clone()));
+    explanations.push(("web".into(), web_reason.clone()));
+    if let Some(text) = explain_apps(apps_allowed_by_default, &apps_allowed, &apps_blocked) {
+        explanations.push(("apps".into(), text));
+    }
+    let mut others: Vec<&str> = plan
+        .letters
+        .iter()
+        .chain(&plan.face_to_face)
+        .map(|a| a.with_whom.trim())
+        .filter(|w| !w.is_empty())
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    if !others.is_empty() {
+        explanations.push((
+            "letters and visits".into(),
+            format!(
+                "Your plan also sets out letters and visits with {}. Staff can tell you more about them.",
+                join_and(&others)
+            ),
+        ));
+    }
+
     CompiledPolicy {
         version: inputs.version,
         issued_at: inputs.issued_at,
         child_display_name: first_name,
-        camera_allowed: false,
-        camera_reason: camera_reason.clone(),
-        web_allowed: false,
-        web_reason: web_reason.clone(),
-        apps_allowed_by_default: true,
+        camera_allowed,
+        camera_reason,
+        web_allowed,
+        web_reason,
+        apps_allowed_by_default,
+        apps_allowed,
+        apps_blocked,
+        web_filter_profile,
+        web_allowed_domains,
+        contacts,
         protected_contacts: protected,
-        explanations: vec![
-            ("always".into(), always),
-            ("camera".into(), camera_reason),
-            ("web".into(), web_reason),
-        ],
+        explanations,
     }
+}
+
+fn blank(s: &str) -> bool {
+    s.trim().is_empty()
+}
+
+const CAMERA_OFF: &str = "Your camera is off. It can be turned on when your social worker and \
+                          your parents (or whoever has parental responsibility) have agreed it.";
+
+/// "1 June 2027": dates a child reads.
+fn long_date(d: jiff::civil::Date) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let month = usize::try_from(d.month() - 1)
+        .ok()
+        .and_then(|m| MONTHS.get(m))
+        .copied()
+        .unwrap_or_default();
+    format!("{} {month} {}", d.day(), d.year())
+}
+
+/// The camera is on only when the plan says so and both agreements are on record (IM1).
+fn compile_camera(camera: &CameraPermission) -> (bool, String) {
+    match camera {
+        CameraPermission::On {
+            placing_authority_agreement,
+            parent_consultation,
+            review_by,
+            risk_assessment,
+        } if !blank(&placing_authority_agreement.who)
+            && !blank(&parent_consultation.who)
+            && !blank(risk_assessment) =>
+        {
+            (
+                true,
+                format!(
+                    "Your camera is on. Your social worker's team and your family agreed to it, \
+                     and it will be talked about again by {}. Please ask people before you take \
+                     a photo of them.",
+                    long_date(*review_by)
+                ),
+            )
+        }
+        CameraPermission::On { .. } => (
+            false,
+            "Your camera is off for now, because not everyone who needs to agree to it has \
+             agreed yet. You can ask staff about it."
+                .into(),
+        ),
+        CameraPermission::Off => (false, CAMERA_OFF.into()),
+    }
+}
+
+/// The web is on only through a named filtering profile (WB1); social networking sites only
+/// with their own risk assessment (WB2).
+fn compile_web(web: &WebPermission) -> (bool, String, Vec<String>, String) {
+    match web {
+        WebPermission::Filtered {
+            filter_profile,
+            risk_assessment,
+            social_sites,
+            ..
+        } if !blank(filter_profile) && !blank(risk_assessment) => {
+            let mut domains: Vec<String> = social_sites
+                .iter()
+                .filter(|s| !blank(&s.risk_assessment) && !blank(&s.domain))
+                .map(|s| s.domain.trim().to_ascii_lowercase())
+                .collect();
+            domains.sort();
+            domains.dedup();
+            let mut reason =
+                "You can use the internet. It goes through a safety filter that keeps \
+                              out things that could hurt you or other people."
+                    .to_string();
+            if !domains.is_empty() {
+                reason.push_str(&format!(
+                    " You can also use {}, which your social worker agreed.",
+                    join_and(&domains)
+                ));
+            }
+            (true, filter_profile.trim().to_string(), domains, reason)
+        }
+        _ => (
+            false,
+            String::new(),
+            Vec::new(),
+            "The internet is off for now. It is turned on once a safe, filtered internet \
+             arrangement is written into your placement plan."
+                .into(),
+        ),
+    }
+}
+
+/// A contact reaches the device only with a risk assessment (KP2) and at least one usable
+/// address; numbers that do not normalise are left out rather than sent as typed.
+fn compile_contact(c: &ContactPermission) -> Option<CompiledContact> {
+    if blank(&c.risk_assessment) || blank(&c.name) {
+        return None;
+    }
+    let mut addresses: Vec<ContactAddress> = c
+        .addresses
+        .iter()
+        .filter_map(|a| match a.channel {
+            Channel::Call | Channel::Sms => {
+                phone::normalise(&a.address)
+                    .ok()
+                    .map(|address| ContactAddress {
+                        channel: a.channel,
+                        address,
+                        app: None,
+                    })
+            }
+            Channel::Messaging => {
+                let app = a.app.as_deref().map(str::trim).unwrap_or_default();
+                (!blank(&a.address) && !app.is_empty()).then(|| ContactAddress {
+                    channel: Channel::Messaging,
+                    address: a.address.trim().to_string(),
+                    app: Some(app.to_string()),
+                })
+            }
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    if addresses.is_empty() {
+        return None;
+    }
+    // A window that makes no sense is dropped; if every window is dropped the contact is left
+    // out, because no windows would mean "at any time" — wider than the plan meant.
+    let windows: Vec<TimeWindow> = c
+        .windows
+        .iter()
+        .filter_map(|w| {
+            let weekdays: Vec<u8> = w
+                .weekdays
+                .iter()
+                .copied()
+                .filter(|d| (1..=7).contains(d))
+                .collect();
+            // Days that were given but are all nonsense must not become "every day".
+            let days_ok = w.weekdays.is_empty() || !weekdays.is_empty();
+            (w.start_minute < w.end_minute && w.end_minute <= 24 * 60 && days_ok).then_some(
+                TimeWindow {
+                    start_minute: w.start_minute,
+                    end_minute: w.end_minute,
+                    weekdays,
+                },
+            )
+        })
+        .collect();
+    if windows.is_empty() && !c.windows.is_empty() {
+        return None;
+    }
+    Some(CompiledContact {
+        name: c.name.trim().to_string(),
+        relationship: c.relationship.trim().to_string(),
+        addresses,
+        windows,
+    })
+}
+
+/// App lists: the apps that reach protected contacts are never blocked, and are allowed when
+/// only allowed apps may run (R19). Apps allowed by name need a risk assessment (KP2).
+fn compile_apps(plan: &CommunicationSection) -> (bool, Vec<String>, Vec<String>) {
+    let apps = &plan.apps;
+    let mut blocked: Vec<String> = apps
+        .blocked
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty() && !is_essential_app(a))
+        .collect();
+    blocked.sort();
+    blocked.dedup();
+    let justified = apps.risk_assessment.as_deref().is_some_and(|r| !blank(r));
+    let mut allowed: Vec<String> = if justified {
+        apps.allowed
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty() && !blocked.iter().any(|b| b.eq_ignore_ascii_case(a)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !apps.default_allow {
+        allowed.extend(super::plan::ESSENTIAL_APPS.iter().map(|a| a.to_string()));
+    }
+    allowed.sort();
+    allowed.dedup();
+    (apps.default_allow, allowed, blocked)
+}
+
+/// "You can call and text Nan (grandmother) between 4pm and 8pm."
+fn explain_contact(c: &CompiledContact) -> String {
+    let mut verbs: Vec<&str> = Vec::new();
+    for ch in [Channel::Call, Channel::Sms, Channel::Messaging] {
+        if c.addresses.iter().any(|a| a.channel == ch) {
+            verbs.push(ch.verb());
+        }
+    }
+    let mut apps: Vec<&str> = c
+        .addresses
+        .iter()
+        .filter_map(|a| a.app.as_deref())
+        .collect();
+    apps.sort_unstable();
+    apps.dedup();
+    let who = if c.relationship.is_empty() {
+        c.name.clone()
+    } else {
+        format!("{} ({})", c.name, c.relationship)
+    };
+    let on = if apps.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", join_and(&apps))
+    };
+    format!(
+        "You can {} {who}{on} {}.",
+        join_and(&verbs),
+        describe_windows(&c.windows)
+    )
+}
+
+fn explain_apps(default_allow: bool, allowed: &[String], blocked: &[String]) -> Option<String> {
+    let chosen: Vec<&str> = allowed
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !is_essential_app(a))
+        .collect();
+    let mut text = String::new();
+    if !default_allow {
+        text.push_str(
+            "Only the apps agreed in your plan can be opened on this device, and your phone and \
+             messages always work.",
+        );
+        if !chosen.is_empty() {
+            text.push_str(&format!(" The agreed apps are {}.", join_and(&chosen)));
+        }
+    }
+    if !blocked.is_empty() {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&format!(
+            "Some apps are switched off on this device: {}. You can ask staff why, and ask for a change.",
+            join_and(blocked)
+        ));
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]
@@ -118,6 +451,7 @@ mod tests {
             issued_at: 1,
             child_name: "Amira Khan",
             protected_contacts: &[],
+            plan: None,
         });
         assert_eq!(p.version, 7);
         assert_eq!(p.child_display_name, "Amira");
@@ -138,8 +472,254 @@ mod tests {
             issued_at: 1,
             child_name: "Sam",
             protected_contacts: &contacts,
+            plan: None,
         });
         assert_eq!(p.protected_contacts.len(), 2);
         assert!(p.explanations[0].1.contains("Childline, Emergency"));
+    }
+
+    fn with_plan(plan: &CommunicationSection, protected: &[ProtectedContact]) -> CompiledPolicy {
+        compile(&PolicyInputs {
+            version: 3,
+            issued_at: 1,
+            child_name: "Amira Khan",
+            protected_contacts: protected,
+            plan: Some(plan),
+        })
+    }
+
+    fn nan_section() -> CommunicationSection {
+        use crate::domain::plan::*;
+        CommunicationSection {
+            contacts: vec![ContactPermission {
+                name: "Nan".into(),
+                relationship: "grandmother".into(),
+                addresses: vec![
+                    ContactAddress {
+                        channel: Channel::Call,
+                        address: "07700 900123".into(),
+                        app: None,
+                    },
+                    ContactAddress {
+                        channel: Channel::Sms,
+                        address: "+447700900123".into(),
+                        app: None,
+                    },
+                ],
+                windows: vec![TimeWindow {
+                    start_minute: 16 * 60,
+                    end_minute: 20 * 60,
+                    weekdays: vec![],
+                }],
+                risk_assessment: "ra-nan".into(),
+                review_by: None,
+            }],
+            camera: CameraPermission::On {
+                placing_authority_agreement: Agreement {
+                    who: "Priya Shah".into(),
+                    when: jiff::civil::date(2026, 11, 20),
+                },
+                parent_consultation: Agreement {
+                    who: "Mrs Khan".into(),
+                    when: jiff::civil::date(2026, 11, 21),
+                },
+                review_by: jiff::civil::date(2027, 6, 1),
+                risk_assessment: "ra-camera".into(),
+            },
+            web: WebPermission::Filtered {
+                filter_profile: "strict".into(),
+                risk_assessment: "ra-web".into(),
+                social_sites: vec![SocialSite {
+                    domain: "instagram.com".into(),
+                    risk_assessment: "ra-social".into(),
+                    review_by: jiff::civil::date(2027, 1, 1),
+                }],
+                review_by: None,
+            },
+            apps: AppPermission {
+                default_allow: false,
+                allowed: vec!["com.whatsapp".into()],
+                blocked: vec!["com.android.dialer".into(), "com.snapchat.android".into()],
+                risk_assessment: Some("ra-apps".into()),
+            },
+            letters: vec![],
+            face_to_face: vec![Arrangement {
+                with_whom: "Mum".into(),
+                details: "Saturdays".into(),
+                risk_assessment: "ra-nan".into(),
+                review_by: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_plan_widens_the_safe_default_where_it_allows() {
+        let p = with_plan(&nan_section(), &[contact("Childline", "08001111")]);
+        assert!(p.camera_allowed);
+        assert!(p.web_allowed);
+        assert_eq!(p.web_filter_profile, "strict");
+        assert_eq!(p.web_allowed_domains, vec!["instagram.com"]);
+        assert_eq!(p.contacts.len(), 1);
+        assert!(
+            p.contacts[0]
+                .addresses
+                .iter()
+                .all(|a| a.address == "+447700900123")
+        );
+        assert!(!p.apps_allowed_by_default);
+        assert!(p.apps_allowed.contains(&"com.whatsapp".to_string()));
+        assert_eq!(p.apps_blocked, vec!["com.snapchat.android"]);
+        let texts: Vec<&str> = p.explanations.iter().map(|(_, t)| t.as_str()).collect();
+        assert!(
+            texts.contains(&"You can call and text Nan (grandmother) between 4pm and 8pm."),
+            "{texts:?}"
+        );
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("Your camera is on.") && t.contains("1 June 2027"))
+        );
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("You can also use instagram.com"))
+        );
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("letters and visits with Mum"))
+        );
+        assert_eq!(p.explanations[0].0, "always");
+    }
+
+    // clause IM1: a camera "on" without both agreements compiles to off.
+    #[test]
+    fn im1_the_camera_stays_off_without_both_agreements() {
+        let mut s = nan_section();
+        if let CameraPermission::On {
+            parent_consultation,
+            ..
+        } = &mut s.camera
+        {
+            parent_consultation.who.clear();
+        }
+        let p = with_plan(&s, &[]);
+        assert!(!p.camera_allowed);
+        assert!(p.camera_reason.starts_with("Your camera is off"));
+    }
+
+    // clause WB1: no filter profile, no web.
+    #[test]
+    fn wb1_the_web_stays_off_without_a_filter_profile() {
+        let mut s = nan_section();
+        if let WebPermission::Filtered { filter_profile, .. } = &mut s.web {
+            *filter_profile = " ".into();
+        }
+        let p = with_plan(&s, &[]);
+        assert!(!p.web_allowed);
+        assert!(p.web_filter_profile.is_empty());
+        assert!(p.web_allowed_domains.is_empty());
+    }
+
+    // clause KP2: a contact without a risk assessment never reaches the device.
+    #[test]
+    fn kp2_a_contact_without_a_risk_assessment_is_not_compiled() {
+        let mut s = nan_section();
+        s.contacts[0].risk_assessment = "".into();
+        assert!(with_plan(&s, &[]).contacts.is_empty());
+    }
+
+    #[test]
+    fn nonsense_windows_never_widen_to_any_time() {
+        let mut s = nan_section();
+        s.contacts[0].windows = vec![crate::domain::plan::TimeWindow {
+            start_minute: 600,
+            end_minute: 500,
+            weekdays: vec![],
+        }];
+        assert!(with_plan(&s, &[]).contacts.is_empty());
+        s.contacts[0].windows[0] = crate::domain::plan::TimeWindow {
+            start_minute: 500,
+            end_minute: 600,
+            weekdays: vec![9],
+        };
+        assert!(with_plan(&s, &[]).contacts.is_empty());
+    }
+
+    mod properties {
+        use super::super::*;
+        use crate::domain::plan::tests::{arb_protected, arb_section};
+        use crate::domain::plan::{ESSENTIAL_APPS, is_essential_app};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            // clauses R19, IM1, WB1, KP2: whatever a plan says, the compiled policy keeps
+            // every protected contact, never blocks the apps that reach them, and never turns
+            // on the camera or the web without their preconditions.
+            #[test]
+            fn r19_im1_wb1_compiled_policies_keep_the_safety_rules(
+                plan in prop::option::of(arb_section()),
+                protected in arb_protected(),
+            ) {
+                let p = compile(&PolicyInputs {
+                    version: 1,
+                    issued_at: 0,
+                    child_name: "Sam",
+                    protected_contacts: &protected,
+                    plan: plan.as_ref(),
+                });
+                // R19: every protected contact is present, unchanged.
+                for c in &protected {
+                    prop_assert!(p.protected_contacts.contains(&(c.name.clone(), c.address.clone())));
+                }
+                prop_assert!(!p.apps_blocked.iter().any(|a| is_essential_app(a)));
+                if !p.apps_allowed_by_default {
+                    for e in ESSENTIAL_APPS {
+                        prop_assert!(p.apps_allowed.iter().any(|a| a == e));
+                    }
+                }
+                // IM1
+                if p.camera_allowed {
+                    match plan.as_ref().map(|s| &s.camera) {
+                        Some(CameraPermission::On { placing_authority_agreement, parent_consultation, risk_assessment, .. }) => {
+                            prop_assert!(!placing_authority_agreement.who.trim().is_empty());
+                            prop_assert!(!parent_consultation.who.trim().is_empty());
+                            prop_assert!(!risk_assessment.trim().is_empty());
+                        }
+                        _ => prop_assert!(false, "camera on without a plan that turns it on"),
+                    }
+                }
+                // WB1
+                prop_assert_eq!(p.web_allowed, !p.web_filter_profile.is_empty());
+                if !p.web_allowed {
+                    prop_assert!(p.web_allowed_domains.is_empty());
+                }
+                if p.web_allowed {
+                    let filtered = matches!(plan.as_ref().map(|s| &s.web), Some(WebPermission::Filtered { filter_profile, .. }) if !filter_profile.trim().is_empty());
+                    prop_assert!(filtered);
+                }
+                // KP2, and numbers reach the device in E.164.
+                for c in &p.contacts {
+                    prop_assert!(!c.addresses.is_empty());
+                    for a in &c.addresses {
+                        if a.channel != Channel::Messaging {
+                            prop_assert!(a.address.starts_with('+'));
+                        }
+                    }
+                    for w in &c.windows {
+                        prop_assert!(w.start_minute < w.end_minute && w.end_minute <= 1440);
+                    }
+                }
+                if plan.is_none() {
+                    prop_assert!(!p.camera_allowed && !p.web_allowed && p.contacts.is_empty());
+                }
+                prop_assert_eq!(&p.explanations[0].0, "always");
+                for (_, text) in &p.explanations {
+                    prop_assert!(!text.is_empty() && !text.contains('\n'));
+                }
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ pub enum Action {
     ManageDevices,
     EditProtectedContacts,
     VerifyAudit,
+    RecordRiskAssessments,
 }
 
 impl Action {
@@ -39,6 +40,7 @@ impl Action {
             Action::ManageDevices => "enroll or remove devices",
             Action::EditProtectedContacts => "change a home's protected contacts",
             Action::VerifyAudit => "check the audit trail",
+            Action::RecordRiskAssessments => "record risk assessments",
         }
     }
 
@@ -51,6 +53,7 @@ impl Action {
             Action::ManageChildren | Action::ManageDevices => &[Manager, Admin],
             Action::EditProtectedContacts => &[Manager],
             Action::VerifyAudit => &[Manager, Admin],
+            Action::RecordRiskAssessments => &[Staff, Manager],
         }
     }
 }

@@ -5,6 +5,7 @@ use haven_proto::admin::v1 as admin;
 use haven_proto::agent::v1 as wire;
 use tonic::Status;
 
+use crate::domain::plan::Channel;
 use crate::domain::policy::CompiledPolicy;
 use crate::store::{ChildRecord, DeviceRecord, HomeRecord, StaffRecord, StoreError};
 
@@ -123,6 +124,8 @@ pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
         web: Some(wire::WebRule {
             allowed: p.web_allowed,
             reason: p.web_reason,
+            filter_profile: p.web_filter_profile,
+            allowed_domains: p.web_allowed_domains,
             ..Default::default()
         }),
         apps: Some(wire::AppRule {
@@ -131,9 +134,39 @@ pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
             } else {
                 wire::AppDefault::Block as i32
             },
-            ..Default::default()
+            allowed: p.apps_allowed,
+            blocked: p.apps_blocked,
         }),
-        contacts: vec![],
+        contacts: p
+            .contacts
+            .into_iter()
+            .map(|c| wire::Contact {
+                name: c.name,
+                relationship: c.relationship,
+                addresses: c
+                    .addresses
+                    .into_iter()
+                    .map(|a| wire::ContactAddress {
+                        channel: match a.channel {
+                            Channel::Call => wire::Channel::Call,
+                            Channel::Sms => wire::Channel::Sms,
+                            Channel::Messaging => wire::Channel::Messaging,
+                        } as i32,
+                        address: a.address,
+                        app: a.app.unwrap_or_default(),
+                    })
+                    .collect(),
+                windows: c
+                    .windows
+                    .into_iter()
+                    .map(|w| wire::TimeWindow {
+                        start_minute: u32::from(w.start_minute),
+                        end_minute: u32::from(w.end_minute),
+                        weekdays: w.weekdays.into_iter().map(u32::from).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
         protected_contacts: p
             .protected_contacts
             .into_iter()

@@ -15,6 +15,7 @@ use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
 
 use super::{Context, convert};
 use crate::domain::UnixMillis;
+use crate::domain::plan::PlanRevision;
 use crate::domain::policy::{PolicyInputs, compile};
 use crate::registry::Delivery;
 use crate::store::{ChildPolicyInput, PolicyData, StoreResult};
@@ -27,6 +28,15 @@ pub struct PushReport {
 }
 
 pub fn policy_message(data: &PolicyData) -> ControllerMessage {
+    // A stored revision that cannot be read compiles as no plan: the safe default, never
+    // something wider than what was agreed.
+    let revision: Option<PlanRevision> = data.plan.as_deref().and_then(|json| {
+        serde_json::from_str(json)
+            .inspect_err(|e| {
+                tracing::error!(device = %data.device_id, error = %e, "stored plan revision unreadable; sending the safe default")
+            })
+            .ok()
+    });
     ControllerMessage {
         body: Some(Body::Policy(Box::new(convert::policy(compile(
             &PolicyInputs {
@@ -34,6 +44,7 @@ pub fn policy_message(data: &PolicyData) -> ControllerMessage {
                 issued_at: data.changed_at,
                 child_name: &data.child_name,
                 protected_contacts: &data.protected_contacts,
+                plan: revision.as_ref().map(|r| &r.section),
             },
         ))))),
     }
@@ -48,8 +59,34 @@ impl Context {
         version: u64,
         changed_at: UnixMillis,
     ) -> StoreResult<PushReport> {
+        self.push(home_id, None, version, changed_at).await
+    }
+
+    /// Sends policy `version` (made by a change to one child's plan) to that child's
+    /// connected devices.
+    pub async fn push_child(
+        &self,
+        home_id: &str,
+        child_id: &str,
+        version: u64,
+        changed_at: UnixMillis,
+    ) -> StoreResult<PushReport> {
+        self.push(home_id, Some(child_id), version, changed_at)
+            .await
+    }
+
+    async fn push(
+        &self,
+        home_id: &str,
+        only_child: Option<&str>,
+        version: u64,
+        changed_at: UnixMillis,
+    ) -> StoreResult<PushReport> {
         let started = Instant::now();
-        let targets = self.registry.targets_in_home(home_id);
+        let mut targets = self.registry.targets_in_home(home_id);
+        if let Some(child) = only_child {
+            targets.retain(|t| t.child_id == child);
+        }
         if targets.is_empty() {
             return Ok(PushReport::default());
         }

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod auth;
 pub mod convert;
 pub mod fanout;
+pub mod plans;
 pub mod reports;
 
 use std::sync::Arc;

@@ -1,0 +1,576 @@
+//! `haven risk …` and `haven plan …`: recording risk assessments, revising a child's plan, and
+//! reading it back — on screen, as a diff, or as the written record an inspector reads.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, anyhow};
+use haven_proto::admin::v1 as api;
+
+use super::client::explain;
+use super::documents::read_as_json;
+use super::output::{json, table, when};
+use super::{Intercepted, PlanCommand, RiskCommand};
+use crate::domain::plan::{
+    CameraPermission, CommunicationSection, PlanRevision, WebPermission, diff,
+};
+use crate::domain::risk::RiskAssessment;
+
+pub const RISK_TEMPLATE: &str = include_str!("templates/risk.toml");
+pub const PLAN_TEMPLATE: &str = include_str!("templates/plan.toml");
+
+type Client = api::plan_service_client::PlanServiceClient<Intercepted>;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PrintFormat {
+    Markdown,
+    Html,
+}
+
+pub async fn risk(c: &mut Client, cmd: RiskCommand, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        RiskCommand::Template => print!("{RISK_TEMPLATE}"),
+        RiskCommand::Add { child, file } => {
+            let document_json = read_as_json(&file)?;
+            let r = c
+                .record_risk_assessment(api::RecordRiskAssessmentRequest {
+                    child,
+                    document_json,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&r);
+            }
+            println!(
+                "Recorded risk assessment {}. Permissions in the plan can now name it.",
+                r.id
+            );
+        }
+        RiskCommand::List { child } => {
+            let list = c
+                .list_risk_assessments(api::ListRiskAssessmentsRequest { child })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .risk_assessments;
+            if as_json {
+                return json(&list);
+            }
+            table(
+                &["id", "made", "by", "kind", "outcome", "review by"],
+                list.into_iter()
+                    .map(|r| {
+                        let a: Option<RiskAssessment> = serde_json::from_str(&r.document_json).ok();
+                        vec![
+                            r.id,
+                            when(r.made_at_unix_ms),
+                            r.made_by,
+                            a.as_ref()
+                                .map(|a| format!("{:?}", a.kind).to_lowercase())
+                                .unwrap_or_default(),
+                            a.as_ref().map(|a| a.outcome.clone()).unwrap_or_default(),
+                            a.as_ref()
+                                .map(|a| a.review_by.to_string())
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn history(
+    c: &mut Client,
+    child: &str,
+) -> anyhow::Result<Vec<(api::PlanRevisionRecord, PlanRevision)>> {
+    let records = c
+        .plan_history(api::PlanHistoryRequest {
+            child: child.to_string(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .revisions;
+    records
+        .into_iter()
+        .map(|r| {
+            let rev: PlanRevision = serde_json::from_str(&r.document_json).map_err(|_| {
+                anyhow!(
+                    "revision {} could not be read by this version of haven: upgrade it",
+                    r.number
+                )
+            })?;
+            Ok((r, rev))
+        })
+        .collect()
+}
+
+fn pick(
+    revisions: &[(api::PlanRevisionRecord, PlanRevision)],
+    number: u64,
+) -> anyhow::Result<&PlanRevision> {
+    revisions
+        .iter()
+        .find(|(r, _)| r.number == number)
+        .map(|(_, rev)| rev)
+        .ok_or_else(|| {
+            anyhow!(
+                "there is no revision {number}: the plan has {} revision(s) (`haven plan history` lists them)",
+                revisions.len()
+            )
+        })
+}
+
+pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        PlanCommand::Template => print!("{PLAN_TEMPLATE}"),
+        PlanCommand::Revise {
+            child,
+            file,
+            based_on,
+        } => {
+            let document_json = read_as_json(&file)?;
+            let based_on_revision = match based_on {
+                Some(n) => n,
+                None => history(c, &child)
+                    .await?
+                    .last()
+                    .map_or(0, |(r, _)| r.number),
+            };
+            let r = c
+                .revise_plan(api::RevisePlanRequest {
+                    child,
+                    based_on_revision,
+                    document_json,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&r);
+            }
+            println!(
+                "Made revision {} of the plan. The child's devices are being sent policy version {}.",
+                r.number, r.policy_version
+            );
+        }
+        PlanCommand::History { child } => {
+            let all = history(c, &child).await?;
+            if as_json {
+                let docs: Vec<&PlanRevision> = all.iter().map(|(_, r)| r).collect();
+                return json(&docs);
+            }
+            table(
+                &["revision", "made", "by", "why", "restricts"],
+                all.iter()
+                    .enumerate()
+                    .map(|(i, (rec, rev))| {
+                        let prev = i.checked_sub(1).map(|p| &all[p].1.section);
+                        vec![
+                            rec.number.to_string(),
+                            when(rec.made_at_unix_ms),
+                            rec.made_by.clone(),
+                            rev.reason.clone(),
+                            if crate::domain::plan::is_restriction(prev, &rev.section) {
+                                "yes".into()
+                            } else {
+                                "no".into()
+                            },
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        PlanCommand::Show {
+            child,
+            revision,
+            toml,
+        } => {
+            let all = history(c, &child).await?;
+            let Some(last) = all.last() else {
+                return Err(anyhow!(
+                    "{child} has no plan yet: start from `haven plan template`"
+                ));
+            };
+            let rev = match revision {
+                Some(n) => pick(&all, n)?,
+                None => &last.1,
+            };
+            if toml {
+                print!(
+                    "{}",
+                    ::toml::to_string(rev).context("could not write the plan as TOML")?
+                );
+            } else if as_json {
+                json(rev)?;
+            } else {
+                print!(
+                    "{}",
+                    render(std::slice::from_ref(rev), PrintFormat::Markdown, false)
+                );
+            }
+        }
+        PlanCommand::Diff { child, from, to } => {
+            let all = history(c, &child).await?;
+            let a = pick(&all, from)?;
+            let b = pick(&all, to)?;
+            let lines = diff(Some(&a.section), &b.section);
+            if as_json {
+                return json(&lines);
+            }
+            if lines.is_empty() {
+                println!("Revisions {from} and {to} allow exactly the same.");
+            }
+            for line in lines {
+                println!("  {line}");
+            }
+        }
+        PlanCommand::Print {
+            child,
+            format,
+            output,
+        } => {
+            let all: Vec<PlanRevision> = history(c, &child)
+                .await?
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect();
+            if all.is_empty() {
+                return Err(anyhow!(
+                    "{child} has no plan yet, so there is nothing to print"
+                ));
+            }
+            let text = render(&all, format, true);
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("could not write {}", path.display()))?;
+                    println!("Wrote {}.", path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A small document model, rendered as Markdown or HTML with the same words.
+enum Block {
+    Heading(u8, String),
+    Para(String),
+    Bullets(Vec<String>),
+}
+
+fn describe_section(s: &CommunicationSection) -> Vec<Block> {
+    let mut out = Vec::new();
+    out.push(Block::Heading(3, "Calls and messages".into()));
+    if s.contacts.is_empty() {
+        out.push(Block::Para(
+            "No contacts are arranged beyond the protected contacts.".into(),
+        ));
+    } else {
+        out.push(Block::Bullets(
+            s.contacts
+                .iter()
+                .map(|c| {
+                    let how: Vec<String> = c
+                        .addresses
+                        .iter()
+                        .map(|a| {
+                            let verb = a.channel.verb();
+                            match &a.app {
+                                Some(app) => format!("{verb} {} on {app}", a.address),
+                                None => format!("{verb} {}", a.address),
+                            }
+                        })
+                        .collect();
+                    let times = crate::domain::plan::describe_windows(&c.windows);
+                    format!(
+                        "{}: {}{} (risk assessment {})",
+                        c.label(),
+                        how.join(", "),
+                        if times.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {times}")
+                        },
+                        c.risk_assessment
+                    )
+                })
+                .collect(),
+        ));
+    }
+    out.push(Block::Heading(3, "Camera".into()));
+    out.push(Block::Para(match &s.camera {
+        CameraPermission::Off => "Off.".into(),
+        CameraPermission::On {
+            placing_authority_agreement,
+            parent_consultation,
+            review_by,
+            risk_assessment,
+        } => format!(
+            "Allowed: agreed by {} for the placing authority on {}, with the parents (or person with Parental Responsibility) consulted — {} on {}. Review by {review_by}. Risk assessment {risk_assessment}.",
+            placing_authority_agreement.who,
+            placing_authority_agreement.when,
+            parent_consultation.who,
+            parent_consultation.when
+        ),
+    }));
+    out.push(Block::Heading(3, "Internet and social networking".into()));
+    match &s.web {
+        WebPermission::Off => out.push(Block::Para("Off.".into())),
+        WebPermission::Filtered {
+            filter_profile,
+            risk_assessment,
+            social_sites,
+            review_by,
+        } => {
+            out.push(Block::Para(format!(
+                "Allowed through the \"{filter_profile}\" filter (risk assessment {risk_assessment}){}.",
+                review_by
+                    .map(|d| format!("; review by {d}"))
+                    .unwrap_or_default()
+            )));
+            if !social_sites.is_empty() {
+                out.push(Block::Bullets(
+                    social_sites
+                        .iter()
+                        .map(|site| {
+                            format!(
+                                "{} (risk assessment {}, review by {})",
+                                site.domain, site.risk_assessment, site.review_by
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+        }
+    }
+    out.push(Block::Heading(3, "Apps".into()));
+    out.push(Block::Para(format!(
+        "{}{}{}",
+        if s.apps.default_allow {
+            "Apps may be used unless blocked."
+        } else {
+            "Only the allowed apps may be used."
+        },
+        if s.apps.allowed.is_empty() {
+            String::new()
+        } else {
+            format!(" Allowed: {}.", s.apps.allowed.join(", "))
+        },
+        if s.apps.blocked.is_empty() {
+            String::new()
+        } else {
+            format!(" Blocked: {}.", s.apps.blocked.join(", "))
+        }
+    )));
+    for (title, list) in [
+        ("Letters", &s.letters),
+        ("Face-to-face contact", &s.face_to_face),
+    ] {
+        out.push(Block::Heading(3, title.into()));
+        if list.is_empty() {
+            out.push(Block::Para("None arranged.".into()));
+        } else {
+            out.push(Block::Bullets(
+                list.iter()
+                    .map(|a| {
+                        format!(
+                            "{}: {} (risk assessment {})",
+                            a.with_whom, a.details, a.risk_assessment
+                        )
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    out
+}
+
+fn consulted(label: &str, c: &Option<crate::domain::plan::ConsultRecord>) -> String {
+    use crate::domain::plan::ConsultRecord;
+    match c {
+        Some(ConsultRecord::Consulted { who, when, notes }) => format!(
+            "{label}: consulted — {who} on {when}{}",
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({notes})")
+            }
+        ),
+        Some(ConsultRecord::NotConsulted { reason }) => {
+            format!("{label}: not consulted, because {reason}")
+        }
+        None => format!("{label}: not recorded"),
+    }
+}
+
+fn revision_blocks(rev: &PlanRevision, previous: Option<&PlanRevision>) -> Vec<Block> {
+    let made = jiff::Timestamp::from_millisecond(rev.made_at)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let mut out = vec![
+        Block::Heading(2, format!("Revision {}", rev.number)),
+        Block::Bullets(vec![
+            format!("Made by {} on {made}", rev.made_by),
+            format!("Why: {}", rev.reason),
+            consulted("Social worker", &rev.consultation.social_worker),
+            consulted(
+                "Parents / person with Parental Responsibility",
+                &rev.consultation.parents,
+            ),
+            format!("Shared with: {}", shared_with(&rev.shared_with)),
+            format!(
+                "The child's views: {}",
+                rev.child_views
+                    .clone()
+                    .unwrap_or_else(|| "not recorded".into())
+            ),
+            format!(
+                "Review by: {}",
+                rev.review_by
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "not set".into())
+            ),
+        ]),
+    ];
+    if let Some(prev) = previous {
+        let changes = diff(Some(&prev.section), &rev.section);
+        out.push(Block::Para(format!(
+            "Changes from revision {}:",
+            prev.number
+        )));
+        out.push(Block::Bullets(if changes.is_empty() {
+            vec!["none".into()]
+        } else {
+            changes
+        }));
+    }
+    out.extend(describe_section(&rev.section));
+    out
+}
+
+fn shared_with(s: &crate::domain::plan::SharedWith) -> String {
+    let mut who = Vec::new();
+    if s.child {
+        who.push("the child".to_string());
+    }
+    if s.social_worker {
+        who.push("the social worker".to_string());
+    }
+    who.extend(s.others.iter().cloned());
+    if who.is_empty() {
+        "nobody recorded".into()
+    } else {
+        who.join(", ")
+    }
+}
+
+/// The plan as a written record: the current arrangements first, then every revision.
+fn render(revisions: &[PlanRevision], format: PrintFormat, full: bool) -> String {
+    let mut blocks = Vec::new();
+    let Some(current) = revisions.last() else {
+        return String::new();
+    };
+    blocks.push(Block::Heading(
+        1,
+        format!(
+            "Placement Plan — communication (child {}), revision {}",
+            current.child_id, current.number
+        ),
+    ));
+    if full {
+        blocks.push(Block::Para(
+            "The arrangements in force, then every revision with who made it, when, why and who was consulted. Revisions are never edited or deleted.".into(),
+        ));
+        blocks.extend(describe_section(&current.section));
+        for (i, rev) in revisions.iter().enumerate() {
+            let prev = i.checked_sub(1).map(|p| &revisions[p]);
+            blocks.extend(revision_blocks(rev, prev));
+        }
+    } else {
+        blocks.extend(revision_blocks(current, None));
+    }
+    match format {
+        PrintFormat::Markdown => markdown(&blocks),
+        PrintFormat::Html => html(&blocks),
+    }
+}
+
+fn markdown(blocks: &[Block]) -> String {
+    let mut out = String::new();
+    for b in blocks {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "{} {text}\n", "#".repeat(*level as usize));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "{text}\n");
+            }
+            Block::Bullets(items) => {
+                for item in items {
+                    let _ = writeln!(out, "- {item}");
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html(blocks: &[Block]) -> String {
+    let mut out = String::from(
+        "<!doctype html>\n<html lang=\"en-GB\"><head><meta charset=\"utf-8\"><title>Placement Plan — communication</title>\n<style>body{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.5}h2{border-top:1px solid #999;padding-top:1em}</style></head><body>\n",
+    );
+    for b in blocks {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "<h{level}>{}</h{level}>", escape(text));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "<p>{}</p>", escape(text));
+            }
+            Block::Bullets(items) => {
+                out.push_str("<ul>\n");
+                for item in items {
+                    let _ = writeln!(out, "<li>{}</li>", escape(item));
+                }
+                out.push_str("</ul>\n");
+            }
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_read_as_documents() {
+        let plan: serde_json::Value =
+            serde_json::from_str(&crate::cli::documents::to_json_for_tests(PLAN_TEMPLATE)).unwrap();
+        assert_eq!(plan["section"]["contacts"][0]["name"], "Nan");
+        let risk: serde_json::Value =
+            serde_json::from_str(&crate::cli::documents::to_json_for_tests(RISK_TEMPLATE)).unwrap();
+        assert_eq!(risk["checklist"]["contact_known"]["answer"], "yes");
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        let out = html(&[Block::Para("<script>".into())]);
+        assert!(out.contains("&lt;script&gt;") && !out.contains("<script>"));
+    }
+}

@@ -1,0 +1,204 @@
+//! `haven.admin.v1.PlanService`: risk assessments and placement-plan revisions.
+//!
+//! Documents arrive as JSON. The controller fills in what only it may know — who is asking
+//! (from their token), which child, when, the new record's id — so nobody can sign a record in
+//! someone else's name; then the domain checks every rule of the policy before anything is
+//! written, and a new revision is pushed to the child's devices at once.
+
+use std::sync::Arc;
+
+use haven_proto::admin::v1::*;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use super::{Context, now_ms};
+use crate::domain::Action;
+use crate::domain::plan::{PlanRevision, PlanRevisionDraft, normalise_section, validate_revision};
+use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
+use crate::ids::new_id;
+use crate::store::{Actor, StoredDocument};
+
+pub struct PlanApi {
+    pub ctx: Arc<Context>,
+}
+
+fn document(what: &str, json: &str) -> Result<serde_json::Map<String, Value>, Status> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Status::invalid_argument(format!(
+            "the {what} is not a document Haven can read: start from `haven {} template`",
+            if what == "plan" { "plan" } else { "risk" }
+        ))),
+    }
+}
+
+fn shape_error(what: &str, e: serde_json::Error) -> Status {
+    // serde's message names the field and what it expected, e.g. "missing field `outcome`".
+    Status::invalid_argument(format!(
+        "the {what} has a mistake ({e}): compare it with `haven {} template`",
+        if what == "plan" { "plan" } else { "risk" }
+    ))
+}
+
+/// The date in the home's own time zone: deadlines and review dates are the home's dates.
+fn today_in(time_zone: &str) -> jiff::civil::Date {
+    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::now().to_zoned(tz).date()
+}
+
+pub fn parse_revision(doc: &StoredDocument) -> Option<PlanRevision> {
+    serde_json::from_str(&doc.document).ok()
+}
+
+fn parse_assessments(docs: &[StoredDocument]) -> Vec<RiskAssessment> {
+    docs.iter()
+        .filter_map(|d| serde_json::from_str(&d.document).ok())
+        .collect()
+}
+
+fn revision_record(doc: StoredDocument, policy_version: u64) -> PlanRevisionRecord {
+    PlanRevisionRecord {
+        child_id: doc.child_id,
+        number: doc.number,
+        made_at_unix_ms: doc.made_at,
+        made_by: doc.made_by,
+        document_json: doc.document,
+        policy_version,
+    }
+}
+
+fn assessment_record(doc: StoredDocument) -> RiskAssessmentRecord {
+    RiskAssessmentRecord {
+        id: doc.id,
+        child_id: doc.child_id,
+        made_at_unix_ms: doc.made_at,
+        made_by: doc.made_by,
+        document_json: doc.document,
+    }
+}
+
+#[tonic::async_trait]
+impl plan_service_server::PlanService for PlanApi {
+    async fn record_risk_assessment(
+        &self,
+        request: Request<RecordRiskAssessmentRequest>,
+    ) -> Result<Response<RiskAssessmentRecord>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::RecordRiskAssessments)
+            .await?;
+        let req = request.into_inner();
+        let child = self.ctx.store.find_child(req.child.trim()).await?;
+        let home = self.ctx.store.find_home(&child.home_id).await?;
+        let mut doc = document("risk assessment", &req.document_json)?;
+        let id = new_id("ra");
+        let now = now_ms();
+        doc.insert("id".into(), Value::from(id.clone()));
+        doc.insert("child_id".into(), Value::from(child.id.clone()));
+        doc.insert("author".into(), Value::from(who.id.clone()));
+        doc.insert("made_at".into(), Value::from(now));
+        let draft: RiskAssessmentDraft = serde_json::from_value(Value::Object(doc))
+            .map_err(|e| shape_error("risk assessment", e))?;
+        let assessment = validate_risk_assessment(&draft, today_in(&home.time_zone))
+            .map_err(|r| Status::failed_precondition(r.message))?;
+        let json = serde_json::to_string(&assessment)
+            .map_err(|_| Status::internal("could not write the risk assessment down"))?;
+        let stored = self
+            .ctx
+            .store
+            .add_risk_assessment(&Actor::staff(&who), &id, &child.id, &json, now)
+            .await?;
+        Ok(Response::new(assessment_record(stored)))
+    }
+
+    async fn list_risk_assessments(
+        &self,
+        request: Request<ListRiskAssessmentsRequest>,
+    ) -> Result<Response<ListRiskAssessmentsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let child = self
+            .ctx
+            .store
+            .find_child(request.get_ref().child.trim())
+            .await?;
+        let docs = self.ctx.store.risk_assessments(&child.id).await?;
+        Ok(Response::new(ListRiskAssessmentsResponse {
+            risk_assessments: docs.into_iter().map(assessment_record).collect(),
+        }))
+    }
+
+    async fn revise_plan(
+        &self,
+        request: Request<RevisePlanRequest>,
+    ) -> Result<Response<PlanRevisionRecord>, Status> {
+        // Any member of staff may ask; the domain says who may decide (a manager, RM2).
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child = self.ctx.store.find_child(req.child.trim()).await?;
+        let home = self.ctx.store.find_home(&child.home_id).await?;
+        let history = self.ctx.store.plan_revisions(&child.id).await?;
+        let previous = history.last().and_then(parse_revision);
+        let mut doc = document("plan", &req.document_json)?;
+        let now = now_ms();
+        doc.insert("child_id".into(), Value::from(child.id.clone()));
+        doc.insert("made_by".into(), Value::from(who.id.clone()));
+        doc.insert("made_at".into(), Value::from(now));
+        let mut draft: PlanRevisionDraft =
+            serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("plan", e))?;
+        draft.section =
+            normalise_section(&draft.section).map_err(|r| Status::invalid_argument(r.message))?;
+        let assessments = parse_assessments(&self.ctx.store.risk_assessments(&child.id).await?);
+        let protected = self.ctx.store.list_protected_contacts(&home.id).await?;
+        validate_revision(
+            previous.as_ref().map(|p| &p.section),
+            &draft,
+            &assessments,
+            &protected,
+            who.role,
+            today_in(&home.time_zone),
+        )
+        .map_err(|r| Status::failed_precondition(r.message))?;
+        let revision = PlanRevision::next(previous.as_ref(), draft);
+        let json = serde_json::to_string(&revision)
+            .map_err(|_| Status::internal("could not write the plan down"))?;
+        let (stored, version) = self
+            .ctx
+            .store
+            .add_plan_revision(
+                &Actor::staff(&who),
+                &child.id,
+                req.based_on_revision,
+                &json,
+                now,
+            )
+            .await?;
+        tracing::info!(child = %child.id, revision = stored.number, version, "plan revised");
+        if let Err(e) = self.ctx.push_child(&home.id, &child.id, version, now).await {
+            tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
+        }
+        Ok(Response::new(revision_record(stored, version)))
+    }
+
+    async fn plan_history(
+        &self,
+        request: Request<PlanHistoryRequest>,
+    ) -> Result<Response<PlanHistoryResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let child = self
+            .ctx
+            .store
+            .find_child(request.get_ref().child.trim())
+            .await?;
+        let docs = self.ctx.store.plan_revisions(&child.id).await?;
+        Ok(Response::new(PlanHistoryResponse {
+            revisions: docs.into_iter().map(|d| revision_record(d, 0)).collect(),
+        }))
+    }
+}

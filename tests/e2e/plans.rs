@@ -1,0 +1,264 @@
+//! Placement plans end to end: a risk assessment, a manager's revision, the device enforcing
+//! it, and the rules that make the policy impossible to break.
+
+use haven_tests::*;
+
+struct PlanHome {
+    home: Home,
+    staff: Cli,
+    ra: String,
+}
+
+fn write(home: &Home, name: &str, text: &str) -> String {
+    let path = home.path(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn plan_home() -> PlanHome {
+    let home = Home::new();
+    let token = home
+        .admin
+        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let staff = home.admin.as_token(&token);
+    let template = staff.ok(&["risk", "template"]);
+    let file = write(&home, "ra.toml", &template);
+    let ra = staff.json(&["risk", "add", "Amira", "--file", &file])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    PlanHome { home, staff, ra }
+}
+
+fn plan_text(p: &PlanHome, edit: impl Fn(String) -> String) -> String {
+    let template = p.home.manager.ok(&["plan", "template"]);
+    edit(template.replace("ra-REPLACE-ME", &p.ra))
+}
+
+fn revisions(p: &PlanHome) -> usize {
+    p.home
+        .admin
+        .json(&["plan", "history", "Amira"])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+// clause D1, D3 (controller side), RM1
+#[test]
+fn rm1_a_managers_revision_reaches_the_childs_device_and_is_kept_in_writing() {
+    let p = plan_home();
+    let mut agent = p.home.enrolled_agent("tablet");
+    agent.start();
+    let file = write(&p.home, "plan.toml", &plan_text(&p, |t| t));
+    let r = p
+        .home
+        .manager
+        .json(&["plan", "revise", "Amira", "--file", &file]);
+    assert_eq!(r["number"], 1);
+    let version = r["policy_version"].as_u64().unwrap();
+    assert!(agent.wait_applied(version, WAIT), "{}", agent.stdout.text());
+    agent.stop();
+    let status = agent.command(&["status"]);
+    assert!(
+        status.stdout.contains("Nan"),
+        "the child can read who they may call: {}",
+        status.stdout
+    );
+
+    // The written record: who, when, why, consulted, shared with (RM1).
+    let printed = p.home.admin.ok(&["plan", "print", "Amira"]);
+    for expected in [
+        "Revision 1",
+        "Nan asked",
+        "J. Okafor",
+        "Shared with: the child",
+        "Nan (grandmother)",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "missing {expected:?} in:\n{printed}"
+        );
+    }
+    let html = p
+        .home
+        .admin
+        .ok(&["plan", "print", "Amira", "--format", "html"]);
+    assert!(html.starts_with("<!doctype html>") && html.contains("Revision 1"));
+}
+
+// clause KP2
+#[test]
+fn kp2_a_permission_without_a_risk_assessment_is_refused_and_nothing_is_written() {
+    let p = plan_home();
+    let text = plan_text(&p, |t| t.replacen(&p.ra, "ra-doesnotexist", 1));
+    let file = write(&p.home, "plan.toml", &text);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.contains("risk assessment"), "{err}");
+    assert_eq!(revisions(&p), 0);
+}
+
+// clause RM2
+#[test]
+fn rm2_only_a_manager_may_revise_the_plan() {
+    let p = plan_home();
+    let file = write(&p.home, "plan.toml", &plan_text(&p, |t| t));
+    let err = p.staff.fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.contains("manager"), "{err}");
+    let err = p
+        .home
+        .admin
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.contains("manager"), "{err}");
+    assert_eq!(revisions(&p), 0);
+}
+
+// clause IM1
+#[test]
+fn im1_the_camera_stays_off_without_both_agreements() {
+    let p = plan_home();
+    let text = plan_text(&p, |t| {
+        t.replace(
+            "[section.camera]\nstate = \"off\"",
+            &format!(
+                "[section.camera]\nstate = \"on\"\nreview_by = \"2027-03-01\"\nrisk_assessment = \"{}\"\nplacing_authority_agreement = {{ who = \"J. Okafor\", when = \"2026-11-20\" }}",
+                p.ra
+            ),
+        )
+    });
+    let file = write(&p.home, "plan.toml", &text);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.contains("parent"), "{err}");
+    assert_eq!(revisions(&p), 0);
+}
+
+// clause WB2
+#[test]
+fn wb2_a_social_site_needs_an_it_specialist_in_the_risk_assessment() {
+    let p = plan_home();
+    let text = plan_text(&p, |t| {
+        t.replace(
+            "[section.web]\nstate = \"off\"",
+            &format!(
+                "[section.web]\nstate = \"filtered\"\nfilter_profile = \"strict\"\nrisk_assessment = \"{ra}\"\nsocial_sites = [{{ domain = \"instagram.com\", risk_assessment = \"{ra}\", review_by = \"2027-03-01\" }}]",
+                ra = p.ra
+            ),
+        )
+    });
+    let file = write(&p.home, "plan.toml", &text);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.to_lowercase().contains("it specialist"), "{err}");
+    assert_eq!(revisions(&p), 0);
+}
+
+// clause R19
+#[test]
+fn r19_no_rule_may_block_the_way_to_a_protected_contact() {
+    let p = plan_home();
+    p.home.manager.ok(&[
+        "protected-contact",
+        "add",
+        "--home",
+        "Oak House",
+        "--name",
+        "Childline",
+        "--number",
+        "0800 1111",
+    ]);
+    let text = plan_text(&p, |t| {
+        t.replace("blocked = []", "blocked = [\"com.android.dialer\"]")
+    });
+    let file = write(&p.home, "plan.toml", &text);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.contains("com.android.dialer"), "{err}");
+    assert_eq!(revisions(&p), 0);
+}
+
+// clause RM2: a change is a new revision; history and diff show what changed.
+#[test]
+fn rm2_revisions_are_kept_and_diffed() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    let second = write(
+        &p.home,
+        "plan2.toml",
+        &plan_text(&p, |t| {
+            t.replace(
+                "reason = \"Nan asked",
+                "reason = \"Later calls agreed; Nan asked",
+            )
+            .replace("end_minute = 1200", "end_minute = 1260")
+        }),
+    );
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &second]);
+    assert_eq!(revisions(&p), 2);
+    let diff = p.home.admin.ok(&["plan", "diff", "Amira", "1", "2"]);
+    assert!(diff.contains("Nan"), "{diff}");
+    let history = p.home.admin.ok(&["plan", "history", "Amira"]);
+    assert!(history.contains("Later calls agreed"), "{history}");
+    // Someone working from revision 1 cannot overwrite revision 2.
+    let err = p.home.manager.fails(&[
+        "plan",
+        "revise",
+        "Amira",
+        "--file",
+        &first,
+        "--based-on",
+        "1",
+    ]);
+    assert!(err.contains("changed while you were working"), "{err}");
+}
+
+// clause GD1, GD2
+#[test]
+fn gd2_a_risk_assessment_must_answer_every_question() {
+    let p = plan_home();
+    let template = p.staff.ok(&["risk", "template"]);
+    let cut = template
+        .split("[checklist.child_may_harm_others]")
+        .next()
+        .unwrap()
+        .to_string();
+    let file = write(&p.home, "ra2.toml", &cut);
+    let err = p.staff.fails(&["risk", "add", "Amira", "--file", &file]);
+    assert!(
+        err.to_lowercase().contains("crime") || err.contains("bully"),
+        "{err}"
+    );
+    let no_background = template.replace(
+        "background = \"Amira has lived with her Nan until last year; a close, warm relationship.\"",
+        "background = \"\"",
+    );
+    let file = write(&p.home, "ra3.toml", &no_background);
+    let err = p.staff.fails(&["risk", "add", "Amira", "--file", &file]);
+    assert!(err.contains("background"), "{err}");
+    assert_eq!(
+        p.home
+            .admin
+            .json(&["risk", "list", "Amira"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
