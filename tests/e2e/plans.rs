@@ -9,9 +9,24 @@ struct PlanHome {
     ra: String,
 }
 
+/// The templates carry example dates; move them relative to today so these tests keep
+/// meaning the same thing next year (a review date in the past is refused, rightly).
+fn dated(text: &str) -> String {
+    let today = jiff::Zoned::now().date();
+    let shift = |days: i64| {
+        today
+            .checked_add(jiff::Span::new().days(days))
+            .unwrap()
+            .to_string()
+    };
+    text.replace("2026-11-20", &shift(-5))
+        .replace("2027-02-01", &shift(60))
+        .replace("2027-03-01", &shift(90))
+}
+
 fn write(home: &Home, name: &str, text: &str) -> String {
     let path = home.path(name);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, dated(text)).unwrap();
     path.to_string_lossy().into_owned()
 }
 
@@ -261,4 +276,28 @@ fn gd2_a_risk_assessment_must_answer_every_question() {
             .len(),
         1
     );
+}
+
+// clause KP1, IM3, WB2 (remind): what is due for review is listed across the home.
+#[test]
+fn kp1_reviews_due_are_listed_for_the_home() {
+    let p = plan_home();
+    let file = write(&p.home, "plan.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &file]);
+    let soon = p.home.admin.json(&["reviews", "--due", "--within", "7"]);
+    assert_eq!(soon.as_array().unwrap().len(), 0, "{soon}");
+    let later = p
+        .home
+        .admin
+        .json(&["reviews", "--due", "--within", "100", "--home", "Oak House"]);
+    let rows = later.as_array().unwrap();
+    assert!(!rows.is_empty(), "{later}");
+    assert!(
+        rows.iter()
+            .all(|r| r["child_name"] == "Amira Khan" && r["overdue"] == false)
+    );
+    let table = p.home.admin.ok(&["reviews"]);
+    assert!(table.contains("Amira Khan"), "{table}");
 }

@@ -69,6 +69,19 @@ enum Command {
     /// Staff accounts and their tokens (administrators only).
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// Reviews due soon or overdue: camera agreements, social sites, restrictions, risk
+    /// assessments.
+    Reviews {
+        /// Only this home.
+        #[arg(long)]
+        home: Option<String>,
+        /// Only what is overdue or due within --within days.
+        #[arg(long)]
+        due: bool,
+        /// How many days ahead counts as due.
+        #[arg(long, default_value_t = 14)]
+        within: u32,
+    },
     /// The audit trail of every change (managers and administrators).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -718,6 +731,15 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             println!("Revoked {}'s token ({}). It no longer works.", m.name, m.id);
         }
         Command::Risk(cmd) => plans::risk(&mut s.plans, cmd, as_json).await?,
+        Command::Reviews { home, due, within } => {
+            plans::reviews(
+                &mut s.plans,
+                home,
+                if due { within } else { 36_500 },
+                as_json,
+            )
+            .await?
+        }
         Command::Plan(cmd) => plans::plan(&mut s.plans, cmd, as_json).await?,
         Command::Audit(AuditCommand::Verify) => {
             let r = s

@@ -82,6 +82,45 @@ pub async fn risk(c: &mut Client, cmd: RiskCommand, as_json: bool) -> anyhow::Re
     Ok(())
 }
 
+pub async fn reviews(
+    c: &mut Client,
+    home: Option<String>,
+    within_days: u32,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let list = c
+        .list_reviews(api::ListReviewsRequest {
+            home: home.unwrap_or_default(),
+            within_days,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .reviews;
+    if as_json {
+        return json(&list);
+    }
+    table(
+        &["due", "", "child", "home", "what"],
+        list.into_iter()
+            .map(|r| {
+                vec![
+                    r.due,
+                    if r.overdue {
+                        "OVERDUE".into()
+                    } else {
+                        String::new()
+                    },
+                    r.child_name,
+                    r.home_name,
+                    r.what,
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
 async fn history(
     c: &mut Client,
     child: &str,

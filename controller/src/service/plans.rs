@@ -13,7 +13,9 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, now_ms};
 use crate::domain::Action;
-use crate::domain::plan::{PlanRevision, PlanRevisionDraft, normalise_section, validate_revision};
+use crate::domain::plan::{
+    PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
+};
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::ids::new_id;
 use crate::store::{Actor, StoredDocument};
@@ -200,5 +202,44 @@ impl plan_service_server::PlanService for PlanApi {
         Ok(Response::new(PlanHistoryResponse {
             revisions: docs.into_iter().map(|d| revision_record(d, 0)).collect(),
         }))
+    }
+
+    async fn list_reviews(
+        &self,
+        request: Request<ListReviewsRequest>,
+    ) -> Result<Response<ListReviewsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let homes = match req.home.trim() {
+            "" => self.ctx.store.list_homes().await?,
+            key => vec![self.ctx.store.find_home(key).await?],
+        };
+        let mut reviews = Vec::new();
+        for home in homes {
+            let today = today_in(&home.time_zone);
+            for child in self.ctx.store.list_children(Some(&home.id)).await? {
+                let history = self.ctx.store.plan_revisions(&child.id).await?;
+                let Some(current) = history.last().and_then(parse_revision) else {
+                    continue;
+                };
+                let assessments =
+                    parse_assessments(&self.ctx.store.risk_assessments(&child.id).await?);
+                for item in reviews_due(&current, &assessments, today, req.within_days) {
+                    reviews.push(ReviewDue {
+                        child_id: child.id.clone(),
+                        child_name: child.name.clone(),
+                        home_name: home.name.clone(),
+                        what: item.what,
+                        due: item.due.to_string(),
+                        overdue: item.overdue,
+                    });
+                }
+            }
+        }
+        // Overdue first, then soonest.
+        reviews.sort_by(|a, b| b.overdue.cmp(&a.overdue).then(a.due.cmp(&b.due)));
+        Ok(Response::new(ListReviewsResponse { reviews }))
     }
 }
