@@ -10,7 +10,8 @@ use anyhow::Context as _;
 use haven_proto::admin::v1::{
     audit_service_server::AuditServiceServer, child_service_server::ChildServiceServer,
     device_service_server::DeviceServiceServer, home_service_server::HomeServiceServer,
-    plan_service_server::PlanServiceServer, staff_service_server::StaffServiceServer,
+    plan_service_server::PlanServiceServer, records_service_server::RecordsServiceServer,
+    staff_service_server::StaffServiceServer,
 };
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -24,6 +25,7 @@ use crate::registry::Registry;
 use crate::service::admin::AdminApi;
 use crate::service::agent::AgentApi;
 use crate::service::plans::PlanApi;
+use crate::service::records::RecordsApi;
 use crate::service::{Context, auth, now_ms};
 use crate::store::{Actor, sqlite::SqliteStore};
 
@@ -131,6 +133,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .add_service(AuditServiceServer::new(admin()).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(
             PlanServiceServer::new(PlanApi { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            RecordsServiceServer::new(RecordsApi { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
 

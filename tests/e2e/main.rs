@@ -8,6 +8,7 @@ mod agent;
 mod audit;
 mod enrollment;
 mod plans;
+mod records;
 mod robustness;
 mod security;
 mod sync;

@@ -6,6 +6,7 @@ pub mod client;
 pub mod documents;
 pub mod output;
 pub mod plans;
+pub mod records;
 
 use std::path::PathBuf;
 
@@ -82,6 +83,12 @@ enum Command {
         #[arg(long, default_value_t = 14)]
         within: u32,
     },
+    /// Staff reports: off-duty contact from a child or someone known to a child.
+    #[command(subcommand)]
+    Report(records::ReportCommand),
+    /// The register of approvals to take images of a child.
+    #[command(subcommand, name = "photo-approval")]
+    PhotoApproval(records::PhotoApprovalCommand),
     /// The audit trail of every change (managers and administrators).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -309,6 +316,7 @@ struct Staff {
     staff: api::staff_service_client::StaffServiceClient<Intercepted>,
     audit: api::audit_service_client::AuditServiceClient<Intercepted>,
     plans: api::plan_service_client::PlanServiceClient<Intercepted>,
+    records: api::records_service_client::RecordsServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -335,7 +343,13 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             channel.clone(),
             bearer.clone(),
         ),
-        plans: api::plan_service_client::PlanServiceClient::with_interceptor(channel, bearer),
+        plans: api::plan_service_client::PlanServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        records: api::records_service_client::RecordsServiceClient::with_interceptor(
+            channel, bearer,
+        ),
     })
 }
 
@@ -731,6 +745,8 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             println!("Revoked {}'s token ({}). It no longer works.", m.name, m.id);
         }
         Command::Risk(cmd) => plans::risk(&mut s.plans, cmd, as_json).await?,
+        Command::Report(cmd) => records::report(&mut s.records, cmd, as_json).await?,
+        Command::PhotoApproval(cmd) => records::photo(&mut s.records, cmd, as_json).await?,
         Command::Reviews { home, due, within } => {
             plans::reviews(
                 &mut s.plans,

@@ -27,6 +27,9 @@ pub enum Action {
     EditProtectedContacts,
     VerifyAudit,
     RecordRiskAssessments,
+    ReportOffDutyContact,
+    FollowUpReports,
+    RegisterPhotographyApprovals,
 }
 
 impl Action {
@@ -41,6 +44,9 @@ impl Action {
             Action::EditProtectedContacts => "change a home's protected contacts",
             Action::VerifyAudit => "check the audit trail",
             Action::RecordRiskAssessments => "record risk assessments",
+            Action::ReportOffDutyContact => "report off-duty contact",
+            Action::FollowUpReports => "acknowledge staff reports",
+            Action::RegisterPhotographyApprovals => "register photography approvals",
         }
     }
 
@@ -54,6 +60,8 @@ impl Action {
             Action::EditProtectedContacts => &[Manager],
             Action::VerifyAudit => &[Manager, Admin],
             Action::RecordRiskAssessments => &[Staff, Manager],
+            Action::ReportOffDutyContact => &[Staff, Manager, Admin],
+            Action::FollowUpReports | Action::RegisterPhotographyApprovals => &[Manager],
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod convert;
 pub mod fanout;
 pub mod plans;
+pub mod records;
 pub mod reports;
 
 use std::sync::Arc;

@@ -13,6 +13,45 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     violations_are_counted_once(&fresh().await).await;
     every_change_is_in_an_intact_audit_chain(&fresh().await).await;
     plan_revisions_are_numbered_kept_and_never_overwritten(&fresh().await).await;
+    reports_wait_for_a_manager_and_approvals_are_registered(&fresh().await).await;
+}
+
+// clause WB3, IM4
+async fn reports_wait_for_a_manager_and_approvals_are_registered(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let carer = Actor("stf-carer".into());
+    let r = s
+        .add_off_duty_report(&carer, &h.id, Some(&c.id), "{}", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.off_duty_reports(Some(&h.id), true).await.unwrap().len(),
+        1
+    );
+    let manager = Actor("stf-m".into());
+    let done = s
+        .acknowledge_off_duty_report(&manager, &r.id, "spoke to Jo", 20)
+        .await
+        .unwrap();
+    assert_eq!(done.acknowledged_by.as_deref(), Some("stf-m"));
+    assert!(matches!(
+        s.acknowledge_off_duty_report(&manager, &r.id, "again", 21)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.off_duty_reports(Some(&h.id), true).await.unwrap().len(),
+        0
+    );
+    assert_eq!(s.off_duty_reports(None, false).await.unwrap().len(), 1);
+    s.add_photography_approval(&manager, &c.id, "{}", 30)
+        .await
+        .unwrap();
+    assert_eq!(s.photography_approvals(&c.id).await.unwrap().len(), 1);
 }
 
 // clause RM2: revisions are never edited or deleted; a change is a new revision.

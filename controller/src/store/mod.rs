@@ -363,6 +363,53 @@ pub trait PlanStore: Send + Sync {
     async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
 }
 
+/// A staff member's off-duty contact report as stored, with its manager follow-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffDutyReportRecord {
+    pub id: String,
+    pub home_id: String,
+    pub child_id: Option<String>,
+    pub reported_by: String,
+    pub created_at: UnixMillis,
+    pub document: String,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<UnixMillis>,
+    pub manager_note: Option<String>,
+}
+
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    async fn add_off_duty_report(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        child_id: Option<&str>,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<OffDutyReportRecord>;
+    async fn off_duty_reports(
+        &self,
+        home_id: Option<&str>,
+        open_only: bool,
+    ) -> StoreResult<Vec<OffDutyReportRecord>>;
+    /// A manager has read the report and acted; refused if it was already acknowledged.
+    async fn acknowledge_off_duty_report(
+        &self,
+        actor: &Actor,
+        id: &str,
+        note: &str,
+        now: UnixMillis,
+    ) -> StoreResult<OffDutyReportRecord>;
+    async fn add_photography_approval(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StoredDocument>;
+    async fn photography_approvals(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Entries in order, starting after `after_seq`, at most `limit`.
@@ -381,6 +428,7 @@ pub trait Store:
     + ViolationStore
     + AuditStore
     + PlanStore
+    + ReportStore
 {
 }
 
@@ -395,5 +443,6 @@ impl<T> Store for T where
         + ViolationStore
         + AuditStore
         + PlanStore
+        + ReportStore
 {
 }

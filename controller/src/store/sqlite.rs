@@ -1241,3 +1241,195 @@ impl PlanStore for SqliteStore {
         Ok(rows.iter().map(document_from_row).collect())
     }
 }
+
+fn report_from_row(row: &SqliteRow) -> OffDutyReportRecord {
+    OffDutyReportRecord {
+        id: row.get("id"),
+        home_id: row.get("home_id"),
+        child_id: row.get("child_id"),
+        reported_by: row.get("reported_by"),
+        created_at: row.get("created_at"),
+        document: row.get("document"),
+        acknowledged_by: row.get("acknowledged_by"),
+        acknowledged_at: row.get("acknowledged_at"),
+        manager_note: row.get("manager_note"),
+    }
+}
+
+const REPORT_COLUMNS: &str = "SELECT id, home_id, child_id, reported_by, created_at, document, \
+     acknowledged_by, acknowledged_at, manager_note FROM off_duty_reports";
+
+#[async_trait]
+impl ReportStore for SqliteStore {
+    async fn add_off_duty_report(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        child_id: Option<&str>,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<OffDutyReportRecord> {
+        let id = new_id("odr");
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO off_duty_reports (id, home_id, child_id, reported_by, created_at, document) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(home_id)
+        .bind(child_id)
+        .bind(&actor.0)
+        .bind(now)
+        .bind(document)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "off_duty_report.add",
+            &id,
+            serde_json::json!({ "home": home_id, "child": child_id, "document": document }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(OffDutyReportRecord {
+            id,
+            home_id: home_id.to_string(),
+            child_id: child_id.map(str::to_string),
+            reported_by: actor.0.clone(),
+            created_at: now,
+            document: document.to_string(),
+            acknowledged_by: None,
+            acknowledged_at: None,
+            manager_note: None,
+        })
+    }
+
+    async fn off_duty_reports(
+        &self,
+        home_id: Option<&str>,
+        open_only: bool,
+    ) -> StoreResult<Vec<OffDutyReportRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REPORT_COLUMNS} WHERE (? IS NULL OR home_id = ?) \
+             AND (? = 0 OR acknowledged_at IS NULL) ORDER BY created_at, id"
+        )))
+        .bind(home_id)
+        .bind(home_id)
+        .bind(i64::from(open_only))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(report_from_row).collect())
+    }
+
+    async fn acknowledge_off_duty_report(
+        &self,
+        actor: &Actor,
+        id: &str,
+        note: &str,
+        now: UnixMillis,
+    ) -> StoreResult<OffDutyReportRecord> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REPORT_COLUMNS} WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "report",
+            key: id.to_string(),
+        })?;
+        let report = report_from_row(&row);
+        if report.acknowledged_at.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "report {id} was already acknowledged by {}",
+                report.acknowledged_by.unwrap_or_default()
+            )));
+        }
+        sqlx::query(
+            "UPDATE off_duty_reports SET acknowledged_by = ?, acknowledged_at = ?, manager_note = ? \
+             WHERE id = ?",
+        )
+        .bind(&actor.0)
+        .bind(now)
+        .bind(note)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "off_duty_report.acknowledge",
+            id,
+            serde_json::json!({ "note": note }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(OffDutyReportRecord {
+            acknowledged_by: Some(actor.0.clone()),
+            acknowledged_at: Some(now),
+            manager_note: Some(note.to_string()),
+            ..report
+        })
+    }
+
+    async fn add_photography_approval(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StoredDocument> {
+        let id = new_id("pha");
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO photography_approvals (id, child_id, recorded_by, recorded_at, document) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(child_id)
+        .bind(&actor.0)
+        .bind(now)
+        .bind(document)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "photography_approval.add",
+            child_id,
+            serde_json::json!({ "approval": id, "document": document }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(StoredDocument {
+            id,
+            child_id: child_id.to_string(),
+            number: 0,
+            made_at: now,
+            made_by: actor.0.clone(),
+            document: document.to_string(),
+        })
+    }
+
+    async fn photography_approvals(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
+        let rows = sqlx::query(
+            "SELECT id, child_id, 0 AS number, recorded_at AS made_at, recorded_by AS made_by, \
+             document FROM photography_approvals WHERE child_id = ? ORDER BY recorded_at, id",
+        )
+        .bind(child_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(document_from_row).collect())
+    }
+}

@@ -1,0 +1,213 @@
+//! `haven.admin.v1.RecordsService`: staff reports of off-duty contact (WB3) and the register of
+//! photography approvals (IM4).
+
+use std::sync::Arc;
+
+use haven_proto::admin::v1::*;
+use tonic::{Request, Response, Status};
+
+use super::{Context, now_ms};
+use crate::domain::Action;
+use crate::domain::reports::{OffDutyContact, PhotographyApproval};
+use crate::store::{Actor, OffDutyReportRecord, StoredDocument};
+
+pub struct RecordsApi {
+    pub ctx: Arc<Context>,
+}
+
+fn report(r: OffDutyReportRecord) -> OffDutyReport {
+    let doc: Option<OffDutyContact> = serde_json::from_str(&r.document).ok();
+    let doc = doc.as_ref();
+    OffDutyReport {
+        id: r.id,
+        home_id: r.home_id,
+        child_id: r.child_id.unwrap_or_default(),
+        reported_by: r.reported_by,
+        created_at_unix_ms: r.created_at,
+        when: doc.map(|d| d.when.clone()).unwrap_or_default(),
+        how: doc.map(|d| d.how.clone()).unwrap_or_default(),
+        who: doc.map(|d| d.who.clone()).unwrap_or_default(),
+        what_happened: doc.map(|d| d.what_happened.clone()).unwrap_or_default(),
+        communication_stopped: doc.is_some_and(|d| d.communication_stopped),
+        acknowledged_by: r.acknowledged_by.unwrap_or_default(),
+        acknowledged_at_unix_ms: r.acknowledged_at.unwrap_or(0),
+        manager_note: r.manager_note.unwrap_or_default(),
+    }
+}
+
+fn approval_record(d: StoredDocument) -> PhotographyApprovalRecord {
+    let a: Option<PhotographyApproval> = serde_json::from_str(&d.document).ok();
+    PhotographyApprovalRecord {
+        id: d.id,
+        child_id: d.child_id,
+        recorded_by: d.made_by,
+        recorded_at_unix_ms: d.made_at,
+        approved_by: a
+            .as_ref()
+            .map(|a| a.approved_by.clone())
+            .unwrap_or_default(),
+        placing_authority_consulted: a
+            .as_ref()
+            .map(|a| a.placing_authority_consulted.clone())
+            .unwrap_or_default(),
+        consulted_on: a
+            .as_ref()
+            .map(|a| a.consulted_on.to_string())
+            .unwrap_or_default(),
+        purpose: a.as_ref().map(|a| a.purpose.clone()).unwrap_or_default(),
+        valid_until: a
+            .as_ref()
+            .and_then(|a| a.valid_until)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn date(what: &str, raw: &str) -> Result<jiff::civil::Date, Status> {
+    raw.trim().parse().map_err(|_| {
+        Status::invalid_argument(format!(
+            "{raw:?} is not a date for the {what}: write it as YYYY-MM-DD"
+        ))
+    })
+}
+
+#[tonic::async_trait]
+impl records_service_server::RecordsService for RecordsApi {
+    async fn report_off_duty_contact(
+        &self,
+        request: Request<ReportOffDutyContactRequest>,
+    ) -> Result<Response<OffDutyReport>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReportOffDutyContact)
+            .await?;
+        let req = request.into_inner();
+        let home = self.ctx.store.find_home(req.home.trim()).await?;
+        let child = match req.child.trim() {
+            "" => None,
+            key => Some(self.ctx.store.find_child(key).await?),
+        };
+        let contact = OffDutyContact {
+            when: req.when,
+            how: req.how,
+            who: req.who,
+            what_happened: req.what_happened,
+            communication_stopped: req.communication_stopped,
+        }
+        .checked()
+        .map_err(|e| Status::invalid_argument(e.0))?;
+        let json = serde_json::to_string(&contact)
+            .map_err(|_| Status::internal("could not write the report down"))?;
+        let stored = self
+            .ctx
+            .store
+            .add_off_duty_report(
+                &Actor::staff(&who),
+                &home.id,
+                child.as_ref().map(|c| c.id.as_str()),
+                &json,
+                now_ms(),
+            )
+            .await?;
+        tracing::info!(report = %stored.id, home = %home.id, "off-duty contact reported");
+        Ok(Response::new(report(stored)))
+    }
+
+    async fn list_off_duty_reports(
+        &self,
+        request: Request<ListOffDutyReportsRequest>,
+    ) -> Result<Response<ListOffDutyReportsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let home_id = match req.home.trim() {
+            "" => None,
+            key => Some(self.ctx.store.find_home(key).await?.id),
+        };
+        let reports = self
+            .ctx
+            .store
+            .off_duty_reports(home_id.as_deref(), req.open_only)
+            .await?;
+        Ok(Response::new(ListOffDutyReportsResponse {
+            reports: reports.into_iter().map(report).collect(),
+        }))
+    }
+
+    async fn acknowledge_off_duty_report(
+        &self,
+        request: Request<AcknowledgeOffDutyReportRequest>,
+    ) -> Result<Response<OffDutyReport>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::FollowUpReports)
+            .await?;
+        let req = request.into_inner();
+        let note = req.note.trim();
+        if note.is_empty() {
+            return Err(Status::invalid_argument(
+                "say what was done about the report with --note",
+            ));
+        }
+        let done = self
+            .ctx
+            .store
+            .acknowledge_off_duty_report(&Actor::staff(&who), req.id.trim(), note, now_ms())
+            .await?;
+        Ok(Response::new(report(done)))
+    }
+
+    async fn add_photography_approval(
+        &self,
+        request: Request<AddPhotographyApprovalRequest>,
+    ) -> Result<Response<PhotographyApprovalRecord>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::RegisterPhotographyApprovals)
+            .await?;
+        let req = request.into_inner();
+        let child = self.ctx.store.find_child(req.child.trim()).await?;
+        let home = self.ctx.store.find_home(&child.home_id).await?;
+        let tz = jiff::tz::TimeZone::get(&home.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let today = jiff::Timestamp::now().to_zoned(tz).date();
+        let approval = PhotographyApproval {
+            approved_by: req.approved_by,
+            placing_authority_consulted: req.placing_authority_consulted,
+            consulted_on: date("consultation", &req.consulted_on)?,
+            purpose: req.purpose,
+            valid_until: match req.valid_until.trim() {
+                "" => None,
+                raw => Some(date("end of the approval", raw)?),
+            },
+        }
+        .checked(today)
+        .map_err(|e| Status::invalid_argument(e.0))?;
+        let json = serde_json::to_string(&approval)
+            .map_err(|_| Status::internal("could not write the approval down"))?;
+        let stored = self
+            .ctx
+            .store
+            .add_photography_approval(&Actor::staff(&who), &child.id, &json, now_ms())
+            .await?;
+        Ok(Response::new(approval_record(stored)))
+    }
+
+    async fn list_photography_approvals(
+        &self,
+        request: Request<ListPhotographyApprovalsRequest>,
+    ) -> Result<Response<ListPhotographyApprovalsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let child = self
+            .ctx
+            .store
+            .find_child(request.get_ref().child.trim())
+            .await?;
+        let list = self.ctx.store.photography_approvals(&child.id).await?;
+        Ok(Response::new(ListPhotographyApprovalsResponse {
+            approvals: list.into_iter().map(approval_record).collect(),
+        }))
+    }
+}
