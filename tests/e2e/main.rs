@@ -9,6 +9,7 @@ mod audit;
 mod enrollment;
 mod plans;
 mod records;
+mod requests;
 mod robustness;
 mod security;
 mod sync;

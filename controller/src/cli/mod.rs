@@ -86,6 +86,9 @@ enum Command {
     /// Staff reports: off-duty contact from a child or someone known to a child.
     #[command(subcommand)]
     Report(records::ReportCommand),
+    /// What children ask for from their devices, and the answers staff give.
+    #[command(subcommand)]
+    Requests(records::RequestsCommand),
     /// The register of approvals to take images of a child.
     #[command(subcommand, name = "photo-approval")]
     PhotoApproval(records::PhotoApprovalCommand),
@@ -746,6 +749,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
         }
         Command::Risk(cmd) => plans::risk(&mut s.plans, cmd, as_json).await?,
         Command::Report(cmd) => records::report(&mut s.records, cmd, as_json).await?,
+        Command::Requests(cmd) => records::requests(&mut s.records, cmd, as_json).await?,
         Command::PhotoApproval(cmd) => records::photo(&mut s.records, cmd, as_json).await?,
         Command::Reviews { home, due, within } => {
             plans::reviews(

@@ -51,6 +51,88 @@ pub enum ReportCommand {
 }
 
 #[derive(Debug, clap::Subcommand)]
+pub enum RequestsCommand {
+    /// Requests and views children sent from their devices, waiting for an answer
+    /// (answered ones too with --all).
+    List {
+        #[arg(long)]
+        child: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Answer a request (managers): the decision and the reason go back to the child's device.
+    Answer {
+        id: String,
+        /// agreed, agreed-in-part or not-agreed
+        #[arg(long)]
+        decision: String,
+        /// Why, in words the child will read.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub async fn requests(c: &mut Client, cmd: RequestsCommand, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        RequestsCommand::List { child, all } => {
+            let list = c
+                .list_child_requests(api::ListChildRequestsRequest {
+                    child: child.unwrap_or_default(),
+                    include_answered: all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .requests;
+            if as_json {
+                return json(&list);
+            }
+            table(
+                &["id", "child", "received", "request", "answer"],
+                list.into_iter()
+                    .map(|r| {
+                        vec![
+                            r.id,
+                            r.child_name,
+                            when(r.received_at_unix_ms),
+                            r.text,
+                            if r.decision.is_empty() {
+                                "waiting".into()
+                            } else {
+                                format!("{}: {}", r.decision, r.reason)
+                            },
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        RequestsCommand::Answer {
+            id,
+            decision,
+            reason,
+        } => {
+            let r = c
+                .answer_child_request(api::AnswerChildRequestRequest {
+                    id,
+                    decision,
+                    reason,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&r);
+            }
+            println!(
+                "Answered {}'s request ({}). The answer and your reason are on their way to the device.",
+                r.child_name, r.decision
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
 pub enum PhotoApprovalCommand {
     /// Register an approval given by the Community Director with the placing authority.
     Add {

@@ -153,3 +153,63 @@ mod tests {
         );
     }
 }
+
+/// How staff answer a child's request (Regulation 7: the child hears the decision and why).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestDecision {
+    Agreed,
+    AgreedInPart,
+    NotAgreed,
+}
+
+impl RequestDecision {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', ' '], "_")
+            .as_str()
+        {
+            "agreed" | "yes" => Ok(RequestDecision::Agreed),
+            "agreed_in_part" | "partly" => Ok(RequestDecision::AgreedInPart),
+            "not_agreed" | "no" => Ok(RequestDecision::NotAgreed),
+            _ => Err(Invalid(format!(
+                "{raw:?} is not a decision: use agreed, agreed-in-part or not-agreed"
+            ))),
+        }
+    }
+
+    /// The words the child's device shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestDecision::Agreed => "agreed",
+            RequestDecision::AgreedInPart => "agreed in part",
+            RequestDecision::NotAgreed => "not agreed",
+        }
+    }
+}
+
+/// A decision always comes with a reason the child can read.
+pub fn answer_reason(reason: &str) -> Result<String, Invalid> {
+    required_text("reason for the child", reason)
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    // clause R7
+    #[test]
+    fn r7_an_answer_is_a_decision_with_a_reason() {
+        assert_eq!(
+            RequestDecision::parse("agreed-in-part").unwrap(),
+            RequestDecision::AgreedInPart
+        );
+        assert!(RequestDecision::parse("maybe").is_err());
+        assert!(answer_reason("  ").is_err());
+        assert_eq!(
+            answer_reason(" Nan can call on Sundays at 5pm. ").unwrap(),
+            "Nan can call on Sundays at 5pm."
+        );
+    }
+}

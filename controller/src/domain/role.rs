@@ -30,6 +30,7 @@ pub enum Action {
     ReportOffDutyContact,
     FollowUpReports,
     RegisterPhotographyApprovals,
+    AnswerChildRequests,
 }
 
 impl Action {
@@ -47,6 +48,7 @@ impl Action {
             Action::ReportOffDutyContact => "report off-duty contact",
             Action::FollowUpReports => "acknowledge staff reports",
             Action::RegisterPhotographyApprovals => "register photography approvals",
+            Action::AnswerChildRequests => "answer a child's request",
         }
     }
 
@@ -61,7 +63,9 @@ impl Action {
             Action::VerifyAudit => &[Manager, Admin],
             Action::RecordRiskAssessments => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
-            Action::FollowUpReports | Action::RegisterPhotographyApprovals => &[Manager],
+            Action::FollowUpReports
+            | Action::RegisterPhotographyApprovals
+            | Action::AnswerChildRequests => &[Manager],
         }
     }
 }

@@ -189,6 +189,10 @@ async fn serve_device(
                 {
                     send(policy_message(&data));
                 }
+                // Answers the device may have missed while it was away.
+                for answer in ctx.store.answers_for_device(device_id).await? {
+                    send(answer_message(answer));
+                }
             }
             Some(Inbound::Heartbeat(beat)) => {
                 let inventory = beat.inventory.as_ref().map(convert::inventory_json);
@@ -226,15 +230,44 @@ async fn serve_device(
                 tracing::info!(device = device_id, command = %clip(&result.command_id, 64), ok = result.ok, "command result");
             }
             Some(Inbound::ChildRequest(req)) => {
-                // Requests are taken up by the placement-plan work; until then they are logged
-                // and not acknowledged, so the device keeps them and sends them again later.
-                tracing::info!(device = device_id, request = %clip(&req.id, 64), "child request received (not yet stored)");
+                let text = req.text.trim();
+                if req.id.is_empty() || req.id.len() > 64 || text.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "a request needs an id of 1 to 64 characters and some words",
+                    ));
+                }
+                // Kept whole (up to a generous limit): these are the child's own words.
+                let text: String = text.chars().take(2000).collect();
+                let new = ctx
+                    .store
+                    .record_child_request(device_id, &req.id, &text, req.made_at_unix_ms, now)
+                    .await?;
+                tracing::info!(device = device_id, request = %clip(&req.id, 64), new, "child request received");
+                // Confirmed only once stored, so the device keeps it until then.
+                send(ControllerMessage {
+                    body: Some(Outbound::RequestReceived(wire::ChildRequestReceived {
+                        id: req.id,
+                    })),
+                });
             }
             // A newer agent may send kinds this controller does not know: ignore them.
             None => {}
         }
     }
     Ok(())
+}
+
+/// The message that carries a staff answer to the child's device.
+pub fn answer_message(r: crate::store::ChildRequestRecord) -> ControllerMessage {
+    ControllerMessage {
+        body: Some(Outbound::RequestAnswer(wire::ChildRequestAnswer {
+            request_id: r.id,
+            decision: r.decision.unwrap_or_default(),
+            reason: r.reason.unwrap_or_default(),
+            answered_by: r.answered_by.unwrap_or_default(),
+            answered_at_unix_ms: r.answered_at.unwrap_or(0),
+        })),
+    }
 }
 
 /// Device-supplied text is shown to staff and written to logs: kept short, without control

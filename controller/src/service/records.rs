@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, now_ms};
 use crate::domain::Action;
-use crate::domain::reports::{OffDutyContact, PhotographyApproval};
+use crate::domain::reports::{OffDutyContact, PhotographyApproval, RequestDecision, answer_reason};
 use crate::store::{Actor, OffDutyReportRecord, StoredDocument};
 
 pub struct RecordsApi {
@@ -209,5 +209,73 @@ impl records_service_server::RecordsService for RecordsApi {
         Ok(Response::new(ListPhotographyApprovalsResponse {
             approvals: list.into_iter().map(approval_record).collect(),
         }))
+    }
+
+    async fn list_child_requests(
+        &self,
+        request: Request<ListChildRequestsRequest>,
+    ) -> Result<Response<ListChildRequestsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child_id = match req.child.trim() {
+            "" => None,
+            key => Some(self.ctx.store.find_child(key).await?.id),
+        };
+        let list = self
+            .ctx
+            .store
+            .child_requests(child_id.as_deref(), !req.include_answered)
+            .await?;
+        Ok(Response::new(ListChildRequestsResponse {
+            requests: list.into_iter().map(request_record).collect(),
+        }))
+    }
+
+    async fn answer_child_request(
+        &self,
+        request: Request<AnswerChildRequestRequest>,
+    ) -> Result<Response<ChildRequestRecord>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::AnswerChildRequests)
+            .await?;
+        let req = request.into_inner();
+        let decision =
+            RequestDecision::parse(&req.decision).map_err(|e| Status::invalid_argument(e.0))?;
+        let reason = answer_reason(&req.reason).map_err(|e| Status::invalid_argument(e.0))?;
+        let answered = self
+            .ctx
+            .store
+            .answer_child_request(
+                &Actor::staff(&who),
+                req.id.trim(),
+                decision.as_str(),
+                &reason,
+                now_ms(),
+            )
+            .await?;
+        // The child hears at once if the device is connected, otherwise when it reconnects.
+        if let Some(outbox) = self.ctx.registry.outbox(&answered.device_id) {
+            let _ = outbox.try_send(Ok(crate::service::agent::answer_message(answered.clone())));
+        }
+        Ok(Response::new(request_record(answered)))
+    }
+}
+
+fn request_record(r: crate::store::ChildRequestRecord) -> ChildRequestRecord {
+    ChildRequestRecord {
+        id: r.id,
+        child_id: r.child_id,
+        child_name: r.child_name,
+        device_id: r.device_id,
+        text: r.text,
+        made_at_unix_ms: r.made_at,
+        received_at_unix_ms: r.received_at,
+        decision: r.decision.unwrap_or_default(),
+        reason: r.reason.unwrap_or_default(),
+        answered_by: r.answered_by.unwrap_or_default(),
+        answered_at_unix_ms: r.answered_at.unwrap_or(0),
     }
 }

@@ -14,6 +14,41 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     every_change_is_in_an_intact_audit_chain(&fresh().await).await;
     plan_revisions_are_numbered_kept_and_never_overwritten(&fresh().await).await;
     reports_wait_for_a_manager_and_approvals_are_registered(&fresh().await).await;
+    a_childs_request_is_kept_once_and_answered_once(&fresh().await).await;
+}
+
+// clause R7
+async fn a_childs_request_is_kept_once_and_answered_once(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    assert!(
+        s.record_child_request(&d.id, "req-1", "Can I call Nan?", 5, 6)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.record_child_request(&d.id, "req-1", "Can I call Nan?", 5, 7)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.child_requests(Some(&c.id), true).await.unwrap().len(), 1);
+    let manager = Actor("stf-m".into());
+    let a = s
+        .answer_child_request(&manager, "req-1", "agreed", "Sundays at 5pm", 9)
+        .await
+        .unwrap();
+    assert_eq!(a.child_name, "Amira");
+    assert!(matches!(
+        s.answer_child_request(&manager, "req-1", "not agreed", "x", 10)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.child_requests(None, true).await.unwrap().len(), 0);
+    assert_eq!(s.answers_for_device(&d.id).await.unwrap().len(), 1);
 }
 
 // clause WB3, IM4

@@ -410,6 +410,53 @@ pub trait ReportStore: Send + Sync {
     async fn photography_approvals(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
 }
 
+/// A child's request and, once given, the staff answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildRequestRecord {
+    pub id: String,
+    pub device_id: String,
+    pub child_id: String,
+    pub child_name: String,
+    pub home_id: String,
+    pub text: String,
+    pub made_at: UnixMillis,
+    pub received_at: UnixMillis,
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    pub answered_by: Option<String>,
+    pub answered_at: Option<UnixMillis>,
+}
+
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Stores a request from a device; a resend of the same id is ignored. Returns whether it
+    /// was new.
+    async fn record_child_request(
+        &self,
+        device_id: &str,
+        id: &str,
+        text: &str,
+        made_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<bool>;
+    async fn child_requests(
+        &self,
+        child_id: Option<&str>,
+        open_only: bool,
+    ) -> StoreResult<Vec<ChildRequestRecord>>;
+    /// Records the answer; refused if the request was already answered.
+    async fn answer_child_request(
+        &self,
+        actor: &Actor,
+        id: &str,
+        decision: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRequestRecord>;
+    /// The answered requests of one device, newest first (resent when it reconnects).
+    async fn answers_for_device(&self, device_id: &str) -> StoreResult<Vec<ChildRequestRecord>>;
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Entries in order, starting after `after_seq`, at most `limit`.
@@ -429,6 +476,7 @@ pub trait Store:
     + AuditStore
     + PlanStore
     + ReportStore
+    + RequestStore
 {
 }
 
@@ -444,5 +492,6 @@ impl<T> Store for T where
         + AuditStore
         + PlanStore
         + ReportStore
+        + RequestStore
 {
 }

@@ -1433,3 +1433,175 @@ impl ReportStore for SqliteStore {
         Ok(rows.iter().map(document_from_row).collect())
     }
 }
+
+const REQUEST_SELECT: &str = "SELECT r.id, r.device_id, r.child_id, c.name AS child_name, \
+     c.home_id, r.text, r.made_at, r.received_at, r.decision, r.reason, r.answered_by, \
+     r.answered_at FROM child_requests r JOIN children c ON c.id = r.child_id";
+
+fn request_from_row(row: &SqliteRow) -> ChildRequestRecord {
+    ChildRequestRecord {
+        id: row.get("id"),
+        device_id: row.get("device_id"),
+        child_id: row.get("child_id"),
+        child_name: row.get("child_name"),
+        home_id: row.get("home_id"),
+        text: row.get("text"),
+        made_at: row.get("made_at"),
+        received_at: row.get("received_at"),
+        decision: row.get("decision"),
+        reason: row.get("reason"),
+        answered_by: row.get("answered_by"),
+        answered_at: row.get("answered_at"),
+    }
+}
+
+#[async_trait]
+impl RequestStore for SqliteStore {
+    async fn record_child_request(
+        &self,
+        device_id: &str,
+        id: &str,
+        text: &str,
+        made_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let child_id: String = sqlx::query("SELECT child_id FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get("child_id"))
+            .ok_or_else(|| StoreError::NotFound {
+                what: "device",
+                key: device_id.to_string(),
+            })?;
+        let done = sqlx::query(
+            "INSERT INTO child_requests (id, device_id, child_id, text, made_at, received_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(device_id)
+        .bind(&child_id)
+        .bind(text)
+        .bind(made_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let new = done.rows_affected() == 1;
+        if new {
+            append_audit(
+                &mut tx,
+                &Actor::device(device_id),
+                "child_request.add",
+                &child_id,
+                serde_json::json!({ "request": id, "text": text }),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(new)
+    }
+
+    async fn child_requests(
+        &self,
+        child_id: Option<&str>,
+        open_only: bool,
+    ) -> StoreResult<Vec<ChildRequestRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REQUEST_SELECT} WHERE (? IS NULL OR r.child_id = ?) \
+             AND (? = 0 OR r.answered_at IS NULL) ORDER BY r.received_at, r.id"
+        )))
+        .bind(child_id)
+        .bind(child_id)
+        .bind(i64::from(open_only))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(request_from_row).collect())
+    }
+
+    async fn answer_child_request(
+        &self,
+        actor: &Actor,
+        id: &str,
+        decision: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRequestRecord> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REQUEST_SELECT} WHERE r.id = ?"
+        )))
+        .bind(id.trim())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let request = match rows.as_slice() {
+            [] => {
+                return Err(StoreError::NotFound {
+                    what: "request",
+                    key: id.to_string(),
+                });
+            }
+            [one] => request_from_row(one),
+            many => {
+                return Err(StoreError::Ambiguous {
+                    what: "request",
+                    key: id.to_string(),
+                    ids: many.iter().map(|r| r.get("device_id")).collect(),
+                });
+            }
+        };
+        if request.answered_at.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "request {id} was already answered ({})",
+                request.decision.clone().unwrap_or_default()
+            )));
+        }
+        sqlx::query(
+            "UPDATE child_requests SET decision = ?, reason = ?, answered_by = ?, answered_at = ? \
+             WHERE device_id = ? AND id = ?",
+        )
+        .bind(decision)
+        .bind(reason)
+        .bind(&actor.0)
+        .bind(now)
+        .bind(&request.device_id)
+        .bind(&request.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "child_request.answer",
+            &request.child_id,
+            serde_json::json!({ "request": request.id, "decision": decision, "reason": reason }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(ChildRequestRecord {
+            decision: Some(decision.to_string()),
+            reason: Some(reason.to_string()),
+            answered_by: Some(actor.0.clone()),
+            answered_at: Some(now),
+            ..request
+        })
+    }
+
+    async fn answers_for_device(&self, device_id: &str) -> StoreResult<Vec<ChildRequestRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REQUEST_SELECT} WHERE r.device_id = ? AND r.answered_at IS NOT NULL \
+             ORDER BY r.answered_at DESC LIMIT 50"
+        )))
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(request_from_row).collect())
+    }
+}
