@@ -36,6 +36,11 @@ pub trait Enforcer: Send {
 
     /// Replaces whatever was in force with `policy` (policies are never merged).
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError>;
+
+    /// Shows the child a short message (say, that staff answered their request). The device
+    /// has no notification area of its own yet, so the default does nothing; enforcers that
+    /// own a way to reach the child override it.
+    fn tell_child(&mut self, _message: &str) {}
 }
 
 impl<E: Enforcer + ?Sized> Enforcer for Box<E> {
@@ -45,6 +50,10 @@ impl<E: Enforcer + ?Sized> Enforcer for Box<E> {
 
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
         (**self).apply(policy)
+    }
+
+    fn tell_child(&mut self, message: &str) {
+        (**self).tell_child(message);
     }
 }
 
@@ -66,6 +75,13 @@ impl Enforcer for LogEnforcer {
         // A closed stdout must not stop enforcement: the log is informative only.
         let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
         Ok(())
+    }
+
+    /// Prints `tell: MESSAGE` (tests wait for e.g. `answer to your request`).
+    fn tell_child(&mut self, message: &str) {
+        let line = format!("tell: {}\n", message.replace('\n', " "));
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     }
 }
 

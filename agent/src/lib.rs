@@ -6,7 +6,8 @@
 //!
 //! Privacy invariant: nothing about what the child does (messages, calls, photos, browsing
 //! history) ever leaves the device. The agent sends inventory, acknowledgements and, later,
-//! short factual records of what it blocked.
+//! short factual records of what it blocked; and the requests and views
+//! a child chooses to send to staff (Regulation 7), only when the child writes them.
 
 pub mod core;
 pub mod enforcer;
@@ -14,6 +15,7 @@ pub mod enroll;
 pub mod identity;
 pub mod inventory;
 mod net;
+pub mod requests;
 pub mod state;
 pub mod status;
 pub mod sync;

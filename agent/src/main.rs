@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use haven_agent::enforcer::EnforcerKind;
+use haven_agent::requests::{RequestError, RequestSpool};
 use haven_agent::state::{StateDir, StateError, write_atomic};
 use haven_agent::sync::{InventorySource, RunOutcome, SyncConfig};
 use haven_agent::{inventory, status, sync};
@@ -37,6 +38,15 @@ enum Command {
     Run(RunArgs),
     /// Say whether this device is enrolled and what its policy allows (works offline)
     Status(StatusArgs),
+    /// Ask staff for something or tell them what you think; it is sent when the device is
+    /// connected, and the answer shows in `haven-agent status` (works offline)
+    Request(RequestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RequestArgs {
+    /// What you would like to ask or say, in your own words (up to 1000 characters)
+    text: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +152,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enroll(args) => enroll(state, args).await.map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(state, args).await,
         Command::Status(args) => show_status(&state, args.json).map(|()| ExitCode::SUCCESS),
+        Command::Request(args) => Ok(make_request(&state, &args.text)),
     }
 }
 
@@ -267,6 +278,64 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     info!("shutting down");
+}
+
+/// Saves a child's request in the outbox; the running agent sends it when it can. Every
+/// outcome is told in one kind, plain line, because the person reading it is a child.
+///
+/// Permissions: this writes into the state folder, which on a real device belongs to root
+/// (mode 0700), so a child's own account cannot save a request yet. How a child's account
+/// hands requests to the agent comes with a later issue.
+fn make_request(state: &StateDir, text: &str) -> ExitCode {
+    let refuse = |words: &str| {
+        eprintln!("{words}");
+        ExitCode::FAILURE
+    };
+    // Checked first, so a child with nothing written is told how to write it, whatever else.
+    if let Err(e) = haven_agent::requests::clean_text(text) {
+        return refuse(&e.to_string());
+    }
+    match state.load_config() {
+        Ok(Some(config)) if config.retired_at.is_none() => {}
+        Ok(Some(_)) => {
+            return refuse(
+                "Sorry, this device is no longer connected to Haven, so your request cannot \
+                 reach the staff from here. Please tell a member of staff instead.",
+            );
+        }
+        Ok(None) => {
+            return refuse(
+                "Sorry, this device is not set up with Haven yet, so your request cannot reach \
+                 the staff from here. Please tell a member of staff instead.",
+            );
+        }
+        Err(e) => {
+            warn!("{e}");
+            return refuse(
+                "Sorry, your request could not be saved on this device. Please tell a member of \
+                 staff instead.",
+            );
+        }
+    }
+    let now = jiff::Timestamp::now().as_millisecond();
+    match RequestSpool::new(state).submit(text, now) {
+        Ok(_) => {
+            println!(
+                "Your request has been saved and will reach the staff as soon as this device is \
+                 connected. You will see their answer with `haven-agent status`."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ (RequestError::Empty | RequestError::TooLong { .. })) => refuse(&e.to_string()),
+        Err(RequestError::State(e)) => {
+            // The details are for whoever looks after the device; the child gets kind words.
+            warn!("{e}");
+            refuse(
+                "Sorry, your request could not be saved on this device. Please tell a member of \
+                 staff instead.",
+            )
+        }
+    }
 }
 
 fn show_status(state: &StateDir, json: bool) -> anyhow::Result<()> {

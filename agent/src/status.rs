@@ -1,12 +1,14 @@
 //! `haven-agent status`: what the state folder says, in plain words or JSON.
 //!
 //! Reads only local files, so it works offline and answers "what is this device allowed to
-//! do right now, and why?" for a child, a carer or an engineer at the device.
+//! do right now, and why?" for a child, a carer or an engineer at the device. It also shows
+//! the child's own requests to staff and the answers they gave (Regulation 7).
 
 use haven_proto::agent::v1::{Contact, DevicePolicy};
 use serde::Serialize;
 
 use crate::core::{self, AppMode};
+use crate::requests::{self, RequestRecord, RequestSpool, RequestState};
 use crate::state::{StateDir, StateError};
 
 /// Everything `status` shows.
@@ -22,6 +24,42 @@ pub struct StatusReport {
     pub retired_at: Option<String>,
     pub retired_reason: Option<String>,
     pub policy: PolicyReport,
+    /// The child's requests, oldest first.
+    pub requests: Vec<RequestReport>,
+    /// Why the requests could not be read, if they could not (the rest is still shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_problem: Option<String>,
+}
+
+/// One of the child's requests and, once there is one, the staff's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestReport {
+    pub id: String,
+    pub text: String,
+    /// "waiting_to_send", "sent" or "answered".
+    pub state: RequestState,
+    pub made_at: Option<String>,
+    /// "agreed", "not agreed" or "agreed in part" as staff chose; `null` until answered.
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    pub answered_by: Option<String>,
+    pub answered_at: Option<String>,
+}
+
+impl From<RequestRecord> for RequestReport {
+    fn from(r: RequestRecord) -> Self {
+        let answer = r.answer;
+        Self {
+            id: r.request.id,
+            text: r.request.text,
+            state: r.state,
+            made_at: time_of(r.request.made_at_unix_ms),
+            decision: answer.as_ref().map(|a| a.decision.clone()),
+            reason: answer.as_ref().map(|a| a.reason.clone()),
+            answered_by: answer.as_ref().map(|a| a.answered_by.clone()),
+            answered_at: answer.as_ref().and_then(|a| time_of(a.answered_at_unix_ms)),
+        }
+    }
 }
 
 /// The policy in force, as enforced (lockdown and missing rules already taken into account).
@@ -80,6 +118,11 @@ pub fn gather(state: &StateDir) -> Result<StatusReport, StateError> {
     let config = state.load_config()?;
     let policy = state.load_policy()?.unwrap_or_else(core::safe_default);
     let retired = config.as_ref().is_some_and(|c| c.retired_at.is_some());
+    // A problem with the requests must not hide what the device allows.
+    let (requests, requests_problem) = match RequestSpool::new(state).records() {
+        Ok(records) => (records.into_iter().map(RequestReport::from).collect(), None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     Ok(StatusReport {
         state_dir: state.root().display().to_string(),
         enrolled: config.is_some() && !retired,
@@ -91,6 +134,8 @@ pub fn gather(state: &StateDir) -> Result<StatusReport, StateError> {
         retired_at: config.as_ref().and_then(|c| c.retired_at.clone()),
         retired_reason: config.as_ref().and_then(|c| c.retired_reason.clone()),
         policy: policy_report(&policy),
+        requests,
+        requests_problem,
     })
 }
 
@@ -340,13 +385,135 @@ pub fn render_text(r: &StatusReport) -> String {
             }
         }
     }
+    line(String::new());
+    render_requests(r, &mut line);
     out
+}
+
+/// The child's requests, in words meant for the child.
+fn render_requests(r: &StatusReport, line: &mut impl FnMut(String)) {
+    if let Some(problem) = &r.requests_problem {
+        line(format!(
+            "Your requests could not be read just now ({problem})."
+        ));
+        return;
+    }
+    if r.requests.is_empty() {
+        line(
+            "Your requests: none yet. To ask staff for something or tell them what you think, \
+             run: haven-agent request \"what you would like to say\""
+                .to_string(),
+        );
+        return;
+    }
+    line("Your requests:".to_string());
+    for q in &r.requests {
+        let when = q
+            .made_at
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        if q.text.is_empty() {
+            line(format!("  A request you made{when}"));
+        } else {
+            line(format!("  \"{}\"{when}", q.text.replace('\n', " ")));
+        }
+        let news = match q.state {
+            RequestState::WaitingToSend => "Saved on this device; it will reach the staff as soon \
+                                            as this device is connected."
+                .to_string(),
+            RequestState::Sent => {
+                "The staff have it; their answer will show here when they reply.".to_string()
+            }
+            RequestState::Answered => {
+                let answer = requests::StoredAnswer {
+                    request_id: q.id.clone(),
+                    decision: q.decision.clone().unwrap_or_default(),
+                    reason: q.reason.clone().unwrap_or_default(),
+                    answered_by: String::new(),
+                    answered_at_unix_ms: 0,
+                };
+                let mut by = Vec::new();
+                if let Some(who) = q.answered_by.as_deref().filter(|w| !w.trim().is_empty()) {
+                    by.push(format!("answered by {}", who.trim()));
+                }
+                if let Some(at) = q.answered_at.as_deref() {
+                    by.push(at.to_string());
+                }
+                let by = if by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", by.join(", "))
+                };
+                format!("{}{by}", requests::describe_answer(&answer))
+            }
+        };
+        line(format!("    {news}"));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use haven_proto::agent::v1::{CameraRule, Explanation, Lockdown, WebRule};
+
+    #[test]
+    fn requests_show_where_they_are_and_the_answers_in_kind_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let spool = RequestSpool::new(&state);
+        let waiting = spool.submit("More pocket money please", 3_000).unwrap();
+        let sent = spool
+            .submit("Can I join the football club?", 2_000)
+            .unwrap();
+        spool.mark_received(&sent.id).unwrap();
+        let yes = spool
+            .submit("I would like to phone my nan on Sundays", 1_000)
+            .unwrap();
+        spool
+            .save_answer(&requests::StoredAnswer {
+                request_id: yes.id.clone(),
+                decision: "agreed".into(),
+                reason: "every Sunday at 5pm".into(),
+                answered_by: "Jo Smith".into(),
+                answered_at_unix_ms: 1_740_000_000_000,
+            })
+            .unwrap();
+        let no = spool.submit("Can I stay up till midnight?", 4_000).unwrap();
+        spool
+            .save_answer(&requests::StoredAnswer {
+                request_id: no.id.clone(),
+                decision: "not agreed".into(),
+                reason: "you need your sleep for school".into(),
+                answered_by: "Sam Lee".into(),
+                answered_at_unix_ms: 0,
+            })
+            .unwrap();
+
+        let report = gather(&state).unwrap();
+        let text = render_text(&report);
+        for expected in [
+            "Your requests:",
+            "\"I would like to phone my nan on Sundays\"",
+            "Staff said yes: every Sunday at 5pm (answered by Jo Smith, 2025-02-19 21:20 UTC)",
+            "The staff have it; their answer will show here",
+            "Saved on this device; it will reach the staff as soon as this device is connected.",
+            "Staff said no, because you need your sleep for school (answered by Sam Lee)",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        let json = serde_json::to_value(&report).unwrap();
+        let list = json["requests"].as_array().unwrap();
+        let ids: Vec<_> = list.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [&yes.id, &sent.id, &waiting.id, &no.id]);
+        let states: Vec<_> = list.iter().map(|r| r["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["answered", "sent", "waiting_to_send", "answered"]);
+        assert_eq!(list[0]["decision"], "agreed");
+        assert_eq!(list[0]["reason"], "every Sunday at 5pm");
+        assert_eq!(list[0]["answered_by"], "Jo Smith");
+        assert_eq!(list[0]["text"], "I would like to phone my nan on Sundays");
+        assert!(list[1]["decision"].is_null() && list[2]["answered_by"].is_null());
+    }
 
     #[test]
     fn a_fresh_device_reports_not_enrolled_and_the_safe_default() {
@@ -424,7 +591,12 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+        assert!(
+            text.contains("Your requests: none yet"),
+            "no requests yet:\n{text}"
+        );
         let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["requests"], serde_json::json!([]));
         assert_eq!(json["policy"]["version"], 3);
         assert_eq!(json["policy"]["camera"]["allowed"], false);
         assert_eq!(json["child_display_name"], "Sam");

@@ -18,9 +18,17 @@
 //! folder and stops syncing, but [`run`] keeps the enforcer alive until shutdown: enforcement
 //! must outlive syncing. A restarted agent sees the record and does not connect again.
 //!
+//! Children's requests (Regulation 7) wait in the state folder's spool (see
+//! [`crate::requests`]): every request not yet confirmed is sent right after `Hello` on each
+//! connection, and the outbox is checked every [`SyncConfig::request_poll`] for new ones. Only
+//! `ChildRequestReceived` takes a request out of the outbox, so a request is never lost: until
+//! then it is resent on every reconnect (the controller de-duplicates by id). Answers are
+//! stored for `status` and told to the child through the enforcer.
+//!
 //! Everything a session needs comes in [`SyncConfig`] (identity PEMs in memory, persistence
 //! optional), so a benchmark can run a thousand simulated devices in one process.
 
+use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::path::PathBuf;
@@ -31,8 +39,8 @@ use haven_proto::agent::v1::agent_service_client::AgentServiceClient;
 use haven_proto::agent::v1::command::Kind as CommandKind;
 use haven_proto::agent::v1::controller_message::Body as Down;
 use haven_proto::agent::v1::{
-    AgentMessage, Command, CommandResult, ControllerMessage, DevicePolicy, Heartbeat, Hello,
-    Inventory, PolicyApplied,
+    AgentMessage, ChildRequestAnswer, Command, CommandResult, ControllerMessage, DevicePolicy,
+    Heartbeat, Hello, Inventory, PolicyApplied,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -47,6 +55,7 @@ use crate::enforcer::Enforcer;
 use crate::identity::DeviceIdentity;
 use crate::inventory::{self, AGENT_VERSION};
 use crate::net::{self, EndpointError};
+use crate::requests::{self, RequestSpool, StoredAnswer};
 use crate::state::StateDir;
 
 /// A session that stayed up this long counts as healthy, and resets the backoff (so does one
@@ -80,6 +89,13 @@ pub enum SyncEvent {
     Disconnected { reason: String, retry_in: Duration },
     /// Staff removed the device; no more reconnecting.
     Retired,
+    /// The controller confirmed it has the child's request `id`.
+    RequestReceived { id: String },
+    /// Staff answered the child's request.
+    RequestAnswered {
+        request_id: String,
+        decision: String,
+    },
 }
 
 /// How a call to [`run`] ended.
@@ -124,6 +140,10 @@ pub struct SyncConfig {
     /// takes the safe default) and applies it before connecting.
     pub initial_policy: Option<DevicePolicy>,
     pub events: Option<mpsc::UnboundedSender<SyncEvent>>,
+    /// How often a connected agent looks in the request outbox for new requests (a read of
+    /// one small folder; there is no file watcher to keep the agent dependency-free). Unused
+    /// without `state`: an agent kept in memory has no requests.
+    pub request_poll: Duration,
 }
 
 impl SyncConfig {
@@ -143,6 +163,7 @@ impl SyncConfig {
             },
             initial_policy: None,
             events: None,
+            request_poll: Duration::from_secs(2),
         }
     }
 }
@@ -286,6 +307,16 @@ pub struct SyncClient {
     enforcer: Box<dyn Enforcer>,
     policy: Option<PolicyState>,
     backoff: Backoff,
+}
+
+/// The requests offered to the controller on the current stream, so each is sent once per
+/// stream (again only after a reconnect).
+#[derive(Default)]
+struct RequestOffer {
+    offered: HashSet<String>,
+    /// Whether an unreadable outbox was already reported on this stream (it is checked every
+    /// couple of seconds; one warning is enough).
+    warned: bool,
 }
 
 /// How one session ended.
@@ -476,6 +507,20 @@ impl SyncClient {
         let period = self.config.heartbeat.max(Duration::from_secs(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let closed = |received: u64| SessionEnd::Lost {
+            reason: format!("the connection to the controller at {url} closed"),
+            refused: false,
+            healthy: session_was_healthy(started.elapsed(), received),
+        };
+        // Requests go right after the Hello (already queued), before anything else.
+        let has_spool = self.config.state.is_some();
+        let poll = self.config.request_poll.max(Duration::from_millis(100));
+        let mut request_check = tokio::time::interval_at(Instant::now() + poll, poll);
+        request_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut offer = RequestOffer::default();
+        if !self.offer_requests(&mut offer, &tx) {
+            return closed(received);
+        }
         loop {
             tokio::select! {
                 message = inbound.next() => match message {
@@ -512,13 +557,14 @@ impl SyncClient {
                     if let Err(mpsc::error::TrySendError::Closed(_)) =
                         tx.try_send(AgentMessage { body: Some(beat) })
                     {
-                        return SessionEnd::Lost {
-                            reason: format!("the connection to the controller at {url} closed"),
-                            refused: false,
-                            healthy: session_was_healthy(started.elapsed(), received),
-                        };
+                        return closed(received);
                     }
                     debug!("heartbeat sent");
+                }
+                _ = request_check.tick(), if has_spool => {
+                    if !self.offer_requests(&mut offer, &tx) {
+                        return closed(received);
+                    }
                 }
             }
         }
@@ -545,10 +591,16 @@ impl SyncClient {
                 }
                 None
             }
-            Some(Down::ViolationAck(_))
-            | Some(Down::RequestAnswer(_))
-            | Some(Down::RequestReceived(_)) => {
-                // Violations and child requests are not sent by this version of the agent.
+            Some(Down::RequestReceived(received)) => {
+                self.on_request_received(&received.id);
+                None
+            }
+            Some(Down::RequestAnswer(answer)) => {
+                self.on_request_answer(&answer);
+                None
+            }
+            Some(Down::ViolationAck(_)) => {
+                // Violations are not sent by this version of the agent.
                 debug!("ignoring a message this agent does not use yet");
                 None
             }
@@ -562,6 +614,96 @@ impl SyncClient {
             let _ = tx.send(AgentMessage { body: Some(body) }).await;
         }
         ControlFlow::Continue(())
+    }
+
+    fn spool(&self) -> Option<RequestSpool> {
+        self.config.state.as_ref().map(RequestSpool::new)
+    }
+
+    /// Sends every request in the outbox not yet offered on this stream, oldest first.
+    /// Returns `false` when the stream has closed. A full outbound queue just leaves the rest
+    /// for the next check; nothing is dropped, because the files stay in the outbox.
+    fn offer_requests(&self, offer: &mut RequestOffer, tx: &mpsc::Sender<AgentMessage>) -> bool {
+        let Some(spool) = self.spool() else {
+            return true;
+        };
+        let ids = match spool.outbox_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                if !offer.warned {
+                    warn!("{e}; the child's requests will be sent once it can be read");
+                    offer.warned = true;
+                }
+                return true;
+            }
+        };
+        let unsent: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !offer.offered.contains(id))
+            .collect();
+        let mut fresh = Vec::new();
+        for id in unsent {
+            match spool.read_outbox(&id) {
+                Ok(Some(request)) => fresh.push(request),
+                // Confirmed (moved to sent/) between listing and reading.
+                Ok(None) => {}
+                Err(e) => {
+                    // Left in place for someone to look at; reported once per stream.
+                    warn!("{e}; this request cannot be sent");
+                    offer.offered.insert(id);
+                }
+            }
+        }
+        fresh.sort_by(|a, b| (a.made_at_unix_ms, &a.id).cmp(&(b.made_at_unix_ms, &b.id)));
+        for request in fresh {
+            let message = AgentMessage {
+                body: Some(Up::ChildRequest(request.to_message())),
+            };
+            match tx.try_send(message) {
+                Ok(()) => {
+                    debug!("sent the child's request {}", request.id);
+                    offer.offered.insert(request.id);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
+    }
+
+    fn on_request_received(&mut self, id: &str) {
+        if let Some(spool) = self.spool() {
+            match spool.mark_received(id) {
+                Ok(true) => info!("the staff's system has received the child's request {id}"),
+                Ok(false) => debug!("request {id} was already confirmed"),
+                // It stays in the outbox and is resent on the next reconnect; harmless.
+                Err(e) => warn!("{e}; request {id} will be sent again"),
+            }
+        }
+        self.emit(SyncEvent::RequestReceived { id: id.to_string() });
+    }
+
+    fn on_request_answer(&mut self, answer: &ChildRequestAnswer) {
+        let id = &answer.request_id;
+        let stored = StoredAnswer::from(answer);
+        if let Some(spool) = self.spool()
+            && let Err(e) = spool.save_answer(&stored)
+        {
+            // Still told to the child now; only `status` will not show it.
+            warn!("{e}; the answer to request {id} could not be saved");
+        }
+        info!(
+            "received the staff's answer to your request {id}: {}",
+            answer.decision
+        );
+        let words = requests::describe_answer(&stored);
+        self.enforcer.tell_child(&format!(
+            "there is an answer to your request {id}: {words} (see `haven-agent status`)"
+        ));
+        self.emit(SyncEvent::RequestAnswered {
+            request_id: id.clone(),
+            decision: answer.decision.clone(),
+        });
     }
 
     /// Applies a new policy if it is newer than the one in force; the answer to send back.
@@ -1003,6 +1145,112 @@ mod tests {
             &m.body,
             Some(Up::CommandResult(r)) if r.ok && r.command_id == "retire-1"
         )));
+    }
+
+    fn child_requests(sent: &[AgentMessage]) -> Vec<(String, String)> {
+        sent.iter()
+            .filter_map(|m| match &m.body {
+                Some(Up::ChildRequest(r)) => Some((r.id.clone(), r.text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn requests_are_resent_on_every_stream_until_the_controller_confirms_them() {
+        use haven_proto::agent::v1::{ChildRequestAnswer, ChildRequestReceived};
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let spool = RequestSpool::new(&state);
+        let nan = spool.submit("I would like to phone my nan", 1_000).unwrap();
+        let late = spool.submit("Can I stay up late?", 2_000).unwrap();
+        let (mut c, _) = client(false, Some(state.clone()));
+        let (tx, mut events) = mpsc::unbounded_channel();
+        c.config.events = Some(tx);
+
+        // The stream drops before any confirmation: both are sent, oldest first, and kept.
+        let (_, sent) = drive_script(&mut c, vec![]).await;
+        let both = vec![
+            (nan.id.clone(), nan.text.clone()),
+            (late.id.clone(), late.text.clone()),
+        ];
+        assert_eq!(child_requests(&sent), both);
+        assert_eq!(spool.pending().unwrap().len(), 2);
+
+        // On the next stream they are sent again; one is confirmed, the other answered.
+        let received = ControllerMessage {
+            body: Some(Down::RequestReceived(ChildRequestReceived {
+                id: nan.id.clone(),
+            })),
+        };
+        let answer = ControllerMessage {
+            body: Some(Down::RequestAnswer(ChildRequestAnswer {
+                request_id: late.id.clone(),
+                decision: "not agreed".into(),
+                reason: "it is a school night".into(),
+                answered_by: "Jo".into(),
+                answered_at_unix_ms: 3_000,
+            })),
+        };
+        let (_, sent) = drive_script(&mut c, vec![Ok(received), Ok(answer)]).await;
+        assert_eq!(child_requests(&sent), both);
+        assert!(spool.pending().unwrap().is_empty());
+        let records = spool.records().unwrap();
+        assert_eq!(records[0].state, crate::requests::RequestState::Sent);
+        assert_eq!(records[1].state, crate::requests::RequestState::Answered);
+        assert_eq!(records[1].answer.as_ref().unwrap().answered_by, "Jo");
+        assert_eq!(
+            events.recv().await,
+            Some(SyncEvent::RequestReceived { id: nan.id.clone() })
+        );
+
+        // Nothing is left to send on the stream after that.
+        let (_, sent) = drive_script(&mut c, vec![]).await;
+        assert!(child_requests(&sent).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_written_while_connected_is_sent_at_the_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let (mut c, _) = client(false, Some(state.clone()));
+        c.config.request_poll = Duration::from_millis(100);
+        let (down_tx, down_rx) = mpsc::channel::<Result<ControllerMessage, tonic::Status>>(4);
+        let (tx, mut rx) = mpsc::channel(OUTBOX);
+        let drive = c.drive(
+            "https://c:1",
+            ReceiverStream::new(down_rx),
+            tx,
+            Instant::now(),
+        );
+        let script = async move {
+            let request = RequestSpool::new(&state).submit("hello staff", 5).unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("sent within a few checks");
+            drop(down_tx);
+            (request, got)
+        };
+        let (_, (request, got)) = tokio::join!(drive, script);
+        assert!(
+            matches!(got, Some(AgentMessage { body: Some(Up::ChildRequest(r)) }) if r.id == request.id),
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_told_even_without_a_state_folder() {
+        use haven_proto::agent::v1::ChildRequestAnswer;
+        let (mut c, _) = client(false, None);
+        let answer = ControllerMessage {
+            body: Some(Down::RequestAnswer(ChildRequestAnswer {
+                request_id: "r1".into(),
+                decision: "agreed".into(),
+                ..Default::default()
+            })),
+        };
+        let (end, sent) = drive_script(&mut c, vec![Ok(answer)]).await;
+        assert!(healthy_of(&end));
+        assert!(sent.is_empty());
     }
 
     #[tokio::test]
