@@ -72,11 +72,10 @@ fn r7_a_childs_request_reaches_staff_and_the_answer_comes_back_to_the_device() {
         0
     );
 
-    let heard = eventually("the answer to reach the device", WAIT, || {
+    eventually("the answer to reach the device", WAIT, || {
         let text = format!("{}\n{}", agent.stdout.text(), agent.stderr.text());
         text.contains("answer to your request").then_some(())
     });
-    let _ = heard;
     agent.stop();
     let status = agent.command(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
