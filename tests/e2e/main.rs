@@ -6,6 +6,7 @@
 
 mod agent;
 mod audit;
+mod children;
 mod enrollment;
 mod plans;
 mod records;

@@ -152,10 +152,19 @@ enum ChildCommand {
         #[arg(long)]
         dob: String,
     },
-    /// List children (of one home with --home).
+    /// List children (of one home with --home; those who have left too with --all).
     List {
         #[arg(long)]
         home: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// A child has left the home: archive them. Nothing is deleted; their records are kept
+    /// until their 75th birthday.
+    Archive {
+        child: String,
+        #[arg(long)]
+        reason: String,
     },
     /// Show one child, by id or name.
     Show { child: String },
@@ -522,11 +531,27 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 child.name, child.home_name, child.id, child.id
             );
         }
-        Command::Child(ChildCommand::List { home }) => {
+        Command::Child(ChildCommand::Archive { child, reason }) => {
+            let c = s
+                .children
+                .archive_child(api::ArchiveChildRequest { child, reason })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&c);
+            }
+            println!(
+                "Archived {}. Their records are kept, unchanged, until {}.",
+                c.name, c.retain_records_until
+            );
+        }
+        Command::Child(ChildCommand::List { home, all }) => {
             let children = s
                 .children
                 .list_children(api::ListChildrenRequest {
                     home: home.unwrap_or_default(),
+                    include_archived: all,
                 })
                 .await
                 .map_err(explain)?
@@ -562,14 +587,22 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 return json(&c);
             }
             println!(
-                "{}\n  id:        {}\n  home:      {}\n  born:      {}\n  devices:   {}\n  added:     {}",
+                "{}\n  id:        {}\n  home:      {}\n  born:      {}\n  devices:   {}\n  added:     {}\n  records kept until: {}",
                 c.name,
                 c.id,
                 c.home_name,
                 c.date_of_birth,
                 c.devices,
-                when(c.created_at_unix_ms)
+                when(c.created_at_unix_ms),
+                c.retain_records_until
             );
+            if c.archived_at_unix_ms > 0 {
+                println!(
+                    "  left:      {} ({})",
+                    when(c.archived_at_unix_ms),
+                    c.archive_reason
+                );
+            }
         }
         Command::Device(DeviceCommand::Enroll {
             child,

@@ -59,6 +59,14 @@ pub fn parse_date_of_birth(raw: &str, today: Date) -> Result<Date, Invalid> {
     Ok(date)
 }
 
+/// Children's case records are kept until the child's 75th birthday (retention guidance for
+/// looked-after children's records).
+pub fn retain_records_until(date_of_birth: Date) -> Date {
+    date_of_birth
+        .checked_add(jiff::Span::new().years(75))
+        .unwrap_or(date_of_birth)
+}
+
 /// Normalises a phone number or short code for a protected contact: digits with an optional
 /// leading `+`, spaces and dashes removed ("0800 1111" becomes "08001111").
 pub fn clean_phone_address(raw: &str) -> Result<String, Invalid> {
@@ -160,6 +168,13 @@ mod tests {
         assert!(parse_date_of_birth("2027-01-01", today).is_err());
         assert!(parse_date_of_birth("2012-02-30", today).is_err());
         assert!(parse_date_of_birth("1970-01-01", today).is_err());
+    }
+
+    // clause R36 (retention)
+    #[test]
+    fn r36_records_are_kept_until_the_75th_birthday() {
+        assert_eq!(retain_records_until(date(2012, 5, 17)), date(2087, 5, 17));
+        assert_eq!(retain_records_until(date(2012, 2, 29)), date(2087, 2, 28));
     }
 
     #[test]

@@ -187,8 +187,35 @@ impl child_service_server::ChildService for AdminApi {
         };
         let children = self.ctx.store.list_children(home_id.as_deref()).await?;
         Ok(Response::new(ListChildrenResponse {
-            children: children.into_iter().map(convert::child).collect(),
+            children: children
+                .into_iter()
+                .filter(|c| req.include_archived || c.archived_at.is_none())
+                .map(convert::child)
+                .collect(),
         }))
+    }
+
+    async fn archive_child(
+        &self,
+        request: Request<ArchiveChildRequest>,
+    ) -> Result<Response<Child>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageChildren)
+            .await?;
+        let req = request.into_inner();
+        let child = self
+            .ctx
+            .store
+            .find_child(required("child", &req.child)?)
+            .await?;
+        let reason = clean_name("reason", &req.reason).map_err(invalid)?;
+        let archived = self
+            .ctx
+            .store
+            .archive_child(&Actor::staff(&who), &child.id, &reason, now_ms())
+            .await?;
+        Ok(Response::new(convert::child(archived)))
     }
 
     async fn show_child(

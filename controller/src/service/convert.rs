@@ -46,9 +46,16 @@ pub fn child(c: ChildRecord) -> admin::Child {
         home_id: c.home_id,
         home_name: c.home_name,
         name: c.name,
-        date_of_birth: c.date_of_birth,
         created_at_unix_ms: c.created_at,
         devices: c.devices,
+        retain_records_until: c
+            .date_of_birth
+            .parse()
+            .map(|dob| crate::domain::records::retain_records_until(dob).to_string())
+            .unwrap_or_default(),
+        date_of_birth: c.date_of_birth,
+        archived_at_unix_ms: c.archived_at.unwrap_or(0),
+        archive_reason: c.archive_reason.unwrap_or_default(),
     }
 }
 

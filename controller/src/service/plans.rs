@@ -220,6 +220,9 @@ impl plan_service_server::PlanService for PlanApi {
         for home in homes {
             let today = today_in(&home.time_zone);
             for child in self.ctx.store.list_children(Some(&home.id)).await? {
+                if child.archived_at.is_some() {
+                    continue;
+                }
                 let history = self.ctx.store.plan_revisions(&child.id).await?;
                 let Some(current) = history.last().and_then(parse_revision) else {
                     continue;

@@ -15,6 +15,38 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     plan_revisions_are_numbered_kept_and_never_overwritten(&fresh().await).await;
     reports_wait_for_a_manager_and_approvals_are_registered(&fresh().await).await;
     a_childs_request_is_kept_once_and_answered_once(&fresh().await).await;
+    a_child_who_left_is_archived_not_deleted(&fresh().await).await;
+}
+
+// clause R36: nothing is deleted; a child who left is archived with their records.
+async fn a_child_who_left_is_archived_not_deleted(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    assert!(matches!(
+        s.archive_child(&admin(), &c.id, "moved", 30).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.revoke_device(&admin(), &d.id, "left with her", 31)
+        .await
+        .unwrap();
+    let archived = s
+        .archive_child(&admin(), &c.id, "moved to foster care", 32)
+        .await
+        .unwrap();
+    assert_eq!(archived.archived_at, Some(32));
+    assert!(matches!(
+        s.archive_child(&admin(), &c.id, "again", 33).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.find_child(&c.id).await.unwrap().archive_reason.as_deref(),
+        Some("moved to foster care")
+    );
+    assert_eq!(s.list_devices(Some(&c.id), true).await.unwrap().len(), 1);
 }
 
 // clause R7

@@ -76,6 +76,9 @@ pub struct ChildRecord {
     pub date_of_birth: String,
     pub created_at: UnixMillis,
     pub devices: u32,
+    /// Set once the child has left: the records stay, the child is no longer listed.
+    pub archived_at: Option<UnixMillis>,
+    pub archive_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,8 +221,17 @@ pub trait ChildStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<ChildRecord>;
     async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>>;
-    /// Finds a child by id or by name (any case).
+    /// Finds a child by id or by name (any case), archived or not.
     async fn find_child(&self, key: &str) -> StoreResult<ChildRecord>;
+    /// Archives a child who has left; nothing about them is deleted. Refused while any of
+    /// their devices is still active.
+    async fn archive_child(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRecord>;
 }
 
 /// What devices said about themselves since the last batch was written.

@@ -534,11 +534,13 @@ fn child_from_row(row: &SqliteRow) -> ChildRecord {
         date_of_birth: row.get("date_of_birth"),
         created_at: row.get("created_at"),
         devices: u32::try_from(row.get::<i64, _>("devices")).unwrap_or(0),
+        archived_at: row.get("archived_at"),
+        archive_reason: row.get("archive_reason"),
     }
 }
 
 const CHILD_SELECT: &str = "SELECT c.id, c.home_id, h.name AS home_name, c.name, \
-     c.date_of_birth, c.created_at, \
+     c.date_of_birth, c.created_at, c.archived_at, c.archive_reason, \
      (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id AND d.status = 'active') AS devices \
      FROM children c JOIN homes h ON h.id = c.home_id";
 
@@ -594,6 +596,60 @@ impl ChildStore for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(child_from_row).collect())
+    }
+
+    async fn archive_child(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRecord> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "SELECT archived_at, (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id \
+             AND d.status = 'active') AS devices FROM children c WHERE c.id = ?",
+        )
+        .bind(child_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "child",
+            key: child_id.to_string(),
+        })?;
+        if row.get::<Option<i64>, _>("archived_at").is_some() {
+            return Err(StoreError::Conflict(format!(
+                "{child_id} is already archived"
+            )));
+        }
+        let devices: i64 = row.get("devices");
+        if devices > 0 {
+            return Err(StoreError::Conflict(format!(
+                "{child_id} still has {devices} active device(s): revoke them first (`haven device list --child {child_id}`)"
+            )));
+        }
+        sqlx::query(
+            "UPDATE children SET archived_at = ?, archived_by = ?, archive_reason = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.0)
+        .bind(reason)
+        .bind(child_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "child.archive",
+            child_id,
+            serde_json::json!({ "reason": reason }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.find_child(child_id).await
     }
 
     async fn find_child(&self, key: &str) -> StoreResult<ChildRecord> {
