@@ -98,8 +98,7 @@ impl Registry {
             map.remove(device_id)
         };
         if let Some(conn) = conn {
-            let _ = conn.outbox.try_send(Ok(retire_message(reason)));
-            let _ = conn.outbox.try_send(Err(revoked_status()));
+            send_retirement(&conn.outbox, reason);
         }
     }
 
@@ -108,40 +107,15 @@ impl Registry {
         map.contains_key(device_id)
     }
 
-    pub fn online_count(&self) -> usize {
-        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
-        map.len()
-    }
-
     /// The sender for a connected device, to send without holding the registry lock.
     pub fn outbox(&self, device_id: &str) -> Option<Outbox> {
         let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
         map.get(device_id).map(|c| c.outbox.clone())
     }
 
-    /// Offers a message to a connected device without waiting. A device whose outbox is full
-    /// is far behind: its stream is ended, so it reconnects and catches up from its version
-    /// (a stalled stream must never leave a device silently on an old policy).
-    pub fn offer(&self, device_id: &str, message: ControllerMessage) -> Delivery {
-        let Some(outbox) = self.outbox(device_id) else {
-            return Delivery::Offline;
-        };
-        match outbox.try_send(Ok(message)) {
-            Ok(()) => Delivery::Sent,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    device = device_id,
-                    "device too far behind; asking it to reconnect"
-                );
-                let mut map = self.connections.write().unwrap_or_else(|e| e.into_inner());
-                map.remove(device_id);
-                Delivery::Offline
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
-        }
-    }
-
-    /// Offers a message to a target found with `targets_in_home` (same rules as `offer`).
+    /// Offers a message to a target found with `targets_in_home`, without waiting. A device
+    /// whose outbox is full is far behind: its stream is ended, so it reconnects and catches
+    /// up from its version (a stalled stream must never leave a device on an old policy).
     pub fn offer_to(&self, target: &Target, message: ControllerMessage) -> Delivery {
         match target.outbox.try_send(Ok(message)) {
             Ok(()) => Delivery::Sent,
@@ -174,6 +148,12 @@ pub fn retire_message(reason: &str) -> ControllerMessage {
             })),
         })),
     }
+}
+
+/// Tells a device it was removed, then ends its stream with the reason it is refused.
+pub fn send_retirement(outbox: &Outbox, reason: &str) {
+    let _ = outbox.try_send(Ok(retire_message(reason)));
+    let _ = outbox.try_send(Err(revoked_status()));
 }
 
 pub fn revoked_status() -> Status {
@@ -211,7 +191,7 @@ mod tests {
         assert_eq!(r.targets_in_home("home-1").len(), 1);
         assert_eq!(r.targets_in_home("home-2").len(), 0);
         r.close_all();
-        assert_eq!(r.online_count(), 0);
+        assert!(!r.is_online("dev-1"));
         assert!(r.insert("dev-2", "home-1", "chd-1", tx).is_none());
     }
 }

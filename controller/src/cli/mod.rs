@@ -825,15 +825,18 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
     Ok(())
 }
 
-fn policy_state(d: &api::Device) -> String {
-    let progress = crate::domain::PolicyProgress {
+fn progress(d: &api::Device) -> crate::domain::PolicyProgress<'_> {
+    crate::domain::PolicyProgress {
         desired_version: d.desired_policy_version,
         desired_at: d.desired_policy_at_unix_ms,
         applied_version: d.applied_policy_version,
         applied_at: (d.applied_policy_at_unix_ms > 0).then_some(d.applied_policy_at_unix_ms),
         apply_error: Some(d.apply_error.as_str()),
-    };
-    format!("v{} {}", d.desired_policy_version, progress.state())
+    }
+}
+
+fn policy_state(d: &api::Device) -> String {
+    format!("v{} {}", d.desired_policy_version, progress(d).state())
 }
 
 fn device_state(d: &api::Device) -> &'static str {
@@ -866,25 +869,23 @@ fn device_row(d: api::Device) -> Vec<String> {
 
 fn print_device(d: &api::Device) {
     let inv = d.inventory.clone().unwrap_or_default();
-    let applied = if !d.apply_error.is_empty() {
-        format!(
+    let applied = match progress(d).state() {
+        "failed" => format!(
             "failed — the device could not apply version {} ({}); it is enforcing its safe default",
             d.applied_policy_version, d.apply_error
-        )
-    } else if d.applied_policy_version >= d.desired_policy_version {
-        format!(
+        ),
+        "applied" => format!(
             "applied — version {} since {}",
             d.applied_policy_version,
             when(d.applied_policy_at_unix_ms)
-        )
-    } else {
-        format!(
+        ),
+        _ => format!(
             "pending — version {} made {}; the device has version {} (acknowledged {})",
             d.desired_policy_version,
             when(d.desired_policy_at_unix_ms),
             d.applied_policy_version,
             when(d.applied_policy_at_unix_ms)
-        )
+        ),
     };
     println!("Device {} — {}'s", d.id, d.child_name);
     println!("  state:        {}", device_state(d));

@@ -674,11 +674,7 @@ pub fn validate_revision(
 ) -> Result<(), Refusal> {
     // clause RM2 and the roles: only a Registered Manager or Director decides.
     if author_role != Role::Manager {
-        let you = match author_role {
-            Role::Staff => "a member of staff",
-            Role::Admin => "an administrator",
-            Role::Manager => "a manager",
-        };
+        let you = author_role.with_article();
         return Err(Refusal::new(
             "RM2",
             format!(

@@ -122,7 +122,8 @@ pub fn refusal(role: Role, action: Action) -> String {
 }
 
 impl Role {
-    fn with_article(self) -> &'static str {
+    /// "a member of staff", "a manager", "an administrator": how refusals name a role.
+    pub fn with_article(self) -> &'static str {
         match self {
             Role::Staff => "a member of staff",
             Role::Manager => "a manager",

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::convert::clip;
 use super::{Context, convert, fanout::policy_message, now_ms};
 use crate::domain::enrollment::{CodeState, normalise_code, refusal};
 use crate::ids::new_id;
@@ -270,17 +271,10 @@ pub fn answer_message(r: crate::store::ChildRequestRecord) -> ControllerMessage 
     }
 }
 
-/// Device-supplied text is shown to staff and written to logs: kept short, without control
-/// characters that could rewrite a terminal.
-fn clip(s: &str, n: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(n).collect()
-}
-
 /// A stream that tells a removed device to retire, then ends with the reason it is refused.
 fn retired_stream(reason: &str) -> ReceiverStream<Result<ControllerMessage, Status>> {
     let (tx, rx) = mpsc::channel(2);
-    let _ = tx.try_send(Ok(crate::registry::retire_message(reason)));
-    let _ = tx.try_send(Err(crate::registry::revoked_status()));
+    crate::registry::send_retirement(&tx, reason);
     ReceiverStream::new(rx)
 }
 

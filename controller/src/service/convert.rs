@@ -100,23 +100,27 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
 /// The device's inventory as stored: the staff-facing shape, as JSON.
 pub fn inventory_json(inv: &wire::Inventory) -> String {
     let record = admin::DeviceInventory {
-        os_name: clip(&inv.os_name),
-        os_version: clip(&inv.os_version),
-        kernel_version: clip(&inv.kernel_version),
-        model: clip(&inv.model),
-        hostname: clip(&inv.hostname),
+        os_name: clip(&inv.os_name, 120),
+        os_version: clip(&inv.os_version, 120),
+        kernel_version: clip(&inv.kernel_version, 120),
+        model: clip(&inv.model, 120),
+        hostname: clip(&inv.hostname, 120),
         battery_percent: inv.battery_percent.map(|b| b.min(100)),
         storage_free_bytes: inv.storage_free_bytes,
         storage_total_bytes: inv.storage_total_bytes,
         memory_total_bytes: inv.memory_total_bytes,
-        agent_version: clip(&inv.agent_version),
+        agent_version: clip(&inv.agent_version, 120),
     };
     serde_json::to_string(&record).unwrap_or_else(|_| "{}".into())
 }
 
-/// Device-supplied text is kept short: it is shown to staff, never trusted.
-fn clip(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(120).collect()
+/// Device-supplied text is shown to staff and written to logs: kept short, and without
+/// control characters that could rewrite a terminal. It is never trusted.
+pub fn clip(s: &str, max_chars: usize) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }
 
 pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {

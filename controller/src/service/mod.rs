@@ -30,6 +30,12 @@ pub struct Context {
     pub reports: reports::DeviceReports,
 }
 
+/// The date in a home's own time zone: review dates and deadlines are the home's dates.
+pub fn today_in(time_zone: &str) -> jiff::civil::Date {
+    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::now().to_zoned(tz).date()
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

@@ -11,7 +11,7 @@ use haven_proto::admin::v1::*;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
-use super::{Context, now_ms};
+use super::{Context, now_ms, today_in};
 use crate::domain::Action;
 use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
@@ -40,12 +40,6 @@ fn shape_error(what: &str, e: serde_json::Error) -> Status {
         "the {what} has a mistake ({e}): compare it with `haven {} template`",
         if what == "plan" { "plan" } else { "risk" }
     ))
-}
-
-/// The date in the home's own time zone: deadlines and review dates are the home's dates.
-fn today_in(time_zone: &str) -> jiff::civil::Date {
-    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    jiff::Timestamp::now().to_zoned(tz).date()
 }
 
 pub fn parse_revision(doc: &StoredDocument) -> Option<PlanRevision> {

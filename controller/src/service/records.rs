@@ -6,7 +6,7 @@ use std::sync::Arc;
 use haven_proto::admin::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{Context, now_ms};
+use super::{Context, now_ms, today_in};
 use crate::domain::Action;
 use crate::domain::reports::{OffDutyContact, PhotographyApproval, RequestDecision, answer_reason};
 use crate::store::{Actor, OffDutyReportRecord, StoredDocument};
@@ -169,8 +169,7 @@ impl records_service_server::RecordsService for RecordsApi {
         let req = request.into_inner();
         let child = self.ctx.store.find_child(req.child.trim()).await?;
         let home = self.ctx.store.find_home(&child.home_id).await?;
-        let tz = jiff::tz::TimeZone::get(&home.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let today = jiff::Timestamp::now().to_zoned(tz).date();
+        let today = today_in(&home.time_zone);
         let approval = PhotographyApproval {
             approved_by: req.approved_by,
             placing_authority_consulted: req.placing_authority_consulted,

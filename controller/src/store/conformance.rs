@@ -358,8 +358,16 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
     .unwrap();
     assert_eq!(s.find_device(&d.id).await.unwrap().applied_version, v - 1);
     assert_eq!(s.find_device(&d.id).await.unwrap().last_seen_at, Some(39));
-    s.record_applied(&d.id, v, None, 40).await.unwrap();
-    s.record_applied(&d.id, v - 1, None, 41).await.unwrap();
+    for (version, at) in [(v, 40), (v - 1, 41)] {
+        s.record_device_reports(&[DeviceReport {
+            device_id: d.id.clone(),
+            seen_at: at,
+            inventory: None,
+            applied: Some((version, None, at)),
+        }])
+        .await
+        .unwrap();
+    }
     let after = s.find_device(&d.id).await.unwrap();
     assert_eq!(
         after.applied_version, v,

@@ -294,23 +294,8 @@ pub trait DeviceStore: Send + Sync {
         reason: &str,
         now: UnixMillis,
     ) -> StoreResult<DeviceRecord>;
-    /// Records that a device was heard from, with its inventory when it sent one.
-    async fn record_seen(
-        &self,
-        device_id: &str,
-        inventory: Option<&str>,
-        now: UnixMillis,
-    ) -> StoreResult<()>;
     /// Writes a batch of device reports in one transaction.
     async fn record_device_reports(&self, reports: &[DeviceReport]) -> StoreResult<()>;
-    /// Records the policy version a device says it enforces.
-    async fn record_applied(
-        &self,
-        device_id: &str,
-        version: u64,
-        error: Option<&str>,
-        now: UnixMillis,
-    ) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -937,24 +937,6 @@ impl DeviceStore for SqliteStore {
         self.find_device(device_id).await
     }
 
-    async fn record_seen(
-        &self,
-        device_id: &str,
-        inventory: Option<&str>,
-        now: UnixMillis,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE devices SET last_seen_at = ?, inventory = COALESCE(?, inventory) WHERE id = ?",
-        )
-        .bind(now)
-        .bind(inventory)
-        .bind(device_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
     async fn record_device_reports(&self, reports: &[DeviceReport]) -> StoreResult<()> {
         let mut tx = self.write().await?;
         for r in reports {
@@ -984,30 +966,6 @@ impl DeviceStore for SqliteStore {
             }
         }
         tx.commit().await.map_err(db_err)
-    }
-
-    async fn record_applied(
-        &self,
-        device_id: &str,
-        version: u64,
-        error: Option<&str>,
-        now: UnixMillis,
-    ) -> StoreResult<()> {
-        // A late acknowledgement of an older version never overwrites a newer one.
-        sqlx::query(
-            "UPDATE devices SET applied_version = ?, applied_at = ?, apply_error = ?, \
-             last_seen_at = ? WHERE id = ? AND applied_version <= ?",
-        )
-        .bind(version as i64)
-        .bind(now)
-        .bind(error)
-        .bind(now)
-        .bind(device_id)
-        .bind(version as i64)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
     }
 }
 
