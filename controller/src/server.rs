@@ -63,6 +63,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| default_public_url(local));
     let first_login = bootstrap_admin(&store, dir, &public_url, &pki.ca_pin).await?;
+    let stop = stop_signals()?;
     announce(
         dir,
         &db_path,
@@ -144,7 +145,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = {
         let registry = registry.clone();
         async move {
-            wait_for_signal().await;
+            stop.await;
             tracing::info!("shutting down: closing device streams");
             // Ending every stream first lets the graceful shutdown below finish promptly.
             registry.close_all();
@@ -169,25 +170,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Listens for SIGTERM and Ctrl-C from the moment it is made: it is made before the
+/// controller says it is listening, so a stop sent straight after that line is a clean stop,
+/// not the default "terminate at once".
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("could not listen for Ctrl-C")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {},
             _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }
 
 fn default_public_url(local: SocketAddr) -> String {

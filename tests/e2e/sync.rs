@@ -143,13 +143,13 @@ fn the_agent_applies_its_cached_policy_when_the_controller_is_down() {
         agent.stdout.text(),
         agent.stderr.text()
     );
-    // It keeps running and trying to reconnect, without spinning: the retries back off (the
-    // harness caps the wait at 2 s, so a few seconds hold only a handful of attempts).
+    // It keeps running and trying to reconnect, without spinning: every retry waits (full
+    // jitter under a 2 s cap in the harness), so 4 s hold a handful of attempts, never a flood.
     std::thread::sleep(Duration::from_secs(4));
     assert!(agent.is_running(), "{}", agent.stderr.text());
     let attempts = agent.stderr.count("trying again in");
     assert!(
-        (1..=6).contains(&attempts),
+        (1..=20).contains(&attempts),
         "{attempts} reconnect attempts in 4 s:\n{}",
         agent.stderr.text()
     );
