@@ -99,6 +99,44 @@ impl Enforcer for NullEnforcer {
     }
 }
 
+/// Several enforcers applied as one: each platform guard (apps, camera, contacts, web) owns
+/// one area, and the device obeys a policy only when every guard has applied it.
+///
+/// Every guard is given the policy even when an earlier one failed, so one broken guard
+/// never leaves the others enforcing an old policy; the first error is reported.
+pub struct CompositeEnforcer {
+    name: &'static str,
+    parts: Vec<Box<dyn Enforcer>>,
+}
+
+impl CompositeEnforcer {
+    pub fn new(name: &'static str, parts: Vec<Box<dyn Enforcer>>) -> Self {
+        Self { name, parts }
+    }
+}
+
+impl Enforcer for CompositeEnforcer {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
+        let mut first_error = None;
+        for part in &mut self.parts {
+            if let Err(e) = part.apply(policy) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn tell_child(&mut self, message: &str) {
+        for part in &mut self.parts {
+            part.tell_child(message);
+        }
+    }
+}
+
 /// The enforcers `haven-agent run --enforcer` can choose from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EnforcerKind {
@@ -130,6 +168,36 @@ mod tests {
         assert_eq!(
             EnforceError::new("camera", "no device").to_string(),
             "could not enforce camera: no device"
+        );
+    }
+
+    struct Failing(&'static str);
+    impl Enforcer for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
+            Err(EnforceError::new(self.0, "broken"))
+        }
+    }
+
+    #[test]
+    fn a_composite_applies_every_part_and_reports_the_first_failure() {
+        let mut c = CompositeEnforcer::new(
+            "linux",
+            vec![
+                Box::new(Failing("camera")),
+                Box::new(NullEnforcer),
+                Box::new(Failing("web")),
+            ],
+        );
+        assert_eq!(c.name(), "linux");
+        let e = c.apply(&crate::core::safe_default()).unwrap_err();
+        assert_eq!(e.area, "camera");
+        assert!(
+            CompositeEnforcer::new("x", vec![Box::new(NullEnforcer)])
+                .apply(&crate::core::safe_default())
+                .is_ok()
         );
     }
 }

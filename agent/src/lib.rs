@@ -15,6 +15,7 @@ pub mod enroll;
 pub mod identity;
 pub mod inventory;
 mod net;
+pub mod report;
 pub mod requests;
 pub mod state;
 pub mod status;

@@ -359,6 +359,25 @@ pub fn applied_line(version: u64) -> String {
     format!("policy version {version} —")
 }
 
+/// Whether this test process runs as root. Tests that need root (process control, fanotify,
+/// network namespaces) call [`skip_unless_root`] first.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns true (and prints why) when the test named `test` must be skipped because it is not
+/// running as root. CI runs as root, so there such tests always run and assert.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!(
+        "SKIPPED {test}: needs root (it uses process control, fanotify or network namespaces); run the tests as root, as CI does"
+    );
+    true
+}
+
 /// A `haven-agent` with its own state directory.
 pub struct Agent {
     pub state_dir: PathBuf,
@@ -402,12 +421,17 @@ impl Agent {
 
     /// Starts `haven-agent run` with the log enforcer and short retry times.
     pub fn start(&mut self) {
+        self.start_with(&["--enforcer", "log"]);
+    }
+
+    /// Starts `haven-agent run` with short retry times and `args` (which must choose the
+    /// enforcer, e.g. `--enforcer linux --camera-path ...`).
+    pub fn start_with(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "agent already running");
         let mut child = Command::new(agent_bin())
+            .arg("run")
+            .args(args)
             .args([
-                "run",
-                "--enforcer",
-                "log",
                 "--max-backoff-secs",
                 "2",
                 // Far longer than any wait below: a policy that arrives in time was pushed,
