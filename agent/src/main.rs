@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use haven_agent::enforcer::EnforcerKind;
+use std::sync::Arc;
+
+use haven_agent::enforcer::{CompositeEnforcer, Enforcer, EnforcerKind, LogEnforcer};
+use haven_agent::report::{BlockedSink, LogSink};
 use haven_agent::requests::{RequestError, RequestSpool};
 use haven_agent::state::{StateDir, StateError, write_atomic};
 use haven_agent::sync::{InventorySource, RunOutcome, SyncConfig};
@@ -71,6 +74,8 @@ enum EnforcerArg {
     Log,
     /// Do nothing (benchmarks)
     Null,
+    /// Enforce on this Linux device: apps, camera, contacts and filtered web (needs root)
+    Linux,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +89,17 @@ struct RunArgs {
     /// Longest wait, in seconds, between attempts to reach the controller
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     max_backoff_secs: u64,
+    #[command(flatten)]
+    linux: LinuxArgs,
+}
+
+/// Settings for `--enforcer linux`. Each guard owns its own flags.
+#[derive(Debug, clap::Args)]
+struct LinuxArgs {
+    // apps guard flags: added with the apps guard
+    // camera guard flags: added with the camera guard
+    // contact screening flags: added with the screening socket
+    // web filter flags: added with the web filter
 }
 
 #[derive(Debug, clap::Args)]
@@ -204,11 +220,11 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    let kind = match args.enforcer {
-        EnforcerArg::Log => EnforcerKind::Log,
-        EnforcerArg::Null => EnforcerKind::Null,
+    let mut enforcer = match args.enforcer {
+        EnforcerArg::Log => EnforcerKind::Log.build(),
+        EnforcerArg::Null => EnforcerKind::Null.build(),
+        EnforcerArg::Linux => linux_enforcer(&args.linux, Arc::new(LogSink))?,
     };
-    let mut enforcer = kind.build();
     // Enforce before anything else (and before any network): a device must be protected
     // while the controller is away, and also when its own state is damaged.
     let initial = sync::apply_startup_policy(Some(&state), enforcer.as_mut());
@@ -259,6 +275,22 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
         // Already logged when it happened; the policy stayed enforced until shutdown.
         Err(_) => Ok(ExitCode::FAILURE),
     }
+}
+
+/// The Linux guards as one enforcer. The log enforcer comes first so that every applied policy
+/// is still logged as `policy version N — ...`, whatever the guards do.
+fn linux_enforcer(
+    _args: &LinuxArgs,
+    _sink: Arc<dyn BlockedSink>,
+) -> anyhow::Result<Box<dyn Enforcer>> {
+    let parts: Vec<Box<dyn Enforcer>> = vec![
+        Box::new(LogEnforcer),
+        // apps guard: added with the apps guard
+        // camera guard: added with the camera guard
+        // contact screening: added with the screening socket
+        // web filter: added with the web filter
+    ];
+    Ok(Box::new(CompositeEnforcer::new("linux", parts)))
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd stops the service).

@@ -69,6 +69,22 @@ impl BlockedSink for MemorySink {
     }
 }
 
+/// Prints one line per blocked attempt to stdout: `blocked: <kind> <subject> — <detail>`.
+/// Used until the durable journal takes the records, and by tests that watch the agent.
+#[derive(Debug, Default)]
+pub struct LogSink;
+
+impl BlockedSink for LogSink {
+    fn blocked(&self, record: Blocked) {
+        use std::io::Write;
+        let kind = record.kind.as_str_name().to_ascii_lowercase();
+        let kind = kind.trim_start_matches("violation_kind_").replace('_', "-");
+        let line = format!("blocked: {kind} {} — {}\n", record.subject, record.detail);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
