@@ -27,7 +27,7 @@ use crate::service::agent::AgentApi;
 use crate::service::plans::PlanApi;
 use crate::service::records::RecordsApi;
 use crate::service::{Context, auth, now_ms};
-use crate::store::{Actor, sqlite::SqliteStore};
+use crate::store::{Actor, NewStaff, sqlite::SqliteStore};
 
 /// The largest message the controller accepts. Policies and violation batches are a few KB;
 /// anything near this is a mistake or an attack and is refused with RESOURCE_EXHAUSTED.
@@ -228,10 +228,13 @@ async fn bootstrap_admin(
     if let Err(e) = store
         .add_staff(
             &Actor::system(),
-            "First administrator",
-            Role::Admin,
-            &auth::token_hash(&token),
-            &hint,
+            NewStaff {
+                name: "First administrator",
+                role: Role::Admin,
+                homes: &[],
+                token_hash: &auth::token_hash(&token),
+                token_hint: &hint,
+            },
             now_ms(),
         )
         .await

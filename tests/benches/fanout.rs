@@ -201,6 +201,7 @@ async fn run_fanout(n: usize, rounds: usize) {
             api::AddStaffRequest {
                 name: "Bench Manager".into(),
                 role: "manager".into(),
+                homes: vec!["Bench House".into()],
             },
         ))
         .await
@@ -288,7 +289,9 @@ async fn run_fanout(n: usize, rounds: usize) {
                 api::AddProtectedContactRequest {
                     home: "Bench House".into(),
                     name: format!("Contact {round}"),
-                    address: format!("0800{round:06}"),
+                    // Ofcom's drama range: a real-looking mobile number that rings nobody.
+                    address: format!("07700 9{round:05}"),
+                    ..Default::default()
                 },
             ))
             .await

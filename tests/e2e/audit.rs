@@ -50,9 +50,16 @@ fn a_deleted_audit_entry_is_found() {
 #[test]
 fn care_staff_cannot_run_the_audit_check() {
     let home = Home::new();
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();

@@ -32,9 +32,16 @@ fn write(home: &Home, name: &str, text: &str) -> String {
 
 fn plan_home() -> PlanHome {
     let home = Home::new();
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -300,4 +307,56 @@ fn kp1_reviews_due_are_listed_for_the_home() {
     );
     let table = p.home.admin.ok(&["reviews"]);
     assert!(table.contains("Amira Khan"), "{table}");
+}
+
+// clause R19: a child's own social worker is protected for that child, stored in E.164, and
+// reaches the child's device.
+#[test]
+fn r19_a_childs_own_social_worker_is_a_protected_contact_on_their_device() {
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("tablet");
+    agent.start();
+    let added = home.manager.json(&[
+        "protected-contact",
+        "add",
+        "--child",
+        "Amira",
+        "--name",
+        "Amira's social worker",
+        "--number",
+        "07700 900 001",
+    ]);
+    assert_eq!(added["address"], "+447700900001");
+    assert_eq!(added["child_name"], "Amira Khan");
+    let listed = home
+        .manager
+        .json(&["protected-contact", "list", "--child", "Amira"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let version = home.devices()[0]["desired_policy_version"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        agent
+            .stdout
+            .wait_for(&applied_line(version), WAIT)
+            .is_some_and(|line| line.contains("1 protected contact")),
+        "{}",
+        agent.stdout.text()
+    );
+    // A number that is not a phone number is refused with the reason, and nothing is written.
+    let err = home.manager.fails(&[
+        "protected-contact",
+        "add",
+        "--child",
+        "Amira",
+        "--name",
+        "Advocate",
+        "--number",
+        "ring me",
+    ]);
+    assert!(err.contains("ring me"), "{err}");
+    let listed = home
+        .manager
+        .json(&["protected-contact", "list", "--child", "Amira"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
 }

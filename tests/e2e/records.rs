@@ -3,9 +3,16 @@
 use haven_tests::*;
 
 fn carer(home: &Home) -> Cli {
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();

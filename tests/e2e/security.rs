@@ -164,9 +164,16 @@ fn a_device_revoked_while_offline_retires_when_it_next_connects() {
 #[test]
 fn a_staff_token_cannot_take_an_admin_action() {
     let home = Home::new();
-    let staff_token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let staff_token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -202,9 +209,16 @@ fn a_staff_token_cannot_take_an_admin_action() {
 #[test]
 fn a_revoked_or_mistyped_token_is_refused() {
     let home = Home::new();
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -267,4 +281,67 @@ fn secrets_on_disk_are_owner_only() {
     for bytes in [db, wal] {
         assert!(!String::from_utf8_lossy(&bytes).contains(&token));
     }
+}
+
+/// Issue 3: a provider runs several homes; staff and managers see and act on the children of
+/// their own homes only. A child elsewhere is refused exactly as if it did not exist.
+#[test]
+fn staff_see_only_the_children_of_their_own_homes() {
+    let home = Home::new();
+    home.admin.ok(&["home", "add", "Elm House"]);
+    let zara = home.admin.json(&[
+        "child",
+        "add",
+        "--home",
+        "Elm House",
+        "--name",
+        "Zara Jones",
+        "--dob",
+        "2011-03-02",
+    ]);
+    let zara_id = zara["id"].as_str().unwrap();
+
+    // The manager of Oak House sees Amira, and nothing of Elm House.
+    let children = home.manager.json(&["child", "list"]);
+    let names: Vec<&str> = children
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Amira Khan"]);
+    let homes = home.manager.json(&["home", "list"]);
+    assert_eq!(homes.as_array().unwrap().len(), 1);
+
+    // Asking for Zara by id reads exactly like asking for a child who does not exist.
+    let elsewhere = home.manager.fails(&["child", "show", zara_id]);
+    let missing = home.manager.fails(&["child", "show", "chd-does-not-exist"]);
+    assert_eq!(
+        elsewhere.replace(zara_id, "ID"),
+        missing.replace("chd-does-not-exist", "ID")
+    );
+    assert!(!elsewhere.contains("Zara"), "{elsewhere}");
+    let err = home.manager.fails(&["plan", "show", zara_id]);
+    assert!(err.contains("no child called"), "{err}");
+    let err = home.manager.fails(&["reviews", "--home", "Elm House"]);
+    assert!(err.contains("no home called"), "{err}");
+
+    // Staff and managers must say where they work.
+    let err = home
+        .admin
+        .fails(&["staff", "add", "--name", "Sam Carer", "--role", "staff"]);
+    assert!(err.contains("--home"), "{err}");
+
+    // Once Rita also works at Elm House, she sees Zara.
+    let rita = home
+        .admin
+        .json(&["staff", "add-home", "Rita Manager", "--home", "Elm House"]);
+    assert_eq!(rita["homes"].as_array().unwrap().len(), 2);
+    let shown = home.manager.json(&["child", "show", zara_id]);
+    assert_eq!(shown["name"], "Zara Jones");
+    // The administrator runs Haven for the whole provider and sees both homes.
+    assert_eq!(
+        home.admin.json(&["home", "list"]).as_array().unwrap().len(),
+        2
+    );
 }

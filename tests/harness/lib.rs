@@ -545,6 +545,8 @@ impl Home {
             "Rita Manager",
             "--role",
             "manager",
+            "--home",
+            "Oak House",
         ])["token"]
             .as_str()
             .unwrap()

@@ -123,20 +123,27 @@ enum HomeCommand {
 
 #[derive(Debug, Subcommand)]
 enum ProtectedContactCommand {
-    /// Add a protected contact to a home; every device in the home gets it at once.
+    /// Add a protected contact for a whole home (Childline, Ofsted) or for one child (their
+    /// social worker, IRO, advocate); their devices get it at once.
     Add {
+        /// The home, for a contact every child in it keeps.
+        #[arg(long, required_unless_present = "child", conflicts_with = "child")]
+        home: Option<String>,
+        /// The child, for a contact only they have (e.g. their social worker).
         #[arg(long)]
-        home: String,
+        child: Option<String>,
         #[arg(long)]
         name: String,
         /// Phone number or short code, e.g. 0800 1111.
         #[arg(long)]
         number: String,
     },
-    /// List a home's protected contacts.
+    /// List a home's protected contacts, or those a child keeps (the home's and their own).
     List {
+        #[arg(long, required_unless_present = "child", conflicts_with = "child")]
+        home: Option<String>,
         #[arg(long)]
-        home: String,
+        child: Option<String>,
     },
 }
 
@@ -267,6 +274,17 @@ enum StaffCommand {
         /// staff, manager or admin.
         #[arg(long)]
         role: String,
+        /// A home they work in (repeat for several). Staff and managers see only the children
+        /// of their own homes; administrators see every home.
+        #[arg(long = "home", value_name = "HOME")]
+        homes: Vec<String>,
+    },
+    /// Add a home to those a member of staff works in.
+    AddHome {
+        /// The member of staff, by id or name.
+        staff: String,
+        #[arg(long)]
+        home: String,
     },
     /// List staff (tokens are never shown again).
     List {
@@ -474,11 +492,17 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                     .collect(),
             );
         }
-        Command::ProtectedContact(ProtectedContactCommand::Add { home, name, number }) => {
+        Command::ProtectedContact(ProtectedContactCommand::Add {
+            home,
+            child,
+            name,
+            number,
+        }) => {
             let c = s
                 .homes
                 .add_protected_contact(api::AddProtectedContactRequest {
-                    home,
+                    home: home.unwrap_or_default(),
+                    child: child.unwrap_or_default(),
                     name,
                     address: number,
                 })
@@ -488,15 +512,23 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             if as_json {
                 return json(&c);
             }
+            let whose = if c.child_name.is_empty() {
+                "every child in the home".to_string()
+            } else {
+                c.child_name.clone()
+            };
             println!(
-                "{} ({}) is now a protected contact: no rule or lockdown can block it. Devices in the home are being updated.",
+                "{} ({}) is now a protected contact for {whose}: no rule or lockdown can block it. Devices are being updated.",
                 c.name, c.address
             );
         }
-        Command::ProtectedContact(ProtectedContactCommand::List { home }) => {
+        Command::ProtectedContact(ProtectedContactCommand::List { home, child }) => {
             let contacts = s
                 .homes
-                .list_protected_contacts(api::ListProtectedContactsRequest { home })
+                .list_protected_contacts(api::ListProtectedContactsRequest {
+                    home: home.unwrap_or_default(),
+                    child: child.unwrap_or_default(),
+                })
                 .await
                 .map_err(explain)?
                 .into_inner()
@@ -505,10 +537,17 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 return json(&contacts);
             }
             table(
-                &["name", "number", "added"],
+                &["name", "number", "for", "added"],
                 contacts
                     .into_iter()
-                    .map(|c| vec![c.name, c.address, when(c.added_at_unix_ms)])
+                    .map(|c| {
+                        let whose = if c.child_name.is_empty() {
+                            "everyone in the home".to_string()
+                        } else {
+                            c.child_name
+                        };
+                        vec![c.name, c.address, whose, when(c.added_at_unix_ms)]
+                    })
                     .collect(),
             );
         }
@@ -709,10 +748,22 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 d.id, d.child_name
             );
         }
-        Command::Staff(StaffCommand::Add { name, role }) => {
+        Command::Staff(StaffCommand::AddHome { staff, home }) => {
+            let m = s
+                .staff
+                .add_staff_to_home(api::AddStaffToHomeRequest { staff, home })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&m);
+            }
+            println!("{} now works in: {}.", m.name, m.homes.join(", "));
+        }
+        Command::Staff(StaffCommand::Add { name, role, homes }) => {
             let added = s
                 .staff
-                .add_staff(api::AddStaffRequest { name, role })
+                .add_staff(api::AddStaffRequest { name, role, homes })
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -743,6 +794,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                     "id",
                     "name",
                     "role",
+                    "homes",
                     "token",
                     "added",
                     "last used",
@@ -755,6 +807,11 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                             m.id,
                             m.name,
                             m.role,
+                            if m.homes.is_empty() {
+                                "all".to_string()
+                            } else {
+                                m.homes.join(", ")
+                            },
                             format!("{}…", m.token_hint),
                             when(m.created_at_unix_ms),
                             when(m.last_used_at_unix_ms),

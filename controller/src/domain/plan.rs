@@ -1585,6 +1585,7 @@ pub(crate) mod tests {
         ProtectedContact {
             id: format!("pc-{name}"),
             home_id: "home-1".into(),
+            child_id: None,
             name: name.into(),
             address: address.into(),
             added_by: "stf-1".into(),

@@ -19,10 +19,21 @@ use super::plan::{
 pub struct ProtectedContact {
     pub id: String,
     pub home_id: String,
+    /// Set for a contact protected for one child only (their social worker, IRO, advocate);
+    /// `None` for the whole home (Childline, Ofsted, 999).
+    pub child_id: Option<String>,
     pub name: String,
     pub address: String,
     pub added_by: String,
     pub added_at: UnixMillis,
+}
+
+/// The protected contacts that apply to one child: the home's own and the child's.
+pub fn protected_for_child(all: &[ProtectedContact], child_id: &str) -> Vec<ProtectedContact> {
+    all.iter()
+        .filter(|c| c.child_id.as_deref().is_none_or(|id| id == child_id))
+        .cloned()
+        .collect()
 }
 
 /// Everything the compiler reads for one device.
@@ -437,6 +448,7 @@ mod tests {
         ProtectedContact {
             id: format!("pc-{name}"),
             home_id: "home-1".into(),
+            child_id: None,
             name: name.into(),
             address: address.into(),
             added_by: "stf-1".into(),

@@ -67,22 +67,6 @@ pub fn retain_records_until(date_of_birth: Date) -> Date {
         .unwrap_or(date_of_birth)
 }
 
-/// Normalises a phone number or short code for a protected contact: digits with an optional
-/// leading `+`, spaces and dashes removed ("0800 1111" becomes "08001111").
-pub fn clean_phone_address(raw: &str) -> Result<String, Invalid> {
-    let compact: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-        .collect();
-    let digits = compact.strip_prefix('+').unwrap_or(&compact);
-    if digits.len() < 3 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid(format!(
-            "{raw:?} is not a phone number: use digits, e.g. 999, 0800 1111 or +44 20 7946 0000"
-        )));
-    }
-    Ok(compact)
-}
-
 /// Whether a device may still connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceStatus {
@@ -113,6 +97,35 @@ pub struct StaffIdentity {
     pub id: String,
     pub name: String,
     pub role: Role,
+    /// The homes whose children this person may see and act on.
+    pub homes: HomeScope,
+}
+
+/// Which homes a member of staff can see. A provider runs several homes; care staff and
+/// managers belong to the homes they work in, and see nothing of the others: a child in
+/// another home is, to them, a child who does not exist (no names or ids leak).
+/// Administrators run Haven for the whole provider and see every home.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HomeScope {
+    Everywhere,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl HomeScope {
+    /// The scope for someone with `role` who belongs to `homes` (home ids).
+    pub fn for_member(role: Role, homes: impl IntoIterator<Item = String>) -> Self {
+        match role {
+            Role::Admin => HomeScope::Everywhere,
+            Role::Staff | Role::Manager => HomeScope::Only(homes.into_iter().collect()),
+        }
+    }
+
+    pub fn covers(&self, home_id: &str) -> bool {
+        match self {
+            HomeScope::Everywhere => true,
+            HomeScope::Only(homes) => homes.contains(home_id),
+        }
+    }
 }
 
 /// Where a device's policy stands: what the controller wants it to enforce and what the
@@ -178,15 +191,13 @@ mod tests {
     }
 
     #[test]
-    fn phone_addresses_are_normalised() {
-        assert_eq!(clean_phone_address("0800 1111").unwrap(), "08001111");
-        assert_eq!(clean_phone_address("999").unwrap(), "999");
-        assert_eq!(
-            clean_phone_address("+44 (20) 7946-0000").unwrap(),
-            "+442079460000"
-        );
-        assert!(clean_phone_address("nan's phone").is_err());
-        assert!(clean_phone_address("12").is_err());
+    fn staff_see_only_their_homes_and_administrators_see_all() {
+        let staff = HomeScope::for_member(Role::Staff, ["home-oak".to_string()]);
+        assert!(staff.covers("home-oak"));
+        assert!(!staff.covers("home-elm"));
+        let nowhere = HomeScope::for_member(Role::Manager, Vec::new());
+        assert!(!nowhere.covers("home-oak"));
+        assert!(HomeScope::for_member(Role::Admin, Vec::new()).covers("home-elm"));
     }
 
     #[test]

@@ -12,10 +12,12 @@ use tonic::{Request, Response, Status};
 use super::{Context, auth, convert, now_ms};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::enrollment::{code_from_random, normalise_code, validity_minutes};
-use crate::domain::records::{clean_name, clean_phone_address, parse_date_of_birth};
-use crate::domain::{Action, Role};
+use crate::domain::phone::normalise_protected;
+use crate::domain::policy::protected_for_child;
+use crate::domain::records::{clean_name, parse_date_of_birth};
+use crate::domain::{Action, HomeScope, Role};
 use crate::ids::random_bytes;
-use crate::store::Actor;
+use crate::store::{Actor, NewStaff};
 
 pub struct AdminApi {
     pub ctx: Arc<Context>,
@@ -65,12 +67,17 @@ impl home_service_server::HomeService for AdminApi {
         &self,
         request: Request<ListHomesRequest>,
     ) -> Result<Response<ListHomesResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let homes = self.ctx.store.list_homes().await?;
         Ok(Response::new(ListHomesResponse {
-            homes: homes.into_iter().map(convert::home).collect(),
+            homes: homes
+                .into_iter()
+                .filter(|h| who.homes.covers(&h.id))
+                .map(convert::home)
+                .collect(),
         }))
     }
 
@@ -84,17 +91,36 @@ impl home_service_server::HomeService for AdminApi {
             .authorize(request.metadata(), Action::EditProtectedContacts)
             .await?;
         let req = request.into_inner();
-        let home = self
-            .ctx
-            .store
-            .find_home(required("home", &req.home)?)
-            .await?;
+        // A contact for one child (their social worker, IRO, advocate) belongs to the
+        // child's home; otherwise the home is named.
+        let (home, child) = match req.child.trim() {
+            "" => (
+                self.ctx
+                    .home_for(&who, required("home", &req.home)?)
+                    .await?,
+                None,
+            ),
+            key => {
+                let child = self.ctx.child_for(&who, key).await?;
+                let home = self.ctx.home_for(&who, &child.home_id).await?;
+                (home, Some(child))
+            }
+        };
         let name = clean_name("contact's name", &req.name).map_err(invalid)?;
-        let address = clean_phone_address(&req.address).map_err(invalid)?;
+        // Stored in E.164 (or as a short code such as 999), so the same number typed two
+        // ways is one contact and the device compares like with like.
+        let address = normalise_protected(&req.address).map_err(invalid)?;
         let (contact, version) = self
             .ctx
             .store
-            .add_protected_contact(&Actor::staff(&who), &home.id, &name, &address, now_ms())
+            .add_protected_contact(
+                &Actor::staff(&who),
+                &home.id,
+                child.as_ref().map(|c| c.id.as_str()),
+                &name,
+                &address,
+                now_ms(),
+            )
             .await?;
         tracing::info!(home = %home.id, version, written_us = started.elapsed().as_micros() as u64, "protected contact added");
         // Stored first, pushed second: a device that misses the push catches up on reconnect,
@@ -106,31 +132,66 @@ impl home_service_server::HomeService for AdminApi {
         {
             tracing::warn!(home = %home.id, error = %e, "push failed; devices catch up on reconnect");
         }
-        Ok(Response::new(protected_contact(contact)))
+        let child_name = child.map(|c| c.name).unwrap_or_default();
+        Ok(Response::new(protected_contact(contact, child_name)))
     }
 
     async fn list_protected_contacts(
         &self,
         request: Request<ListProtectedContactsRequest>,
     ) -> Result<Response<ListProtectedContactsResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let home = self
+        let (home, child) = match req.child.trim() {
+            "" => (
+                self.ctx
+                    .home_for(&who, required("home", &req.home)?)
+                    .await?,
+                None,
+            ),
+            key => {
+                let child = self.ctx.child_for(&who, key).await?;
+                (self.ctx.home_for(&who, &child.home_id).await?, Some(child))
+            }
+        };
+        let mut contacts = self.ctx.store.list_protected_contacts(&home.id).await?;
+        if let Some(child) = &child {
+            contacts = protected_for_child(&contacts, &child.id);
+        }
+        let names: std::collections::HashMap<String, String> = self
             .ctx
             .store
-            .find_home(required("home", &req.home)?)
-            .await?;
-        let contacts = self.ctx.store.list_protected_contacts(&home.id).await?;
+            .list_children(Some(&home.id))
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect();
         Ok(Response::new(ListProtectedContactsResponse {
-            contacts: contacts.into_iter().map(protected_contact).collect(),
+            contacts: contacts
+                .into_iter()
+                .map(|c| {
+                    let child_name = c
+                        .child_id
+                        .as_ref()
+                        .and_then(|id| names.get(id).cloned())
+                        .unwrap_or_default();
+                    protected_contact(c, child_name)
+                })
+                .collect(),
         }))
     }
 }
 
-fn protected_contact(c: crate::domain::policy::ProtectedContact) -> api::ProtectedContact {
+fn protected_contact(
+    c: crate::domain::policy::ProtectedContact,
+    child_name: String,
+) -> api::ProtectedContact {
     api::ProtectedContact {
+        child_id: c.child_id.unwrap_or_default(),
+        child_name,
         id: c.id,
         home_id: c.home_id,
         name: c.name,
@@ -153,8 +214,7 @@ impl child_service_server::ChildService for AdminApi {
         let req = request.into_inner();
         let home = self
             .ctx
-            .store
-            .find_home(required("home", &req.home)?)
+            .home_for(&who, required("home", &req.home)?)
             .await?;
         let name = clean_name("child's name", &req.name).map_err(invalid)?;
         let today = jiff::Zoned::now().date();
@@ -177,18 +237,20 @@ impl child_service_server::ChildService for AdminApi {
         &self,
         request: Request<ListChildrenRequest>,
     ) -> Result<Response<ListChildrenResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let home_id = match req.home.trim() {
             "" => None,
-            key => Some(self.ctx.store.find_home(key).await?.id),
+            key => Some(self.ctx.home_for(&who, key).await?.id),
         };
         let children = self.ctx.store.list_children(home_id.as_deref()).await?;
         Ok(Response::new(ListChildrenResponse {
             children: children
                 .into_iter()
+                .filter(|c| who.homes.covers(&c.home_id))
                 .filter(|c| req.include_archived || c.archived_at.is_none())
                 .map(convert::child)
                 .collect(),
@@ -206,8 +268,7 @@ impl child_service_server::ChildService for AdminApi {
         let req = request.into_inner();
         let child = self
             .ctx
-            .store
-            .find_child(required("child", &req.child)?)
+            .child_for(&who, required("child", &req.child)?)
             .await?;
         let reason = clean_name("reason", &req.reason).map_err(invalid)?;
         let archived = self
@@ -222,14 +283,14 @@ impl child_service_server::ChildService for AdminApi {
         &self,
         request: Request<ShowChildRequest>,
     ) -> Result<Response<Child>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let child = self
             .ctx
-            .store
-            .find_child(required("child", &req.child)?)
+            .child_for(&who, required("child", &req.child)?)
             .await?;
         Ok(Response::new(convert::child(child)))
     }
@@ -248,8 +309,7 @@ impl device_service_server::DeviceService for AdminApi {
         let req = request.into_inner();
         let child = self
             .ctx
-            .store
-            .find_child(required("child", &req.child)?)
+            .child_for(&who, required("child", &req.child)?)
             .await?;
         let minutes = validity_minutes(req.valid_for_minutes).map_err(Status::invalid_argument)?;
         let code = code_from_random(random_bytes::<12>());
@@ -280,13 +340,14 @@ impl device_service_server::DeviceService for AdminApi {
         &self,
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let child_id = match req.child.trim() {
             "" => None,
-            key => Some(self.ctx.store.find_child(key).await?.id),
+            key => Some(self.ctx.child_for(&who, key).await?.id),
         };
         let devices = self
             .ctx
@@ -296,6 +357,7 @@ impl device_service_server::DeviceService for AdminApi {
         Ok(Response::new(ListDevicesResponse {
             devices: devices
                 .into_iter()
+                .filter(|d| who.homes.covers(&d.home_id))
                 .map(|d| {
                     let online = self.ctx.registry.is_online(&d.id);
                     convert::device(d, online)
@@ -308,14 +370,14 @@ impl device_service_server::DeviceService for AdminApi {
         &self,
         request: Request<ShowDeviceRequest>,
     ) -> Result<Response<Device>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let d = self
             .ctx
-            .store
-            .find_device(required("device", &req.device)?)
+            .device_for(&who, required("device", &req.device)?)
             .await?;
         let online = self.ctx.registry.is_online(&d.id);
         Ok(Response::new(convert::device(d, online)))
@@ -332,8 +394,7 @@ impl device_service_server::DeviceService for AdminApi {
         let req = request.into_inner();
         let device = self
             .ctx
-            .store
-            .find_device(required("device", &req.device)?)
+            .device_for(&who, required("device", &req.device)?)
             .await?;
         let reason = match req.reason.trim() {
             "" => "removed by staff".to_string(),
@@ -364,21 +425,35 @@ impl staff_service_server::StaffService for AdminApi {
         let req = request.into_inner();
         let name = clean_name("staff member's name", &req.name).map_err(invalid)?;
         let role: Role = req.role.parse().map_err(invalid)?;
+        let mut homes = Vec::new();
+        for key in req.homes.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
+            homes.push(self.ctx.home_for(&who, key).await?.id);
+        }
+        if homes.is_empty() && role != Role::Admin {
+            return Err(Status::invalid_argument(format!(
+                "say which home {} works in with --home (repeat it for several homes): \
+                 staff and managers see only the children of their own homes",
+                name
+            )));
+        }
         let (token, hint) = auth::new_token();
         let member = self
             .ctx
             .store
             .add_staff(
                 &Actor::staff(&who),
-                &name,
-                role,
-                &auth::token_hash(&token),
-                &hint,
+                NewStaff {
+                    name: &name,
+                    role,
+                    homes: &homes,
+                    token_hash: &auth::token_hash(&token),
+                    token_hint: &hint,
+                },
                 now_ms(),
             )
             .await?;
         Ok(Response::new(AddStaffResponse {
-            member: Some(convert::staff(member)),
+            member: Some(self.staff_member(member).await?),
             token,
         }))
     }
@@ -391,10 +466,11 @@ impl staff_service_server::StaffService for AdminApi {
             .authorize(request.metadata(), Action::ManageStaff)
             .await?;
         let req = request.into_inner();
-        let staff = self.ctx.store.list_staff(req.include_revoked).await?;
-        Ok(Response::new(ListStaffResponse {
-            staff: staff.into_iter().map(convert::staff).collect(),
-        }))
+        let mut out = Vec::new();
+        for member in self.ctx.store.list_staff(req.include_revoked).await? {
+            out.push(self.staff_member(member).await?);
+        }
+        Ok(Response::new(ListStaffResponse { staff: out }))
     }
 
     async fn revoke_staff(
@@ -415,7 +491,7 @@ impl staff_service_server::StaffService for AdminApi {
                 now_ms(),
             )
             .await?;
-        Ok(Response::new(convert::staff(member)))
+        Ok(Response::new(self.staff_member(member).await?))
     }
 
     async fn who_am_i(
@@ -423,12 +499,80 @@ impl staff_service_server::StaffService for AdminApi {
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<StaffMember>, Status> {
         let who = self.ctx.authenticate(request.metadata()).await?;
+        let homes = match &who.homes {
+            HomeScope::Everywhere => Vec::new(),
+            HomeScope::Only(ids) => self.home_names(ids.iter()).await?,
+        };
         Ok(Response::new(StaffMember {
             id: who.id,
             name: who.name,
             role: who.role.as_str().to_string(),
+            homes,
             ..Default::default()
         }))
+    }
+
+    async fn add_staff_to_home(
+        &self,
+        request: Request<AddStaffToHomeRequest>,
+    ) -> Result<Response<StaffMember>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageStaff)
+            .await?;
+        let req = request.into_inner();
+        let home = self
+            .ctx
+            .home_for(&who, required("home", &req.home)?)
+            .await?;
+        let key = required("staff member", &req.staff)?;
+        let member = self
+            .ctx
+            .store
+            .list_staff(false)
+            .await?
+            .into_iter()
+            .find(|m| m.id == key || m.name.eq_ignore_ascii_case(key))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no staff member called {key:?} was found: `haven staff list` shows them"
+                ))
+            })?;
+        self.ctx
+            .store
+            .add_staff_to_home(&Actor::staff(&who), &member.id, &home.id, now_ms())
+            .await?;
+        let updated = self
+            .ctx
+            .store
+            .list_staff(false)
+            .await?
+            .into_iter()
+            .find(|m| m.id == member.id)
+            .unwrap_or(member);
+        Ok(Response::new(self.staff_member(updated).await?))
+    }
+}
+
+impl AdminApi {
+    /// A staff record for the wire, with the names of the homes the person works in.
+    async fn staff_member(&self, member: crate::store::StaffRecord) -> Result<StaffMember, Status> {
+        let homes = self.home_names(member.homes.iter()).await?;
+        Ok(StaffMember {
+            homes,
+            ..convert::staff(member)
+        })
+    }
+
+    async fn home_names(&self, ids: impl Iterator<Item = &String>) -> Result<Vec<String>, Status> {
+        let all = self.ctx.store.list_homes().await?;
+        Ok(ids
+            .map(|id| {
+                all.iter()
+                    .find(|h| &h.id == id)
+                    .map_or_else(|| id.clone(), |h| h.name.clone())
+            })
+            .collect())
     }
 }
 

@@ -8,7 +8,8 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use super::{Context, now_ms};
-use crate::domain::{Action, StaffIdentity, role};
+use crate::domain::{Action, HomeScope, StaffIdentity, role};
+use crate::store::{ChildRecord, DeviceRecord, HomeRecord, StoreError};
 
 pub const TOKEN_PREFIX: &str = "hvn_";
 
@@ -47,6 +48,7 @@ impl Context {
                 )
             })?;
         Ok(StaffIdentity {
+            homes: HomeScope::for_member(member.role, member.homes),
             id: member.id,
             name: member.name,
             role: member.role,
@@ -67,6 +69,41 @@ impl Context {
             Err(Status::permission_denied(role::refusal(who.role, action)))
         }
     }
+}
+
+/// Lookups on behalf of a member of staff. Anything outside the homes they work in is refused
+/// with the very same "not found" a missing record gets, so a request can never tell a child
+/// in another home from no child at all.
+impl Context {
+    pub async fn child_for(&self, who: &StaffIdentity, key: &str) -> Result<ChildRecord, Status> {
+        Ok(self.store.find_child_within(key, &who.homes).await?)
+    }
+
+    pub async fn home_for(&self, who: &StaffIdentity, key: &str) -> Result<HomeRecord, Status> {
+        let home = self.store.find_home(key).await?;
+        if who.homes.covers(&home.id) {
+            Ok(home)
+        } else {
+            Err(not_found("home", key))
+        }
+    }
+
+    pub async fn device_for(&self, who: &StaffIdentity, key: &str) -> Result<DeviceRecord, Status> {
+        let device = self.store.find_device(key).await?;
+        if who.homes.covers(&device.home_id) {
+            Ok(device)
+        } else {
+            Err(not_found("device", key))
+        }
+    }
+}
+
+fn not_found(what: &'static str, key: &str) -> Status {
+    StoreError::NotFound {
+        what,
+        key: key.to_string(),
+    }
+    .into()
 }
 
 #[cfg(test)]

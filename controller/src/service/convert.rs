@@ -69,6 +69,8 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
         revoked_at_unix_ms: s.revoked_at.unwrap_or(0),
         token_hint: s.token_hint,
         last_used_at_unix_ms: s.last_used_at.unwrap_or(0),
+        // Names, filled in by the caller, which can look them up.
+        homes: Vec::new(),
     }
 }
 

@@ -16,7 +16,7 @@ use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
 use super::{Context, convert};
 use crate::domain::UnixMillis;
 use crate::domain::plan::PlanRevision;
-use crate::domain::policy::{PolicyInputs, compile};
+use crate::domain::policy::{PolicyInputs, compile, protected_for_child};
 use crate::registry::Delivery;
 use crate::store::{ChildPolicyInput, PolicyData, StoreResult};
 
@@ -111,7 +111,10 @@ impl Context {
                         version,
                         changed_at,
                         child_name: child.name.clone(),
-                        protected_contacts: inputs.protected_contacts.clone(),
+                        protected_contacts: protected_for_child(
+                            &inputs.protected_contacts,
+                            &child.child_id,
+                        ),
                         plan: child.plan.clone(),
                     })
                 })

@@ -16,6 +16,7 @@ use crate::domain::Action;
 use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
 };
+use crate::domain::policy::protected_for_child;
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::ids::new_id;
 use crate::store::{Actor, StoredDocument};
@@ -84,8 +85,8 @@ impl plan_service_server::PlanService for PlanApi {
             .authorize(request.metadata(), Action::RecordRiskAssessments)
             .await?;
         let req = request.into_inner();
-        let child = self.ctx.store.find_child(req.child.trim()).await?;
-        let home = self.ctx.store.find_home(&child.home_id).await?;
+        let child = self.ctx.child_for(&who, req.child.trim()).await?;
+        let home = self.ctx.home_for(&who, &child.home_id).await?;
         let mut doc = document("risk assessment", &req.document_json)?;
         let id = new_id("ra");
         let now = now_ms();
@@ -111,13 +112,13 @@ impl plan_service_server::PlanService for PlanApi {
         &self,
         request: Request<ListRiskAssessmentsRequest>,
     ) -> Result<Response<ListRiskAssessmentsResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let child = self
             .ctx
-            .store
-            .find_child(request.get_ref().child.trim())
+            .child_for(&who, request.get_ref().child.trim())
             .await?;
         let docs = self.ctx.store.risk_assessments(&child.id).await?;
         Ok(Response::new(ListRiskAssessmentsResponse {
@@ -135,8 +136,8 @@ impl plan_service_server::PlanService for PlanApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let child = self.ctx.store.find_child(req.child.trim()).await?;
-        let home = self.ctx.store.find_home(&child.home_id).await?;
+        let child = self.ctx.child_for(&who, req.child.trim()).await?;
+        let home = self.ctx.home_for(&who, &child.home_id).await?;
         let history = self.ctx.store.plan_revisions(&child.id).await?;
         let previous = history.last().and_then(parse_revision);
         let mut doc = document("plan", &req.document_json)?;
@@ -149,7 +150,10 @@ impl plan_service_server::PlanService for PlanApi {
         draft.section =
             normalise_section(&draft.section).map_err(|r| Status::invalid_argument(r.message))?;
         let assessments = parse_assessments(&self.ctx.store.risk_assessments(&child.id).await?);
-        let protected = self.ctx.store.list_protected_contacts(&home.id).await?;
+        let protected = protected_for_child(
+            &self.ctx.store.list_protected_contacts(&home.id).await?,
+            &child.id,
+        );
         validate_revision(
             previous.as_ref().map(|p| &p.section),
             &draft,
@@ -184,13 +188,13 @@ impl plan_service_server::PlanService for PlanApi {
         &self,
         request: Request<PlanHistoryRequest>,
     ) -> Result<Response<PlanHistoryResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let child = self
             .ctx
-            .store
-            .find_child(request.get_ref().child.trim())
+            .child_for(&who, request.get_ref().child.trim())
             .await?;
         let docs = self.ctx.store.plan_revisions(&child.id).await?;
         Ok(Response::new(PlanHistoryResponse {
@@ -202,13 +206,18 @@ impl plan_service_server::PlanService for PlanApi {
         &self,
         request: Request<ListReviewsRequest>,
     ) -> Result<Response<ListReviewsResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let homes = match req.home.trim() {
-            "" => self.ctx.store.list_homes().await?,
-            key => vec![self.ctx.store.find_home(key).await?],
+            "" => {
+                let mut all = self.ctx.store.list_homes().await?;
+                all.retain(|h| who.homes.covers(&h.id));
+                all
+            }
+            key => vec![self.ctx.home_for(&who, key).await?],
         };
         let mut reviews = Vec::new();
         for home in homes {

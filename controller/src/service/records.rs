@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::{Context, now_ms, today_in};
 use crate::domain::Action;
 use crate::domain::reports::{OffDutyContact, PhotographyApproval, RequestDecision, answer_reason};
-use crate::store::{Actor, OffDutyReportRecord, StoredDocument};
+use crate::store::{Actor, OffDutyReportRecord, StoreError, StoredDocument};
 
 pub struct RecordsApi {
     pub ctx: Arc<Context>,
@@ -82,10 +82,10 @@ impl records_service_server::RecordsService for RecordsApi {
             .authorize(request.metadata(), Action::ReportOffDutyContact)
             .await?;
         let req = request.into_inner();
-        let home = self.ctx.store.find_home(req.home.trim()).await?;
+        let home = self.ctx.home_for(&who, req.home.trim()).await?;
         let child = match req.child.trim() {
             "" => None,
-            key => Some(self.ctx.store.find_child(key).await?),
+            key => Some(self.ctx.child_for(&who, key).await?),
         };
         let contact = OffDutyContact {
             when: req.when,
@@ -117,13 +117,14 @@ impl records_service_server::RecordsService for RecordsApi {
         &self,
         request: Request<ListOffDutyReportsRequest>,
     ) -> Result<Response<ListOffDutyReportsResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let home_id = match req.home.trim() {
             "" => None,
-            key => Some(self.ctx.store.find_home(key).await?.id),
+            key => Some(self.ctx.home_for(&who, key).await?.id),
         };
         let reports = self
             .ctx
@@ -131,7 +132,11 @@ impl records_service_server::RecordsService for RecordsApi {
             .off_duty_reports(home_id.as_deref(), req.open_only)
             .await?;
         Ok(Response::new(ListOffDutyReportsResponse {
-            reports: reports.into_iter().map(report).collect(),
+            reports: reports
+                .into_iter()
+                .filter(|r| who.homes.covers(&r.home_id))
+                .map(report)
+                .collect(),
         }))
     }
 
@@ -150,6 +155,21 @@ impl records_service_server::RecordsService for RecordsApi {
                 "say what was done about the report with --note",
             ));
         }
+        // A report from another home is "not found", never "not yours".
+        let visible = self
+            .ctx
+            .store
+            .off_duty_reports(None, false)
+            .await?
+            .iter()
+            .any(|r| r.id == req.id.trim() && who.homes.covers(&r.home_id));
+        if !visible {
+            return Err(StoreError::NotFound {
+                what: "off-duty contact report",
+                key: req.id.trim().to_string(),
+            }
+            .into());
+        }
         let done = self
             .ctx
             .store
@@ -167,8 +187,8 @@ impl records_service_server::RecordsService for RecordsApi {
             .authorize(request.metadata(), Action::RegisterPhotographyApprovals)
             .await?;
         let req = request.into_inner();
-        let child = self.ctx.store.find_child(req.child.trim()).await?;
-        let home = self.ctx.store.find_home(&child.home_id).await?;
+        let child = self.ctx.child_for(&who, req.child.trim()).await?;
+        let home = self.ctx.home_for(&who, &child.home_id).await?;
         let today = today_in(&home.time_zone);
         let approval = PhotographyApproval {
             approved_by: req.approved_by,
@@ -196,13 +216,13 @@ impl records_service_server::RecordsService for RecordsApi {
         &self,
         request: Request<ListPhotographyApprovalsRequest>,
     ) -> Result<Response<ListPhotographyApprovalsResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let child = self
             .ctx
-            .store
-            .find_child(request.get_ref().child.trim())
+            .child_for(&who, request.get_ref().child.trim())
             .await?;
         let list = self.ctx.store.photography_approvals(&child.id).await?;
         Ok(Response::new(ListPhotographyApprovalsResponse {
@@ -214,13 +234,14 @@ impl records_service_server::RecordsService for RecordsApi {
         &self,
         request: Request<ListChildRequestsRequest>,
     ) -> Result<Response<ListChildRequestsResponse>, Status> {
-        self.ctx
+        let who = self
+            .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
         let child_id = match req.child.trim() {
             "" => None,
-            key => Some(self.ctx.store.find_child(key).await?.id),
+            key => Some(self.ctx.child_for(&who, key).await?.id),
         };
         let list = self
             .ctx
@@ -228,7 +249,11 @@ impl records_service_server::RecordsService for RecordsApi {
             .child_requests(child_id.as_deref(), !req.include_answered)
             .await?;
         Ok(Response::new(ListChildRequestsResponse {
-            requests: list.into_iter().map(request_record).collect(),
+            requests: list
+                .into_iter()
+                .filter(|r| who.homes.covers(&r.home_id))
+                .map(request_record)
+                .collect(),
         }))
     }
 
@@ -244,6 +269,20 @@ impl records_service_server::RecordsService for RecordsApi {
         let decision =
             RequestDecision::parse(&req.decision).map_err(|e| Status::invalid_argument(e.0))?;
         let reason = answer_reason(&req.reason).map_err(|e| Status::invalid_argument(e.0))?;
+        let visible = self
+            .ctx
+            .store
+            .child_requests(None, false)
+            .await?
+            .iter()
+            .any(|r| r.id == req.id.trim() && who.homes.covers(&r.home_id));
+        if !visible {
+            return Err(StoreError::NotFound {
+                what: "request",
+                key: req.id.trim().to_string(),
+            }
+            .into());
+        }
         let answered = self
             .ctx
             .store

@@ -16,6 +16,108 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     reports_wait_for_a_manager_and_approvals_are_registered(&fresh().await).await;
     a_childs_request_is_kept_once_and_answered_once(&fresh().await).await;
     a_child_who_left_is_archived_not_deleted(&fresh().await).await;
+    staff_belong_to_homes_and_find_only_their_children(&fresh().await).await;
+    a_protected_contact_can_belong_to_one_child(&fresh().await).await;
+}
+
+// Issue 3: staff see the children of their own homes only; a child elsewhere is not found
+// and never makes a name ambiguous.
+async fn staff_belong_to_homes_and_find_only_their_children(s: &impl Store) {
+    let oak = home(s, "Oak").await;
+    let elm = home(s, "Elm").await;
+    let amira_oak = s
+        .add_child(&admin(), &oak.id, "Amira Khan", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let amira_elm = s
+        .add_child(&admin(), &elm.id, "Amira Jones", "2011-01-01", 3)
+        .await
+        .unwrap();
+    let jo = s
+        .add_staff(
+            &admin(),
+            staff("Jo", Role::Staff, std::slice::from_ref(&oak.id), "h-jo"),
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(jo.homes, vec![oak.id.clone()]);
+    let by_token = s.staff_by_token("h-jo", 5).await.unwrap().unwrap();
+    assert_eq!(by_token.homes, vec![oak.id.clone()]);
+    let scope = HomeScope::for_member(Role::Staff, by_token.homes);
+    assert_eq!(
+        s.find_child_within("amira", &scope).await.unwrap().id,
+        amira_oak.id,
+        "the child in another home does not make the name ambiguous"
+    );
+    assert!(matches!(
+        s.find_child_within(&amira_elm.id, &scope).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.find_child("amira").await,
+        Err(StoreError::Ambiguous { .. })
+    ));
+    s.add_staff_to_home(&admin(), &jo.id, &elm.id, 6)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_staff_to_home(&admin(), &jo.id, &elm.id, 7).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.add_staff_to_home(&admin(), &jo.id, "home-missing", 7)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let listed = s.list_staff(false).await.unwrap();
+    let jo_now = listed.iter().find(|m| m.id == jo.id).unwrap();
+    assert_eq!(jo_now.homes.len(), 2);
+}
+
+// R19: a child's own social worker is protected for that child only.
+async fn a_protected_contact_can_belong_to_one_child(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let amira = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let ben = s
+        .add_child(&admin(), &h.id, "Ben", "2013-01-01", 3)
+        .await
+        .unwrap();
+    let d = enrolled(s, &amira.id, "code-a", "fp-a").await;
+    let e = enrolled(s, &ben.id, "code-b", "fp-b").await;
+    s.add_protected_contact(&admin(), &h.id, None, "Childline", "08001111", 10)
+        .await
+        .unwrap();
+    s.add_protected_contact(
+        &admin(),
+        &h.id,
+        Some(&amira.id),
+        "Amira's social worker",
+        "+447700900001",
+        11,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.add_protected_contact(
+            &admin(),
+            &h.id,
+            Some(&ben.id),
+            "Childline again",
+            "08001111",
+            12
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let for_amira = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(for_amira.protected_contacts.len(), 2);
+    let for_ben = s.policy_data_for_device(&e.id).await.unwrap().unwrap();
+    assert_eq!(for_ben.protected_contacts.len(), 1);
+    assert_eq!(s.list_protected_contacts(&h.id).await.unwrap().len(), 2);
 }
 
 // clause R36: nothing is deleted; a child who left is archived with their records.
@@ -184,6 +286,16 @@ fn admin() -> Actor {
     Actor("stf-admin".into())
 }
 
+fn staff<'a>(name: &'a str, role: Role, homes: &'a [String], token_hash: &'a str) -> NewStaff<'a> {
+    NewStaff {
+        name,
+        role,
+        homes,
+        token_hash,
+        token_hint: "hvn_ab",
+    }
+}
+
 async fn home(s: &impl Store, name: &str) -> HomeRecord {
     s.add_home(&admin(), name, "Europe/London", 1)
         .await
@@ -323,7 +435,14 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
     assert!(d.desired_version > 0);
     assert_eq!(d.applied_version, 0);
     let (_, v) = s
-        .add_protected_contact(&Actor("stf-m".into()), &h.id, "Childline", "08001111", 30)
+        .add_protected_contact(
+            &Actor("stf-m".into()),
+            &h.id,
+            None,
+            "Childline",
+            "08001111",
+            30,
+        )
         .await
         .unwrap();
     assert!(v > d.desired_version);
@@ -344,7 +463,7 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
     );
     assert_eq!(data.protected_contacts.len(), 1);
     assert!(matches!(
-        s.add_protected_contact(&Actor("stf-m".into()), &h.id, "Again", "08001111", 31)
+        s.add_protected_contact(&Actor("stf-m".into()), &h.id, None, "Again", "08001111", 31)
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -396,10 +515,7 @@ async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
     let first = s
         .add_staff(
             &Actor::system(),
-            "First Admin",
-            Role::Admin,
-            "h1",
-            "hvn_ab",
+            staff("First Admin", Role::Admin, &[], "h1"),
             1,
         )
         .await
@@ -409,7 +525,7 @@ async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {
         Err(StoreError::Conflict(_))
     ));
     let worker = s
-        .add_staff(&admin(), "Jo", Role::Staff, "h2", "hvn_cd", 3)
+        .add_staff(&admin(), staff("Jo", Role::Staff, &[], "h2"), 3)
         .await
         .unwrap();
     assert_eq!(

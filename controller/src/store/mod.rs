@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::domain::audit::AuditEntry;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::ProtectedContact;
-use crate::domain::{Role, StaffIdentity, UnixMillis};
+use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
 
 /// Why a storage operation failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,8 @@ pub struct StaffRecord {
     pub created_by: String,
     pub revoked_at: Option<UnixMillis>,
     pub last_used_at: Option<UnixMillis>,
+    /// Ids of the homes this person works in, sorted.
+    pub homes: Vec<String>,
 }
 
 /// What a device must enforce is compiled from these.
@@ -153,15 +155,23 @@ pub struct ViolationRecord {
     pub occurred_at: UnixMillis,
 }
 
+/// A member of staff about to be added.
+#[derive(Clone, Copy, Debug)]
+pub struct NewStaff<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    /// Ids of the homes they work in.
+    pub homes: &'a [String],
+    pub token_hash: &'a str,
+    pub token_hint: &'a str,
+}
+
 #[async_trait]
 pub trait StaffStore: Send + Sync {
     async fn add_staff(
         &self,
         actor: &Actor,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-        token_hint: &str,
+        member: NewStaff<'_>,
         now: UnixMillis,
     ) -> StoreResult<StaffRecord>;
     /// The active staff member holding this token, if any; records when it was used.
@@ -179,6 +189,14 @@ pub trait StaffStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<StaffRecord>;
     async fn count_staff(&self) -> StoreResult<u64>;
+    /// Adds a home to those a member of staff works in (`staff_id` is an id).
+    async fn add_staff_to_home(
+        &self,
+        actor: &Actor,
+        staff_id: &str,
+        home_id: &str,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -197,12 +215,13 @@ pub trait HomeStore: Send + Sync {
 
 #[async_trait]
 pub trait ProtectedContactStore: Send + Sync {
-    /// Adds a contact to a home's protected list and makes a new policy version for every
-    /// device in the home. Returns the contact and the new version.
+    /// Adds a contact to a home's protected list, or to one child's (`child_id`), and makes a
+    /// new policy version for every device in the home. Returns the contact and the version.
     async fn add_protected_contact(
         &self,
         actor: &Actor,
         home_id: &str,
+        child_id: Option<&str>,
         name: &str,
         address: &str,
         now: UnixMillis,
@@ -221,8 +240,14 @@ pub trait ChildStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<ChildRecord>;
     async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>>;
-    /// Finds a child by id or by name (any case), archived or not.
-    async fn find_child(&self, key: &str) -> StoreResult<ChildRecord>;
+    /// Finds a child by id or by name (any case), archived or not, among the children of the
+    /// homes in `scope`. A child outside it is not found, exactly as if it did not exist, and
+    /// never makes a name ambiguous.
+    async fn find_child_within(&self, key: &str, scope: &HomeScope) -> StoreResult<ChildRecord>;
+    /// Finds a child anywhere (for the controller's own work, never for a staff request).
+    async fn find_child(&self, key: &str) -> StoreResult<ChildRecord> {
+        self.find_child_within(key, &HomeScope::Everywhere).await
+    }
     /// Archives a child who has left; nothing about them is deleted. Refused while any of
     /// their devices is still active.
     async fn archive_child(

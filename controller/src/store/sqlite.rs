@@ -18,8 +18,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::*;
 use crate::domain::audit::{self, AuditEntry};
 use crate::domain::enrollment::CodeState;
-use crate::domain::policy::ProtectedContact;
-use crate::domain::{DeviceStatus, Role, UnixMillis};
+use crate::domain::policy::{ProtectedContact, protected_for_child};
+use crate::domain::{DeviceStatus, HomeScope, Role, UnixMillis};
 use crate::ids::new_id;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -170,7 +170,46 @@ fn staff_from_row(row: &SqliteRow) -> StaffRecord {
         created_by: row.get("created_by"),
         revoked_at: row.get("revoked_at"),
         last_used_at: row.get("last_used_at"),
+        homes: row
+            .get::<Option<String>, _>("homes")
+            .map(|h| {
+                let mut homes: Vec<String> = h.split(',').map(str::to_string).collect();
+                homes.sort();
+                homes
+            })
+            .unwrap_or_default(),
     }
+}
+
+async fn insert_staff_home(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    staff_id: &str,
+    home_id: &str,
+    actor: &Actor,
+    now: UnixMillis,
+) -> StoreResult<()> {
+    let found = sqlx::query("SELECT 1 FROM homes WHERE id = ?")
+        .bind(home_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if found.is_none() {
+        return Err(StoreError::NotFound {
+            what: "home",
+            key: home_id.to_string(),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO staff_homes (staff_id, home_id, added_at, added_by) VALUES (?, ?, ?, ?)",
+    )
+    .bind(staff_id)
+    .bind(home_id)
+    .bind(now)
+    .bind(&actor.0)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -178,12 +217,16 @@ impl StaffStore for SqliteStore {
     async fn add_staff(
         &self,
         actor: &Actor,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-        token_hint: &str,
+        member: NewStaff<'_>,
         now: UnixMillis,
     ) -> StoreResult<StaffRecord> {
+        let NewStaff {
+            name,
+            role,
+            homes,
+            token_hash,
+            token_hint,
+        } = member;
         let id = new_id("stf");
         let mut tx = self.write().await?;
         sqlx::query(
@@ -200,12 +243,18 @@ impl StaffStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        let mut homes = homes.to_vec();
+        homes.sort();
+        homes.dedup();
+        for home in &homes {
+            insert_staff_home(&mut tx, &id, home, actor, now).await?;
+        }
         append_audit(
             &mut tx,
             actor,
             "staff.add",
             &id,
-            serde_json::json!({ "name": name, "role": role.as_str() }),
+            serde_json::json!({ "name": name, "role": role.as_str(), "homes": homes }),
             now,
         )
         .await?;
@@ -214,6 +263,7 @@ impl StaffStore for SqliteStore {
             id,
             name: name.to_string(),
             role,
+            homes,
             token_hint: token_hint.to_string(),
             created_at: now,
             created_by: actor.0.clone(),
@@ -229,7 +279,8 @@ impl StaffStore for SqliteStore {
     ) -> StoreResult<Option<StaffRecord>> {
         let row = sqlx::query(
             "UPDATE staff SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL \
-             RETURNING id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at",
+             RETURNING id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes",
         )
         .bind(now)
         .bind(token_hash)
@@ -241,7 +292,8 @@ impl StaffStore for SqliteStore {
 
     async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>> {
         let rows = sqlx::query(
-            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at \
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
              FROM staff WHERE (? OR revoked_at IS NULL) ORDER BY created_at, id",
         )
         .bind(include_revoked)
@@ -259,7 +311,8 @@ impl StaffStore for SqliteStore {
     ) -> StoreResult<StaffRecord> {
         let mut tx = self.write().await?;
         let rows = sqlx::query(
-            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at \
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
              FROM staff WHERE revoked_at IS NULL AND (id = ? OR lower(name) = ?)",
         )
         .bind(key)
@@ -327,6 +380,38 @@ impl StaffStore for SqliteStore {
             .map_err(db_err)?
             .get("n");
         Ok(as_u64(n))
+    }
+
+    async fn add_staff_to_home(
+        &self,
+        actor: &Actor,
+        staff_id: &str,
+        home_id: &str,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let already = sqlx::query("SELECT 1 FROM staff_homes WHERE staff_id = ? AND home_id = ?")
+            .bind(staff_id)
+            .bind(home_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if already.is_some() {
+            return Err(StoreError::Conflict(
+                "this member of staff already works in that home".into(),
+            ));
+        }
+        insert_staff_home(&mut tx, staff_id, home_id, actor, now).await?;
+        append_audit(
+            &mut tx,
+            actor,
+            "staff.home.add",
+            staff_id,
+            serde_json::json!({ "home": home_id }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
     }
 }
 
@@ -429,6 +514,7 @@ fn contact_from_row(row: &SqliteRow) -> ProtectedContact {
     ProtectedContact {
         id: row.get("id"),
         home_id: row.get("home_id"),
+        child_id: row.get("child_id"),
         name: row.get("name"),
         address: row.get("address"),
         added_by: row.get("added_by"),
@@ -441,8 +527,8 @@ where
     E: sqlx::Executor<'e, Database = Sqlite>,
 {
     let rows = sqlx::query(
-        "SELECT id, home_id, name, address, added_by, added_at FROM protected_contacts \
-         WHERE home_id = ? ORDER BY name, address",
+        "SELECT id, home_id, child_id, name, address, added_by, added_at FROM protected_contacts \
+         WHERE home_id = ? ORDER BY child_id IS NOT NULL, name, address",
     )
     .bind(home_id)
     .fetch_all(exec)
@@ -457,31 +543,41 @@ impl ProtectedContactStore for SqliteStore {
         &self,
         actor: &Actor,
         home_id: &str,
+        child_id: Option<&str>,
         name: &str,
         address: &str,
         now: UnixMillis,
     ) -> StoreResult<(ProtectedContact, u64)> {
         let id = new_id("pc");
         let mut tx = self.write().await?;
-        let existing =
-            sqlx::query("SELECT name FROM protected_contacts WHERE home_id = ? AND address = ?")
-                .bind(home_id)
-                .bind(address)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        // A number protected for the whole home already covers every child in it.
+        let existing = sqlx::query(
+            "SELECT name, child_id FROM protected_contacts WHERE home_id = ? AND address = ? \
+             AND (child_id IS NULL OR child_id = ?)",
+        )
+        .bind(home_id)
+        .bind(address)
+        .bind(child_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
         if let Some(row) = existing {
+            let whose = match row.get::<Option<String>, _>("child_id") {
+                Some(_) => "this child",
+                None => "this home",
+            };
             return Err(StoreError::Conflict(format!(
-                "{address} is already a protected contact of this home (as {:?})",
+                "{address} is already a protected contact of {whose} (as {:?})",
                 row.get::<String, _>("name")
             )));
         }
         sqlx::query(
-            "INSERT INTO protected_contacts (id, home_id, name, address, added_at, added_by) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO protected_contacts (id, home_id, child_id, name, address, added_at, \
+             added_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(home_id)
+        .bind(child_id)
         .bind(name)
         .bind(address)
         .bind(now)
@@ -502,7 +598,7 @@ impl ProtectedContactStore for SqliteStore {
             actor,
             "home.protected_contact.add",
             home_id,
-            serde_json::json!({ "contact": id, "name": name, "address": address }),
+            serde_json::json!({ "contact": id, "child": child_id, "name": name, "address": address }),
             now,
         )
         .await?;
@@ -511,6 +607,7 @@ impl ProtectedContactStore for SqliteStore {
             ProtectedContact {
                 id,
                 home_id: home_id.to_string(),
+                child_id: child_id.map(str::to_string),
                 name: name.to_string(),
                 address: address.to_string(),
                 added_by: actor.0.clone(),
@@ -652,7 +749,7 @@ impl ChildStore for SqliteStore {
         self.find_child(child_id).await
     }
 
-    async fn find_child(&self, key: &str) -> StoreResult<ChildRecord> {
+    async fn find_child_within(&self, key: &str, scope: &HomeScope) -> StoreResult<ChildRecord> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{CHILD_SELECT} WHERE c.id = ? OR c.name_key = ? OR c.name_key LIKE ? ORDER BY c.id"
         )))
@@ -663,6 +760,12 @@ impl ChildStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
+        // Children outside the scope are dropped before matching, so they can neither be
+        // found nor make a name ambiguous (which would leak their ids).
+        let rows: Vec<SqliteRow> = rows
+            .into_iter()
+            .filter(|r| scope.covers(&r.get::<String, _>("home_id")))
+            .collect();
         if let Some(exact) = rows.iter().find(|r| r.get::<String, _>("id") == key.trim()) {
             return Ok(child_from_row(exact));
         }
@@ -1020,7 +1123,10 @@ impl PolicyStore for SqliteStore {
             version,
             changed_at,
             child_name: row.get("child_name"),
-            protected_contacts: contacts_of_home(&self.pool, &home_id).await?,
+            protected_contacts: protected_for_child(
+                &contacts_of_home(&self.pool, &home_id).await?,
+                &child_id,
+            ),
             plan,
         }))
     }
