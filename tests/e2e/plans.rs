@@ -360,3 +360,84 @@ fn r19_a_childs_own_social_worker_is_a_protected_contact_on_their_device() {
         .json(&["protected-contact", "list", "--child", "Amira"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
+
+fn camera_on_text(p: &PlanHome) -> String {
+    plan_text(p, |t| {
+        t.replace(
+            "[section.camera]\nstate = \"off\"",
+            &format!(
+                "[section.camera]\nstate = \"on\"\nreview_by = \"2027-03-01\"\nrisk_assessment = \"{}\"\nplacing_authority_agreement = {{ who = \"J. Okafor\", when = \"2026-11-20\" }}\nparent_consultation = {{ who = \"Mum\", when = \"2026-11-20\" }}",
+                p.ra
+            ),
+        )
+    })
+}
+
+// clause IM2: a camera incident puts the arrangement into "review required", and withdrawal
+// is one command that reaches the device at once.
+#[test]
+fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
+    let p = plan_home();
+    let mut agent = p.home.enrolled_agent("tablet");
+    agent.start();
+    let file = write(&p.home, "plan.toml", &camera_on_text(&p));
+    let r = p
+        .home
+        .manager
+        .json(&["plan", "revise", "Amira", "--file", &file]);
+    let version = r["policy_version"].as_u64().unwrap();
+    let line = agent.stdout.wait_for(&applied_line(version), WAIT);
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains("camera on")),
+        "{}",
+        agent.stdout.text()
+    );
+
+    // Any member of staff records what happened.
+    let incident = p.staff.json(&[
+        "camera",
+        "incident",
+        "Amira",
+        "--what",
+        "photos of another child shared in a group chat",
+        "--images-may-reach-others",
+    ]);
+    assert_eq!(incident["review_required"], true);
+    let reviews = p.home.manager.ok(&["reviews", "--due"]);
+    assert!(reviews.contains("review required now"), "{reviews}");
+
+    // Withdrawing restricts, so only a manager may do it (RM2).
+    let err = p
+        .staff
+        .fails(&["camera", "withdraw", "Amira", "--reason", "images shared"]);
+    assert!(err.contains("only a manager"), "{err}");
+    let withdrawn = p.home.manager.json(&[
+        "camera",
+        "withdraw",
+        "Amira",
+        "--reason",
+        "images were shared and the risk cannot be reduced",
+    ]);
+    assert_eq!(withdrawn["number"], 2);
+    let version = withdrawn["policy_version"].as_u64().unwrap();
+    let line = agent.stdout.wait_for(&applied_line(version), WAIT);
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains("camera off")),
+        "{}",
+        agent.stdout.text()
+    );
+    // The revision is the review: nothing is left "review required".
+    let reviews = p.home.manager.ok(&["reviews", "--due"]);
+    assert!(!reviews.contains("review required now"), "{reviews}");
+    let history = p.home.admin.ok(&["plan", "history", "Amira"]);
+    assert!(
+        history.contains("Camera withdrawn after an incident"),
+        "{history}"
+    );
+    // Withdrawing twice is refused with the reason.
+    let err = p
+        .home
+        .manager
+        .fails(&["camera", "withdraw", "Amira", "--reason", "again"]);
+    assert!(err.contains("already off"), "{err}");
+}

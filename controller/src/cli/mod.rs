@@ -2,6 +2,7 @@
 //! use to look after children's devices. Nouns then verbs (`haven child list`), `--json` on
 //! every read, one line and a non-zero exit on any error.
 
+pub mod camera;
 pub mod client;
 pub mod documents;
 pub mod output;
@@ -89,6 +90,9 @@ enum Command {
     /// What children ask for from their devices, and the answers staff give.
     #[command(subcommand)]
     Requests(records::RequestsCommand),
+    /// Camera incidents, and withdrawing the camera in one command (IM2).
+    #[command(subcommand)]
+    Camera(camera::CameraCommand),
     /// The register of approvals to take images of a child.
     #[command(subcommand, name = "photo-approval")]
     PhotoApproval(records::PhotoApprovalCommand),
@@ -841,6 +845,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
         Command::Report(cmd) => records::report(&mut s.records, cmd, as_json).await?,
         Command::Requests(cmd) => records::requests(&mut s.records, cmd, as_json).await?,
         Command::PhotoApproval(cmd) => records::photo(&mut s.records, cmd, as_json).await?,
+        Command::Camera(cmd) => camera::camera(&mut s.records, &mut s.plans, cmd, as_json).await?,
         Command::Reviews { home, due, within } => {
             plans::reviews(
                 &mut s.plans,

@@ -4,6 +4,7 @@
 //! clock. Callers pass the current time in; the rules can be tested without any I/O.
 
 pub mod audit;
+pub mod camera;
 pub mod enrollment;
 pub mod phone;
 pub mod plan;

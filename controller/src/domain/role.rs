@@ -31,6 +31,7 @@ pub enum Action {
     FollowUpReports,
     RegisterPhotographyApprovals,
     AnswerChildRequests,
+    RecordIncidents,
 }
 
 impl Action {
@@ -49,6 +50,7 @@ impl Action {
             Action::FollowUpReports => "acknowledge staff reports",
             Action::RegisterPhotographyApprovals => "register photography approvals",
             Action::AnswerChildRequests => "answer a child's request",
+            Action::RecordIncidents => "record an incident",
         }
     }
 
@@ -61,7 +63,7 @@ impl Action {
             Action::ManageChildren | Action::ManageDevices => &[Manager, Admin],
             Action::EditProtectedContacts => &[Manager],
             Action::VerifyAudit => &[Manager, Admin],
-            Action::RecordRiskAssessments => &[Staff, Manager],
+            Action::RecordRiskAssessments | Action::RecordIncidents => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
             Action::FollowUpReports
             | Action::RegisterPhotographyApprovals

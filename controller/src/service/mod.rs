@@ -32,8 +32,16 @@ pub struct Context {
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.
 pub fn today_in(time_zone: &str) -> jiff::civil::Date {
+    date_in(time_zone, now_ms())
+}
+
+/// The date in a home's time zone at `at` (Unix milliseconds).
+pub fn date_in(time_zone: &str, at: i64) -> jiff::civil::Date {
     let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    jiff::Timestamp::now().to_zoned(tz).date()
+    jiff::Timestamp::from_millisecond(at)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_zoned(tz)
+        .date()
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -11,15 +11,16 @@ use haven_proto::admin::v1::*;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
-use super::{Context, now_ms, today_in};
-use crate::domain::Action;
+use super::{Context, date_in, now_ms, today_in};
+use crate::domain::camera::{incident_review_item, review_required, withdrawal};
 use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
 };
 use crate::domain::policy::protected_for_child;
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
+use crate::domain::{Action, StaffIdentity};
 use crate::ids::new_id;
-use crate::store::{Actor, StoredDocument};
+use crate::store::{Actor, ChildRecord, HomeRecord, StoredDocument};
 
 pub struct PlanApi {
     pub ctx: Arc<Context>,
@@ -51,6 +52,49 @@ fn parse_assessments(docs: &[StoredDocument]) -> Vec<RiskAssessment> {
     docs.iter()
         .filter_map(|d| serde_json::from_str(&d.document).ok())
         .collect()
+}
+
+impl PlanApi {
+    /// Checks a draft against every rule, stores it as the next revision and pushes it to the
+    /// child's devices. The one way a revision is written, whoever drafted it.
+    async fn commit_revision(
+        &self,
+        who: &StaffIdentity,
+        child: &ChildRecord,
+        home: &HomeRecord,
+        previous: Option<PlanRevision>,
+        draft: PlanRevisionDraft,
+        based_on_revision: u64,
+    ) -> Result<PlanRevisionRecord, Status> {
+        let now = draft.made_at;
+        let assessments = parse_assessments(&self.ctx.store.risk_assessments(&child.id).await?);
+        let protected = protected_for_child(
+            &self.ctx.store.list_protected_contacts(&home.id).await?,
+            &child.id,
+        );
+        validate_revision(
+            previous.as_ref().map(|p| &p.section),
+            &draft,
+            &assessments,
+            &protected,
+            who.role,
+            today_in(&home.time_zone),
+        )
+        .map_err(|r| Status::failed_precondition(r.message))?;
+        let revision = PlanRevision::next(previous.as_ref(), draft);
+        let json = serde_json::to_string(&revision)
+            .map_err(|_| Status::internal("could not write the plan down"))?;
+        let (stored, version) = self
+            .ctx
+            .store
+            .add_plan_revision(&Actor::staff(who), &child.id, based_on_revision, &json, now)
+            .await?;
+        tracing::info!(child = %child.id, revision = stored.number, version, "plan revised");
+        if let Err(e) = self.ctx.push_child(&home.id, &child.id, version, now).await {
+            tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
+        }
+        Ok(revision_record(stored, version))
+    }
 }
 
 fn revision_record(doc: StoredDocument, policy_version: u64) -> PlanRevisionRecord {
@@ -149,39 +193,56 @@ impl plan_service_server::PlanService for PlanApi {
             serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("plan", e))?;
         draft.section =
             normalise_section(&draft.section).map_err(|r| Status::invalid_argument(r.message))?;
-        let assessments = parse_assessments(&self.ctx.store.risk_assessments(&child.id).await?);
-        let protected = protected_for_child(
-            &self.ctx.store.list_protected_contacts(&home.id).await?,
-            &child.id,
-        );
-        validate_revision(
-            previous.as_ref().map(|p| &p.section),
-            &draft,
-            &assessments,
-            &protected,
-            who.role,
-            today_in(&home.time_zone),
-        )
-        .map_err(|r| Status::failed_precondition(r.message))?;
-        let revision = PlanRevision::next(previous.as_ref(), draft);
-        let json = serde_json::to_string(&revision)
-            .map_err(|_| Status::internal("could not write the plan down"))?;
-        let (stored, version) = self
+        let record = self
+            .commit_revision(&who, &child, &home, previous, draft, req.based_on_revision)
+            .await?;
+        Ok(Response::new(record))
+    }
+
+    async fn withdraw_camera(
+        &self,
+        request: Request<WithdrawCameraRequest>,
+    ) -> Result<Response<PlanRevisionRecord>, Status> {
+        // Any member of staff may ask; only a manager may restrict (RM2, checked on commit).
+        let who = self
             .ctx
-            .store
-            .add_plan_revision(
-                &Actor::staff(&who),
-                &child.id,
-                req.based_on_revision,
-                &json,
-                now,
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child = self.ctx.child_for(&who, req.child.trim()).await?;
+        let home = self.ctx.home_for(&who, &child.home_id).await?;
+        let history = self.ctx.store.plan_revisions(&child.id).await?;
+        let Some(current) = history.last().and_then(parse_revision) else {
+            return Err(Status::failed_precondition(format!(
+                "{} has no placement plan yet, so the camera is already off",
+                child.name
+            )));
+        };
+        let today = today_in(&home.time_zone);
+        let review_by = match req.review_by.trim() {
+            "" => today
+                .checked_add(jiff::Span::new().days(28))
+                .unwrap_or(today),
+            text => text.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "{text:?} is not a date: use YYYY-MM-DD, e.g. 2026-12-31"
+                ))
+            })?,
+        };
+        let draft = withdrawal(&current, &who.id, now_ms(), &req.reason, review_by)
+            .map_err(|r| Status::failed_precondition(r.message))?;
+        let record = self
+            .commit_revision(
+                &who,
+                &child,
+                &home,
+                Some(current.clone()),
+                draft,
+                u64::from(current.number),
             )
             .await?;
-        tracing::info!(child = %child.id, revision = stored.number, version, "plan revised");
-        if let Err(e) = self.ctx.push_child(&home.id, &child.id, version, now).await {
-            tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
-        }
-        Ok(Response::new(revision_record(stored, version)))
+        tracing::info!(child = %child.id, revision = record.number, "camera withdrawn");
+        Ok(Response::new(record))
     }
 
     async fn plan_history(
@@ -232,7 +293,14 @@ impl plan_service_server::PlanService for PlanApi {
                 };
                 let assessments =
                     parse_assessments(&self.ctx.store.risk_assessments(&child.id).await?);
-                for item in reviews_due(&current, &assessments, today, req.within_days) {
+                let incidents = self.ctx.store.camera_incidents(&child.id).await?;
+                let mut items = reviews_due(&current, &assessments, today, req.within_days);
+                // IM2: an incident makes the camera arrangement due for review now.
+                if let Some(incident) = review_required(Some(&current), &incidents) {
+                    let on = date_in(&home.time_zone, incident.recorded_at);
+                    items.insert(0, incident_review_item(incident, on));
+                }
+                for item in items {
                     reviews.push(ReviewDue {
                         child_id: child.id.clone(),
                         child_name: child.name.clone(),

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, now_ms, today_in};
 use crate::domain::Action;
+use crate::domain::camera::{CameraIncident, review_required, validate_incident};
 use crate::domain::reports::{OffDutyContact, PhotographyApproval, RequestDecision, answer_reason};
 use crate::store::{Actor, OffDutyReportRecord, StoreError, StoredDocument};
 
@@ -230,6 +231,59 @@ impl records_service_server::RecordsService for RecordsApi {
         }))
     }
 
+    async fn record_camera_incident(
+        &self,
+        request: Request<RecordCameraIncidentRequest>,
+    ) -> Result<Response<CameraIncidentRecord>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::RecordIncidents)
+            .await?;
+        let req = request.into_inner();
+        let child = self.ctx.child_for(&who, req.child.trim()).await?;
+        let what = validate_incident(&req.what_happened)
+            .map_err(|r| Status::invalid_argument(r.message))?;
+        let incident = self
+            .ctx
+            .store
+            .add_camera_incident(
+                &Actor::staff(&who),
+                &child.id,
+                &what,
+                req.images_may_reach_others,
+                now_ms(),
+            )
+            .await?;
+        tracing::info!(child = %child.id, incident = %incident.id, "camera incident recorded");
+        let required = self.camera_review_required(&child.id).await?;
+        Ok(Response::new(incident_record(
+            incident,
+            required.as_deref(),
+        )))
+    }
+
+    async fn list_camera_incidents(
+        &self,
+        request: Request<ListCameraIncidentsRequest>,
+    ) -> Result<Response<ListCameraIncidentsResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let child = self
+            .ctx
+            .child_for(&who, request.get_ref().child.trim())
+            .await?;
+        let required = self.camera_review_required(&child.id).await?;
+        let list = self.ctx.store.camera_incidents(&child.id).await?;
+        Ok(Response::new(ListCameraIncidentsResponse {
+            incidents: list
+                .into_iter()
+                .map(|i| incident_record(i, required.as_deref()))
+                .collect(),
+        }))
+    }
+
     async fn list_child_requests(
         &self,
         request: Request<ListChildRequestsRequest>,
@@ -299,6 +353,30 @@ impl records_service_server::RecordsService for RecordsApi {
             let _ = outbox.try_send(Ok(crate::service::agent::answer_message(answered.clone())));
         }
         Ok(Response::new(request_record(answered)))
+    }
+}
+
+impl RecordsApi {
+    /// The id of the incident that makes the child's camera arrangement "review required".
+    async fn camera_review_required(&self, child_id: &str) -> Result<Option<String>, Status> {
+        let history = self.ctx.store.plan_revisions(child_id).await?;
+        let current = history
+            .last()
+            .and_then(crate::service::plans::parse_revision);
+        let incidents = self.ctx.store.camera_incidents(child_id).await?;
+        Ok(review_required(current.as_ref(), &incidents).map(|i| i.id.clone()))
+    }
+}
+
+fn incident_record(i: CameraIncident, review_required_by: Option<&str>) -> CameraIncidentRecord {
+    CameraIncidentRecord {
+        review_required: review_required_by == Some(i.id.as_str()),
+        id: i.id,
+        child_id: i.child_id,
+        recorded_by: i.recorded_by,
+        recorded_at_unix_ms: i.recorded_at,
+        what_happened: i.what_happened,
+        images_may_reach_others: i.images_may_reach_others,
     }
 }
 

@@ -13,6 +13,7 @@ mod conformance;
 use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
+use crate::domain::camera::CameraIncident;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::ProtectedContact;
 use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
@@ -430,6 +431,17 @@ pub trait ReportStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<StoredDocument>;
     async fn photography_approvals(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+    /// Records a camera incident (IM2) against a child.
+    async fn add_camera_incident(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        what_happened: &str,
+        images_may_reach_others: bool,
+        now: UnixMillis,
+    ) -> StoreResult<CameraIncident>;
+    /// A child's camera incidents, oldest first.
+    async fn camera_incidents(&self, child_id: &str) -> StoreResult<Vec<CameraIncident>>;
 }
 
 /// A child's request and, once given, the staff answer.

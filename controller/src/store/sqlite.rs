@@ -17,6 +17,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::*;
 use crate::domain::audit::{self, AuditEntry};
+use crate::domain::camera::CameraIncident;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::{ProtectedContact, protected_for_child};
 use crate::domain::{DeviceStatus, HomeScope, Role, UnixMillis};
@@ -1539,6 +1540,75 @@ impl ReportStore for SqliteStore {
             made_by: actor.0.clone(),
             document: document.to_string(),
         })
+    }
+
+    async fn add_camera_incident(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        what_happened: &str,
+        images_may_reach_others: bool,
+        now: UnixMillis,
+    ) -> StoreResult<CameraIncident> {
+        let id = new_id("cin");
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO camera_incidents (id, child_id, recorded_by, recorded_at, what_happened, \
+             images_may_reach_others) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(child_id)
+        .bind(&actor.0)
+        .bind(now)
+        .bind(what_happened)
+        .bind(images_may_reach_others)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "camera_incident.add",
+            child_id,
+            serde_json::json!({
+                "incident": id,
+                "what_happened": what_happened,
+                "images_may_reach_others": images_may_reach_others,
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(CameraIncident {
+            id,
+            child_id: child_id.to_string(),
+            recorded_by: actor.0.clone(),
+            recorded_at: now,
+            what_happened: what_happened.to_string(),
+            images_may_reach_others,
+        })
+    }
+
+    async fn camera_incidents(&self, child_id: &str) -> StoreResult<Vec<CameraIncident>> {
+        let rows = sqlx::query(
+            "SELECT id, child_id, recorded_by, recorded_at, what_happened, images_may_reach_others \
+             FROM camera_incidents WHERE child_id = ? ORDER BY recorded_at, id",
+        )
+        .bind(child_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| CameraIncident {
+                id: r.get("id"),
+                child_id: r.get("child_id"),
+                recorded_by: r.get("recorded_by"),
+                recorded_at: r.get("recorded_at"),
+                what_happened: r.get("what_happened"),
+                images_may_reach_others: r.get("images_may_reach_others"),
+            })
+            .collect())
     }
 
     async fn photography_approvals(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
