@@ -307,6 +307,15 @@ fn kp1_reviews_due_are_listed_for_the_home() {
     );
     let table = p.home.admin.ok(&["reviews"]);
     assert!(table.contains("Amira Khan"), "{table}");
+    // Staff can see how long each restriction has been in force, and why.
+    let shown = p.home.admin.ok(&["plan", "show", "Amira"]);
+    assert!(shown.contains("Restrictions in force"), "{shown}");
+    assert!(
+        shown.contains("the camera is off: in force for less than a day (since revision 1"),
+        "{shown}"
+    );
+    let printed = p.home.admin.ok(&["plan", "print", "Amira"]);
+    assert!(printed.contains("Restrictions in force"), "{printed}");
 }
 
 // clause R19: a child's own social worker is protected for that child, stored in E.164, and

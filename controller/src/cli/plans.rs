@@ -11,7 +11,8 @@ use super::documents::read_as_json;
 use super::output::{json, table, when};
 use super::{Intercepted, PlanCommand, RiskCommand};
 use crate::domain::plan::{
-    CameraPermission, CommunicationSection, PlanRevision, WebPermission, diff,
+    CameraPermission, CommunicationSection, PlanRevision, WebPermission, diff, in_force_for,
+    restrictions_in_force,
 };
 use crate::domain::risk::RiskAssessment;
 
@@ -234,6 +235,7 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                     "{child} has no plan yet: start from `haven plan template`"
                 ));
             };
+            let is_current = revision.is_none_or(|n| n == u64::from(last.1.number));
             let rev = match revision {
                 Some(n) => pick(&all, n)?,
                 None => &last.1,
@@ -250,6 +252,10 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                     "{}",
                     render(std::slice::from_ref(rev), PrintFormat::Markdown, false)
                 );
+                if is_current {
+                    let revisions: Vec<PlanRevision> = all.iter().map(|(_, r)| r.clone()).collect();
+                    print!("{}", markdown(&in_force_blocks(&revisions)));
+                }
             }
         }
         PlanCommand::Diff { child, from, to } => {
@@ -301,6 +307,36 @@ enum Block {
     Heading(u8, String),
     Para(String),
     Bullets(Vec<String>),
+}
+
+/// What is withheld now and for how long (KP1): restrictions are exceptions, and staff can
+/// see how long each has been in force.
+fn in_force_blocks(revisions: &[PlanRevision]) -> Vec<Block> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let items: Vec<String> = restrictions_in_force(revisions)
+        .into_iter()
+        .map(|r| {
+            let review = r
+                .review_by
+                .map(|d| format!("; review by {d}"))
+                .unwrap_or_default();
+            format!(
+                "{}: in force for {} (since revision {}, {}: \"{}\"){review}",
+                r.what,
+                in_force_for(r.since, now),
+                r.since_revision,
+                when(r.since),
+                r.reason.trim()
+            )
+        })
+        .collect();
+    if items.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        Block::Heading(3, "Restrictions in force".into()),
+        Block::Bullets(items),
+    ]
 }
 
 fn describe_section(s: &CommunicationSection) -> Vec<Block> {
@@ -527,6 +563,7 @@ fn render(revisions: &[PlanRevision], format: PrintFormat, full: bool) -> String
             "The arrangements in force, then every revision with who made it, when, why and who was consulted. Revisions are never edited or deleted.".into(),
         ));
         blocks.extend(describe_section(&current.section));
+        blocks.extend(in_force_blocks(revisions));
         for (i, rev) in revisions.iter().enumerate() {
             let prev = i.checked_sub(1).map(|p| &revisions[p]);
             blocks.extend(revision_blocks(rev, prev));

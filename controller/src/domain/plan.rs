@@ -1518,6 +1518,98 @@ pub fn reviews_due(
     out
 }
 
+/// A restriction that is in force now, and since when (KP1: "staff can see how long each
+/// has been in force").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictionInForce {
+    pub what: String,
+    /// When the revision that began it was made.
+    pub since: UnixMillis,
+    pub since_revision: u32,
+    /// Why that revision was made.
+    pub reason: String,
+    /// The review date of the current revision, if it has one.
+    pub review_by: Option<Date>,
+}
+
+/// Each way a section withholds something, keyed so the same restriction can be followed
+/// from one revision to the next.
+fn restriction_facts(s: &CommunicationSection) -> BTreeMap<String, String> {
+    let mut facts = BTreeMap::new();
+    if s.camera == CameraPermission::Off {
+        facts.insert("camera".into(), "the camera is off".into());
+    }
+    if s.web == WebPermission::Off {
+        facts.insert("web".into(), "the internet is off".into());
+    }
+    if !s.apps.default_allow {
+        facts.insert("apps".into(), "only allowed apps can run".into());
+    }
+    for app in &s.apps.blocked {
+        let app = app.trim();
+        facts.insert(
+            format!("app:{}", app.to_ascii_lowercase()),
+            format!("the app {app} is blocked"),
+        );
+    }
+    for c in &s.contacts {
+        if !c.windows.is_empty() {
+            let (name, relationship) = c.key();
+            let when = describe_windows(&c.windows);
+            facts.insert(
+                format!("times:{name}:{relationship}:{when}"),
+                format!("contact with {} only {when}", c.label()),
+            );
+        }
+    }
+    facts
+}
+
+/// The restrictions in force in the newest revision of `history` (oldest first), each with
+/// the revision since which it has been in force without a break.
+pub fn restrictions_in_force(history: &[PlanRevision]) -> Vec<RestrictionInForce> {
+    let Some(current) = history.last() else {
+        return Vec::new();
+    };
+    let facts: Vec<BTreeMap<String, String>> = history
+        .iter()
+        .map(|r| restriction_facts(&r.section))
+        .collect();
+    let Some(now) = facts.last() else {
+        return Vec::new();
+    };
+    let mut out: Vec<RestrictionInForce> = now
+        .iter()
+        .map(|(key, what)| {
+            // Walk back while the same restriction was in force.
+            let mut start = history.len() - 1;
+            while start > 0 && facts[start - 1].contains_key(key) {
+                start -= 1;
+            }
+            let began = &history[start];
+            RestrictionInForce {
+                what: what.clone(),
+                since: began.made_at,
+                since_revision: began.number,
+                reason: began.reason.clone(),
+                review_by: current.review_by,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.what.cmp(&b.what)));
+    out
+}
+
+/// "3 days", "1 day", "less than a day": how long something has been in force.
+pub fn in_force_for(since: UnixMillis, now: UnixMillis) -> String {
+    let days = (now.saturating_sub(since)) / 86_400_000;
+    match days {
+        d if d <= 0 => "less than a day".into(),
+        1 => "1 day".into(),
+        d => format!("{d} days"),
+    }
+}
+
 /// The ids of every risk assessment a section points at.
 pub fn linked_assessments(s: &CommunicationSection) -> Vec<&str> {
     let mut ids: Vec<&str> = Vec::new();
@@ -1579,6 +1671,50 @@ pub(crate) mod tests {
             assessment("ra-social", "chd-1", true),
             assessment("ra-other-child", "chd-2", true),
         ]
+    }
+
+    // clause KP1: staff can see how long each restriction has been in force.
+    #[test]
+    fn kp1_each_restriction_in_force_says_since_when() {
+        let mut first = PlanRevision {
+            number: 1,
+            child_id: "chd-1".into(),
+            made_by: "stf-m".into(),
+            made_at: 1_000,
+            reason: "first plan".into(),
+            consultation: Consultation::default(),
+            shared_with: SharedWith::default(),
+            child_views: None,
+            review_by: None,
+            section: CommunicationSection::default(),
+        };
+        first.section.apps.default_allow = true;
+        let mut second = first.clone();
+        second.number = 2;
+        second.made_at = 5 * 86_400_000;
+        second.reason = "game blocked at night".into();
+        second.section.apps.blocked = vec!["com.example.game".into()];
+        second.review_by = Some(Date::new(2027, 1, 1).unwrap());
+        let mut third = second.clone();
+        third.number = 3;
+        third.made_at = 9 * 86_400_000;
+        third.reason = "web filtered".into();
+        let in_force = restrictions_in_force(&[first, second, third]);
+        let camera = in_force
+            .iter()
+            .find(|r| r.what == "the camera is off")
+            .unwrap();
+        assert_eq!(camera.since_revision, 1, "unbroken since the first plan");
+        let game = in_force
+            .iter()
+            .find(|r| r.what.contains("com.example.game"))
+            .unwrap();
+        assert_eq!(game.since_revision, 2);
+        assert_eq!(game.reason, "game blocked at night");
+        assert_eq!(game.review_by, Some(Date::new(2027, 1, 1).unwrap()));
+        assert_eq!(in_force_for(game.since, 12 * 86_400_000), "7 days");
+        assert_eq!(in_force_for(10, 20), "less than a day");
+        assert!(restrictions_in_force(&[]).is_empty());
     }
 
     pub(crate) fn protected_contact(name: &str, address: &str) -> ProtectedContact {
