@@ -177,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn the_not_reporting_time_comes_from_flags_or_the_file_and_is_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haven.toml");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            args(&file).resolve().unwrap().not_reporting_after,
+            std::time::Duration::from_secs(900)
+        );
+        std::fs::write(&file, "not_reporting_after_secs = 120\n").unwrap();
+        assert_eq!(
+            args(&file).resolve().unwrap().not_reporting_after,
+            std::time::Duration::from_secs(120)
+        );
+        let mut flagged = args(&file);
+        flagged.not_reporting_after_secs = Some(0);
+        let err = format!("{:#}", flagged.resolve().unwrap_err());
+        assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
     fn a_mistyped_setting_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("haven.toml");

@@ -332,10 +332,8 @@ impl violation_service_server::ViolationService for ViolationApi {
         tracing::info!(staff = %who.id, "watching violations");
         let stream = async_stream(move |tx| async move {
             loop {
-                let event = match rx.recv().await {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(Event::Missed(n)),
-                    Err(broadcast::error::RecvError::Closed) => return,
+                let Some(event) = next_event(&mut rx).await else {
+                    return;
                 };
                 if !filter.passes(&event) {
                     continue;
@@ -409,6 +407,16 @@ fn clean_note(raw: &str) -> Result<String, Status> {
     Ok(note.to_string())
 }
 
+/// The next event for one watcher: a watcher that fell behind is told how many it missed
+/// (the oldest were dropped for it) and carries on; `None` once the controller shuts down.
+async fn next_event(rx: &mut broadcast::Receiver<Arc<Event>>) -> Option<Arc<Event>> {
+    match rx.recv().await {
+        Ok(e) => Some(e),
+        Err(broadcast::error::RecvError::Lagged(n)) => Some(Arc::new(Event::Missed(n))),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
 /// A stream fed by a task: the task ends when the receiver is dropped (the watcher hung up).
 fn async_stream<F, Fut>(produce: F) -> EventStream
 where
@@ -454,6 +462,32 @@ mod tests {
             ..Default::default()
         })));
         assert!(f.passes(&Event::Missed(3)));
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_is_told_what_it_missed_and_never_blocks_publishing() {
+        let watch = Watch::default();
+        let mut rx = watch.subscribe().unwrap();
+        // Publishing never waits for a watcher, however far behind it is.
+        for n in 0..(WATCH_DEPTH as u64 + 5) {
+            watch.publish(Event::Missed(n + 1000));
+        }
+        assert_eq!(*next_event(&mut rx).await.unwrap(), Event::Missed(5));
+        assert_eq!(*next_event(&mut rx).await.unwrap(), Event::Missed(1005));
+        watch.close();
+        assert!(
+            watch.subscribe().is_none(),
+            "no new watches while shutting down"
+        );
+        let mut left = 0;
+        while next_event(&mut rx).await.is_some() {
+            left += 1;
+        }
+        assert_eq!(
+            left,
+            WATCH_DEPTH - 1,
+            "what was queued is delivered, then the watch ends"
+        );
     }
 
     #[test]
