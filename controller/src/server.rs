@@ -85,6 +85,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         reports: Default::default(),
         watch: Default::default(),
         not_reporting_after: config.not_reporting_after,
+        started_at: now_ms(),
     });
     let quiet_devices = {
         let ctx = ctx.clone();

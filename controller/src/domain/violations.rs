@@ -346,20 +346,26 @@ pub const DEFAULT_NOT_REPORTING_AFTER_SECS: u64 = 15 * 60;
 /// How long an active device has been silent, if that is longer than `after_ms`.
 ///
 /// A device with its stream open is reporting (the stream's keep-alives prove the agent runs);
-/// otherwise the last time it was heard from counts, or its enrollment if it never was. A
-/// revoked device is never "not reporting": it is not expected to.
+/// otherwise the last time it was heard from counts, or its enrollment if it never was — but
+/// never from before `controller_started`: while the controller was down no device could
+/// report, so a restart after a long outage is not a flood of false alarms. A revoked device
+/// is never "not reporting": it is not expected to.
 pub fn silent_for(
     active: bool,
     online: bool,
     last_heard: Option<UnixMillis>,
     enrolled_at: UnixMillis,
+    controller_started: UnixMillis,
     now: UnixMillis,
     after_ms: i64,
 ) -> Option<i64> {
     if !active || online {
         return None;
     }
-    let since = last_heard.unwrap_or(enrolled_at).max(enrolled_at);
+    let since = last_heard
+        .unwrap_or(enrolled_at)
+        .max(enrolled_at)
+        .max(controller_started);
     let silent = now - since;
     (silent > after_ms).then_some(silent)
 }
@@ -557,27 +563,27 @@ mod tests {
     fn a_device_is_not_reporting_only_when_active_offline_and_silent_too_long() {
         let after = 15 * 60 * 1000;
         let now = 10 * H;
+        let quiet = |last: Option<i64>, enrolled: i64, started: i64| {
+            silent_for(true, false, last, enrolled, started, now, after)
+        };
+        assert_eq!(quiet(Some(now - 20 * 60_000), 0, 0), Some(20 * 60_000));
+        assert_eq!(quiet(Some(now - 60_000), 0, 0), None);
         assert_eq!(
-            silent_for(true, false, Some(now - 20 * 60_000), 0, now, after),
-            Some(20 * 60_000)
-        );
-        assert_eq!(
-            silent_for(true, false, Some(now - 60_000), 0, now, after),
-            None
-        );
-        assert_eq!(
-            silent_for(true, true, Some(0), 0, now, after),
+            silent_for(true, true, Some(0), 0, 0, now, after),
             None,
             "a connected device reports"
         );
         assert_eq!(
-            silent_for(false, false, Some(0), 0, now, after),
+            silent_for(false, false, Some(0), 0, 0, now, after),
             None,
             "a revoked device is not expected to"
         );
         // Never heard from since it enrolled: counted from enrollment.
-        assert_eq!(silent_for(true, false, None, now - H, now, after), Some(H));
-        assert_eq!(silent_for(true, false, None, now - 1000, now, after), None);
+        assert_eq!(quiet(None, now - H, 0), Some(H));
+        assert_eq!(quiet(None, now - 1000, 0), None);
+        // The controller was down: counted from when it came back.
+        assert_eq!(quiet(Some(now - 5 * H), 0, now - 60_000), None);
+        assert_eq!(quiet(Some(now - 5 * H), 0, now - H), Some(H));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Context {
     pub watch: violations::Watch,
     /// How long an active device may be silent before it is flagged "not reporting".
     pub not_reporting_after: std::time::Duration,
+    /// When this controller started: no device could report while it was down.
+    pub started_at: crate::domain::UnixMillis,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

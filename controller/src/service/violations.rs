@@ -207,6 +207,7 @@ impl Context {
             online,
             d.last_seen_at,
             d.enrolled_at,
+            self.started_at,
             now_ms(),
             self.not_reporting_after_ms(),
         )
@@ -240,6 +241,7 @@ pub async fn check_not_reporting(ctx: &Context, announced: &mut HashSet<String>)
             online,
             d.last_seen_at,
             d.enrolled_at,
+            ctx.started_at,
             now,
             ctx.not_reporting_after_ms(),
         ) else {
