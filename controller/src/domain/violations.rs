@@ -162,6 +162,18 @@ pub fn describe(kind: ViolationKind, channel: &str, subject: &str, detail: &str)
     }
 }
 
+/// When a violation happened, as far as the controller can tell: what the device said, unless
+/// that is missing or later than the moment it arrived (a device clock running fast), when the
+/// arrival is the best time known. Earlier times are kept: a device that was offline sends
+/// what it blocked hours ago.
+pub fn occurred_at(reported: UnixMillis, received: UnixMillis) -> UnixMillis {
+    if reported <= 0 || reported > received {
+        received
+    } else {
+        reported
+    }
+}
+
 // ---- GD3: manager tasks for attempts to reach an unknown contact ----
 
 /// How long after the last attempt a repeat is grouped onto the same open task instead of
@@ -435,6 +447,14 @@ mod tests {
         );
         assert_eq!(channel_words("unspecified"), "");
         assert_eq!(channel_words("sms"), "sms");
+    }
+
+    #[test]
+    fn a_missing_or_future_time_is_the_time_it_arrived() {
+        assert_eq!(occurred_at(0, 500), 500);
+        assert_eq!(occurred_at(-3, 500), 500);
+        assert_eq!(occurred_at(900, 500), 500, "a fast device clock");
+        assert_eq!(occurred_at(100, 500), 100, "sent late after being offline");
     }
 
     fn attempt(child: &str, address: &str, at: i64) -> Attempt {

@@ -210,7 +210,7 @@ async fn serve_device(
                 );
             }
             Some(Inbound::Violations(batch)) => {
-                let records = violation_records(&batch.violations)?;
+                let records = violation_records(&batch.violations, now)?;
                 let recorded = ctx
                     .store
                     .record_violations(device_id, &records, now)
@@ -284,7 +284,10 @@ fn retired_stream(reason: &str) -> ReceiverStream<Result<ControllerMessage, Stat
 
 /// Checks a batch from a device. The device is trusted to say what it blocked, not to send
 /// arbitrarily large or malformed records.
-fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationRecord>, Status> {
+fn violation_records(
+    violations: &[wire::Violation],
+    now: crate::domain::UnixMillis,
+) -> Result<Vec<ViolationRecord>, Status> {
     if violations.len() > MAX_BATCH {
         return Err(Status::invalid_argument(format!(
             "a violation batch holds at most {MAX_BATCH} entries; send the rest in another batch"
@@ -314,7 +317,7 @@ fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationReco
                 channel,
                 subject: clip(&v.subject, 256),
                 detail: clip(&v.detail, 512),
-                occurred_at: v.occurred_at_unix_ms,
+                occurred_at: crate::domain::violations::occurred_at(v.occurred_at_unix_ms, now),
             })
         })
         .collect()
