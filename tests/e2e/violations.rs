@@ -221,7 +221,9 @@ fn d5_violations_from_a_device_are_listed_with_filters_and_stored_once() {
     assert!(err.contains("no device called"), "{err}");
     let err = home.admin.fails(&["violations", "--limit", "0"]);
     assert!(err.contains("--limit"), "{err}");
-    let err = home.admin.fails(&["violations", "--watch", "--child", "Nobody Here"]);
+    let err = home
+        .admin
+        .fails(&["violations", "--watch", "--child", "Nobody Here"]);
     assert!(err.contains("no child called"), "{err}");
 }
 
