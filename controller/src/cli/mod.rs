@@ -8,6 +8,7 @@ pub mod documents;
 pub mod output;
 pub mod plans;
 pub mod records;
+pub mod violations;
 
 use std::path::PathBuf;
 
@@ -93,6 +94,13 @@ enum Command {
     /// Camera incidents, and withdrawing the camera in one command (IM2).
     #[command(subcommand)]
     Camera(camera::CameraCommand),
+    /// What children's devices blocked, newest first: filter by child, device, kind and time,
+    /// or --watch them arrive live.
+    Violations(violations::ViolationsArgs),
+    /// Manager tasks: attempts to reach unknown contacts to review (`haven tasks close` to
+    /// close one, managers).
+    #[command(alias = "task")]
+    Tasks(violations::TasksArgs),
     /// The register of approvals to take images of a child.
     #[command(subcommand, name = "photo-approval")]
     PhotoApproval(records::PhotoApprovalCommand),
@@ -351,6 +359,7 @@ struct Staff {
     audit: api::audit_service_client::AuditServiceClient<Intercepted>,
     plans: api::plan_service_client::PlanServiceClient<Intercepted>,
     records: api::records_service_client::RecordsServiceClient<Intercepted>,
+    violations: api::violation_service_client::ViolationServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -382,6 +391,10 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             bearer.clone(),
         ),
         records: api::records_service_client::RecordsServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        violations: api::violation_service_client::ViolationServiceClient::with_interceptor(
             channel, bearer,
         ),
     })
@@ -846,6 +859,10 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
         Command::Requests(cmd) => records::requests(&mut s.records, cmd, as_json).await?,
         Command::PhotoApproval(cmd) => records::photo(&mut s.records, cmd, as_json).await?,
         Command::Camera(cmd) => camera::camera(&mut s.records, &mut s.plans, cmd, as_json).await?,
+        Command::Violations(args) => {
+            violations::violations(&mut s.violations, args, as_json).await?
+        }
+        Command::Tasks(args) => violations::tasks(&mut s.violations, args, as_json).await?,
         Command::Reviews { home, due, within } => {
             plans::reviews(
                 &mut s.plans,
@@ -905,6 +922,9 @@ fn device_state(d: &api::Device) -> &'static str {
     match (d.status.as_str(), d.online) {
         ("revoked", _) => "revoked",
         (_, true) => "online",
+        // Quiet for longer than the controller's configured time: a child may have switched
+        // it off or removed the agent, so it says so instead of a plain "offline".
+        _ if d.not_reporting => "not reporting",
         _ => "offline",
     }
 }

@@ -13,6 +13,7 @@ pub mod records;
 pub mod reports;
 pub mod risk;
 pub mod role;
+pub mod violations;
 pub mod working_days;
 
 pub use records::*;

@@ -32,6 +32,7 @@ pub enum Action {
     RegisterPhotographyApprovals,
     AnswerChildRequests,
     RecordIncidents,
+    CloseManagerTasks,
 }
 
 impl Action {
@@ -51,6 +52,7 @@ impl Action {
             Action::RegisterPhotographyApprovals => "register photography approvals",
             Action::AnswerChildRequests => "answer a child's request",
             Action::RecordIncidents => "record an incident",
+            Action::CloseManagerTasks => "close a manager task",
         }
     }
 
@@ -67,7 +69,8 @@ impl Action {
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
             Action::FollowUpReports
             | Action::RegisterPhotographyApprovals
-            | Action::AnswerChildRequests => &[Manager],
+            | Action::AnswerChildRequests
+            | Action::CloseManagerTasks => &[Manager],
         }
     }
 }

@@ -358,10 +358,7 @@ impl device_service_server::DeviceService for AdminApi {
             devices: devices
                 .into_iter()
                 .filter(|d| who.homes.covers(&d.home_id))
-                .map(|d| {
-                    let online = self.ctx.registry.is_online(&d.id);
-                    convert::device(d, online)
-                })
+                .map(|d| self.ctx.device_view(d))
                 .collect(),
         }))
     }
@@ -379,8 +376,7 @@ impl device_service_server::DeviceService for AdminApi {
             .ctx
             .device_for(&who, required("device", &req.device)?)
             .await?;
-        let online = self.ctx.registry.is_online(&d.id);
-        Ok(Response::new(convert::device(d, online)))
+        Ok(Response::new(self.ctx.device_view(d)))
     }
 
     async fn revoke_device(

@@ -210,17 +210,21 @@ async fn serve_device(
                 );
             }
             Some(Inbound::Violations(batch)) => {
-                let records = violation_records(&batch.violations)?;
-                let new = ctx
+                let records = violation_records(&batch.violations, now)?;
+                let recorded = ctx
                     .store
                     .record_violations(device_id, &records, now)
                     .await?;
                 tracing::info!(
                     device = device_id,
                     received = records.len(),
-                    new,
+                    new = recorded.new.len(),
+                    tasks = recorded.tasks.len(),
                     "violations stored"
                 );
+                // Only what was newly stored goes to watchers: a resend is not news.
+                ctx.watch.violations(&recorded.new);
+                ctx.watch.tasks(&recorded.tasks);
                 send(ControllerMessage {
                     body: Some(Outbound::ViolationAck(wire::ViolationAck {
                         ids: records.into_iter().map(|r| r.id).collect(),
@@ -280,7 +284,10 @@ fn retired_stream(reason: &str) -> ReceiverStream<Result<ControllerMessage, Stat
 
 /// Checks a batch from a device. The device is trusted to say what it blocked, not to send
 /// arbitrarily large or malformed records.
-fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationRecord>, Status> {
+fn violation_records(
+    violations: &[wire::Violation],
+    now: crate::domain::UnixMillis,
+) -> Result<Vec<ViolationRecord>, Status> {
     if violations.len() > MAX_BATCH {
         return Err(Status::invalid_argument(format!(
             "a violation batch holds at most {MAX_BATCH} entries; send the rest in another batch"
@@ -310,7 +317,7 @@ fn violation_records(violations: &[wire::Violation]) -> Result<Vec<ViolationReco
                 channel,
                 subject: clip(&v.subject, 256),
                 detail: clip(&v.detail, 512),
-                occurred_at: v.occurred_at_unix_ms,
+                occurred_at: crate::domain::violations::occurred_at(v.occurred_at_unix_ms, now),
             })
         })
         .collect()
