@@ -136,6 +136,8 @@ pub struct ProcEvents {
 
 /// Reading waits at most this long, so the guard's thread notices it should stop.
 const RECV_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long to wait for the kernel to confirm a subscription.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 {
@@ -185,7 +187,33 @@ impl ProcEvents {
             )
         })?;
         me.send(&subscription(true))?;
+        me.wait_for_subscription()?;
         Ok(me)
+    }
+
+    /// The kernel acknowledges a subscription only when it will really send events: from a
+    /// container's own pid or user namespace it silently ignores us. Without the
+    /// acknowledgement the socket would stay quiet forever, so that counts as failure and the
+    /// guard falls back to scanning.
+    fn wait_for_subscription(&self) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + SUBSCRIBE_TIMEOUT;
+        let mut buf = vec![0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            for event in self.recv(&mut buf)? {
+                match event {
+                    ProcEvent::Subscribed { err: 0 } => return Ok(()),
+                    ProcEvent::Subscribed { err } => {
+                        return Err(io::Error::other(format!(
+                            "the kernel refused process events (error {err})"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(io::Error::other(
+            "the kernel did not confirm process events (is the agent inside a container?)",
+        ))
     }
 
     fn set_opt<T>(&self, opt: libc::c_int, value: &T) -> io::Result<()> {
