@@ -458,7 +458,15 @@ mod tests {
         guard.apply(&blocking(&name)).unwrap();
         let mut child = Command::new(&copy).arg("60").spawn().unwrap();
         assert!(wait_killed(&mut child), "the blocked app was not stopped");
-        let records = sink.take();
+        // The report is made just after the kill: wait for it.
+        let mut records = Vec::new();
+        for _ in 0..1000 {
+            records = sink.take();
+            if !records.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(records.len(), 1, "{records:?}");
         assert!(records[0].detail.contains("user root"), "{:?}", records[0]);
         // An app that is not blocked runs to its end.

@@ -565,6 +565,17 @@ mod tests {
         unsafe { libc::geteuid() == 0 }
     }
 
+    fn wait_for_records(sink: &crate::report::MemorySink) -> Vec<Blocked> {
+        for _ in 0..1000 {
+            let records = sink.take();
+            if !records.is_empty() {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Vec::new()
+    }
+
     fn camera(allowed: bool) -> DevicePolicy {
         DevicePolicy {
             version: 2,
@@ -602,7 +613,8 @@ mod tests {
         // Off until a policy says otherwise.
         let err = std::fs::File::open(&cam).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
-        let records = sink.take();
+        // The answer goes out before the report is made, so wait for the report.
+        let records = wait_for_records(&sink);
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].kind, ViolationKind::CameraBlocked);
         assert!(
@@ -628,7 +640,7 @@ mod tests {
         guard.apply(&camera(false)).unwrap();
         let status = holder.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL));
-        let records = sink.take();
+        let records = wait_for_records(&sink);
         assert!(
             records
                 .iter()
