@@ -292,12 +292,6 @@ impl Inner {
         let Some(handle) = ProcessHandle::open(pid) else {
             return false;
         };
-        let Some(stat) = procfs::stat(pid) else {
-            return false;
-        };
-        if stat.is_kernel_thread() || stat.is_zombie() {
-            return false;
-        }
         let exe = procfs::exe(pid);
         let comm = procfs::comm(pid).unwrap_or_default();
         let mut facts = ProcessFacts {
@@ -312,6 +306,14 @@ impl Inner {
         let AppVerdict::Stop(reason) = rules.decide(&facts) else {
             return false;
         };
+        // Only now (most processes are allowed, and this is the hot path) read whether it is a
+        // kernel thread or already dead, and its start time.
+        let Some(stat) = procfs::stat(pid) else {
+            return false;
+        };
+        if stat.is_kernel_thread() || stat.is_zombie() {
+            return false;
+        }
         if !self
             .stopped
             .lock()
@@ -477,9 +479,10 @@ mod tests {
     // clause D4: the guard never stops itself or what it runs under, even when told to.
     #[test]
     fn d4_the_guard_never_stops_the_agent_or_its_parents() {
-        let me = procfs::exe(std::process::id()).unwrap();
+        let me = std::process::id();
+        let parent = procfs::stat(me).unwrap().ppid;
         let sink = Arc::new(MemorySink::default());
-        let mut guard = AppGuard::start(
+        let guard = AppGuard::start(
             AppGuardConfig {
                 process_events: false,
                 scan_every: Duration::from_secs(3600),
@@ -488,12 +491,25 @@ mod tests {
             sink.clone(),
         )
         .unwrap();
-        // Block this very test binary by path: its own process must survive the scan.
-        guard.apply(&blocking(&me)).unwrap();
-        assert!(
-            sink.take()
-                .iter()
-                .all(|r| !r.detail.contains(&format!("(pid {},", std::process::id())))
-        );
+        // Rules that name this very test binary and its parent by path. They are put to the
+        // two processes directly: a full scan would also stop other tests' children in the
+        // moment between their fork and exec, while they still run this binary.
+        let policy = DevicePolicy {
+            apps: Some(AppRule {
+                default: AppDefault::Allow as i32,
+                allowed: vec![],
+                blocked: [me, parent, 1]
+                    .iter()
+                    .filter_map(|&p| procfs::exe(p))
+                    .collect(),
+            }),
+            ..Default::default()
+        };
+        let rules = AppRules::from_policy(&policy, &[]);
+        assert!(!rules.stops_nothing());
+        for pid in [me, parent, 1] {
+            assert!(!guard.inner.check(pid, &rules), "pid {pid} was stopped");
+        }
+        assert!(sink.take().is_empty());
     }
 }
