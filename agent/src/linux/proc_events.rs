@@ -419,6 +419,42 @@ mod tests {
         assert_eq!(parse(&overrun), vec![ProcEvent::Overrun]);
     }
 
+    /// Runs the filter the way the kernel does, for the three instructions it uses.
+    fn filter_passes(msg: &[u8]) -> bool {
+        let prog = exec_filter();
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let i = prog[pc];
+            let code = u32::from(i.code);
+            if code == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS {
+                let at = i.k as usize;
+                let Some(word) = msg.get(at..at + 4) else {
+                    return false; // an out-of-bounds load drops the packet
+                };
+                a = u32::from_be_bytes(word.try_into().unwrap());
+                pc += 1;
+            } else if code == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K {
+                pc += 1 + usize::from(if a == i.k { i.jt } else { i.jf });
+            } else if code == libc::BPF_RET | libc::BPF_K {
+                return i.k != 0;
+            } else {
+                panic!("unexpected instruction {code:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn d4_the_socket_filter_passes_exec_and_acknowledgements_only() {
+        assert!(filter_passes(&exec(5, 5)));
+        assert!(filter_passes(&message(
+            PROC_EVENT_NONE,
+            &0u32.to_ne_bytes()
+        )));
+        assert!(!filter_passes(&message(1, &[0; 16]))); // fork
+        assert!(!filter_passes(&message(0x8000_0000, &[0; 16]))); // exit
+        assert!(!filter_passes(&exec(5, 5)[..30]));
+    }
+
     #[test]
     fn the_subscription_message_is_laid_out_as_the_kernel_expects() {
         let m = subscription(true);
