@@ -9,11 +9,14 @@
 //! short factual records of what it blocked; and the requests and views
 //! a child chooses to send to staff (Regulation 7), only when the child writes them.
 
+pub mod apps;
 pub mod core;
 pub mod enforcer;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;
+#[cfg(target_os = "linux")]
+pub mod linux;
 mod net;
 pub mod report;
 pub mod requests;

@@ -96,8 +96,18 @@ struct RunArgs {
 /// Settings for `--enforcer linux`. Each guard owns its own flags.
 #[derive(Debug, clap::Args)]
 struct LinuxArgs {
-    // apps guard flags: added with the apps guard
-    // camera guard flags: added with the camera guard
+    /// Seconds between full scans of the running apps (the backstop to the kernel's process
+    /// events; a blocked app is normally stopped the moment it starts)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    app_scan_secs: u64,
+    /// A program this device needs even when only the agreed apps may run, beyond the
+    /// built-in desktop essentials (a name or full path; repeatable)
+    #[arg(long = "app-always-allow", value_name = "NAME")]
+    app_always_allow: Vec<String>,
+    /// A camera device to guard; a `*` in the file name matches any text (repeatable)
+    /// [default: /dev/video*]
+    #[arg(long = "camera-path", value_name = "PATH")]
+    camera_path: Vec<PathBuf>,
     // contact screening flags: added with the screening socket
     // web filter flags: added with the web filter
 }
@@ -280,13 +290,30 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// The Linux guards as one enforcer. The log enforcer comes first so that every applied policy
 /// is still logged as `policy version N — ...`, whatever the guards do.
 fn linux_enforcer(
-    _args: &LinuxArgs,
-    _sink: Arc<dyn BlockedSink>,
+    args: &LinuxArgs,
+    sink: Arc<dyn BlockedSink>,
 ) -> anyhow::Result<Box<dyn Enforcer>> {
     let parts: Vec<Box<dyn Enforcer>> = vec![
         Box::new(LogEnforcer),
-        // apps guard: added with the apps guard
-        // camera guard: added with the camera guard
+        Box::new(haven_agent::linux::AppGuard::start(
+            haven_agent::linux::AppGuardConfig {
+                scan_every: Duration::from_secs(args.app_scan_secs),
+                always_allowed: args.app_always_allow.clone(),
+                ..Default::default()
+            },
+            sink.clone(),
+        )?),
+        Box::new(haven_agent::linux::CameraGuard::start(
+            haven_agent::linux::CameraGuardConfig {
+                paths: if args.camera_path.is_empty() {
+                    haven_agent::linux::CameraGuardConfig::default().paths
+                } else {
+                    args.camera_path.clone()
+                },
+                ..Default::default()
+            },
+            sink.clone(),
+        )?),
         // contact screening: added with the screening socket
         // web filter: added with the web filter
     ];

@@ -8,6 +8,7 @@ mod agent;
 mod audit;
 mod children;
 mod enrollment;
+mod guards;
 mod plans;
 mod records;
 mod requests;
