@@ -9,6 +9,7 @@
 //! short factual records of what it blocked; and the requests and views
 //! a child chooses to send to staff (Regulation 7), only when the child writes them.
 
+pub mod contacts;
 pub mod core;
 pub mod enforcer;
 pub mod enroll;
