@@ -15,6 +15,7 @@ pub mod enforcer;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;
+pub mod journal;
 mod net;
 pub mod report;
 pub mod requests;
