@@ -19,6 +19,7 @@ pub mod journal;
 mod net;
 pub mod report;
 pub mod requests;
+pub mod screening;
 pub mod state;
 pub mod status;
 pub mod sync;
