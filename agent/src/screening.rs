@@ -169,7 +169,9 @@ impl Screener {
             may_contact(&policy, channel, address, at)
         };
         if let Some(kind) = decision.violation_kind() {
-            let subject = address.trim().to_string();
+            // Reported in one form (E.164 for phone numbers), so staff see one number however
+            // it was dialled, and a manager can compare it with the plan's contacts.
+            let subject = crate::contacts::normalise_address(address);
             let unknown = matches!(decision, ContactDecision::Unknown { .. });
             let key = (channel as i32, subject.clone(), unknown);
             let report = self
@@ -511,6 +513,9 @@ mod tests {
         }
         s.decide(Channel::Sms, "07700900999", NOON);
         assert_eq!(sink.take().len(), 2);
+        // However the number is written.
+        s.decide(Channel::Sms, "+44 7700 900999", NOON);
+        assert!(sink.take().is_empty());
     }
 
     #[test]
