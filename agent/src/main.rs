@@ -17,7 +17,7 @@ use haven_agent::screening::{self, ContactScreening};
 use haven_agent::state::{StateDir, StateError, write_atomic};
 use haven_agent::sync::{InventorySource, RunOutcome, SyncConfig};
 use haven_agent::{inventory, status, sync};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -327,13 +327,26 @@ fn linux_enforcer(
         Box::new(LogEnforcer),
         // apps guard: added with the apps guard
         // camera guard: added with the camera guard
-        Box::new(ContactScreening::start(
-            &_args.screening_socket,
-            _sink.clone(),
-        )?),
+        contact_screening(&_args.screening_socket, _sink.clone()),
         // web filter: added with the web filter
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
+}
+
+/// The contact screening guard. If its socket cannot be opened the agent still starts and
+/// enforces everything else (a device must never be left unprotected because one guard could
+/// not start); the problem is logged loudly for whoever looks after the device.
+fn contact_screening(socket: &std::path::Path, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    match ContactScreening::start(socket, sink) {
+        Ok(screening) => Box::new(screening),
+        Err(e) => {
+            error!(
+                "{e}; calls and messages cannot be screened until this is fixed (the rest of \
+                 the policy is enforced)"
+            );
+            Box::new(haven_agent::NullEnforcer)
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd stops the service).
