@@ -47,8 +47,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// Flag an active device "not reporting" once it has not been heard from for this many
+    /// seconds (it may be switched off, or the agent removed). [default: 900]
+    #[arg(long, env = "HAVEN_NOT_REPORTING_AFTER_SECS", value_name = "SECS")]
+    pub not_reporting_after_secs: Option<u64>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
-    /// log_format). [default: haven.toml in the data directory, if present]
+    /// log_format, not_reporting_after_secs). [default: haven.toml in the data directory, if
+    /// present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -61,6 +67,7 @@ struct FileConfig {
     public_url: Option<String>,
     tls_names: Option<Vec<String>>,
     log_format: Option<LogFormat>,
+    not_reporting_after_secs: Option<u64>,
 }
 
 /// Settings after every source has been merged.
@@ -71,6 +78,7 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub tls_names: Vec<String>,
     pub log_format: LogFormat,
+    pub not_reporting_after: std::time::Duration,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -100,6 +108,15 @@ impl ServeArgs {
             }
         };
         let public_url = self.public_url.or(file.public_url);
+        let not_reporting_after = self
+            .not_reporting_after_secs
+            .or(file.not_reporting_after_secs)
+            .unwrap_or(crate::domain::violations::DEFAULT_NOT_REPORTING_AFTER_SECS);
+        if not_reporting_after == 0 {
+            anyhow::bail!(
+                "not_reporting_after_secs must be at least 1: it is how long a device may be silent before staff are told"
+            );
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -121,6 +138,7 @@ impl ServeArgs {
                 self.tls_names
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            not_reporting_after: std::time::Duration::from_secs(not_reporting_after),
         })
     }
 }
@@ -136,6 +154,7 @@ mod tests {
             public_url: None,
             tls_names: vec![],
             log_format: None,
+            not_reporting_after_secs: None,
             config: Some(config.to_path_buf()),
         }
     }

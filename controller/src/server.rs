@@ -11,7 +11,7 @@ use haven_proto::admin::v1::{
     audit_service_server::AuditServiceServer, child_service_server::ChildServiceServer,
     device_service_server::DeviceServiceServer, home_service_server::HomeServiceServer,
     plan_service_server::PlanServiceServer, records_service_server::RecordsServiceServer,
-    staff_service_server::StaffServiceServer,
+    staff_service_server::StaffServiceServer, violation_service_server::ViolationServiceServer,
 };
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -26,6 +26,7 @@ use crate::service::admin::AdminApi;
 use crate::service::agent::AgentApi;
 use crate::service::plans::PlanApi;
 use crate::service::records::RecordsApi;
+use crate::service::violations::ViolationApi;
 use crate::service::{Context, auth, now_ms};
 use crate::store::{Actor, sqlite::SqliteStore};
 
@@ -82,7 +83,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         pki: pki.clone(),
         public_url,
         reports: Default::default(),
+        watch: Default::default(),
+        not_reporting_after: config.not_reporting_after,
     });
+    let quiet_devices = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut announced = std::collections::HashSet::new();
+            let mut tick = tokio::time::interval(crate::service::violations::check_every(
+                ctx.not_reporting_after,
+            ));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                crate::service::violations::check_not_reporting(&ctx, &mut announced).await;
+            }
+        })
+    };
     let flusher = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -139,16 +156,22 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .add_service(
             RecordsServiceServer::new(RecordsApi { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ViolationServiceServer::new(ViolationApi { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = {
         let registry = registry.clone();
+        let ctx = ctx.clone();
         async move {
             stop.await;
             tracing::info!("shutting down: closing device streams");
             // Ending every stream first lets the graceful shutdown below finish promptly.
             registry.close_all();
+            ctx.watch.close();
             let _ = stopping_tx.send(());
         }
     };
@@ -162,6 +185,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         } => tracing::warn!("connections did not close within 10 s; stopping anyway"),
     }
     flusher.abort();
+    quiet_devices.abort();
     if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {
         tracing::warn!(error = %e, "could not write the last device reports");
     }

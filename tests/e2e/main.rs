@@ -15,3 +15,4 @@ mod requests;
 mod robustness;
 mod security;
 mod sync;
+mod violations;

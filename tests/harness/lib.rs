@@ -345,12 +345,58 @@ impl Cli {
         err
     }
 
+    /// Starts a command that keeps running (e.g. `violations --watch`), following its output.
+    /// It is killed when the returned value is dropped.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let mut cmd = Command::new(haven_bin());
+        cmd.args(args)
+            .env("HAVEN_CLI_CONFIG", &self.config)
+            .env_remove("HAVEN_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = &self.token {
+            cmd.env("HAVEN_TOKEN", t);
+        }
+        let mut child = cmd.spawn().expect("start haven");
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        stdout.follow(child.stdout.take().unwrap(), "haven");
+        stderr.follow(child.stderr.take().unwrap(), "haven err");
+        Running {
+            stdout,
+            stderr,
+            child,
+        }
+    }
+
     /// Runs a read command with `--json` and parses it.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.push("--json");
         let out = self.ok(&all);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+/// A `haven` command left running; killed on drop.
+pub struct Running {
+    pub stdout: Lines,
+    pub stderr: Lines,
+    child: Child,
+}
+
+impl Running {
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -516,8 +562,13 @@ pub struct Home {
 
 impl Home {
     pub fn new() -> Home {
+        Self::new_with(&[])
+    }
+
+    /// A home whose controller is started with extra `haven serve` flags.
+    pub fn new_with(controller_args: &[&str]) -> Home {
         let dir = tempfile::tempdir().expect("temp dir");
-        let controller = Controller::start(&dir.path().join("controller"));
+        let controller = Controller::start_with(&dir.path().join("controller"), controller_args);
         let admin = Cli::new(dir.path());
         admin.ok(&[
             "login",

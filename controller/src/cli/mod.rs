@@ -7,6 +7,7 @@ pub mod documents;
 pub mod output;
 pub mod plans;
 pub mod records;
+pub mod violations;
 
 use std::path::PathBuf;
 
@@ -89,6 +90,13 @@ enum Command {
     /// What children ask for from their devices, and the answers staff give.
     #[command(subcommand)]
     Requests(records::RequestsCommand),
+    /// What children's devices blocked, newest first: filter by child, device, kind and time,
+    /// or --watch them arrive live.
+    Violations(violations::ViolationsArgs),
+    /// Manager tasks: attempts to reach unknown contacts to review (`haven tasks close` to
+    /// close one, managers).
+    #[command(alias = "task")]
+    Tasks(violations::TasksArgs),
     /// The register of approvals to take images of a child.
     #[command(subcommand, name = "photo-approval")]
     PhotoApproval(records::PhotoApprovalCommand),
@@ -329,6 +337,7 @@ struct Staff {
     audit: api::audit_service_client::AuditServiceClient<Intercepted>,
     plans: api::plan_service_client::PlanServiceClient<Intercepted>,
     records: api::records_service_client::RecordsServiceClient<Intercepted>,
+    violations: api::violation_service_client::ViolationServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -360,6 +369,10 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             bearer.clone(),
         ),
         records: api::records_service_client::RecordsServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        violations: api::violation_service_client::ViolationServiceClient::with_interceptor(
             channel, bearer,
         ),
     })
@@ -784,6 +797,10 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
         Command::Report(cmd) => records::report(&mut s.records, cmd, as_json).await?,
         Command::Requests(cmd) => records::requests(&mut s.records, cmd, as_json).await?,
         Command::PhotoApproval(cmd) => records::photo(&mut s.records, cmd, as_json).await?,
+        Command::Violations(args) => {
+            violations::violations(&mut s.violations, args, as_json).await?
+        }
+        Command::Tasks(args) => violations::tasks(&mut s.violations, args, as_json).await?,
         Command::Reviews { home, due, within } => {
             plans::reviews(
                 &mut s.plans,
@@ -843,6 +860,9 @@ fn device_state(d: &api::Device) -> &'static str {
     match (d.status.as_str(), d.online) {
         ("revoked", _) => "revoked",
         (_, true) => "online",
+        // Quiet for longer than the controller's configured time: a child may have switched
+        // it off or removed the agent, so it says so instead of a plain "offline".
+        _ if d.not_reporting => "not reporting",
         _ => "offline",
     }
 }

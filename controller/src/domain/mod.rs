@@ -12,6 +12,7 @@ pub mod records;
 pub mod reports;
 pub mod risk;
 pub mod role;
+pub mod violations;
 
 pub use records::*;
 pub use role::{Action, Role};

@@ -31,6 +31,7 @@ pub enum Action {
     FollowUpReports,
     RegisterPhotographyApprovals,
     AnswerChildRequests,
+    CloseManagerTasks,
 }
 
 impl Action {
@@ -49,6 +50,7 @@ impl Action {
             Action::FollowUpReports => "acknowledge staff reports",
             Action::RegisterPhotographyApprovals => "register photography approvals",
             Action::AnswerChildRequests => "answer a child's request",
+            Action::CloseManagerTasks => "close a manager task",
         }
     }
 
@@ -65,7 +67,8 @@ impl Action {
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
             Action::FollowUpReports
             | Action::RegisterPhotographyApprovals
-            | Action::AnswerChildRequests => &[Manager],
+            | Action::AnswerChildRequests
+            | Action::CloseManagerTasks => &[Manager],
         }
     }
 }

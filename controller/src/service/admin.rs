@@ -296,10 +296,7 @@ impl device_service_server::DeviceService for AdminApi {
         Ok(Response::new(ListDevicesResponse {
             devices: devices
                 .into_iter()
-                .map(|d| {
-                    let online = self.ctx.registry.is_online(&d.id);
-                    convert::device(d, online)
-                })
+                .map(|d| self.ctx.device_view(d))
                 .collect(),
         }))
     }
@@ -317,8 +314,7 @@ impl device_service_server::DeviceService for AdminApi {
             .store
             .find_device(required("device", &req.device)?)
             .await?;
-        let online = self.ctx.registry.is_online(&d.id);
-        Ok(Response::new(convert::device(d, online)))
+        Ok(Response::new(self.ctx.device_view(d)))
     }
 
     async fn revoke_device(

@@ -211,16 +211,20 @@ async fn serve_device(
             }
             Some(Inbound::Violations(batch)) => {
                 let records = violation_records(&batch.violations)?;
-                let new = ctx
+                let recorded = ctx
                     .store
                     .record_violations(device_id, &records, now)
                     .await?;
                 tracing::info!(
                     device = device_id,
                     received = records.len(),
-                    new,
+                    new = recorded.new.len(),
+                    tasks = recorded.tasks.len(),
                     "violations stored"
                 );
+                // Only what was newly stored goes to watchers: a resend is not news.
+                ctx.watch.violations(&recorded.new);
+                ctx.watch.tasks(&recorded.tasks);
                 send(ControllerMessage {
                     body: Some(Outbound::ViolationAck(wire::ViolationAck {
                         ids: records.into_iter().map(|r| r.id).collect(),

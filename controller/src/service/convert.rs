@@ -94,6 +94,8 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
         revoked_at_unix_ms: d.revoked_at.unwrap_or(0),
         revoked_reason: d.revoked_reason.unwrap_or_default(),
         certificate_fingerprint: d.cert_fingerprint,
+        // Filled in by `Context::device_view`, which knows the configured time.
+        not_reporting: false,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod plans;
 pub mod records;
 pub mod reports;
+pub mod violations;
 
 use std::sync::Arc;
 
@@ -28,6 +29,10 @@ pub struct Context {
     pub public_url: String,
     /// Device reports waiting to be written (see `reports`).
     pub reports: reports::DeviceReports,
+    /// The live feed of violations, manager tasks and quiet devices (`haven violations --watch`).
+    pub watch: violations::Watch,
+    /// How long an active device may be silent before it is flagged "not reporting".
+    pub not_reporting_after: std::time::Duration,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

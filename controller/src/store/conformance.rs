@@ -11,6 +11,8 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     policy_versions_grow_with_each_change(&fresh().await).await;
     revoked_devices_and_staff_stay_on_record(&fresh().await).await;
     violations_are_counted_once(&fresh().await).await;
+    violations_are_listed_newest_first_and_filtered(&fresh().await).await;
+    unknown_contacts_open_one_grouped_manager_task(&fresh().await).await;
     every_change_is_in_an_intact_audit_chain(&fresh().await).await;
     plan_revisions_are_numbered_kept_and_never_overwritten(&fresh().await).await;
     reports_wait_for_a_manager_and_approvals_are_registered(&fresh().await).await;
@@ -437,19 +439,195 @@ async fn violations_are_counted_once(s: &impl Store) {
         detail: "tried to open a blocked app".into(),
         occurred_at: 5,
     };
+    let first = s
+        .record_violations(&d.id, &[v("a"), v("b"), v("a")], 9)
+        .await
+        .unwrap();
     assert_eq!(
-        s.record_violations(&d.id, &[v("a"), v("b")], 9)
-            .await
-            .unwrap(),
-        2
+        first.new.len(),
+        2,
+        "a repeat inside one batch is stored once"
     );
-    assert_eq!(
-        s.record_violations(&d.id, &[v("b"), v("c")], 9)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(first.new[0].child_name, "Amira");
+    let again = s
+        .record_violations(&d.id, &[v("b"), v("c")], 9)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = again.new.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["c"], "only what was new is reported as new");
     assert_eq!(s.count_violations(&d.id).await.unwrap(), 3);
+}
+
+// clause D5: staff list what devices blocked, filtered and newest first.
+async fn violations_are_listed_newest_first_and_filtered(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let amira = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let ben = s
+        .add_child(&admin(), &h.id, "Ben", "2013-01-01", 2)
+        .await
+        .unwrap();
+    let tablet = enrolled(s, &amira.id, "code1", "fp1").await;
+    let laptop = enrolled(s, &amira.id, "code2", "fp2").await;
+    let bens = enrolled(s, &ben.id, "code3", "fp3").await;
+    let v = |id: &str, kind: &str, at: i64| ViolationRecord {
+        id: id.into(),
+        kind: kind.into(),
+        channel: "".into(),
+        subject: "x".into(),
+        detail: "".into(),
+        occurred_at: at,
+    };
+    s.record_violations(
+        &tablet.id,
+        &[v("t1", "camera_blocked", 10), v("t2", "app_blocked", 30)],
+        40,
+    )
+    .await
+    .unwrap();
+    s.record_violations(&laptop.id, &[v("l1", "web_blocked", 20)], 40)
+        .await
+        .unwrap();
+    s.record_violations(&bens.id, &[v("b1", "camera_blocked", 25)], 40)
+        .await
+        .unwrap();
+    let ids = |list: Vec<StoredViolation>| list.into_iter().map(|v| v.id).collect::<Vec<_>>();
+    let all = ViolationFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(s.list_violations(&all).await.unwrap()),
+        ["t2", "b1", "l1", "t1"]
+    );
+    let amiras = ViolationFilter {
+        child_id: Some(amira.id.clone()),
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(s.list_violations(&amiras).await.unwrap()),
+        ["t2", "l1", "t1"]
+    );
+    let tablet_only = ViolationFilter {
+        device_id: Some(tablet.id.clone()),
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(s.list_violations(&tablet_only).await.unwrap()),
+        ["t2", "t1"]
+    );
+    let cameras = ViolationFilter {
+        kind: Some("camera_blocked".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(s.list_violations(&cameras).await.unwrap()),
+        ["b1", "t1"]
+    );
+    let recent = ViolationFilter {
+        since: Some(20),
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(ids(s.list_violations(&recent).await.unwrap()), ["t2", "b1"]);
+    let listed = s.list_violations(&amiras).await.unwrap();
+    assert_eq!(listed[0].child_name, "Amira");
+    assert_eq!(listed[0].home_id, h.id);
+    assert_eq!(listed[0].received_at, 40);
+}
+
+// clause GD3: an attempt to reach an unknown contact opens one manager task; repeats are
+// counted on it; a manager closes it with a note, once.
+async fn unknown_contacts_open_one_grouped_manager_task(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira Khan", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let v = |id: &str, subject: &str, at: i64| ViolationRecord {
+        id: id.into(),
+        kind: "unknown_contact".into(),
+        channel: "call".into(),
+        subject: subject.into(),
+        detail: "".into(),
+        occurred_at: at,
+    };
+    let first = s
+        .record_violations(
+            &d.id,
+            &[v("u1", "+447700900999", 10), v("u2", "07700 900999", 11)],
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.tasks.len(), 1, "{:?}", first.tasks);
+    let task = &first.tasks[0];
+    assert_eq!(task.attempts, 2);
+    assert!(
+        task.summary
+            .starts_with("Amira tried to call +447700900999"),
+        "{}",
+        task.summary
+    );
+    // A resend changes nothing; a new attempt is counted on the same task.
+    let resent = s
+        .record_violations(&d.id, &[v("u2", "07700 900999", 11)], 30)
+        .await
+        .unwrap();
+    assert!(resent.tasks.is_empty());
+    let more = s
+        .record_violations(&d.id, &[v("u3", "+447700900999", 50)], 60)
+        .await
+        .unwrap();
+    assert_eq!(more.tasks.len(), 1);
+    assert_eq!(more.tasks[0].id, task.id);
+    assert_eq!(more.tasks[0].attempts, 3);
+    assert_eq!(more.tasks[0].last_attempt_at, 50);
+    assert_eq!(s.manager_tasks(Some(&c.id), false).await.unwrap().len(), 1);
+
+    let closed = s
+        .close_manager_task(&admin(), &task.id, "assessed with the social worker", 70)
+        .await
+        .unwrap();
+    assert_eq!(closed.closed_at, Some(70));
+    assert!(matches!(
+        s.close_manager_task(&admin(), &task.id, "again", 71).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.close_manager_task(&admin(), "tsk-nope", "x", 71).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.manager_tasks(None, false).await.unwrap().is_empty());
+    assert_eq!(s.manager_tasks(None, true).await.unwrap().len(), 1);
+    // Once closed, a new attempt opens a new task.
+    let after = s
+        .record_violations(&d.id, &[v("u4", "+447700900999", 80)], 90)
+        .await
+        .unwrap();
+    assert_eq!(after.tasks.len(), 1);
+    assert_ne!(after.tasks[0].id, task.id);
+    let actions: Vec<String> = s
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for expected in [
+        "violations.record",
+        "manager_task.open",
+        "manager_task.attempt",
+        "manager_task.close",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
 }
 
 async fn every_change_is_in_an_intact_audit_chain(s: &impl Store) {

@@ -307,17 +307,93 @@ pub trait PolicyStore: Send + Sync {
     async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>>;
 }
 
+/// A violation as stored, with the child it was made against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredViolation {
+    pub id: String,
+    pub device_id: String,
+    pub child_id: String,
+    pub child_name: String,
+    pub home_id: String,
+    /// The stored kind (`app_blocked`); `domain::violations::ViolationKind` reads it.
+    pub kind: String,
+    pub channel: String,
+    pub subject: String,
+    pub detail: String,
+    pub occurred_at: UnixMillis,
+    pub received_at: UnixMillis,
+}
+
+/// Which violations to list. Every field narrows; none set lists them all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViolationFilter {
+    pub child_id: Option<String>,
+    pub device_id: Option<String>,
+    /// The stored kind, e.g. `camera_blocked`.
+    pub kind: Option<String>,
+    /// Only those that happened at or after this time.
+    pub since: Option<UnixMillis>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// A manager task (GD3): what an attempt to reach an unknown contact asks a manager to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagerTaskRecord {
+    pub id: String,
+    pub home_id: String,
+    pub child_id: String,
+    pub child_name: String,
+    /// `unknown-contact`.
+    pub kind: String,
+    pub address: String,
+    pub channel: String,
+    pub summary: String,
+    pub attempts: u64,
+    pub first_attempt_at: UnixMillis,
+    pub last_attempt_at: UnixMillis,
+    pub opened_at: UnixMillis,
+    pub closed_at: Option<UnixMillis>,
+    pub closed_by: Option<String>,
+    pub note: Option<String>,
+}
+
+/// What storing a batch changed: the violations that were new (not resends), and the manager
+/// tasks opened or added to by attempts to reach unknown contacts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordedViolations {
+    pub new: Vec<StoredViolation>,
+    pub tasks: Vec<ManagerTaskRecord>,
+}
+
 #[async_trait]
 pub trait ViolationStore: Send + Sync {
     /// Stores a device's violations, ignoring any already stored (same device and id), and
-    /// returns how many were new.
+    /// in the same transaction opens or adds to a manager task for each new attempt to reach
+    /// an unknown contact (GD3), with their audit entries. Returns what was new.
     async fn record_violations(
         &self,
         device_id: &str,
         violations: &[ViolationRecord],
         now: UnixMillis,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<RecordedViolations>;
     async fn count_violations(&self, device_id: &str) -> StoreResult<u64>;
+    /// Violations matching the filter, newest first (by when they happened).
+    async fn list_violations(&self, filter: &ViolationFilter) -> StoreResult<Vec<StoredViolation>>;
+    /// Manager tasks, oldest first; only open ones unless `include_closed`.
+    async fn manager_tasks(
+        &self,
+        child_id: Option<&str>,
+        include_closed: bool,
+    ) -> StoreResult<Vec<ManagerTaskRecord>>;
+    /// A manager closes a task with a note; refused if it is already closed.
+    async fn close_manager_task(
+        &self,
+        actor: &Actor,
+        id: &str,
+        note: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ManagerTaskRecord>;
 }
 
 /// A stored document (risk assessment or plan revision) and who recorded it when.

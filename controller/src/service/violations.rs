@@ -1,0 +1,471 @@
+//! `haven.admin.v1.ViolationService`: what devices blocked, listed and watched live (D5); the
+//! manager tasks attempts to reach unknown contacts open (GD3); devices that stop reporting.
+//!
+//! Live watching is an in-process broadcast: the Sync handler publishes what it newly stored,
+//! and each watcher reads at its own pace. A watcher that falls behind is told how many events
+//! it missed; it never slows a device down.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use haven_proto::admin::v1::{self as api, *};
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{Context, now_ms};
+use crate::domain::Action;
+use crate::domain::violations::{
+    ViolationKind, channel_words, describe, silence_message, silent_for,
+};
+use crate::store::{Actor, DeviceRecord, ManagerTaskRecord, StoredViolation};
+
+/// One thing a watcher is told; becomes a `ViolationEvent` with exactly one field set.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Violation(api::ViolationRecord),
+    NotReporting(DeviceNotReporting),
+    Missed(u64),
+    Task(ManagerTask),
+}
+
+impl Event {
+    fn into_wire(self) -> ViolationEvent {
+        let mut e = ViolationEvent::default();
+        match self {
+            Event::Violation(v) => e.violation = Some(v),
+            Event::NotReporting(n) => e.not_reporting = Some(n),
+            Event::Missed(n) => e.missed = n,
+            Event::Task(t) => e.task = Some(t),
+        }
+        e
+    }
+}
+
+/// How many events wait for a slow watcher before it is told it missed some.
+const WATCH_DEPTH: usize = 1024;
+/// The most a listing returns, whatever is asked.
+const MAX_LIST: u32 = 1000;
+const DEFAULT_LIST: u32 = 100;
+
+/// The live feed every `WatchViolations` call subscribes to.
+pub struct Watch {
+    /// `None` once the controller is shutting down: dropping the sender ends every watch.
+    tx: std::sync::RwLock<Option<broadcast::Sender<Arc<Event>>>>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        let (tx, _) = broadcast::channel(WATCH_DEPTH);
+        Watch {
+            tx: std::sync::RwLock::new(Some(tx)),
+        }
+    }
+}
+
+impl Watch {
+    /// Tells every watcher; nobody watching is not an error.
+    pub fn publish(&self, event: Event) {
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = tx.as_ref() {
+            let _ = tx.send(Arc::new(event));
+        }
+    }
+
+    pub fn violations(&self, stored: &[StoredViolation]) {
+        for v in stored {
+            self.publish(Event::Violation(violation(v.clone())));
+        }
+    }
+
+    pub fn tasks(&self, tasks: &[ManagerTaskRecord]) {
+        for t in tasks {
+            self.publish(Event::Task(task(t.clone())));
+        }
+    }
+
+    /// Ends every watch, so a shutdown does not wait for watchers to hang up.
+    pub fn close(&self) {
+        self.tx.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<Arc<Event>>> {
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
+        tx.as_ref().map(broadcast::Sender::subscribe)
+    }
+}
+
+pub fn violation(v: StoredViolation) -> api::ViolationRecord {
+    let kind = ViolationKind::from_stored(&v.kind);
+    api::ViolationRecord {
+        description: describe(kind, &v.channel, &v.subject, &v.detail),
+        id: v.id,
+        device_id: v.device_id,
+        child_id: v.child_id,
+        child_name: v.child_name,
+        kind: kind.words().to_string(),
+        subject: v.subject,
+        detail: v.detail,
+        channel: channel_words(&v.channel).to_string(),
+        occurred_at_unix_ms: v.occurred_at,
+        received_at_unix_ms: v.received_at,
+    }
+}
+
+pub fn task(t: ManagerTaskRecord) -> api::ManagerTask {
+    api::ManagerTask {
+        id: t.id,
+        home_id: t.home_id,
+        child_id: t.child_id,
+        child_name: t.child_name,
+        kind: t.kind,
+        address: t.address,
+        channel: channel_words(&t.channel).to_string(),
+        summary: t.summary,
+        attempts: t.attempts,
+        first_attempt_at_unix_ms: t.first_attempt_at,
+        last_attempt_at_unix_ms: t.last_attempt_at,
+        opened_at_unix_ms: t.opened_at,
+        closed_at_unix_ms: t.closed_at.unwrap_or(0),
+        closed_by: t.closed_by.unwrap_or_default(),
+        note: t.note.unwrap_or_default(),
+    }
+}
+
+/// A filter from the wire, with names turned into ids and the kind checked.
+struct Filter {
+    child_id: Option<String>,
+    device_id: Option<String>,
+    kind: Option<ViolationKind>,
+    since: Option<i64>,
+}
+
+impl Filter {
+    /// Whether a live event passes. The kind narrows violations (and tasks, which are all
+    /// about unknown contacts); a device going quiet is always shown for the child or device
+    /// being watched.
+    fn passes(&self, event: &Event) -> bool {
+        let (child, device) = match event {
+            Event::Violation(v) => {
+                if self.kind.is_some_and(|k| k.words() != v.kind) {
+                    return false;
+                }
+                (v.child_id.as_str(), Some(v.device_id.as_str()))
+            }
+            Event::Task(t) => {
+                if self
+                    .kind
+                    .is_some_and(|k| k != ViolationKind::UnknownContact)
+                {
+                    return false;
+                }
+                (t.child_id.as_str(), None)
+            }
+            Event::NotReporting(n) => (n.child_id.as_str(), Some(n.device_id.as_str())),
+            Event::Missed(_) => return true,
+        };
+        self.child_id.as_deref().is_none_or(|c| c == child)
+            && self
+                .device_id
+                .as_deref()
+                .is_none_or(|d| device.is_none_or(|x| x == d))
+    }
+}
+
+impl Context {
+    async fn violation_filter(&self, wire: Option<api::ViolationFilter>) -> Result<Filter, Status> {
+        let f = wire.unwrap_or_default();
+        let child_id = match f.child.trim() {
+            "" => None,
+            key => Some(self.store.find_child(key).await?.id),
+        };
+        let device_id = match f.device.trim() {
+            "" => None,
+            key => Some(self.store.find_device(key).await?.id),
+        };
+        let kind = match f.kind.trim() {
+            "" => None,
+            k => {
+                Some(ViolationKind::parse(k).map_err(|e| Status::invalid_argument(e.to_string()))?)
+            }
+        };
+        Ok(Filter {
+            child_id,
+            device_id,
+            kind,
+            since: (f.since_unix_ms > 0).then_some(f.since_unix_ms),
+        })
+    }
+
+    /// The staff view of a device, with whether it has gone quiet for too long.
+    pub fn device_view(&self, d: DeviceRecord) -> api::Device {
+        let online = self.registry.is_online(&d.id);
+        let quiet = silent_for(
+            d.status == "active",
+            online,
+            d.last_seen_at,
+            d.enrolled_at,
+            now_ms(),
+            self.not_reporting_after_ms(),
+        )
+        .is_some();
+        let mut view = super::convert::device(d, online);
+        view.not_reporting = quiet;
+        view
+    }
+
+    fn not_reporting_after_ms(&self) -> i64 {
+        i64::try_from(self.not_reporting_after.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Looks for devices that went quiet since the last look, announces each once on the watch
+/// feed, and forgets those that report again (so going quiet again is announced again).
+pub async fn check_not_reporting(ctx: &Context, announced: &mut HashSet<String>) {
+    let devices = match ctx.store.list_devices(None, false).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check which devices are reporting");
+            return;
+        }
+    };
+    let now = now_ms();
+    let mut quiet_now = HashSet::new();
+    for d in devices {
+        let online = ctx.registry.is_online(&d.id);
+        let Some(silent) = silent_for(
+            d.status == "active",
+            online,
+            d.last_seen_at,
+            d.enrolled_at,
+            now,
+            ctx.not_reporting_after_ms(),
+        ) else {
+            continue;
+        };
+        quiet_now.insert(d.id.clone());
+        if announced.contains(&d.id) {
+            continue;
+        }
+        let label = d
+            .inventory
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<api::DeviceInventory>(json).ok())
+            .map(|inv| inv.hostname)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{} ({h})", d.id))
+            .unwrap_or_else(|| d.id.clone());
+        let message = silence_message(&d.child_name, &label, silent);
+        tracing::warn!(device = %d.id, silent_ms = silent, "device not reporting");
+        ctx.watch.publish(Event::NotReporting(DeviceNotReporting {
+            device_id: d.id.clone(),
+            child_id: d.child_id.clone(),
+            child_name: d.child_name.clone(),
+            last_seen_at_unix_ms: d.last_seen_at.unwrap_or(0),
+            silent_for_secs: u64::try_from(silent / 1000).unwrap_or(0),
+            message,
+        }));
+    }
+    *announced = quiet_now;
+}
+
+/// How often to look for quiet devices: often enough to announce within a fraction of the
+/// configured time, never more than every second or less than every half minute.
+pub fn check_every(after: Duration) -> Duration {
+    (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+pub struct ViolationApi {
+    pub ctx: Arc<Context>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<ViolationEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl violation_service_server::ViolationService for ViolationApi {
+    async fn list_violations(
+        &self,
+        request: Request<ListViolationsRequest>,
+    ) -> Result<Response<ListViolationsResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let f = self.ctx.violation_filter(req.filter).await?;
+        let limit = match req.limit {
+            0 => DEFAULT_LIST,
+            n => n.min(MAX_LIST),
+        };
+        let list = self
+            .ctx
+            .store
+            .list_violations(&crate::store::ViolationFilter {
+                child_id: f.child_id,
+                device_id: f.device_id,
+                kind: f.kind.map(|k| k.stored().to_string()),
+                since: f.since,
+                limit,
+            })
+            .await?;
+        Ok(Response::new(ListViolationsResponse {
+            violations: list.into_iter().map(violation).collect(),
+        }))
+    }
+
+    type WatchViolationsStream = EventStream;
+
+    async fn watch_violations(
+        &self,
+        request: Request<WatchViolationsRequest>,
+    ) -> Result<Response<Self::WatchViolationsStream>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let filter = self.ctx.violation_filter(req.filter).await?;
+        let mut rx = self.ctx.watch.subscribe().ok_or_else(|| {
+            Status::unavailable("the controller is shutting down: try again shortly")
+        })?;
+        tracing::info!(staff = %who.id, "watching violations");
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let event = match rx.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(Event::Missed(n)),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !filter.passes(&event) {
+                    continue;
+                }
+                if tx.send(Ok((*event).clone().into_wire())).await.is_err() {
+                    // The watcher hung up.
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_manager_tasks(
+        &self,
+        request: Request<ListManagerTasksRequest>,
+    ) -> Result<Response<ListManagerTasksResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child_id = match req.child.trim() {
+            "" => None,
+            key => Some(self.ctx.store.find_child(key).await?.id),
+        };
+        let tasks = self
+            .ctx
+            .store
+            .manager_tasks(child_id.as_deref(), req.include_closed)
+            .await?;
+        Ok(Response::new(ListManagerTasksResponse {
+            tasks: tasks.into_iter().map(task).collect(),
+        }))
+    }
+
+    async fn close_manager_task(
+        &self,
+        request: Request<CloseManagerTaskRequest>,
+    ) -> Result<Response<ManagerTask>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::CloseManagerTasks)
+            .await?;
+        let req = request.into_inner();
+        let id = req.id.trim();
+        if id.is_empty() {
+            return Err(Status::invalid_argument("say which task to close"));
+        }
+        let note = clean_note(&req.note)?;
+        let closed = self
+            .ctx
+            .store
+            .close_manager_task(&Actor::staff(&who), id, &note, now_ms())
+            .await?;
+        Ok(Response::new(task(closed)))
+    }
+}
+
+fn clean_note(raw: &str) -> Result<String, Status> {
+    let note = raw.trim();
+    if note.is_empty() {
+        return Err(Status::invalid_argument(
+            "say what was done with --note, e.g. --note \"assessed with the social worker\"",
+        ));
+    }
+    if note.chars().count() > 2000 {
+        return Err(Status::invalid_argument(
+            "the note is too long: keep it under 2000 characters",
+        ));
+    }
+    Ok(note.to_string())
+}
+
+/// A stream fed by a task: the task ends when the receiver is dropped (the watcher hung up).
+fn async_stream<F, Fut>(produce: F) -> EventStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<ViolationEvent, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(produce(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(child: &str, device: &str, kind: &str) -> Event {
+        Event::Violation(api::ViolationRecord {
+            child_id: child.into(),
+            device_id: device.into(),
+            kind: kind.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn watch_filters_narrow_violations_but_always_show_a_quiet_device() {
+        let f = Filter {
+            child_id: Some("chd-1".into()),
+            device_id: None,
+            kind: Some(ViolationKind::CameraBlocked),
+            since: None,
+        };
+        assert!(f.passes(&v("chd-1", "dev-1", "camera-blocked")));
+        assert!(!f.passes(&v("chd-2", "dev-2", "camera-blocked")));
+        assert!(!f.passes(&v("chd-1", "dev-1", "web-blocked")));
+        assert!(f.passes(&Event::NotReporting(DeviceNotReporting {
+            child_id: "chd-1".into(),
+            device_id: "dev-1".into(),
+            ..Default::default()
+        })));
+        assert!(!f.passes(&Event::Task(ManagerTask {
+            child_id: "chd-1".into(),
+            ..Default::default()
+        })));
+        assert!(f.passes(&Event::Missed(3)));
+    }
+
+    #[test]
+    fn quiet_devices_are_looked_for_often_but_not_constantly() {
+        assert_eq!(check_every(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            check_every(Duration::from_secs(60)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            check_every(Duration::from_secs(900)),
+            Duration::from_secs(30)
+        );
+    }
+}
