@@ -10,16 +10,19 @@
 //! a child chooses to send to staff (Regulation 7), only when the child writes them.
 
 pub mod apps;
+pub mod contacts;
 pub mod core;
 pub mod enforcer;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;
+pub mod journal;
 #[cfg(target_os = "linux")]
 pub mod linux;
 mod net;
 pub mod report;
 pub mod requests;
+pub mod screening;
 pub mod state;
 pub mod status;
 pub mod sync;

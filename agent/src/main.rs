@@ -10,12 +10,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
 use haven_agent::enforcer::{CompositeEnforcer, Enforcer, EnforcerKind, LogEnforcer};
-use haven_agent::report::{BlockedSink, LogSink};
+use haven_agent::journal::{self, Journal};
+use haven_agent::report::BlockedSink;
 use haven_agent::requests::{RequestError, RequestSpool};
+use haven_agent::screening::{self, ContactScreening};
 use haven_agent::state::{StateDir, StateError, write_atomic};
 use haven_agent::sync::{InventorySource, RunOutcome, SyncConfig};
 use haven_agent::{inventory, status, sync};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +46,22 @@ enum Command {
     /// Ask staff for something or tell them what you think; it is sent when the device is
     /// connected, and the answer shows in `haven-agent status` (works offline)
     Request(RequestArgs),
+    /// Ask the running agent whether this device may call, text or message an address now
+    /// (exit 0: allowed, 1: not allowed, 2: could not ask)
+    CheckContact(CheckContactArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckContactArgs {
+    /// How: a phone call, a text message or a messaging app
+    #[arg(long, value_parser = ["call", "sms", "messaging"])]
+    channel: String,
+    /// The phone number or messaging handle, e.g. +447700900123 or "07700 900123"
+    address: String,
+    /// Where the agent's contact screening service listens
+    #[arg(long, value_name = "PATH", env = "HAVEN_AGENT_SCREENING_SOCKET",
+          default_value = screening::DEFAULT_SOCKET)]
+    screening_socket: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,7 +126,11 @@ struct LinuxArgs {
     /// [default: /dev/video*]
     #[arg(long = "camera-path", value_name = "PATH")]
     camera_path: Vec<PathBuf>,
-    // contact screening flags: added with the screening socket
+    /// Where the contact screening service listens: a phone's dialer or messaging app asks
+    /// it before connecting (`haven-agent check-contact` asks it from a script)
+    #[arg(long, value_name = "PATH", env = "HAVEN_AGENT_SCREENING_SOCKET",
+          default_value = screening::DEFAULT_SOCKET)]
+    screening_socket: PathBuf,
     // web filter flags: added with the web filter
 }
 
@@ -173,12 +195,17 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Needs no state folder: it only asks the running agent.
+    if let Command::CheckContact(args) = &cli.command {
+        return Ok(check_contact(args));
+    }
     let state = StateDir::resolve(cli.state_dir)?;
     match cli.command {
         Command::Enroll(args) => enroll(state, args).await.map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(state, args).await,
         Command::Status(args) => show_status(&state, args.json).map(|()| ExitCode::SUCCESS),
         Command::Request(args) => Ok(make_request(&state, &args.text)),
+        Command::CheckContact(args) => Ok(check_contact(&args)),
     }
 }
 
@@ -230,10 +257,22 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
+    // Every guard reports what it blocks to the durable journal (which also prints a
+    // `blocked: ...` line); the sync loop sends it on. A journal that cannot be opened must
+    // not stop enforcement: the records are then kept in memory while the agent runs.
+    let journal = match Journal::open(&state) {
+        Ok(journal) => journal,
+        Err(e) => {
+            warn!("{e}; blocked attempts are kept in memory only until this is fixed");
+            Journal::in_memory(journal::DEFAULT_CAPACITY)
+        }
+    };
+    let journal = Arc::new(journal.echo_to_stdout(true));
+    let sink: Arc<dyn BlockedSink> = journal.clone();
     let mut enforcer = match args.enforcer {
         EnforcerArg::Log => EnforcerKind::Log.build(),
         EnforcerArg::Null => EnforcerKind::Null.build(),
-        EnforcerArg::Linux => linux_enforcer(&args.linux, Arc::new(LogSink))?,
+        EnforcerArg::Linux => linux_enforcer(&args.linux, sink)?,
     };
     // Enforce before anything else (and before any network): a device must be protected
     // while the controller is away, and also when its own state is damaged.
@@ -276,6 +315,7 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     config.initial_policy = Some(initial);
     config.state = Some(state);
+    config.journal = Some(journal);
     match sync::run(config, enforcer, shutdown_signal()).await {
         Ok(RunOutcome::Retired) => {
             info!("stopped; this device stays on the safe default until it is enrolled again");
@@ -314,10 +354,26 @@ fn linux_enforcer(
             },
             sink.clone(),
         )?),
-        // contact screening: added with the screening socket
+        contact_screening(&args.screening_socket, sink.clone()),
         // web filter: added with the web filter
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
+}
+
+/// The contact screening guard. If its socket cannot be opened the agent still starts and
+/// enforces everything else (a device must never be left unprotected because one guard could
+/// not start); the problem is logged loudly for whoever looks after the device.
+fn contact_screening(socket: &std::path::Path, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    match ContactScreening::start(socket, sink) {
+        Ok(screening) => Box::new(screening),
+        Err(e) => {
+            error!(
+                "{e}; calls and messages cannot be screened until this is fixed (the rest of \
+                 the policy is enforced)"
+            );
+            Box::new(haven_agent::NullEnforcer)
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd stops the service).
@@ -393,6 +449,31 @@ fn make_request(state: &StateDir, text: &str) -> ExitCode {
                 "Sorry, your request could not be saved on this device. Please tell a member of \
                  staff instead.",
             )
+        }
+    }
+}
+
+/// Asks the screening service and says what it answered, for a person or a script.
+fn check_contact(args: &CheckContactArgs) -> ExitCode {
+    match screening::ask(&args.screening_socket, &args.channel, &args.address) {
+        Ok(answer) if answer.allowed() => {
+            println!("Allowed: {}", answer.reason);
+            ExitCode::SUCCESS
+        }
+        Ok(answer) if !answer.error.is_empty() => {
+            println!(
+                "Not allowed: the agent could not understand the question ({}).",
+                answer.error
+            );
+            ExitCode::from(1)
+        }
+        Ok(answer) => {
+            println!("Not allowed: {}", answer.reason);
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("Cannot check: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -566,4 +566,36 @@ mod tests {
         let config = state.load_config().unwrap().unwrap();
         assert_eq!(config.retired_reason.as_deref(), Some("left the home"));
     }
+
+    /// A child's account must not read or change what the agent keeps: the folder is the
+    /// owner's only (0700), so nothing inside is reachable by anyone else whatever the file
+    /// modes, and a folder someone loosened is tightened again when the agent starts.
+    #[test]
+    fn the_state_folder_is_for_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("haven-agent"));
+        state.save_enrollment(&identity(), "Sam", "now").unwrap();
+        state.save_policy(&crate::core::safe_default()).unwrap();
+        let journal = crate::journal::Journal::open(&state).unwrap();
+        crate::report::BlockedSink::blocked(
+            &journal,
+            crate::report::Blocked::now(
+                haven_proto::agent::v1::ViolationKind::AppBlocked,
+                "/usr/bin/game",
+                "tried to start",
+            ),
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(state.root()), 0o700);
+        for private in [
+            state.key_path(),
+            state.policy_path(),
+            state.root().join(crate::journal::JOURNAL_FILE),
+        ] {
+            assert_eq!(mode(&private), 0o600, "{}", private.display());
+        }
+        fs::set_permissions(state.root(), fs::Permissions::from_mode(0o755)).unwrap();
+        drop(crate::journal::Journal::open(&state).unwrap());
+        assert_eq!(mode(state.root()), 0o700, "tightened again on start");
+    }
 }

@@ -98,6 +98,8 @@ pub struct WebReport {
 pub struct ContactReport {
     pub name: String,
     pub relationship: String,
+    /// When they can be contacted, in words ("between 4pm and 8pm"); empty means any time.
+    pub times: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +155,11 @@ fn contacts(list: &[Contact]) -> Vec<ContactReport> {
         .map(|c| ContactReport {
             name: c.name.clone(),
             relationship: c.relationship.clone(),
+            times: c
+                .windows
+                .iter()
+                .map(crate::contacts::describe_window)
+                .collect(),
         })
         .collect()
 }
@@ -218,14 +225,29 @@ pub fn policy_report(policy: &DevicePolicy) -> PolicyReport {
 fn people(list: &[ContactReport]) -> String {
     list.iter()
         .map(|c| {
-            if c.relationship.is_empty() {
+            let mut who = if c.relationship.is_empty() {
                 c.name.clone()
             } else {
                 format!("{} ({})", c.name, c.relationship)
+            };
+            if !c.times.is_empty() {
+                who.push_str(&format!(" {}", c.times.join(" or ")));
             }
+            who
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("; ")
+}
+
+/// "calls and messages" for the lockdown channels that concern contacts, if any.
+fn paused_contact_channels(channels: &[String]) -> Option<&'static str> {
+    let has = |c: &str| channels.iter().any(|x| x.trim().eq_ignore_ascii_case(c));
+    match (has("calls"), has("messages")) {
+        (true, true) => Some("calls and messages"),
+        (true, false) => Some("calls"),
+        (false, true) => Some("messages"),
+        (false, false) => None,
+    }
 }
 
 fn with_reason(text: &str, reason: &str) -> String {
@@ -335,10 +357,17 @@ pub fn render_text(r: &StatusReport) -> String {
         "not allowed".to_string()
     };
     line(format!("  Internet:  {}", with_reason(&web, &p.web.reason)));
+    let paused = p
+        .lockdown
+        .as_ref()
+        .and_then(|l| paused_contact_channels(&l.channels));
     if p.contacts.is_empty() {
         line("  Contacts:  only the people who can always be reached".to_string());
     } else {
-        line(format!("  Contacts:  {}", people(&p.contacts)));
+        let note = paused
+            .map(|what| format!(" ({what} are paused for now)"))
+            .unwrap_or_default();
+        line(format!("  Contacts:  {}{note}", people(&p.contacts)));
     }
     if p.protected_contacts.is_empty() {
         line("  Always reachable: nobody listed yet".to_string());
@@ -372,6 +401,21 @@ pub fn render_text(r: &StatusReport) -> String {
                     &l.reason
                 )
             ));
+            line(
+                "             This is for a short time, to keep you safe; staff will lift it as \
+                 soon as they can."
+                    .to_string(),
+            );
+            if paused.is_some() && !p.protected_contacts.is_empty() {
+                line(format!(
+                    "             You can still always contact {}.",
+                    p.protected_contacts
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         }
     }
     if !p.explanations.is_empty() {
@@ -600,5 +644,68 @@ mod tests {
         assert_eq!(json["policy"]["version"], 3);
         assert_eq!(json["policy"]["camera"]["allowed"], false);
         assert_eq!(json["child_display_name"], "Sam");
+    }
+
+    // clause R7, R19: the child reads who they can contact and when, what is paused and until
+    // when, and who they can always reach.
+    #[test]
+    fn r7_status_says_when_contacts_can_be_reached_and_who_is_always_reachable() {
+        use haven_proto::agent::v1::TimeWindow;
+        let policy = DevicePolicy {
+            version: 9,
+            issued_at_unix_ms: 1_740_000_000_000,
+            contacts: vec![Contact {
+                name: "Nan".into(),
+                relationship: "grandmother".into(),
+                windows: vec![TimeWindow {
+                    start_minute: 960,
+                    end_minute: 1200,
+                    weekdays: vec![6, 7],
+                }],
+                ..Default::default()
+            }],
+            protected_contacts: vec![Contact {
+                name: "Childline".into(),
+                ..Default::default()
+            }],
+            lockdown: Some(Lockdown {
+                active: true,
+                channels: vec!["calls".into()],
+                reason: "staff are worried about tonight".into(),
+                until_unix_ms: 1_740_003_600_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let report = StatusReport {
+            state_dir: "/var/lib/haven-agent".into(),
+            enrolled: true,
+            retired: false,
+            device_id: Some("dev-1".into()),
+            child_display_name: Some("Sam".into()),
+            controller_url: None,
+            enrolled_at: None,
+            retired_at: None,
+            retired_reason: None,
+            policy: policy_report(&policy),
+            requests: Vec::new(),
+            requests_problem: None,
+        };
+        let text = render_text(&report);
+        for expected in [
+            "Contacts:  Nan (grandmother) between 4pm and 8pm on Saturdays and Sundays (calls are \
+             paused for now)",
+            "Always reachable: Childline",
+            "Lockdown:  active for calls (planned until 2025-02-19 22:20 UTC) — staff are worried \
+             about tonight",
+            "You can still always contact Childline.",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["policy"]["contacts"][0]["times"][0],
+            "between 4pm and 8pm on Saturdays and Sundays"
+        );
     }
 }

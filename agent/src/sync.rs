@@ -25,6 +25,12 @@
 //! then it is resent on every reconnect (the controller de-duplicates by id). Answers are
 //! stored for `status` and told to the child through the enforcer.
 //!
+//! Blocked attempts wait in the durable violations journal (see [`crate::journal`]): on each
+//! stream, right after `Hello` and the requests, every unacknowledged record is sent in
+//! `ViolationBatch`es of at most [`VIOLATION_BATCH`], and new ones as soon as they are
+//! written (the journal wakes the loop). Only `ViolationAck` removes records from the journal;
+//! until then they are resent on every reconnect, and the controller stores each id once.
+//!
 //! Everything a session needs comes in [`SyncConfig`] (identity PEMs in memory, persistence
 //! optional), so a benchmark can run a thousand simulated devices in one process.
 
@@ -32,6 +38,7 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use haven_proto::agent::v1::agent_message::Body as Up;
@@ -40,7 +47,7 @@ use haven_proto::agent::v1::command::Kind as CommandKind;
 use haven_proto::agent::v1::controller_message::Body as Down;
 use haven_proto::agent::v1::{
     AgentMessage, ChildRequestAnswer, Command, CommandResult, ControllerMessage, DevicePolicy,
-    Heartbeat, Hello, Inventory, PolicyApplied,
+    Heartbeat, Hello, Inventory, PolicyApplied, ViolationBatch,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -54,6 +61,7 @@ use crate::core::{self, Decision, PolicyState};
 use crate::enforcer::Enforcer;
 use crate::identity::DeviceIdentity;
 use crate::inventory::{self, AGENT_VERSION};
+use crate::journal::Journal;
 use crate::net::{self, EndpointError};
 use crate::requests::{self, RequestSpool, StoredAnswer};
 use crate::state::StateDir;
@@ -67,6 +75,8 @@ const MIN_DELAY: Duration = Duration::from_millis(50);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Outgoing messages waiting to be sent; heartbeats are dropped rather than queued past this.
 const OUTBOX: usize = 32;
+/// Most violations in one batch: the controller accepts up to 500 (`MAX_BATCH`).
+pub const VIOLATION_BATCH: usize = 500;
 
 /// Where inventory for `Hello` and heartbeats comes from.
 #[derive(Debug, Clone)]
@@ -96,6 +106,8 @@ pub enum SyncEvent {
         request_id: String,
         decision: String,
     },
+    /// The controller stored violations; `removed` records left the journal.
+    ViolationsAcknowledged { removed: usize },
 }
 
 /// How a call to [`run`] ended.
@@ -144,6 +156,11 @@ pub struct SyncConfig {
     /// one small folder; there is no file watcher to keep the agent dependency-free). Unused
     /// without `state`: an agent kept in memory has no requests.
     pub request_poll: Duration,
+    /// The violations journal whose records are sent to the controller; `None` sends none.
+    pub journal: Option<Arc<Journal>>,
+    /// How often a connected agent retries sending violations the outbound queue had no room
+    /// for (new ones are sent at once, without waiting for this).
+    pub violation_retry: Duration,
 }
 
 impl SyncConfig {
@@ -164,6 +181,8 @@ impl SyncConfig {
             initial_policy: None,
             events: None,
             request_poll: Duration::from_secs(2),
+            journal: None,
+            violation_retry: Duration::from_secs(1),
         }
     }
 }
@@ -521,7 +540,22 @@ impl SyncClient {
         if !self.offer_requests(&mut offer, &tx) {
             return closed(received);
         }
+        // Then every violation not yet acknowledged, oldest first.
+        let journal = self.config.journal.clone();
+        let mut violations_sent: Option<u64> = None;
+        if !offer_violations(journal.as_deref(), &mut violations_sent, &tx) {
+            return closed(received);
+        }
+        let retry = self.config.violation_retry.max(Duration::from_millis(100));
+        let mut violation_retry = tokio::time::interval_at(Instant::now() + retry, retry);
+        violation_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let written = async {
+                match journal.as_deref() {
+                    Some(j) => j.written().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 message = inbound.next() => match message {
                     Some(Ok(message)) => {
@@ -566,6 +600,16 @@ impl SyncClient {
                         return closed(received);
                     }
                 }
+                () = written => {
+                    if !offer_violations(journal.as_deref(), &mut violations_sent, &tx) {
+                        return closed(received);
+                    }
+                }
+                _ = violation_retry.tick(), if journal.is_some() => {
+                    if !offer_violations(journal.as_deref(), &mut violations_sent, &tx) {
+                        return closed(received);
+                    }
+                }
             }
         }
     }
@@ -599,9 +643,12 @@ impl SyncClient {
                 self.on_request_answer(&answer);
                 None
             }
-            Some(Down::ViolationAck(_)) => {
-                // Violations are not sent by this version of the agent.
-                debug!("ignoring a message this agent does not use yet");
+            Some(Down::ViolationAck(ack)) => {
+                if let Some(journal) = &self.config.journal {
+                    let removed = journal.acknowledge(&ack.ids);
+                    debug!("the controller stored {removed} blocked attempt(s)");
+                    self.emit(SyncEvent::ViolationsAcknowledged { removed });
+                }
                 None
             }
             // A message kind added after this agent was built: ignore it (forward compatible).
@@ -801,6 +848,38 @@ impl SyncClient {
         }
         if let Some(state) = self.policy.as_mut() {
             state.set(in_force);
+        }
+    }
+}
+
+/// Sends the journal's records written after `sent` (the last one sent on this stream), in
+/// batches of at most [`VIOLATION_BATCH`]. Returns `false` when the stream has closed. A full
+/// outbound queue leaves the rest for the next try; nothing is dropped, because the records
+/// stay in the journal until acknowledged.
+fn offer_violations(
+    journal: Option<&Journal>,
+    sent: &mut Option<u64>,
+    tx: &mpsc::Sender<AgentMessage>,
+) -> bool {
+    let Some(journal) = journal else {
+        return true;
+    };
+    loop {
+        let (violations, last) = journal.unsent(*sent, VIOLATION_BATCH);
+        if violations.is_empty() {
+            return true;
+        }
+        let count = violations.len();
+        let message = AgentMessage {
+            body: Some(Up::Violations(ViolationBatch { violations })),
+        };
+        match tx.try_send(message) {
+            Ok(()) => {
+                debug!("sent {count} blocked attempt(s) to the controller");
+                *sent = last;
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
         }
     }
 }
@@ -1281,5 +1360,108 @@ mod tests {
             "{outcome:?}"
         );
         assert_eq!(std::sync::Arc::strong_count(&seen), 1);
+    }
+
+    fn violation_batches(sent: &[AgentMessage]) -> Vec<Vec<String>> {
+        sent.iter()
+            .filter_map(|m| match &m.body {
+                Some(Up::Violations(b)) => {
+                    Some(b.violations.iter().map(|v| v.id.clone()).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn blocked(n: usize) -> crate::report::Blocked {
+        crate::report::Blocked::now(
+            haven_proto::agent::v1::ViolationKind::UnknownContact,
+            format!("+44770090{n:04}"),
+            "tried to call an address that is on no list",
+        )
+    }
+
+    #[tokio::test]
+    async fn d5_violations_are_resent_on_every_stream_until_acknowledged() {
+        use crate::report::BlockedSink as _;
+        use haven_proto::agent::v1::ViolationAck;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open_at(&dir.path().join("j"), 100).unwrap());
+        for n in 0..3 {
+            journal.blocked(blocked(n));
+        }
+        let ids: Vec<String> = journal.pending().into_iter().map(|v| v.id).collect();
+        let (mut c, _) = client(false, None);
+        c.config.journal = Some(journal.clone());
+        let (tx, mut events) = mpsc::unbounded_channel();
+        c.config.events = Some(tx);
+
+        // The stream drops before any acknowledgement: all are sent and all are kept.
+        let (_, sent) = drive_script(&mut c, vec![]).await;
+        assert_eq!(violation_batches(&sent), vec![ids.clone()]);
+        assert_eq!(journal.len(), 3);
+
+        // Next stream: sent again (the controller ignores ids it has); two are acknowledged.
+        let ack = ControllerMessage {
+            body: Some(Down::ViolationAck(ViolationAck {
+                ids: ids[..2].to_vec(),
+            })),
+        };
+        let (_, sent) = drive_script(&mut c, vec![Ok(ack)]).await;
+        assert_eq!(violation_batches(&sent), vec![ids.clone()]);
+        assert_eq!(
+            events.recv().await,
+            Some(SyncEvent::ViolationsAcknowledged { removed: 2 })
+        );
+        // Only the unacknowledged one is left, also after a restart of the agent.
+        let (_, sent) = drive_script(&mut c, vec![]).await;
+        assert_eq!(violation_batches(&sent), vec![vec![ids[2].clone()]]);
+        let reopened = Journal::open_at(&dir.path().join("j"), 100).unwrap();
+        assert_eq!(reopened.pending().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn d5_a_large_backlog_goes_in_batches_the_controller_accepts() {
+        use crate::report::BlockedSink as _;
+        let journal = Arc::new(Journal::in_memory(2_000));
+        for n in 0..(VIOLATION_BATCH * 2 + 7) {
+            journal.blocked(blocked(n));
+        }
+        let (mut c, _) = client(false, None);
+        c.config.journal = Some(journal.clone());
+        let (_, sent) = drive_script(&mut c, vec![]).await;
+        let sizes: Vec<usize> = violation_batches(&sent).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [VIOLATION_BATCH, VIOLATION_BATCH, 7]);
+    }
+
+    #[tokio::test]
+    async fn d5_a_violation_written_while_connected_is_sent_at_once() {
+        use crate::report::BlockedSink as _;
+        let journal = Arc::new(Journal::in_memory(100));
+        let (mut c, _) = client(false, None);
+        c.config.journal = Some(journal.clone());
+        // No retry timer to fall back on: only the journal's wake-up can send it.
+        c.config.violation_retry = Duration::from_secs(3600);
+        let (down_tx, down_rx) = mpsc::channel::<Result<ControllerMessage, tonic::Status>>(4);
+        let (tx, mut rx) = mpsc::channel(OUTBOX);
+        let drive = c.drive(
+            "https://c:1",
+            ReceiverStream::new(down_rx),
+            tx,
+            Instant::now(),
+        );
+        let script = async move {
+            tokio::task::yield_now().await;
+            journal.blocked(blocked(1));
+            let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
+            drop(down_tx);
+            got
+        };
+        let (_, got) = tokio::join!(drive, script);
+        let got = got.expect("sent as soon as it was written");
+        assert!(
+            matches!(&got, Some(AgentMessage { body: Some(Up::Violations(b)) }) if b.violations.len() == 1),
+            "{got:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 mod agent;
 mod audit;
 mod children;
+mod contacts;
 mod enrollment;
 mod guards;
 mod plans;
