@@ -60,9 +60,16 @@ fn dated(text: &str) -> String {
 
 fn plan_home() -> PlanHome {
     let home = Home::new();
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -105,12 +112,7 @@ impl PlanHome {
 /// Starts the agent enforcing on this machine, with `camera` as its only camera.
 fn start_linux_agent(p: &PlanHome, camera: &Path) -> Agent {
     let mut agent = p.home.enrolled_agent("tablet");
-    agent.start_with(&[
-        "--enforcer",
-        "linux",
-        "--camera-path",
-        camera.to_str().unwrap(),
-    ]);
+    agent.start_linux(&["--camera-path", camera.to_str().unwrap()]);
     assert!(
         agent
             .stderr

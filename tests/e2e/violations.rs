@@ -124,9 +124,16 @@ fn device_id(home: &Home) -> String {
 }
 
 fn staff_member(home: &Home, name: &str) -> Cli {
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", name, "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        name,
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();

@@ -470,6 +470,34 @@ impl Agent {
         self.start_with(&["--enforcer", "log"]);
     }
 
+    /// Starts `haven-agent run --enforcer linux` with every guard pointed at stand-ins inside
+    /// the agent's own folder (a temp file for the camera, a socket for contact screening), so
+    /// a test never touches the host's real devices. `extra` adds flags or replaces these.
+    pub fn start_linux(&mut self, extra: &[&str]) {
+        std::fs::create_dir_all(&self.state_dir).expect("agent folder");
+        let camera = self.state_dir.join("camera0");
+        if !camera.exists() {
+            std::fs::write(&camera, b"").expect("stand-in camera");
+        }
+        let camera = camera.to_string_lossy().into_owned();
+        let socket = self
+            .state_dir
+            .join("screening.sock")
+            .to_string_lossy()
+            .into_owned();
+        let mut args: Vec<&str> = vec!["--enforcer", "linux"];
+        for (flag, value) in [
+            ("--camera-path", camera.as_str()),
+            ("--screening-socket", socket.as_str()),
+        ] {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
+        args.extend_from_slice(extra);
+        self.start_with(&args);
+    }
+
     /// Starts `haven-agent run` with short retry times and `args` (which must choose the
     /// enforcer, e.g. `--enforcer linux --camera-path ...`).
     pub fn start_with(&mut self, args: &[&str]) {
