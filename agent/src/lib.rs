@@ -20,6 +20,7 @@ pub mod requests;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod web;
 
 pub use enforcer::{EnforceError, Enforcer, LogEnforcer, NullEnforcer};
 pub use enroll::{EnrollError, Enrollment, enroll, enroll_device};
