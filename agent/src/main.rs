@@ -44,6 +44,9 @@ enum Command {
     /// Ask staff for something or tell them what you think; it is sent when the device is
     /// connected, and the answer shows in `haven-agent status` (works offline)
     Request(RequestArgs),
+    /// Run only the web filter, with a block list, until stopped (benchmarks)
+    #[command(hide = true)]
+    DnsFilter(DnsFilterArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,7 +102,20 @@ struct LinuxArgs {
     // apps guard flags: added with the apps guard
     // camera guard flags: added with the camera guard
     // contact screening flags: added with the screening socket
-    // web filter flags: added with the web filter
+    /// Where the web filter answers DNS (point the device's resolver here)
+    #[arg(long, default_value = "127.0.0.1:53", value_name = "ADDR")]
+    dns_listen: std::net::SocketAddr,
+    /// A resolver the web filter asks for allowed names (repeat for more)
+    /// [default: 9.9.9.9:53 and 149.112.112.112:53]
+    #[arg(long, value_name = "ADDR")]
+    dns_upstream: Vec<std::net::SocketAddr>,
+    /// A folder of category lists for the web filter: `<category>/domains` or `<category>.txt`
+    #[arg(long, value_name = "DIR")]
+    filter_lists: Option<PathBuf>,
+    /// Install nftables rules so only the agent can reach DNS servers (root; the systemd unit
+    /// sets it)
+    #[arg(long)]
+    dns_firewall: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +185,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(state, args).await,
         Command::Status(args) => show_status(&state, args.json).map(|()| ExitCode::SUCCESS),
         Command::Request(args) => Ok(make_request(&state, &args.text)),
+        Command::DnsFilter(args) => dns_filter(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -280,17 +297,104 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// The Linux guards as one enforcer. The log enforcer comes first so that every applied policy
 /// is still logged as `policy version N — ...`, whatever the guards do.
 fn linux_enforcer(
-    _args: &LinuxArgs,
-    _sink: Arc<dyn BlockedSink>,
+    args: &LinuxArgs,
+    sink: Arc<dyn BlockedSink>,
 ) -> anyhow::Result<Box<dyn Enforcer>> {
     let parts: Vec<Box<dyn Enforcer>> = vec![
         Box::new(LogEnforcer),
         // apps guard: added with the apps guard
         // camera guard: added with the camera guard
         // contact screening: added with the screening socket
-        // web filter: added with the web filter
+        Box::new(web_filter(args, sink.clone())?),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
+}
+
+/// The web filter for `--enforcer linux`: starts answering at once, with the web off until
+/// the first policy is applied.
+fn web_filter(
+    args: &LinuxArgs,
+    sink: Arc<dyn BlockedSink>,
+) -> anyhow::Result<haven_agent::web::WebFilter> {
+    use haven_agent::web::{DEFAULT_UPSTREAMS, WebConfig, WebFilter};
+    let upstreams = if args.dns_upstream.is_empty() {
+        DEFAULT_UPSTREAMS
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    } else {
+        args.dns_upstream.clone()
+    };
+    let mut config = WebConfig::new(args.dns_listen, upstreams);
+    config.lists_dir = args.filter_lists.clone();
+    config.firewall = args.dns_firewall;
+    Ok(WebFilter::start(config, sink)?)
+}
+
+#[derive(Debug, clap::Args)]
+struct DnsFilterArgs {
+    /// A block list (hosts file, one domain a line, or adblock rules); repeatable
+    #[arg(long, value_name = "FILE")]
+    list: Vec<PathBuf>,
+    /// A folder of category lists
+    #[arg(long, value_name = "DIR")]
+    filter_lists: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:5303", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:5300", value_name = "ADDR")]
+    upstream: Vec<std::net::SocketAddr>,
+    /// Threads answering UDP queries
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print each blocked name (once a minute at most) instead of only counting
+    #[arg(long)]
+    log_blocked: bool,
+}
+
+/// `haven-agent dns-filter`: the web filter alone, every list blocked, for benchmarks.
+async fn dns_filter(args: DnsFilterArgs) -> anyhow::Result<()> {
+    use haven_agent::enforcer::DevicePolicy;
+    use haven_agent::web::{CountingSink, WebConfig, WebFilter};
+    use haven_proto::agent::v1::WebRule;
+    let started = std::time::Instant::now();
+    let mut config = WebConfig::new(args.listen, args.upstream);
+    config.extra_lists = args.list;
+    config.lists_dir = args.filter_lists;
+    config.workers = args.threads;
+    let sink: Arc<dyn BlockedSink> = if args.log_blocked {
+        Arc::new(LogSink)
+    } else {
+        Arc::new(CountingSink::default())
+    };
+    let mut filter = WebFilter::start(config, sink)?;
+    let policy = DevicePolicy {
+        version: 1,
+        web: Some(WebRule {
+            allowed: true,
+            filter_profile: "benchmark".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    filter.apply(&policy)?;
+    println!(
+        "dns-filter: answering on {} after {:.3} s",
+        filter.local_addr(),
+        started.elapsed().as_secs_f64()
+    );
+    shutdown_signal().await;
+    let c = filter.resolver().counters();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "dns-filter: {} queries, {} blocked, {} refused, {} from the cache, {} forwarded, {} upstream failures",
+        n(&c.queries),
+        n(&c.blocked),
+        n(&c.refused),
+        n(&c.cache_hits),
+        n(&c.forwarded),
+        n(&c.upstream_failures)
+    );
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd stops the service).

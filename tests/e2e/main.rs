@@ -14,3 +14,4 @@ mod requests;
 mod robustness;
 mod security;
 mod sync;
+mod web;

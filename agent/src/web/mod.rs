@@ -192,5 +192,15 @@ impl Enforcer for WebFilter {
     }
 }
 
+/// Counts blocked attempts and keeps nothing (the `dns-filter` benchmark command).
+#[derive(Debug, Default)]
+pub struct CountingSink(pub std::sync::atomic::AtomicU64);
+
+impl BlockedSink for CountingSink {
+    fn blocked(&self, _record: crate::report::Blocked) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -613,11 +613,12 @@ struct Cache {
     hasher: std::collections::hash_map::RandomState,
 }
 
+/// Bytes only (a parsed `Message` is many times bigger): the answer as stored, and as served
+/// `age` seconds later.
 struct Entry {
-    msg: Message,
+    original: Box<[u8]>,
     stored: Instant,
     expires: Instant,
-    /// The answer's bytes as served `age` seconds after it was stored.
     bytes: Vec<u8>,
     age: u64,
 }
@@ -649,7 +650,7 @@ impl Cache {
         let age = now.duration_since(entry.stored).as_secs();
         if age != entry.age {
             // Count the TTLs down, at most once a second per entry.
-            let mut msg = entry.msg.clone();
+            let mut msg = Message::from_vec(&entry.original).ok()?;
             let age32 = u32::try_from(age).unwrap_or(u32::MAX);
             for r in msg
                 .answers
@@ -660,6 +661,7 @@ impl Cache {
                 r.ttl = r.ttl.saturating_sub(age32);
             }
             entry.bytes = msg.to_vec().ok()?;
+            entry.bytes.shrink_to_fit();
             entry.age = age;
         }
         Some(entry.bytes.clone())
@@ -685,10 +687,12 @@ impl Cache {
             return;
         }
         msg.metadata.id = 0;
-        let Ok(bytes) = msg.to_vec() else { return };
+        let Ok(mut bytes) = msg.to_vec() else { return };
+        // `to_vec` reserves 512 bytes; tens of thousands of entries make that count.
+        bytes.shrink_to_fit();
         let now = Instant::now();
         let entry = Entry {
-            msg,
+            original: bytes.clone().into_boxed_slice(),
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
             bytes,
