@@ -14,7 +14,7 @@
 //! only once per name per window (one page reload is not fifty violations).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -634,9 +634,7 @@ impl Cache {
     }
 
     fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Vec<u8>, Entry>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % CACHE_SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % CACHE_SHARDS]
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
