@@ -305,18 +305,16 @@ fn linux_enforcer(
         // apps guard: added with the apps guard
         // camera guard: added with the camera guard
         // contact screening: added with the screening socket
-        Box::new(web_filter(args, sink.clone())?),
+        web_filter(args, sink.clone()),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
 }
 
 /// The web filter for `--enforcer linux`: starts answering at once, with the web off until
-/// the first policy is applied.
-fn web_filter(
-    args: &LinuxArgs,
-    sink: Arc<dyn BlockedSink>,
-) -> anyhow::Result<haven_agent::web::WebFilter> {
-    use haven_agent::web::{DEFAULT_UPSTREAMS, WebConfig, WebFilter};
+/// the first policy is applied. If it cannot start, the other guards still run and every
+/// policy acknowledgement says the web is not enforced.
+fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    use haven_agent::web::{DEFAULT_UPSTREAMS, WebConfig};
     let upstreams = if args.dns_upstream.is_empty() {
         DEFAULT_UPSTREAMS
             .iter()
@@ -328,7 +326,7 @@ fn web_filter(
     let mut config = WebConfig::new(args.dns_listen, upstreams);
     config.lists_dir = args.filter_lists.clone();
     config.firewall = args.dns_firewall;
-    Ok(WebFilter::start(config, sink)?)
+    haven_agent::web::start_or_report(config, sink)
 }
 
 #[derive(Debug, clap::Args)]

@@ -192,6 +192,42 @@ impl Enforcer for WebFilter {
     }
 }
 
+/// Stands in for a web filter that could not start (its address taken, say): the agent keeps
+/// running its other guards, and every policy is reported as not enforced for the web, so
+/// staff see it. Names still do not resolve through the agent, and with `--dns-firewall`
+/// nothing else resolves them either (fail closed).
+#[derive(Debug)]
+pub struct NotRunning {
+    pub reason: String,
+}
+
+impl Enforcer for NotRunning {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
+        Err(EnforceError::new(
+            "web",
+            format!("the web filter is not running ({})", self.reason),
+        ))
+    }
+}
+
+/// Starts the web filter, or, when it cannot start, a [`NotRunning`] stand-in that says why
+/// in every policy acknowledgement.
+pub fn start_or_report(config: WebConfig, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    match WebFilter::start(config, sink) {
+        Ok(filter) => Box::new(filter),
+        Err(e) => {
+            tracing::error!("{e}");
+            Box::new(NotRunning {
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
 /// Counts blocked attempts and keeps nothing (the `dns-filter` benchmark command).
 #[derive(Debug, Default)]
 pub struct CountingSink(pub std::sync::atomic::AtomicU64);

@@ -220,3 +220,15 @@ fn no_upstream_is_a_plain_error() {
     .unwrap();
     assert!(e.to_string().contains("--dns-upstream"), "{e}");
 }
+
+// clause WB1: a filter that cannot start never means unfiltered web; staff are told.
+#[test]
+fn wb1_a_filter_that_cannot_start_reports_every_policy_as_not_enforced() {
+    let up = upstream();
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = WebConfig::new(taken.local_addr().unwrap(), vec![up.addr]);
+    let mut web = start_or_report(config, Arc::new(MemorySink::default()));
+    let e = web.apply(&filtered(&[])).unwrap_err();
+    assert_eq!(e.area, "web");
+    assert!(e.reason.contains("not running"), "{e}");
+}
