@@ -26,6 +26,7 @@ pub mod screening;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod web;
 
 pub use enforcer::{EnforceError, Enforcer, LogEnforcer, NullEnforcer};
 pub use enroll::{EnrollError, Enrollment, enroll, enroll_device};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use haven_agent::enforcer::{CompositeEnforcer, Enforcer, EnforcerKind, LogEnforcer};
 use haven_agent::journal::{self, Journal};
-use haven_agent::report::BlockedSink;
+use haven_agent::report::{BlockedSink, LogSink};
 use haven_agent::requests::{RequestError, RequestSpool};
 use haven_agent::screening::{self, ContactScreening};
 use haven_agent::state::{StateDir, StateError, write_atomic};
@@ -49,6 +49,9 @@ enum Command {
     /// Ask the running agent whether this device may call, text or message an address now
     /// (exit 0: allowed, 1: not allowed, 2: could not ask)
     CheckContact(CheckContactArgs),
+    /// Run only the web filter, with a block list, until stopped (benchmarks)
+    #[command(hide = true)]
+    DnsFilter(DnsFilterArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,7 +134,20 @@ struct LinuxArgs {
     #[arg(long, value_name = "PATH", env = "HAVEN_AGENT_SCREENING_SOCKET",
           default_value = screening::DEFAULT_SOCKET)]
     screening_socket: PathBuf,
-    // web filter flags: added with the web filter
+    /// Where the web filter answers DNS (point the device's resolver here)
+    #[arg(long, default_value = "127.0.0.1:53", value_name = "ADDR")]
+    dns_listen: std::net::SocketAddr,
+    /// A resolver the web filter asks for allowed names (repeat for more)
+    /// [default: 9.9.9.9:53 and 149.112.112.112:53]
+    #[arg(long, value_name = "ADDR")]
+    dns_upstream: Vec<std::net::SocketAddr>,
+    /// A folder of category lists for the web filter: `<category>/domains` or `<category>.txt`
+    #[arg(long, value_name = "DIR")]
+    filter_lists: Option<PathBuf>,
+    /// Install nftables rules so only the agent can reach DNS servers (root; the systemd unit
+    /// sets it)
+    #[arg(long)]
+    dns_firewall: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,6 +222,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => show_status(&state, args.json).map(|()| ExitCode::SUCCESS),
         Command::Request(args) => Ok(make_request(&state, &args.text)),
         Command::CheckContact(args) => Ok(check_contact(&args)),
+        Command::DnsFilter(args) => dns_filter(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -355,7 +372,7 @@ fn linux_enforcer(
             sink.clone(),
         )?),
         contact_screening(&args.screening_socket, sink.clone()),
-        // web filter: added with the web filter
+        web_filter(args, sink.clone()),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
 }
@@ -374,6 +391,91 @@ fn contact_screening(socket: &std::path::Path, sink: Arc<dyn BlockedSink>) -> Bo
             Box::new(haven_agent::NullEnforcer)
         }
     }
+}
+
+/// The web filter for `--enforcer linux`: starts answering at once, with the web off until
+/// the first policy is applied. If it cannot start, the other guards still run and every
+/// policy acknowledgement says the web is not enforced.
+fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    use haven_agent::web::{DEFAULT_UPSTREAMS, WebConfig};
+    let upstreams = if args.dns_upstream.is_empty() {
+        DEFAULT_UPSTREAMS
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    } else {
+        args.dns_upstream.clone()
+    };
+    let mut config = WebConfig::new(args.dns_listen, upstreams);
+    config.lists_dir = args.filter_lists.clone();
+    config.firewall = args.dns_firewall;
+    haven_agent::web::start_or_report(config, sink)
+}
+
+#[derive(Debug, clap::Args)]
+struct DnsFilterArgs {
+    /// A block list (hosts file, one domain a line, or adblock rules); repeatable
+    #[arg(long, value_name = "FILE")]
+    list: Vec<PathBuf>,
+    /// A folder of category lists
+    #[arg(long, value_name = "DIR")]
+    filter_lists: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:5303", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:5300", value_name = "ADDR")]
+    upstream: Vec<std::net::SocketAddr>,
+    /// Threads answering UDP queries
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print each blocked name (once a minute at most) instead of only counting
+    #[arg(long)]
+    log_blocked: bool,
+}
+
+/// `haven-agent dns-filter`: the web filter alone, every list blocked, for benchmarks.
+async fn dns_filter(args: DnsFilterArgs) -> anyhow::Result<()> {
+    use haven_agent::enforcer::DevicePolicy;
+    use haven_agent::web::{CountingSink, WebConfig, WebFilter};
+    use haven_proto::agent::v1::WebRule;
+    let started = std::time::Instant::now();
+    let mut config = WebConfig::new(args.listen, args.upstream);
+    config.extra_lists = args.list;
+    config.lists_dir = args.filter_lists;
+    config.workers = args.threads;
+    let sink: Arc<dyn BlockedSink> = if args.log_blocked {
+        Arc::new(LogSink)
+    } else {
+        Arc::new(CountingSink::default())
+    };
+    let mut filter = WebFilter::start(config, sink)?;
+    let policy = DevicePolicy {
+        version: 1,
+        web: Some(WebRule {
+            allowed: true,
+            filter_profile: "benchmark".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    filter.apply(&policy)?;
+    println!(
+        "dns-filter: answering on {} after {:.3} s",
+        filter.local_addr(),
+        started.elapsed().as_secs_f64()
+    );
+    shutdown_signal().await;
+    let c = filter.resolver().counters();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "dns-filter: {} queries, {} blocked, {} refused, {} from the cache, {} forwarded, {} upstream failures",
+        n(&c.queries),
+        n(&c.blocked),
+        n(&c.refused),
+        n(&c.cache_hits),
+        n(&c.forwarded),
+        n(&c.upstream_failures)
+    );
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM (how systemd stops the service).

@@ -17,3 +17,4 @@ mod robustness;
 mod security;
 mod sync;
 mod violations;
+mod web;

@@ -405,6 +405,17 @@ pub fn applied_line(version: u64) -> String {
     format!("policy version {version} —")
 }
 
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a loopback port");
+        let Ok(addr) = udp.local_addr() else { continue };
+        if std::net::TcpListener::bind(("127.0.0.1", addr.port())).is_ok() {
+            return addr.port();
+        }
+    }
+}
+
 /// Whether this test process runs as root. Tests that need root (process control, fanotify,
 /// network namespaces) call [`skip_unless_root`] first.
 pub fn is_root() -> bool {
@@ -485,10 +496,16 @@ impl Agent {
             .join("screening.sock")
             .to_string_lossy()
             .into_owned();
+        // The web filter answers on a free loopback port and asks a loopback port nobody
+        // answers on: a test never binds the host's port 53 or sends DNS off the machine.
+        let dns = format!("127.0.0.1:{}", free_port());
+        let upstream = format!("127.0.0.1:{}", free_port());
         let mut args: Vec<&str> = vec!["--enforcer", "linux"];
         for (flag, value) in [
             ("--camera-path", camera.as_str()),
             ("--screening-socket", socket.as_str()),
+            ("--dns-listen", dns.as_str()),
+            ("--dns-upstream", upstream.as_str()),
         ] {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);

@@ -1,0 +1,242 @@
+//! The web filter (WB1, WB4): a filtering DNS resolver on the device, its lists and
+//! categories, the pure decision for each name, and the firewall rules that keep other
+//! resolvers out.
+//!
+//! - [`list`] reads domain lists and matches names by suffix in an FST.
+//! - [`categories`] holds the built-in categories (social networking, DNS over HTTPS) and
+//!   the home's own lists.
+//! - [`filter`] decides, for the policy in force, whether a name is refused, blocked or
+//!   resolved (pure).
+//! - [`resolver`] answers DNS with `hickory-proto` messages and forwards allowed names.
+//! - [`nft`] drops DNS from anything but the agent.
+//!
+//! [`WebFilter`] ties them together as an [`Enforcer`]: it starts with the web off (every
+//! name refused) and each policy swaps the rules in one step while the resolver keeps
+//! running.
+
+pub mod categories;
+pub mod filter;
+pub mod list;
+pub mod nft;
+pub mod resolver;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::enforcer::{DevicePolicy, EnforceError, Enforcer};
+use crate::report::BlockedSink;
+
+pub use categories::Catalog;
+pub use filter::{Rules, Verdict};
+pub use list::DomainSet;
+pub use resolver::{Resolver, ResolverConfig};
+
+/// Upstreams used when none is configured (Quad9, which also blocks known malware).
+pub const DEFAULT_UPSTREAMS: &[&str] = &["9.9.9.9:53", "149.112.112.112:53"];
+
+/// How the web filter runs.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Where the resolver answers (the device's resolver setting points here).
+    pub listen: SocketAddr,
+    /// Where allowed names are resolved.
+    pub upstreams: Vec<SocketAddr>,
+    /// A folder of category lists (`<category>/domains` or `<category>.txt`).
+    pub lists_dir: Option<PathBuf>,
+    /// Extra list files, each added to the category `blocklist` (the benchmark's list).
+    pub extra_lists: Vec<PathBuf>,
+    /// Threads answering UDP queries.
+    pub workers: usize,
+    /// One report per blocked name per this long.
+    pub report_window: Duration,
+    /// Install the nftables rules that drop DNS from anything but the agent (root only; off in
+    /// tests, which must never touch the host's firewall).
+    pub firewall: bool,
+}
+
+impl WebConfig {
+    pub fn new(listen: SocketAddr, upstreams: Vec<SocketAddr>) -> WebConfig {
+        WebConfig {
+            listen,
+            upstreams,
+            lists_dir: None,
+            extra_lists: Vec::new(),
+            workers: 1,
+            report_window: Duration::from_secs(60),
+            firewall: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(transparent)]
+    List(#[from] list::ListError),
+    #[error(
+        "the web filter cannot answer on {addr}: {source} (choose another --dns-listen address, or run as root for port 53)"
+    )]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the web filter has no upstream resolver; give one with --dns-upstream")]
+    NoUpstream,
+    #[error(transparent)]
+    Firewall(#[from] nft::NftError),
+}
+
+/// The web filter as an enforcer.
+pub struct WebFilter {
+    catalog: Catalog,
+    resolver: Resolver,
+}
+
+impl WebFilter {
+    /// Loads the lists and starts the resolver with the web off; `apply` then puts a policy
+    /// in force.
+    pub fn start(config: WebConfig, sink: Arc<dyn BlockedSink>) -> Result<WebFilter, WebError> {
+        if config.upstreams.is_empty() {
+            return Err(WebError::NoUpstream);
+        }
+        let mut catalog = match &config.lists_dir {
+            Some(dir) => {
+                let (catalog, imported) = Catalog::load(dir)?;
+                for i in imported {
+                    tracing::info!(
+                        "web filter: {} names for {} from {} ({} lines skipped)",
+                        i.stats.domains,
+                        i.category,
+                        i.path,
+                        i.stats.skipped
+                    );
+                }
+                catalog
+            }
+            None => Catalog::built_in(),
+        };
+        for path in &config.extra_lists {
+            let (set, stats) = DomainSet::load(path)?;
+            tracing::info!(
+                "web filter: {} names from {} ({} lines skipped)",
+                stats.domains,
+                path.display(),
+                stats.skipped
+            );
+            catalog.extend("blocklist", set);
+        }
+        let resolver = Resolver::start(
+            ResolverConfig {
+                listen: config.listen,
+                upstreams: config.upstreams.clone(),
+                workers: config.workers,
+                report_window: config.report_window,
+                upstream_mark: config.firewall.then_some(nft::UPSTREAM_MARK),
+            },
+            Rules::web_off(&catalog),
+            sink,
+        )
+        .map_err(|source| WebError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        if config.firewall {
+            nft::apply(
+                &nft::ruleset(resolver.local_addr(), nft::UPSTREAM_MARK),
+                None,
+            )?;
+        }
+        Ok(WebFilter { catalog, resolver })
+    }
+
+    /// Where the resolver answers.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.resolver.local_addr()
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+impl Enforcer for WebFilter {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    /// Builds the new rules here, on the caller's thread, and swaps them in whole: queries
+    /// never see half a policy. A category the device has no list for is reported (the rest
+    /// is still enforced).
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
+        let rules = Rules::for_policy(policy, &self.catalog);
+        let missing = rules.missing_categories.clone();
+        tracing::info!("web filter: {}", rules.summary);
+        self.resolver.set_rules(rules);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(EnforceError::new(
+                "web",
+                format!(
+                    "this device has no list for the {} categor{}; everything else is filtered",
+                    missing.join(", "),
+                    if missing.len() == 1 { "y" } else { "ies" }
+                ),
+            ))
+        }
+    }
+}
+
+/// Stands in for a web filter that could not start (its address taken, say): the agent keeps
+/// running its other guards, and every policy is reported as not enforced for the web, so
+/// staff see it. Names still do not resolve through the agent, and with `--dns-firewall`
+/// nothing else resolves them either (fail closed).
+#[derive(Debug)]
+pub struct NotRunning {
+    pub reason: String,
+}
+
+impl Enforcer for NotRunning {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
+        Err(EnforceError::new(
+            "web",
+            format!("the web filter is not running ({})", self.reason),
+        ))
+    }
+}
+
+/// Starts the web filter, or, when it cannot start, a [`NotRunning`] stand-in that says why
+/// in every policy acknowledgement.
+pub fn start_or_report(config: WebConfig, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    match WebFilter::start(config, sink) {
+        Ok(filter) => Box::new(filter),
+        Err(e) => {
+            tracing::error!("{e}");
+            Box::new(NotRunning {
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Counts blocked attempts and keeps nothing (the `dns-filter` benchmark command).
+#[derive(Debug, Default)]
+pub struct CountingSink(pub std::sync::atomic::AtomicU64);
+
+impl BlockedSink for CountingSink {
+    fn blocked(&self, _record: crate::report::Blocked) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

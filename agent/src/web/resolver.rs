@@ -1,0 +1,746 @@
+//! The filtering resolver: answers DNS on a local address, refuses or blocks what the rules
+//! say, and forwards the rest to the configured upstreams, with an answer cache.
+//!
+//! Plain threads on blocking sockets rather than async tasks: the hot path is "receive,
+//! decide, answer from the cache, send", and a thread per socket does that with no scheduler
+//! in between. Forwarding never blocks a worker: queries go out on one upstream socket under
+//! fresh ids, and one thread matches the answers and sends them to whoever asked.
+//!
+//! Messages are parsed and built with `hickory-proto`. The only bytes touched directly are the
+//! message id (the first two bytes) and the question section of a cached answer, which is
+//! replaced by the asker's own question so the letters' case matches what was asked.
+//!
+//! Privacy: names that resolve are never logged or reported; only blocked attempts are, and
+//! only once per name per window (one page reload is not fifty violations).
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use haven_proto::agent::v1::ViolationKind;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+
+use super::filter::{Rules, Verdict, describe};
+use crate::report::{Blocked, BlockedSink};
+
+/// How long a forwarded query waits for its upstream before the asker gets SERVFAIL.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often blocked threads look up to see whether they should stop.
+const POLL: Duration = Duration::from_millis(100);
+/// Cache bounds: entries per shard and shards.
+const CACHE_SHARDS: usize = 16;
+const CACHE_PER_SHARD: usize = 16_384;
+/// Answers with no TTL to go by (an empty NXDOMAIN) are kept this long.
+const DEFAULT_NEGATIVE_TTL: u32 = 30;
+const MAX_TTL: u32 = 86_400;
+
+/// How the resolver runs.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    pub listen: SocketAddr,
+    pub upstreams: Vec<SocketAddr>,
+    /// Threads answering UDP queries.
+    pub workers: usize,
+    /// One report per blocked name per this long.
+    pub report_window: Duration,
+    /// A firewall mark for the upstream socket, so nftables can let the agent's own queries
+    /// out and drop everyone else's (needs root; ignored when it cannot be set).
+    pub upstream_mark: Option<u32>,
+}
+
+/// Counts for the benchmark and logs; never names.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queries: AtomicU64,
+    pub blocked: AtomicU64,
+    pub refused: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub upstream_failures: AtomicU64,
+}
+
+struct Shared {
+    rules: RwLock<Arc<Rules>>,
+    generation: AtomicU64,
+    cache: Cache,
+    reporter: Reporter,
+    pending: Mutex<HashMap<u16, Pending>>,
+    next_id: AtomicU16,
+    upstreams: Vec<SocketAddr>,
+    next_upstream: AtomicU64,
+    stop: AtomicBool,
+    counters: Counters,
+}
+
+/// A running resolver; stops (and joins its threads) when dropped.
+pub struct Resolver {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    local: SocketAddr,
+}
+
+impl Resolver {
+    pub fn start(
+        config: ResolverConfig,
+        rules: Rules,
+        sink: Arc<dyn BlockedSink>,
+    ) -> std::io::Result<Resolver> {
+        let udp = UdpSocket::bind(config.listen)?;
+        let local = udp.local_addr()?;
+        udp.set_read_timeout(Some(POLL))?;
+        let upstream_bind: SocketAddr = match config.upstreams.first() {
+            Some(SocketAddr::V6(_)) => "[::]:0".parse().unwrap_or(local),
+            _ => "0.0.0.0:0".parse().unwrap_or(local),
+        };
+        let upstream = UdpSocket::bind(upstream_bind)?;
+        upstream.set_read_timeout(Some(POLL))?;
+        if let Some(mark) = config.upstream_mark {
+            set_mark(&upstream, mark);
+        }
+        let shared = Arc::new(Shared {
+            rules: RwLock::new(Arc::new(rules)),
+            generation: AtomicU64::new(1),
+            cache: Cache::new(),
+            reporter: Reporter::new(sink, config.report_window),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU16::new(rand::random()),
+            upstreams: config.upstreams.clone(),
+            next_upstream: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let mut threads = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let (shared, udp, upstream) = (shared.clone(), udp.try_clone()?, upstream.try_clone()?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("dns-udp-{i}"))
+                    .spawn(move || udp_worker(&shared, &udp, &upstream))?,
+            );
+        }
+        {
+            let (shared, udp) = (shared.clone(), udp.try_clone()?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("dns-upstream".into())
+                    .spawn(move || upstream_reader(&shared, &upstream, &udp))?,
+            );
+        }
+        // TCP on the same port, for answers too big for UDP; a resolver that cannot take TCP
+        // still filters, so a busy port is a warning, not a failure.
+        match TcpListener::bind(local) {
+            Ok(listener) => {
+                let shared = shared.clone();
+                let mark = config.upstream_mark;
+                listener.set_nonblocking(true)?;
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("dns-tcp".into())
+                        .spawn(move || tcp_acceptor(&shared, &listener, mark))?,
+                );
+            }
+            Err(e) => tracing::warn!("the web filter answers over UDP only: TCP {local}: {e}"),
+        }
+        Ok(Resolver {
+            shared,
+            threads,
+            local,
+        })
+    }
+
+    /// Where the resolver answers (the actual port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Replaces the rules; queries after this see only the new ones.
+    pub fn set_rules(&self, rules: Rules) {
+        let mut guard = self.shared.rules.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(rules);
+        self.shared.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_mark(socket: &UdpSocket, mark: u32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt with a valid fd and a u32 option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&raw const mark).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(
+            "could not mark the web filter's upstream socket: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_mark(_socket: &UdpSocket, _mark: u32) {}
+
+/// The rules a worker uses, refreshed only when the generation moves (no lock per query).
+struct LocalRules {
+    generation: u64,
+    rules: Arc<Rules>,
+}
+
+impl LocalRules {
+    fn new(shared: &Shared) -> Self {
+        LocalRules {
+            generation: shared.generation.load(Ordering::Acquire),
+            rules: shared
+                .rules
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    fn get(&mut self, shared: &Shared) -> &Rules {
+        let now = shared.generation.load(Ordering::Acquire);
+        if now != self.generation {
+            *self = LocalRules::new(shared);
+        }
+        &self.rules
+    }
+}
+
+/// What to do with one query.
+enum Action {
+    Reply(Vec<u8>),
+    Forward(Forward),
+    Drop,
+}
+
+/// A query to send upstream.
+struct Forward {
+    packet: Vec<u8>,
+    query: Query,
+    key: Vec<u8>,
+    question_len: usize,
+    max_payload: u16,
+}
+
+/// Decides what to answer to `packet`; everything the resolver does with a query goes
+/// through here, for UDP and TCP alike.
+fn answer(shared: &Shared, rules: &Rules, packet: &[u8]) -> Action {
+    let Ok(msg) = Message::from_vec(packet) else {
+        // Not DNS we can read. Answer FORMERR when there is at least a header to answer.
+        if packet.len() >= 12 {
+            let id = u16::from_be_bytes([packet[0], packet[1]]);
+            let m = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
+            return m.to_vec().map_or(Action::Drop, Action::Reply);
+        }
+        return Action::Drop;
+    };
+    if msg.metadata.message_type != MessageType::Query {
+        return Action::Drop;
+    }
+    shared.counters.queries.fetch_add(1, Ordering::Relaxed);
+    if msg.metadata.op_code != OpCode::Query || msg.queries.len() != 1 {
+        let code = if msg.metadata.op_code == OpCode::Query {
+            ResponseCode::FormErr
+        } else {
+            ResponseCode::NotImp
+        };
+        return reply(&msg, code);
+    }
+    let query = &msg.queries[0];
+    let mut name_buf = [0u8; 256];
+    let Some((name, wire_len)) = lower_name(query, &mut name_buf) else {
+        return reply(&msg, ResponseCode::Refused);
+    };
+    match rules.decide(name) {
+        Verdict::Refused => {
+            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            reply(&msg, ResponseCode::Refused)
+        }
+        Verdict::Blocked { listed, category } => {
+            shared.counters.blocked.fetch_add(1, Ordering::Relaxed);
+            shared.reporter.report(listed, category);
+            reply(&msg, ResponseCode::NXDomain)
+        }
+        Verdict::Allowed => {
+            // The question as sent: the name (uncompressed, it is the first) plus type and class.
+            let question_len = wire_len + 4;
+            if packet.len() < 12 + question_len || packet[12 + wire_len - 1] != 0 {
+                return reply(&msg, ResponseCode::FormErr);
+            }
+            let question = &packet[12..12 + question_len];
+            let key: Vec<u8> = question.iter().map(u8::to_ascii_lowercase).collect();
+            let max_payload = msg.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
+            if let Some(bytes) = shared.cache.get(&key) {
+                shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Action::Reply(personalise(bytes, msg.metadata.id, question, max_payload));
+            }
+            Action::Forward(Forward {
+                packet: packet.to_vec(),
+                query: query.clone(),
+                key,
+                question_len,
+                max_payload,
+            })
+        }
+    }
+}
+
+/// The query's name in lower case without the final dot, and its length on the wire.
+fn lower_name<'b>(query: &Query, buf: &'b mut [u8; 256]) -> Option<(&'b str, usize)> {
+    let mut len = 0;
+    let mut wire = 1;
+    for label in query.name().iter() {
+        wire += label.len() + 1;
+        if len + label.len() + 1 > buf.len() {
+            return None;
+        }
+        if len > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        for &b in label {
+            buf[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok().map(|s| (s, wire))
+}
+
+/// An answer of our own (REFUSED, NXDOMAIN, ...) to `query`.
+fn reply(query: &Message, code: ResponseCode) -> Action {
+    let mut m = Message::response(query.metadata.id, query.metadata.op_code);
+    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.metadata.checking_disabled = query.metadata.checking_disabled;
+    m.metadata.response_code = code;
+    m.queries = query.queries.clone();
+    if query.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        m.set_edns(edns);
+    }
+    m.to_vec().map_or(Action::Drop, Action::Reply)
+}
+
+/// A cached or upstream answer made into the answer to one asker: their id, their question
+/// (same length; only the letters' case can differ), and truncated if it is too big for them.
+fn personalise(mut bytes: Vec<u8>, id: u16, question: &[u8], max_payload: u16) -> Vec<u8> {
+    bytes[0..2].copy_from_slice(&id.to_be_bytes());
+    if bytes.len() >= 12 + question.len() {
+        bytes[12..12 + question.len()].copy_from_slice(question);
+    }
+    if bytes.len() > usize::from(max_payload)
+        && let Ok(msg) = Message::from_vec(&bytes)
+        && let Ok(short) = msg.truncate().to_vec()
+    {
+        return short;
+    }
+    bytes
+}
+
+fn udp_worker(shared: &Shared, udp: &UdpSocket, upstream: &UdpSocket) {
+    let mut buf = vec![0u8; 4096];
+    let mut rules = LocalRules::new(shared);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (n, from) = match udp.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(_) => continue, // a timeout (to look at `stop`) or a transient error
+        };
+        let action = answer(shared, rules.get(shared), &buf[..n]);
+        match action {
+            Action::Reply(bytes) => {
+                let _ = udp.send_to(&bytes, from);
+            }
+            Action::Forward(f) => forward(shared, upstream, udp, f, from),
+            Action::Drop => {}
+        }
+    }
+}
+
+/// A query sent upstream, waiting for its answer.
+struct Pending {
+    client: SocketAddr,
+    client_id: u16,
+    question: Vec<u8>,
+    query: Query,
+    key: Vec<u8>,
+    max_payload: u16,
+    sent: Instant,
+}
+
+fn forward(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket, f: Forward, from: SocketAddr) {
+    let Forward {
+        mut packet,
+        query,
+        key,
+        question_len,
+        max_payload,
+    } = f;
+    let Some(target) = shared.pick_upstream() else {
+        if let Ok(bytes) = servfail(&query, u16::from_be_bytes([packet[0], packet[1]])) {
+            let _ = udp.send_to(&bytes, from);
+        }
+        return;
+    };
+    let client_id = u16::from_be_bytes([packet[0], packet[1]]);
+    let id = {
+        let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // Fresh ids that are not in flight; with 65,536 in flight, the asker gets no answer
+        // and retries.
+        let mut id = None;
+        for _ in 0..64 {
+            let candidate = shared.next_id.fetch_add(1, Ordering::Relaxed) ^ 0x5a5a;
+            if !pending.contains_key(&candidate) {
+                id = Some(candidate);
+                break;
+            }
+        }
+        let Some(id) = id else { return };
+        pending.insert(
+            id,
+            Pending {
+                client: from,
+                client_id,
+                question: packet[12..12 + question_len].to_vec(),
+                query,
+                key,
+                max_payload,
+                sent: Instant::now(),
+            },
+        );
+        id
+    };
+    packet[0..2].copy_from_slice(&id.to_be_bytes());
+    shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+    if upstream.send_to(&packet, target).is_err() {
+        // Left pending: the sweep answers SERVFAIL, one code path for every failure.
+        shared
+            .counters
+            .upstream_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn servfail(query: &Query, id: u16) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut m = Message::error_msg(id, OpCode::Query, ResponseCode::ServFail);
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    m.add_query(query.clone());
+    m.to_vec()
+}
+
+impl Shared {
+    fn pick_upstream(&self) -> Option<SocketAddr> {
+        if self.upstreams.is_empty() {
+            return None;
+        }
+        let i = self.next_upstream.fetch_add(1, Ordering::Relaxed) as usize;
+        self.upstreams.get(i % self.upstreams.len()).copied()
+    }
+}
+
+fn upstream_reader(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket) {
+    let mut buf = vec![0u8; 65_535];
+    let mut last_sweep = Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        if last_sweep.elapsed() >= POLL {
+            sweep(shared, udp);
+            last_sweep = Instant::now();
+        }
+        let (n, from) = match upstream.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(_) => continue,
+        };
+        // Answers only count from an upstream we asked, for an id we are waiting on, about
+        // the question we asked; anything else is dropped (spoofing, late duplicates).
+        if n < 12 || !shared.upstreams.contains(&from) {
+            continue;
+        }
+        let packet = &buf[..n];
+        let id = u16::from_be_bytes([packet[0], packet[1]]);
+        let pending = {
+            let mut map = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&id) {
+                Some(p)
+                    if packet.len() >= 12 + p.key.len()
+                        && packet[12..12 + p.key.len()].eq_ignore_ascii_case(&p.key) =>
+                {
+                    map.remove(&id)
+                }
+                _ => None,
+            }
+        };
+        let Some(p) = pending else { continue };
+        if let Ok(msg) = Message::from_vec(packet) {
+            shared.cache.insert(p.key.clone(), msg);
+        }
+        let bytes = personalise(packet.to_vec(), p.client_id, &p.question, p.max_payload);
+        let _ = udp.send_to(&bytes, p.client);
+    }
+}
+
+/// Answers SERVFAIL to askers whose upstream never answered.
+fn sweep(shared: &Shared, udp: &UdpSocket) {
+    let expired: Vec<Pending> = {
+        let mut map = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let old: Vec<u16> = map
+            .iter()
+            .filter(|(_, p)| p.sent.elapsed() > UPSTREAM_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        old.iter().filter_map(|id| map.remove(id)).collect()
+    };
+    for p in expired {
+        shared
+            .counters
+            .upstream_failures
+            .fetch_add(1, Ordering::Relaxed);
+        if let Ok(bytes) = servfail(&p.query, p.client_id) {
+            let _ = udp.send_to(&bytes, p.client);
+        }
+    }
+}
+
+fn tcp_acceptor(shared: &Arc<Shared>, listener: &TcpListener, mark: Option<u32>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                let _ = std::thread::Builder::new()
+                    .name("dns-tcp-conn".into())
+                    .spawn(move || tcp_connection(&shared, stream, mark));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// One TCP client: length-prefixed queries, answered in order; forwarding is done in line,
+/// since TCP is the rare path.
+fn tcp_connection(shared: &Shared, mut stream: TcpStream, mark: Option<u32>) {
+    use std::io::{Read, Write};
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut rules = LocalRules::new(shared);
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut len = [0u8; 2];
+        if stream.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut packet).is_err() {
+            return;
+        }
+        let bytes = match answer(shared, rules.get(shared), &packet) {
+            Action::Reply(b) => b,
+            Action::Drop => return,
+            Action::Forward(f) => match forward_blocking(shared, &f, mark) {
+                Some(upstream_answer) => {
+                    if let Ok(msg) = Message::from_vec(&upstream_answer) {
+                        shared.cache.insert(f.key.clone(), msg);
+                    }
+                    let id = u16::from_be_bytes([packet[0], packet[1]]);
+                    personalise(
+                        upstream_answer,
+                        id,
+                        &packet[12..12 + f.question_len],
+                        u16::MAX,
+                    )
+                }
+                None => match servfail(&f.query, u16::from_be_bytes([packet[0], packet[1]])) {
+                    Ok(b) => b,
+                    Err(_) => return,
+                },
+            },
+        };
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            return;
+        };
+        if stream.write_all(&len.to_be_bytes()).is_err() || stream.write_all(&bytes).is_err() {
+            return;
+        }
+    }
+}
+
+/// Asks an upstream over TCP and waits (for the TCP path only).
+fn forward_blocking(shared: &Shared, f: &Forward, _mark: Option<u32>) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let target = shared.pick_upstream()?;
+    let mut s = TcpStream::connect_timeout(&target, UPSTREAM_TIMEOUT).ok()?;
+    s.set_read_timeout(Some(UPSTREAM_TIMEOUT)).ok()?;
+    let len = u16::try_from(f.packet.len()).ok()?;
+    s.write_all(&len.to_be_bytes()).ok()?;
+    s.write_all(&f.packet).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut answer).ok()?;
+    (answer.len() >= 12 + f.key.len()
+        && answer[0..2] == f.packet[0..2]
+        && answer[12..12 + f.key.len()].eq_ignore_ascii_case(&f.key))
+    .then_some(answer)
+}
+
+/// Upstream answers by question, kept for their TTL and served with the TTL counted down.
+struct Cache {
+    shards: Vec<Mutex<HashMap<Vec<u8>, Entry>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Bytes only (a parsed `Message` is many times bigger): the answer as stored, and as served
+/// `age` seconds later.
+struct Entry {
+    original: Box<[u8]>,
+    stored: Instant,
+    expires: Instant,
+    bytes: Vec<u8>,
+    age: u64,
+}
+
+impl Cache {
+    fn new() -> Cache {
+        Cache {
+            shards: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Vec<u8>, Entry>> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % CACHE_SHARDS]
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let entry = shard.get_mut(key)?;
+        if now >= entry.expires {
+            shard.remove(key);
+            return None;
+        }
+        let age = now.duration_since(entry.stored).as_secs();
+        if age != entry.age {
+            // Count the TTLs down, at most once a second per entry.
+            let mut msg = Message::from_vec(&entry.original).ok()?;
+            let age32 = u32::try_from(age).unwrap_or(u32::MAX);
+            for r in msg
+                .answers
+                .iter_mut()
+                .chain(msg.authorities.iter_mut())
+                .chain(msg.additionals.iter_mut())
+            {
+                r.ttl = r.ttl.saturating_sub(age32);
+            }
+            entry.bytes = msg.to_vec().ok()?;
+            entry.bytes.shrink_to_fit();
+            entry.age = age;
+        }
+        Some(entry.bytes.clone())
+    }
+
+    /// Keeps a NOERROR or NXDOMAIN answer for its smallest TTL; nothing else is kept.
+    fn insert(&self, key: Vec<u8>, mut msg: Message) {
+        let code = msg.metadata.response_code;
+        if msg.metadata.truncation
+            || !(code == ResponseCode::NoError || code == ResponseCode::NXDomain)
+        {
+            return;
+        }
+        let ttl = msg
+            .answers
+            .iter()
+            .chain(msg.authorities.iter())
+            .map(|r| r.ttl)
+            .min()
+            .unwrap_or(DEFAULT_NEGATIVE_TTL)
+            .min(MAX_TTL);
+        if ttl == 0 {
+            return;
+        }
+        msg.metadata.id = 0;
+        let Ok(mut bytes) = msg.to_vec() else { return };
+        // `to_vec` reserves 512 bytes; tens of thousands of entries make that count.
+        bytes.shrink_to_fit();
+        let now = Instant::now();
+        let entry = Entry {
+            original: bytes.clone().into_boxed_slice(),
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+            bytes,
+            age: 0,
+        };
+        let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= CACHE_PER_SHARD {
+            shard.retain(|_, e| e.expires > now);
+            if shard.len() >= CACHE_PER_SHARD {
+                shard.clear(); // simple and bounded; the next queries refill it
+            }
+        }
+        shard.insert(key, entry);
+    }
+}
+
+/// Reports blocked names, at most once per name per window.
+struct Reporter {
+    sink: Arc<dyn BlockedSink>,
+    window: Duration,
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Reporter {
+    fn new(sink: Arc<dyn BlockedSink>, window: Duration) -> Reporter {
+        Reporter {
+            sink,
+            window,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn report(&self, listed: &str, category: Option<&str>) {
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = last.get(listed)
+                && now.duration_since(*t) < self.window
+            {
+                return;
+            }
+            if last.len() >= 100_000 {
+                last.retain(|_, t| now.duration_since(*t) < self.window);
+            }
+            last.insert(listed.to_ascii_lowercase(), now);
+        }
+        self.sink.blocked(Blocked::now(
+            ViolationKind::WebBlocked,
+            listed.to_ascii_lowercase(),
+            describe(category),
+        ));
+    }
+}
