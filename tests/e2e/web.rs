@@ -75,9 +75,16 @@ fn revise_plan(home: &Home, web: &str) -> u64 {
             .replace("2027-02-01", &shift(60))
             .replace("2027-03-01", &shift(90))
     };
-    let token = home
-        .admin
-        .json(&["staff", "add", "--name", "Jo Carer", "--role", "staff"])["token"]
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
         .as_str()
         .unwrap()
         .to_string();
