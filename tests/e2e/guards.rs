@@ -176,6 +176,21 @@ fn d4_a_blocked_app_is_stopped_whether_already_running_or_started_later_and_repo
     }
     // Apps that are not blocked still run.
     assert!(Command::new("/bin/true").status().unwrap().success());
+    // Both reports reach staff through the journal and the sync stream (D5).
+    let stored = eventually("both app reports listed by haven violations", WAIT, || {
+        let listed = p
+            .home
+            .manager
+            .json(&["violations", "--kind", "app-blocked"]);
+        let rows = listed.as_array().cloned().unwrap_or_default();
+        (rows.len() >= 2).then_some(rows)
+    });
+    assert!(
+        stored
+            .iter()
+            .all(|v| v["subject"].as_str().is_some_and(|s| s.contains(&name))),
+        "{stored:?}"
+    );
     agent.stop();
 }
 
