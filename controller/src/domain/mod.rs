@@ -4,6 +4,8 @@
 //! clock. Callers pass the current time in; the rules can be tested without any I/O.
 
 pub mod audit;
+mod calendar_standin;
+pub mod emergency;
 pub mod enrollment;
 pub mod phone;
 pub mod plan;
@@ -12,6 +14,7 @@ pub mod records;
 pub mod reports;
 pub mod risk;
 pub mod role;
+pub mod sanction;
 
 pub use records::*;
 pub use role::{Action, Role};
