@@ -47,8 +47,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// Corrections to the England and Wales bank holidays, in the format of the government's
+    /// published bank-holidays JSON (deadlines count working days).
+    #[arg(long, env = "HAVEN_BANK_HOLIDAYS_FILE", value_name = "FILE")]
+    pub bank_holidays_file: Option<PathBuf>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
-    /// log_format). [default: haven.toml in the data directory, if present]
+    /// log_format, bank_holidays_file). [default: haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -61,6 +66,7 @@ struct FileConfig {
     public_url: Option<String>,
     tls_names: Option<Vec<String>>,
     log_format: Option<LogFormat>,
+    bank_holidays_file: Option<PathBuf>,
 }
 
 /// Settings after every source has been merged.
@@ -71,6 +77,7 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub tls_names: Vec<String>,
     pub log_format: LogFormat,
+    pub bank_holidays_file: Option<PathBuf>,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -121,6 +128,7 @@ impl ServeArgs {
                 self.tls_names
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
         })
     }
 }
@@ -136,6 +144,7 @@ mod tests {
             public_url: None,
             tls_names: vec![],
             log_format: None,
+            bank_holidays_file: None,
             config: Some(config.to_path_buf()),
         }
     }

@@ -31,6 +31,12 @@ pub enum Action {
     FollowUpReports,
     RegisterPhotographyApprovals,
     AnswerChildRequests,
+    /// Withdraw or restore communication in an emergency (RM3): any member of staff.
+    EmergencyAction,
+    /// Complete a sanction record, record the talk with the child, record a notification.
+    RecordSanctions,
+    /// Sign a sanction record as accurate: the Registered Manager.
+    SignOffSanctions,
 }
 
 impl Action {
@@ -49,6 +55,9 @@ impl Action {
             Action::FollowUpReports => "acknowledge staff reports",
             Action::RegisterPhotographyApprovals => "register photography approvals",
             Action::AnswerChildRequests => "answer a child's request",
+            Action::EmergencyAction => "take emergency action",
+            Action::RecordSanctions => "record sanctions and notifications",
+            Action::SignOffSanctions => "sign off a sanction record",
         }
     }
 
@@ -63,9 +72,11 @@ impl Action {
             Action::VerifyAudit => &[Manager, Admin],
             Action::RecordRiskAssessments => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
+            Action::EmergencyAction | Action::RecordSanctions => &[Staff, Manager],
             Action::FollowUpReports
             | Action::RegisterPhotographyApprovals
-            | Action::AnswerChildRequests => &[Manager],
+            | Action::AnswerChildRequests
+            | Action::SignOffSanctions => &[Manager],
         }
     }
 }
@@ -149,6 +160,17 @@ mod tests {
         assert!(!Role::Admin.may(Action::EditProtectedContacts));
         assert!(Role::Manager.may(Action::EditProtectedContacts));
         assert!(!Role::Manager.may(Action::ManageStaff));
+    }
+
+    // clauses RM3, GD4: any member of staff may act in an emergency; only the Registered
+    // Manager signs the sanction record off (RM5).
+    #[test]
+    fn rm3_gd4_any_staff_may_lock_down_but_only_a_manager_signs_off() {
+        assert!(Role::Staff.may(Action::EmergencyAction));
+        assert!(Role::Manager.may(Action::EmergencyAction));
+        assert!(Role::Staff.may(Action::RecordSanctions));
+        assert!(!Role::Staff.may(Action::SignOffSanctions));
+        assert!(Role::Manager.may(Action::SignOffSanctions));
     }
 
     #[test]

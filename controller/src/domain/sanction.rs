@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::UnixMillis;
 use super::calendar_standin::{BankHolidays, Deadline};
 
+/// The bank-holiday calendar deadlines are computed with.
+pub type Holidays = BankHolidays;
+
 /// A Regulation 35 record of a sanction. Opened by Haven with what it knows; staff complete the
 /// rest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
