@@ -7,6 +7,7 @@
 mod agent;
 mod audit;
 mod children;
+mod emergency;
 mod enrollment;
 mod plans;
 mod records;

@@ -111,10 +111,7 @@ pub fn progress_line(p: &api::LockdownProgress) -> String {
         line.push_str(&format!("; {} waiting", p.waiting.len()));
     }
     if p.offline > 0 {
-        line.push_str(&format!(
-            "; {} offline — will lock on reconnect",
-            p.offline
-        ));
+        line.push_str(&format!("; {} offline — will lock on reconnect", p.offline));
     }
     if !p.failed.is_empty() {
         line.push_str(&format!(
@@ -222,7 +219,11 @@ pub async fn lockdown(c: &mut Client, a: LockdownArgs, as_json: bool) -> anyhow:
             when(s.discuss_by_unix_ms),
         );
     }
-    for o in r.obligations.iter().filter(|o| o.kind == "notify-social-worker") {
+    for o in r
+        .obligations
+        .iter()
+        .filter(|o| o.kind == "notify-social-worker")
+    {
         println!(
             "Tell {}'s social worker by {} ({}): then run `haven notified {} --by NAME --how phone|email|in-person`.",
             o.child_name,
@@ -288,7 +289,14 @@ pub async fn lockdowns(
     }
     table(
         &[
-            "id", "for", "withdrawn", "reason", "since", "by", "ends / review", "state",
+            "id",
+            "for",
+            "withdrawn",
+            "reason",
+            "since",
+            "by",
+            "ends / review",
+            "state",
         ],
         list.into_iter()
             .map(|l| {
@@ -442,7 +450,11 @@ pub async fn sanctions(c: &mut Client, home: Option<String>, as_json: bool) -> a
                     state(s.completed_at_unix_ms, s.complete_by_unix_ms),
                     state(s.signed_off_at_unix_ms, s.sign_off_by_unix_ms),
                     if s.discussed_at_unix_ms > 0 {
-                        format!("{} — views: {}", when(s.discussed_at_unix_ms), s.child_views)
+                        format!(
+                            "{} — views: {}",
+                            when(s.discussed_at_unix_ms),
+                            s.child_views
+                        )
                     } else {
                         format!("due {}", when(s.discuss_by_unix_ms))
                     },

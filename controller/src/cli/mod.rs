@@ -879,7 +879,9 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             at,
             note,
         } => emergency::notified(&mut s.emergency, obligation, by, how, at, note, as_json).await?,
-        Command::Sanctions { home } => emergency::sanctions(&mut s.emergency, home, as_json).await?,
+        Command::Sanctions { home } => {
+            emergency::sanctions(&mut s.emergency, home, as_json).await?
+        }
         Command::Sanction(cmd) => emergency::sanction(&mut s.emergency, cmd, as_json).await?,
         Command::Audit(AuditCommand::Verify) => {
             let r = s
@@ -1023,14 +1025,32 @@ mod tests {
     #[test]
     fn the_2am_lockdown_parses() {
         Cli::try_parse_from([
-            "haven", "lockdown", "Amira", "--reason", "injury-to-child", "--note", "x",
-            "--channels", "calls,messages", "--until", "in 2h",
+            "haven",
+            "lockdown",
+            "Amira",
+            "--reason",
+            "injury-to-child",
+            "--note",
+            "x",
+            "--channels",
+            "calls,messages",
+            "--until",
+            "in 2h",
         ])
         .unwrap();
         assert!(
             Cli::try_parse_from([
-                "haven", "lockdown", "Amira", "--reason", "injury-to-child", "--note", "x",
-                "--until", "in 2h", "--review", "in 1h",
+                "haven",
+                "lockdown",
+                "Amira",
+                "--reason",
+                "injury-to-child",
+                "--note",
+                "x",
+                "--until",
+                "in 2h",
+                "--review",
+                "in 1h",
             ])
             .is_err()
         );

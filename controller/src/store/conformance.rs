@@ -102,7 +102,10 @@ async fn a_lockdown_is_written_whole_lifted_once_and_kept(s: &impl Store) {
     let other = s.policy_data_for_device(&d2.id).await.unwrap().unwrap();
     assert!(other.lockdowns.is_empty());
     assert_eq!(other.version, before.version.max(other.version));
-    assert_eq!(s.home_policy_inputs(&h.id).await.unwrap().lockdowns.len(), 1);
+    assert_eq!(
+        s.home_policy_inputs(&h.id).await.unwrap().lockdowns.len(),
+        1
+    );
     assert_eq!(s.lockdowns(Some(&h.id), false).await.unwrap().len(), 1);
     assert_eq!(s.obligations(None, true).await.unwrap().len(), 4);
 
@@ -150,7 +153,10 @@ async fn a_lockdown_is_written_whole_lifted_once_and_kept(s: &impl Store) {
         Some("duty inspector: notify police")
     );
 
-    let lifted = s.lift_lockdown(&carer, "lck-1", "calm now", 100).await.unwrap();
+    let lifted = s
+        .lift_lockdown(&carer, "lck-1", "calm now", 100)
+        .await
+        .unwrap();
     assert!(lifted.lifted_version.unwrap() > l.policy_version);
     let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
     assert!(data.lockdowns.is_empty());
