@@ -205,7 +205,7 @@ fn load_holidays(file: Option<&Path>) -> anyhow::Result<crate::domain::sanction:
             path.display()
         )
     })?;
-    calendar.with_corrections_from_json(&text).map_err(|e| {
+    calendar.corrected_from_json(&text).map_err(|e| {
         anyhow::anyhow!(
             "the bank holidays file {} is not in the government's bank-holidays format ({e}): fix it or remove bank_holidays_file",
             path.display()

@@ -4,7 +4,6 @@
 //! clock. Callers pass the current time in; the rules can be tested without any I/O.
 
 pub mod audit;
-mod calendar_standin;
 pub mod emergency;
 pub mod enrollment;
 pub mod phone;
@@ -15,6 +14,7 @@ pub mod reports;
 pub mod risk;
 pub mod role;
 pub mod sanction;
+pub mod working_days;
 
 pub use records::*;
 pub use role::{Action, Role};

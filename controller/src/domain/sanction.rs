@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
-use super::calendar_standin::{BankHolidays, Deadline};
+use super::working_days::{BankHolidays, Deadline};
 
 /// The bank-holiday calendar deadlines are computed with.
 pub type Holidays = BankHolidays;
@@ -352,6 +352,20 @@ mod tests {
             false,
         );
         assert!(ob[0].1 >= ms("2026-12-07T00:00:00Z"));
+    }
+
+    #[test]
+    fn rm4_christmas_and_its_substitute_day_are_not_working_days() {
+        // Thursday 24 December 2026: Christmas is Friday, Boxing Day Saturday (substitute
+        // Monday 28), so the social worker must be told by the end of Tuesday 29 December.
+        let at = ms("2026-12-24T02:00:00Z");
+        let ob = obligations_after(
+            at,
+            "Europe/London",
+            &BankHolidays::england_and_wales(),
+            false,
+        );
+        assert_eq!(ob[0].1 + 1, ms("2026-12-30T00:00:00Z"));
     }
 
     #[test]
