@@ -340,11 +340,16 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                     behaviour: order.note.clone(),
                     occurred_at: now,
                     measure: format!(
-                        "Emergency lockdown ({}, {}): {} withdrawn on the {}'s devices. Protected contacts stayed reachable.",
+                        "Emergency lockdown ({}, {}): {} withdrawn on {}. Protected contacts stayed reachable.",
                         lockdown_id,
                         order.reason.describe(),
                         channel_words.join(", "),
-                        target.kind()
+                        match &target {
+                            LockdownTarget::Child(_) => "the child's devices".to_string(),
+                            LockdownTarget::Device(d) =>
+                                format!("one of the child's devices ({d})"),
+                            LockdownTarget::Home(_) => "every device in the home".to_string(),
+                        }
                     ),
                     duration: duration.clone(),
                     imposed_by: who.name.clone(),

@@ -22,7 +22,8 @@ use crate::domain::{Role, StaffIdentity, UnixMillis};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "no {what} called {key:?} was found: check the name or id (`haven {what} list` shows them)"
+        "no {what} called {key:?} was found: check the name or id (`{}` shows them)",
+        list_command(what)
     )]
     NotFound { what: &'static str, key: String },
     #[error("more than one {what} is called {key:?}: use the id instead ({})", ids.join(", "))]
@@ -42,6 +43,16 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The command that lists records of a kind, for "not found" hints.
+fn list_command(what: &str) -> String {
+    match what {
+        "lockdown" => "haven lockdowns --all".into(),
+        "obligation" => "haven obligations --all".into(),
+        "sanction" => "haven sanctions".into(),
+        _ => format!("haven {what} list"),
+    }
+}
 
 /// Who made a change, as written in the audit trail.
 #[derive(Clone, Debug)]
