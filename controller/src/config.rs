@@ -52,9 +52,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_NOT_REPORTING_AFTER_SECS", value_name = "SECS")]
     pub not_reporting_after_secs: Option<u64>,
 
+    /// Corrections to the England and Wales bank holidays, in the format of the government's
+    /// published bank-holidays JSON (deadlines count working days).
+    #[arg(long, env = "HAVEN_BANK_HOLIDAYS_FILE", value_name = "FILE")]
+    pub bank_holidays_file: Option<PathBuf>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
-    /// log_format, not_reporting_after_secs). [default: haven.toml in the data directory, if
-    /// present]
+    /// log_format, not_reporting_after_secs, bank_holidays_file). [default: haven.toml in the
+    /// data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -68,6 +73,7 @@ struct FileConfig {
     tls_names: Option<Vec<String>>,
     log_format: Option<LogFormat>,
     not_reporting_after_secs: Option<u64>,
+    bank_holidays_file: Option<PathBuf>,
 }
 
 /// Settings after every source has been merged.
@@ -79,6 +85,7 @@ pub struct ServeConfig {
     pub tls_names: Vec<String>,
     pub log_format: LogFormat,
     pub not_reporting_after: std::time::Duration,
+    pub bank_holidays_file: Option<PathBuf>,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -139,6 +146,7 @@ impl ServeArgs {
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             not_reporting_after: std::time::Duration::from_secs(not_reporting_after),
+            bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
         })
     }
 }
@@ -155,6 +163,7 @@ mod tests {
             tls_names: vec![],
             log_format: None,
             not_reporting_after_secs: None,
+            bank_holidays_file: None,
             config: Some(config.to_path_buf()),
         }
     }

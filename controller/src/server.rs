@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use haven_proto::admin::v1::{
     audit_service_server::AuditServiceServer, child_service_server::ChildServiceServer,
-    device_service_server::DeviceServiceServer, home_service_server::HomeServiceServer,
-    plan_service_server::PlanServiceServer, records_service_server::RecordsServiceServer,
-    staff_service_server::StaffServiceServer, violation_service_server::ViolationServiceServer,
+    device_service_server::DeviceServiceServer, emergency_service_server::EmergencyServiceServer,
+    home_service_server::HomeServiceServer, plan_service_server::PlanServiceServer,
+    records_service_server::RecordsServiceServer, staff_service_server::StaffServiceServer,
+    violation_service_server::ViolationServiceServer,
 };
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -24,6 +25,7 @@ use crate::pki::Pki;
 use crate::registry::Registry;
 use crate::service::admin::AdminApi;
 use crate::service::agent::AgentApi;
+use crate::service::emergency::EmergencyApi;
 use crate::service::plans::PlanApi;
 use crate::service::records::RecordsApi;
 use crate::service::violations::ViolationApi;
@@ -86,6 +88,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         watch: Default::default(),
         not_reporting_after: config.not_reporting_after,
         started_at: now_ms(),
+        acks: Default::default(),
+        holidays: load_holidays(config.bank_holidays_file.as_deref())?,
     });
     let quiet_devices = {
         let ctx = ctx.clone();
@@ -98,6 +102,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 crate::service::violations::check_not_reporting(&ctx, &mut announced).await;
+            }
+        })
+    };
+    // Lockdowns whose end time passed while the controller was stopped end now; after that
+    // the clock is checked every second.
+    let lifter = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = ctx.lift_due_lockdowns().await {
+                    tracing::warn!(error = %e, "could not end lockdowns due to end; will retry");
+                }
             }
         })
     };
@@ -161,6 +179,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .add_service(
             ViolationServiceServer::new(ViolationApi { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            EmergencyServiceServer::new(EmergencyApi { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -187,12 +209,34 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     flusher.abort();
     quiet_devices.abort();
+    lifter.abort();
     if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {
         tracing::warn!(error = %e, "could not write the last device reports");
     }
     store.close().await;
     tracing::info!("stopped; the database is closed");
     Ok(())
+}
+
+/// The bank-holiday calendar: England and Wales from the rules, corrected from the file in
+/// the format of the government's bank-holidays JSON when one is configured.
+fn load_holidays(file: Option<&Path>) -> anyhow::Result<crate::domain::sanction::Holidays> {
+    let calendar = crate::domain::sanction::Holidays::england_and_wales();
+    let Some(path) = file else {
+        return Ok(calendar);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "could not read the bank holidays file {}: check bank_holidays_file",
+            path.display()
+        )
+    })?;
+    calendar.corrected_from_json(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the bank holidays file {} is not in the government's bank-holidays format ({e}): fix it or remove bank_holidays_file",
+            path.display()
+        )
+    })
 }
 
 /// Listens for SIGTERM and Ctrl-C from the moment it is made: it is made before the

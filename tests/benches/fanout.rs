@@ -12,6 +12,14 @@
 //! A "round" is one staff change (a manager adds a protected contact to the home, which every
 //! device in it must enforce), timed from just before the staff request is sent until each
 //! agent has applied the new policy and is about to send its acknowledgement.
+//!
+//! With `--lockdown`, a round is instead an emergency lockdown of the whole home by a member
+//! of staff through the admin API (`EmergencyService.Lockdown`: lockdown, sanction and
+//! obligations written with the audit entry, then pushed), timed the same way on the agents,
+//! and also until the controller has every acknowledgement (`WatchLockdown` finished). The
+//! lockdown is lifted (untimed) before the next round.
+//!
+//!   cargo bench -p haven-tests --bench fanout -- --lockdown --agents 1000,10000 --rounds 10
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +102,7 @@ struct Args {
     agents: Vec<usize>,
     rounds: usize,
     idle_secs: u64,
+    lockdown: bool,
 }
 
 fn args() -> Args {
@@ -101,6 +110,7 @@ fn args() -> Args {
         agents: vec![1, 1000],
         rounds: 20,
         idle_secs: 20,
+        lockdown: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -121,6 +131,7 @@ fn args() -> Args {
                 a.idle_secs = argv[i + 1].parse().expect("--idle-secs 20");
                 i += 1;
             }
+            "--lockdown" => a.lockdown = true,
             _ => {} // cargo passes --bench
         }
         i += 1;
@@ -161,7 +172,7 @@ fn fixed_inventory() -> Inventory {
     }
 }
 
-async fn run_fanout(n: usize, rounds: usize) {
+async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     let dir = tempfile::tempdir().unwrap();
     // SAFETY (set_var): single-threaded at this point of the benchmark's own setup.
     let controller = Controller::start(&dir.path().join("data"));
@@ -201,6 +212,19 @@ async fn run_fanout(n: usize, rounds: usize) {
             api::AddStaffRequest {
                 name: "Bench Manager".into(),
                 role: "manager".into(),
+                homes: vec!["Bench House".into()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let carer_token = staff
+        .add_staff(authed(
+            &admin_token,
+            api::AddStaffRequest {
+                name: "Bench Carer".into(),
+                role: "staff".into(),
                 homes: vec!["Bench House".into()],
             },
         ))
@@ -280,23 +304,61 @@ async fn run_fanout(n: usize, rounds: usize) {
     let mut round_p99 = Vec::new();
     let mut round_max = Vec::new();
     let mut rpc_ms = Vec::new();
+    let mut acked_ms = Vec::new();
+    let mut emergency = api::emergency_service_client::EmergencyServiceClient::new(channel.clone());
     for round in 0..rounds {
         let before = epoch.elapsed().as_nanos() as u64;
         let t0 = Instant::now();
-        homes
-            .add_protected_contact(authed(
-                &manager_token,
-                api::AddProtectedContactRequest {
-                    home: "Bench House".into(),
-                    name: format!("Contact {round}"),
-                    // Ofcom's drama range: a real-looking mobile number that rings nobody.
-                    address: format!("07700 9{round:05}"),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap();
-        rpc_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if lockdown {
+            let r = emergency
+                .lockdown(authed(
+                    &carer_token,
+                    api::LockdownRequest {
+                        home: "Bench House".into(),
+                        reason: "injury-to-others".into(),
+                        note: format!("bench round {round}"),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            rpc_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+            let id = r.lockdown.unwrap_or_default().id;
+            let mut watch = emergency
+                .watch_lockdown(authed(
+                    &carer_token,
+                    api::WatchLockdownRequest {
+                        id: id.clone(),
+                        wait_secs: 60,
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut finished = false;
+            while let Some(p) = watch.next().await {
+                finished = p.unwrap().finished;
+            }
+            if finished {
+                acked_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        } else {
+            homes
+                .add_protected_contact(authed(
+                    &manager_token,
+                    api::AddProtectedContactRequest {
+                        home: "Bench House".into(),
+                        name: format!("Contact {round}"),
+                        // Ofcom's drama range: a real-looking mobile number that rings nobody.
+                        address: format!("07700 9{round:05}"),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap();
+            rpc_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
         let target = applied
             .iter()
             .map(|v| v.load(Ordering::SeqCst))
@@ -320,10 +382,47 @@ async fn run_fanout(n: usize, rounds: usize) {
         round_p50.push(percentile(&lat, 50.0));
         round_p99.push(percentile(&lat, 99.0));
         round_max.push(*lat.last().unwrap());
+        if lockdown {
+            // Lift it (untimed) and let every agent apply the lift before the next round.
+            let lifted_at = epoch.elapsed().as_nanos() as u64;
+            let ids: Vec<String> = emergency
+                .list_lockdowns(authed(&carer_token, api::ListLockdownsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .lockdowns
+                .into_iter()
+                .map(|l| l.id)
+                .collect();
+            for id in ids {
+                emergency
+                    .lift_lockdown(authed(
+                        &carer_token,
+                        api::LiftLockdownRequest {
+                            id,
+                            note: "bench".into(),
+                        },
+                    ))
+                    .await
+                    .unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !at_nanos
+                .iter()
+                .all(|t| t.load(Ordering::SeqCst) > lifted_at)
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Where the controller's time went in the last round (from its own log).
-    for needle in ["protected contact added", "policy pushed"] {
+    for needle in [
+        "protected contact added",
+        "lockdown started",
+        "policy pushed",
+    ] {
         if let Some(line) = controller
             .stderr
             .all()
@@ -346,7 +445,12 @@ async fn run_fanout(n: usize, rounds: usize) {
     maxes.sort_by(|a, b| a.partial_cmp(b).unwrap());
     rpc_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let per_agent = (rss_after.saturating_sub(rss_before)) as f64 / n as f64;
-    println!("== {n} connected agents, {rounds} staff changes ==");
+    let what = if lockdown {
+        "emergency lockdowns of the home"
+    } else {
+        "staff changes"
+    };
+    println!("== {n} connected agents, {rounds} {what} ==");
     println!("  enrolled in                 {enroll_secs:.2} s");
     println!("  connected (first policy applied) in {connect_secs:.3} s");
     println!(
@@ -361,6 +465,19 @@ async fn run_fanout(n: usize, rounds: usize) {
         percentile(&rpc_ms, 50.0),
         rpc_ms.last().unwrap()
     );
+    if lockdown {
+        acked_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if acked_ms.is_empty() {
+            println!("  lockdown -> every acknowledgement at the controller: never within 60 s");
+        } else {
+            println!(
+                "  lockdown -> every acknowledgement at the controller (WatchLockdown finished): median {:.2} ms, worst {:.2} ms ({} of {rounds} rounds finished)",
+                percentile(&acked_ms, 50.0),
+                acked_ms.last().unwrap(),
+                acked_ms.len()
+            );
+        }
+    }
     println!(
         "  controller RSS: {rss_before} KiB before agents, {rss_after} KiB with them: {per_agent:.1} KiB per connected agent"
     );
@@ -410,7 +527,7 @@ fn main() {
         .build()
         .unwrap();
     for n in a.agents {
-        rt.block_on(run_fanout(n, a.rounds));
+        rt.block_on(run_fanout(n, a.rounds, a.lockdown));
     }
     if a.idle_secs > 0 {
         idle_agent(a.idle_secs);

@@ -8,6 +8,7 @@ mod agent;
 mod audit;
 mod children;
 mod contacts;
+mod emergency;
 mod enrollment;
 mod guards;
 mod plans;

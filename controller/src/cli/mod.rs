@@ -5,6 +5,7 @@
 pub mod camera;
 pub mod client;
 pub mod documents;
+pub mod emergency;
 pub mod output;
 pub mod plans;
 pub mod records;
@@ -113,6 +114,67 @@ enum Command {
     /// The communication section of a child's Placement Plan: revise, show, history, diff, print.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Emergency: withdraw a child's communication at once, for a protective reason only
+    /// (never as a punishment). Protected contacts stay reachable.
+    Lockdown(Box<emergency::LockdownArgs>),
+    /// Record on a lockdown that Ofsted was consulted, and what it advised (RM6).
+    #[command(name = "lockdown-note")]
+    LockdownNote {
+        /// The lockdown id (lck-…).
+        id: String,
+        #[arg(long)]
+        ofsted_advice: String,
+    },
+    /// End a lockdown; devices are updated at once.
+    Lift {
+        /// The lockdown id (lck-…).
+        id: String,
+        /// Why it is lifted.
+        #[arg(long)]
+        note: String,
+    },
+    /// Lockdowns in force: for whom, since when, by whom, and when they end or are reviewed
+    /// (lifted ones too with --all).
+    Lockdowns {
+        #[arg(long)]
+        home: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// What the home owes after emergency action, and when: open ones (all with --all).
+    Obligations {
+        #[arg(long)]
+        home: Option<String>,
+        /// Only those past their deadline.
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        all: bool,
+    },
+    /// The child's social worker was told: close the notification obligation.
+    Notified {
+        /// The obligation id (obl-…).
+        obligation: String,
+        /// Who told them.
+        #[arg(long)]
+        by: String,
+        /// phone, email or in-person.
+        #[arg(long)]
+        how: String,
+        /// When: "now" [default], "20m ago", "08:30", "2026-11-28 08:30" or RFC 3339.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The sanctions log (Regulation 35): every sanction and where its record stands.
+    Sanctions {
+        #[arg(long)]
+        home: Option<String>,
+    },
+    /// Complete, sign off, or record the talk with the child about a sanction.
+    #[command(subcommand)]
+    Sanction(emergency::SanctionCommand),
     /// Print shell completions, e.g. `haven completions bash > /etc/bash_completion.d/haven`.
     Completions {
         #[arg(value_enum)]
@@ -360,6 +422,7 @@ struct Staff {
     plans: api::plan_service_client::PlanServiceClient<Intercepted>,
     records: api::records_service_client::RecordsServiceClient<Intercepted>,
     violations: api::violation_service_client::ViolationServiceClient<Intercepted>,
+    emergency: api::emergency_service_client::EmergencyServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -395,6 +458,10 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             bearer.clone(),
         ),
         violations: api::violation_service_client::ViolationServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        emergency: api::emergency_service_client::EmergencyServiceClient::with_interceptor(
             channel, bearer,
         ),
     })
@@ -873,6 +940,28 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             .await?
         }
         Command::Plan(cmd) => plans::plan(&mut s.plans, cmd, as_json).await?,
+        Command::Lockdown(args) => emergency::lockdown(&mut s.emergency, *args, as_json).await?,
+        Command::LockdownNote { id, ofsted_advice } => {
+            emergency::ofsted_advice(&mut s.emergency, id, ofsted_advice, as_json).await?
+        }
+        Command::Lift { id, note } => emergency::lift(&mut s.emergency, id, note, as_json).await?,
+        Command::Lockdowns { home, all } => {
+            emergency::lockdowns(&mut s.emergency, home, all, as_json).await?
+        }
+        Command::Obligations { home, overdue, all } => {
+            emergency::obligations(&mut s.emergency, home, overdue, all, as_json).await?
+        }
+        Command::Notified {
+            obligation,
+            by,
+            how,
+            at,
+            note,
+        } => emergency::notified(&mut s.emergency, obligation, by, how, at, note, as_json).await?,
+        Command::Sanctions { home } => {
+            emergency::sanctions(&mut s.emergency, home, as_json).await?
+        }
+        Command::Sanction(cmd) => emergency::sanction(&mut s.emergency, cmd, as_json).await?,
         Command::Audit(AuditCommand::Verify) => {
             let r = s
                 .audit
@@ -1013,6 +1102,40 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_2am_lockdown_parses() {
+        Cli::try_parse_from([
+            "haven",
+            "lockdown",
+            "Amira",
+            "--reason",
+            "injury-to-child",
+            "--note",
+            "x",
+            "--channels",
+            "calls,messages",
+            "--until",
+            "in 2h",
+        ])
+        .unwrap();
+        assert!(
+            Cli::try_parse_from([
+                "haven",
+                "lockdown",
+                "Amira",
+                "--reason",
+                "injury-to-child",
+                "--note",
+                "x",
+                "--until",
+                "in 2h",
+                "--review",
+                "in 1h",
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -85,9 +85,80 @@ pub fn parse_minutes(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// Reads a time as staff write it, relative to `now` (ms) and in the time zone `tz`:
+/// RFC 3339 (`2026-11-28T07:00:00Z`), a date and time (`2026-11-28 07:00`), a time of day
+/// (`07:00`: the next one), `in 2h` / `in 30m` / `in 1d`, `now`, or `20m ago`.
+pub fn parse_time(text: &str, now: i64, tz: &jiff::tz::TimeZone) -> Result<i64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let help = || {
+        format!(
+            "{text:?} is not a time Haven can read: use e.g. \"in 2h\", \"07:00\", \"2026-11-28 07:00\" or 2026-11-28T07:00:00Z"
+        )
+    };
+    if t == "now" {
+        return Ok(now);
+    }
+    if let Some(rest) = t.strip_prefix("in ") {
+        let minutes = parse_minutes(rest).map_err(|_| help())?;
+        return Ok(now + i64::from(minutes) * 60_000);
+    }
+    if let Some(rest) = t.strip_suffix(" ago") {
+        let minutes = parse_minutes(rest).map_err(|_| help())?;
+        return Ok(now - i64::from(minutes) * 60_000);
+    }
+    if let Ok(ts) = text.trim().parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    let civil = t.replace('t', " ");
+    if let Ok(dt) = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M", &civil) {
+        return dt
+            .to_zoned(tz.clone())
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|_| help());
+    }
+    if let Ok(time) = jiff::civil::Time::strptime("%H:%M", &civil) {
+        let today = jiff::Timestamp::from_millisecond(now)
+            .map_err(|_| help())?
+            .to_zoned(tz.clone())
+            .date();
+        for date in [Some(today), today.tomorrow().ok()].into_iter().flatten() {
+            let at = date
+                .to_datetime(time)
+                .to_zoned(tz.clone())
+                .map_err(|_| help())?
+                .timestamp()
+                .as_millisecond();
+            if at > now {
+                return Ok(at);
+            }
+        }
+    }
+    Err(help())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_staff_write_them() {
+        let tz = jiff::tz::TimeZone::get("Europe/London").unwrap();
+        // Saturday 28 November 2026, 02:00 GMT.
+        let now = "2026-11-28T02:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        let at = |s: &str| parse_time(s, now, &tz).unwrap();
+        assert_eq!(at("in 2h"), now + 2 * 3_600_000);
+        assert_eq!(at("30m ago"), now - 30 * 60_000);
+        assert_eq!(at("now"), now);
+        assert_eq!(at("2026-11-28T07:00:00Z"), now + 5 * 3_600_000);
+        assert_eq!(at("2026-11-28 07:00"), now + 5 * 3_600_000);
+        assert_eq!(at("07:00"), now + 5 * 3_600_000);
+        // A time of day already past today means tomorrow.
+        assert_eq!(at("01:00"), now + 23 * 3_600_000);
+        assert!(parse_time("soonish", now, &tz).is_err());
+    }
 
     #[test]
     fn lengths_of_time_read_as_people_write_them() {

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod camera;
+pub mod emergency;
 pub mod enrollment;
 pub mod phone;
 pub mod plan;
@@ -13,6 +14,7 @@ pub mod records;
 pub mod reports;
 pub mod risk;
 pub mod role;
+pub mod sanction;
 pub mod violations;
 pub mod working_days;
 

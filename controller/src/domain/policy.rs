@@ -8,6 +8,7 @@
 //! a permission only with a linked risk assessment (KP2).
 
 use super::UnixMillis;
+use super::emergency::{self, ActiveLockdown, LockChannel};
 use super::phone;
 use super::plan::{
     CameraPermission, Channel, CommunicationSection, ContactAddress, ContactPermission, TimeWindow,
@@ -46,6 +47,20 @@ pub struct PolicyInputs<'a> {
     /// The communication section of the child's current plan revision; `None` compiles the
     /// safe default.
     pub plan: Option<&'a CommunicationSection>,
+    /// The lockdowns in force on this device (already chosen by target); usually none.
+    pub lockdowns: &'a [&'a ActiveLockdown],
+}
+
+/// The lockdown a device enforces: every lockdown in force on it, merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledLockdown {
+    pub id: String,
+    /// Wire names: "calls", "messages", "web", "camera", "apps".
+    pub channels: Vec<String>,
+    /// What the child reads beside what was paused.
+    pub reason: String,
+    /// 0 when it is reviewed rather than ending by itself.
+    pub until: UnixMillis,
 }
 
 /// A contact the plan allows, as the device enforces it.
@@ -85,6 +100,8 @@ pub struct CompiledPolicy {
     pub protected_contacts: Vec<(String, String)>,
     /// (topic, words the child reads on their device).
     pub explanations: Vec<(String, String)>,
+    /// An emergency lockdown in force (RM3, GD4), if any.
+    pub lockdown: Option<CompiledLockdown>,
 }
 
 /// Compiles the policy for one of a child's devices.
@@ -107,10 +124,46 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
     let safe = CommunicationSection::default();
     let plan = inputs.plan.unwrap_or(&safe);
 
-    let (camera_allowed, camera_reason) = compile_camera(&plan.camera);
-    let (web_allowed, web_filter_profile, web_allowed_domains, web_reason) = compile_web(&plan.web);
-    let contacts: Vec<CompiledContact> = plan.contacts.iter().filter_map(compile_contact).collect();
-    let (apps_allowed_by_default, apps_allowed, apps_blocked) = compile_apps(plan);
+    let (mut camera_allowed, mut camera_reason) = compile_camera(&plan.camera);
+    let (mut web_allowed, mut web_filter_profile, mut web_allowed_domains, mut web_reason) =
+        compile_web(&plan.web);
+    let mut contacts: Vec<CompiledContact> =
+        plan.contacts.iter().filter_map(compile_contact).collect();
+    let (mut apps_allowed_by_default, mut apps_allowed, mut apps_blocked) = compile_apps(plan);
+
+    // An emergency lockdown narrows what the plan allows. The compiler applies it itself (not
+    // only the device), so even a device that ignored `lockdown` would enforce it. Protected
+    // contacts are never touched (R19), and the apps that reach them stay allowed.
+    let merged = emergency::merge(inputs.lockdowns);
+    if let Some(m) = &merged {
+        let locked = |c: LockChannel| m.channels.contains(&c);
+        if locked(LockChannel::Camera) {
+            camera_allowed = false;
+            camera_reason = emergency::CHILD_REASON.to_string();
+        }
+        if locked(LockChannel::Web) {
+            web_allowed = false;
+            web_filter_profile.clear();
+            web_allowed_domains.clear();
+            web_reason = emergency::CHILD_REASON.to_string();
+        }
+        if locked(LockChannel::Apps) {
+            apps_allowed_by_default = false;
+            apps_allowed = super::plan::ESSENTIAL_APPS
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            apps_allowed.sort();
+            apps_blocked.clear();
+        }
+        for c in &mut contacts {
+            c.addresses.retain(|a| match a.channel {
+                Channel::Call => !locked(LockChannel::Calls),
+                Channel::Sms | Channel::Messaging => !locked(LockChannel::Messages),
+            });
+        }
+        contacts.retain(|c| !c.addresses.is_empty());
+    }
 
     let always = if protected.is_empty() {
         "You can always ask staff to help you contact your social worker, Childline (0800 1111) \
@@ -125,6 +178,17 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
     };
 
     let mut explanations = vec![("always".to_string(), always)];
+    let lockdown = merged.map(|m| {
+        let names: Vec<&str> = protected.iter().map(|(n, _)| n.as_str()).collect();
+        let text = emergency::explain_to_child(&m, &names);
+        explanations.push(("lockdown".into(), text));
+        CompiledLockdown {
+            id: m.id,
+            channels: m.channels.iter().map(|c| c.as_str().to_string()).collect(),
+            reason: emergency::CHILD_REASON.to_string(),
+            until: m.until.unwrap_or(0),
+        }
+    });
     if contacts.is_empty() {
         explanations.push((
             "contacts".into(),
@@ -176,6 +240,7 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
         contacts,
         protected_contacts: protected,
         explanations,
+        lockdown,
     }
 }
 
@@ -464,6 +529,7 @@ mod tests {
             child_name: "Amira Khan",
             protected_contacts: &[],
             plan: None,
+            lockdowns: &[],
         });
         assert_eq!(p.version, 7);
         assert_eq!(p.child_display_name, "Amira");
@@ -485,6 +551,7 @@ mod tests {
             child_name: "Sam",
             protected_contacts: &contacts,
             plan: None,
+            lockdowns: &[],
         });
         assert_eq!(p.protected_contacts.len(), 2);
         assert!(p.explanations[0].1.contains("Childline, Emergency"));
@@ -497,6 +564,7 @@ mod tests {
             child_name: "Amira Khan",
             protected_contacts: protected,
             plan: Some(plan),
+            lockdowns: &[],
         })
     }
 
@@ -562,6 +630,74 @@ mod tests {
                 review_by: None,
             }],
         }
+    }
+
+    fn lockdown(channels: &[LockChannel]) -> ActiveLockdown {
+        ActiveLockdown {
+            id: "lck-1".into(),
+            target: crate::domain::emergency::LockdownTarget::Child("chd-1".into()),
+            channels: channels.to_vec(),
+            until: Some(99),
+            started_at: 1,
+        }
+    }
+
+    // clauses RM3, D8, R19: a full lockdown withdraws everything the plan allowed, keeps every
+    // protected contact and the apps that reach them, and tells the child in kind words.
+    #[test]
+    fn rm3_d8_r19_a_full_lockdown_keeps_protected_contacts() {
+        let l = lockdown(&LockChannel::ALL);
+        let protected = [contact("Childline", "08001111")];
+        let p = compile(&PolicyInputs {
+            version: 4,
+            issued_at: 1,
+            child_name: "Amira Khan",
+            protected_contacts: &protected,
+            plan: Some(&nan_section()),
+            lockdowns: &[&l],
+        });
+        assert!(!p.camera_allowed && !p.web_allowed);
+        assert!(p.contacts.is_empty());
+        assert_eq!(p.protected_contacts.len(), 1);
+        assert!(!p.apps_allowed_by_default);
+        for e in crate::domain::plan::ESSENTIAL_APPS {
+            assert!(p.apps_allowed.iter().any(|a| a == e));
+        }
+        let ld = p.lockdown.unwrap();
+        assert_eq!(
+            ld.channels,
+            vec!["calls", "messages", "web", "camera", "apps"]
+        );
+        assert_eq!(ld.until, 99);
+        let text = &p
+            .explanations
+            .iter()
+            .find(|(t, _)| t == "lockdown")
+            .unwrap()
+            .1;
+        assert!(text.contains("not a punishment") && text.contains("Childline"));
+    }
+
+    // clause GD4: a lockdown of some channels leaves the others as the plan says.
+    #[test]
+    fn gd4_a_partial_lockdown_withdraws_only_its_channels() {
+        let l = lockdown(&[LockChannel::Calls]);
+        let p = compile(&PolicyInputs {
+            version: 4,
+            issued_at: 1,
+            child_name: "Amira Khan",
+            protected_contacts: &[],
+            plan: Some(&nan_section()),
+            lockdowns: &[&l],
+        });
+        assert!(p.camera_allowed && p.web_allowed);
+        assert_eq!(p.contacts.len(), 1);
+        assert!(
+            p.contacts[0]
+                .addresses
+                .iter()
+                .all(|a| a.channel == Channel::Sms)
+        );
     }
 
     #[test]
@@ -681,6 +817,7 @@ mod tests {
                     child_name: "Sam",
                     protected_contacts: &protected,
                     plan: plan.as_ref(),
+                    lockdowns: &[],
                 });
                 // R19: every protected contact is present, unchanged.
                 for c in &protected {

@@ -33,6 +33,12 @@ pub enum Action {
     AnswerChildRequests,
     RecordIncidents,
     CloseManagerTasks,
+    /// Withdraw or restore communication in an emergency (RM3): any member of staff.
+    EmergencyAction,
+    /// Complete a sanction record, record the talk with the child, record a notification.
+    RecordSanctions,
+    /// Sign a sanction record as accurate: the Registered Manager.
+    SignOffSanctions,
 }
 
 impl Action {
@@ -53,6 +59,9 @@ impl Action {
             Action::AnswerChildRequests => "answer a child's request",
             Action::RecordIncidents => "record an incident",
             Action::CloseManagerTasks => "close a manager task",
+            Action::EmergencyAction => "take emergency action",
+            Action::RecordSanctions => "record sanctions and notifications",
+            Action::SignOffSanctions => "sign off a sanction record",
         }
     }
 
@@ -67,10 +76,12 @@ impl Action {
             Action::VerifyAudit => &[Manager, Admin],
             Action::RecordRiskAssessments | Action::RecordIncidents => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
+            Action::EmergencyAction | Action::RecordSanctions => &[Staff, Manager],
             Action::FollowUpReports
             | Action::RegisterPhotographyApprovals
             | Action::AnswerChildRequests
-            | Action::CloseManagerTasks => &[Manager],
+            | Action::CloseManagerTasks
+            | Action::SignOffSanctions => &[Manager],
         }
     }
 }
@@ -154,6 +165,17 @@ mod tests {
         assert!(!Role::Admin.may(Action::EditProtectedContacts));
         assert!(Role::Manager.may(Action::EditProtectedContacts));
         assert!(!Role::Manager.may(Action::ManageStaff));
+    }
+
+    // clauses RM3, GD4: any member of staff may act in an emergency; only the Registered
+    // Manager signs the sanction record off (RM5).
+    #[test]
+    fn rm3_gd4_any_staff_may_lock_down_but_only_a_manager_signs_off() {
+        assert!(Role::Staff.may(Action::EmergencyAction));
+        assert!(Role::Manager.may(Action::EmergencyAction));
+        assert!(Role::Staff.may(Action::RecordSanctions));
+        assert!(!Role::Staff.may(Action::SignOffSanctions));
+        assert!(Role::Manager.may(Action::SignOffSanctions));
     }
 
     #[test]

@@ -184,6 +184,8 @@ async fn serve_device(
                 ctx.reports.seen(device_id, inventory, now);
                 ctx.reports
                     .applied(device_id, hello.applied_policy_version, None, now);
+                ctx.acks
+                    .applied(device_id, hello.applied_policy_version, false);
                 // The catch-up rule: a device that does not have the newest policy gets it now.
                 if let Some(data) = ctx.store.policy_data_for_device(device_id).await?
                     && data.version != hello.applied_policy_version
@@ -202,6 +204,8 @@ async fn serve_device(
             Some(Inbound::PolicyApplied(applied)) => {
                 let error = clip(&applied.error, 512);
                 let error = (!error.is_empty()).then_some(error);
+                ctx.acks
+                    .applied(device_id, applied.version, error.is_some());
                 ctx.reports.applied(device_id, applied.version, error, now);
                 tracing::debug!(
                     device = device_id,

@@ -199,7 +199,13 @@ pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
                 windows: vec![],
             })
             .collect(),
-        lockdown: None,
+        lockdown: p.lockdown.map(|l| wire::Lockdown {
+            active: true,
+            id: l.id,
+            channels: l.channels,
+            reason: l.reason,
+            until_unix_ms: l.until,
+        }),
         explanations: p
             .explanations
             .into_iter()

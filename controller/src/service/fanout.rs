@@ -15,6 +15,7 @@ use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
 
 use super::{Context, convert};
 use crate::domain::UnixMillis;
+use crate::domain::emergency::{ActiveLockdown, LockdownTarget};
 use crate::domain::plan::PlanRevision;
 use crate::domain::policy::{PolicyInputs, compile, protected_for_child};
 use crate::registry::Delivery;
@@ -37,6 +38,7 @@ pub fn policy_message(data: &PolicyData) -> ControllerMessage {
             })
             .ok()
     });
+    let lockdowns: Vec<&ActiveLockdown> = data.lockdowns.iter().collect();
     ControllerMessage {
         body: Some(Body::Policy(Box::new(convert::policy(compile(
             &PolicyInputs {
@@ -45,6 +47,7 @@ pub fn policy_message(data: &PolicyData) -> ControllerMessage {
                 child_name: &data.child_name,
                 protected_contacts: &data.protected_contacts,
                 plan: revision.as_ref().map(|r| &r.section),
+                lockdowns: &lockdowns,
             },
         ))))),
     }
@@ -75,6 +78,19 @@ impl Context {
             .await
     }
 
+    /// Sends policy `version` (made by a change to one device, e.g. a lockdown of that device
+    /// only) to that device, if it is connected.
+    pub async fn push_device(
+        &self,
+        home_id: &str,
+        device_id: &str,
+        version: u64,
+        changed_at: UnixMillis,
+    ) -> StoreResult<PushReport> {
+        self.push_to(home_id, None, Some(device_id), version, changed_at)
+            .await
+    }
+
     async fn push(
         &self,
         home_id: &str,
@@ -82,10 +98,25 @@ impl Context {
         version: u64,
         changed_at: UnixMillis,
     ) -> StoreResult<PushReport> {
+        self.push_to(home_id, only_child, None, version, changed_at)
+            .await
+    }
+
+    async fn push_to(
+        &self,
+        home_id: &str,
+        only_child: Option<&str>,
+        only_device: Option<&str>,
+        version: u64,
+        changed_at: UnixMillis,
+    ) -> StoreResult<PushReport> {
         let started = Instant::now();
         let mut targets = self.registry.targets_in_home(home_id);
         if let Some(child) = only_child {
             targets.retain(|t| t.child_id == child);
+        }
+        if let Some(device) = only_device {
+            targets.retain(|t| t.device_id == device);
         }
         if targets.is_empty() {
             return Ok(PushReport::default());
@@ -97,14 +128,29 @@ impl Context {
             .iter()
             .map(|c| (c.child_id.as_str(), c))
             .collect();
-        let mut compiled: HashMap<&str, ControllerMessage> = HashMap::new();
+        // A device with a lockdown of its own gets its own compile; the others share their
+        // child's.
+        let own_lockdown: std::collections::HashSet<&str> = inputs
+            .lockdowns
+            .iter()
+            .filter_map(|l| match &l.target {
+                LockdownTarget::Device(d) => Some(d.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut compiled: HashMap<(&str, &str), ControllerMessage> = HashMap::new();
         let mut report = PushReport::default();
         for target in &targets {
             let Some(child) = children.get(target.child_id.as_str()) else {
                 continue;
             };
+            let device_key = if own_lockdown.contains(target.device_id.as_str()) {
+                target.device_id.as_str()
+            } else {
+                ""
+            };
             let message = compiled
-                .entry(target.child_id.as_str())
+                .entry((target.child_id.as_str(), device_key))
                 .or_insert_with(|| {
                     policy_message(&PolicyData {
                         device_id: String::new(),
@@ -116,6 +162,12 @@ impl Context {
                             &child.child_id,
                         ),
                         plan: child.plan.clone(),
+                        lockdowns: inputs
+                            .lockdowns
+                            .iter()
+                            .filter(|l| l.applies_to(home_id, &child.child_id, &target.device_id))
+                            .cloned()
+                            .collect(),
                     })
                 })
                 .clone();

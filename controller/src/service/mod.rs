@@ -8,6 +8,7 @@ pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod convert;
+pub mod emergency;
 pub mod fanout;
 pub mod plans;
 pub mod records;
@@ -35,6 +36,10 @@ pub struct Context {
     pub not_reporting_after: std::time::Duration,
     /// When this controller started: no device could report while it was down.
     pub started_at: crate::domain::UnixMillis,
+    /// Policy versions devices acknowledged, as they arrive (lockdown progress).
+    pub acks: emergency::Acks,
+    /// England and Wales bank holidays, with any corrections from the configured file.
+    pub holidays: crate::domain::sanction::Holidays,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

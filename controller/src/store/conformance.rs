@@ -20,6 +20,8 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_child_who_left_is_archived_not_deleted(&fresh().await).await;
     staff_belong_to_homes_and_find_only_their_children(&fresh().await).await;
     a_protected_contact_can_belong_to_one_child(&fresh().await).await;
+    a_lockdown_is_written_whole_lifted_once_and_kept(&fresh().await).await;
+    a_failed_lockdown_writes_nothing(&fresh().await).await;
 }
 
 // Issue 3: staff see the children of their own homes only; a child elsewhere is not found
@@ -120,6 +122,192 @@ async fn a_protected_contact_can_belong_to_one_child(s: &impl Store) {
     let for_ben = s.policy_data_for_device(&e.id).await.unwrap().unwrap();
     assert_eq!(for_ben.protected_contacts.len(), 1);
     assert_eq!(s.list_protected_contacts(&h.id).await.unwrap().len(), 2);
+}
+
+fn new_lockdown(
+    id: &str,
+    target: crate::domain::emergency::LockdownTarget,
+    home_id: &str,
+) -> NewLockdown {
+    use crate::domain::emergency::*;
+    NewLockdown {
+        id: id.into(),
+        target,
+        home_id: home_id.into(),
+        order: validate_lockdown(
+            &LockdownDraft {
+                reason: "injury-to-others".into(),
+                channels: vec!["calls".into(), "web".into()],
+                note: "threats at 01:50".into(),
+                until: Some(10_000),
+                ..Default::default()
+            },
+            50,
+        )
+        .unwrap(),
+        started_by_name: "Sam Carer".into(),
+    }
+}
+
+fn obligations_for(child_id: &str, sanction: &str) -> Vec<NewObligation> {
+    [
+        ("obl-n", "notify-social-worker", None),
+        ("obl-c", "complete-sanction-record", Some(sanction)),
+        ("obl-s", "manager-sign-off", Some(sanction)),
+        ("obl-d", "discuss-with-child", Some(sanction)),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (id, kind, s))| NewObligation {
+        id: id.into(),
+        kind: kind.into(),
+        child_id: child_id.into(),
+        sanction_id: s.map(str::to_string),
+        due_at: 1_000 + i as i64,
+    })
+    .collect()
+}
+
+// clauses RM3, RM4, RM5, KP1, D8: a lockdown, its sanction and its obligations are written
+// together, reach the device's policy inputs, are lifted once, and are kept afterwards.
+async fn a_lockdown_is_written_whole_lifted_once_and_kept(s: &impl Store) {
+    use crate::domain::emergency::LockdownTarget;
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let d2 = enrolled(s, &c.id, "code2", "fp2").await;
+    let carer = Actor("stf-carer".into());
+    let before = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    let l = s
+        .start_lockdown(
+            &carer,
+            &new_lockdown("lck-1", LockdownTarget::Device(d.id.clone()), &h.id),
+            &[NewSanction {
+                id: "snc-1".into(),
+                child_id: c.id.clone(),
+                record: "{}".into(),
+            }],
+            &obligations_for(&c.id, "snc-1"),
+            60,
+        )
+        .await
+        .unwrap();
+    assert_eq!(l.child_name.as_deref(), Some("Amira"));
+    assert_eq!(l.channels, ["calls", "web"]);
+    assert_eq!(l.started_by, "stf-carer");
+    assert!(l.policy_version > before.version);
+    let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    assert_eq!(data.version, l.policy_version);
+    assert_eq!(data.lockdowns.len(), 1);
+    // A device lockdown is that device's only.
+    let other = s.policy_data_for_device(&d2.id).await.unwrap().unwrap();
+    assert!(other.lockdowns.is_empty());
+    assert_eq!(other.version, before.version.max(other.version));
+    assert_eq!(
+        s.home_policy_inputs(&h.id).await.unwrap().lockdowns.len(),
+        1
+    );
+    assert_eq!(s.lockdowns(Some(&h.id), false).await.unwrap().len(), 1);
+    assert_eq!(s.obligations(None, true).await.unwrap().len(), 4);
+
+    // RM4: a notification closes once; a sanction obligation is not a notification.
+    s.record_notification(&carer, "obl-n", "Sam", "phone", 70, "", 80)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.record_notification(&carer, "obl-n", "Sam", "phone", 70, "", 81)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.record_notification(&carer, "obl-c", "Sam", "phone", 70, "", 81)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // RM5: sign-off waits for the completed record; each step closes its obligation.
+    let manager = Actor("stf-m".into());
+    assert!(matches!(
+        s.sign_off_sanction(&manager, "snc-1", "", 90).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.complete_sanction(&carer, "snc-1", "{\"location\":\"lounge\"}", 91)
+        .await
+        .unwrap();
+    s.sign_off_sanction(&manager, "snc-1", "accurate", 92)
+        .await
+        .unwrap();
+    let done = s
+        .record_sanction_discussion(&carer, "snc-1", "she thought it was fair", 93)
+        .await
+        .unwrap();
+    assert_eq!(done.child_views.as_deref(), Some("she thought it was fair"));
+    assert!(s.obligations(None, true).await.unwrap().is_empty());
+    assert_eq!(s.sanctions(Some(&h.id)).await.unwrap().len(), 1);
+
+    // RM6
+    let noted = s
+        .record_ofsted_advice(&carer, "lck-1", "duty inspector: notify police", 95)
+        .await
+        .unwrap();
+    assert_eq!(
+        noted.ofsted_advice.as_deref(),
+        Some("duty inspector: notify police")
+    );
+
+    let lifted = s
+        .lift_lockdown(&carer, "lck-1", "calm now", 100)
+        .await
+        .unwrap();
+    assert!(lifted.lifted_version.unwrap() > l.policy_version);
+    let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    assert!(data.lockdowns.is_empty());
+    assert_eq!(data.version, lifted.lifted_version.unwrap());
+    assert!(matches!(
+        s.lift_lockdown(&carer, "lck-1", "again", 101).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.lockdowns(None, false).await.unwrap().is_empty());
+    assert_eq!(s.lockdowns(None, true).await.unwrap().len(), 1);
+    let entries = s.audit_entries(0, 1000).await.unwrap();
+    assert!(verify_chain(&entries).is_ok());
+    assert!(entries.iter().any(|e| e.action == "lockdown.start"));
+    assert!(entries.iter().any(|e| e.action == "lockdown.lift"));
+}
+
+// clause RM5: never half-written — a lockdown whose sanction cannot be written is not written.
+async fn a_failed_lockdown_writes_nothing(s: &impl Store) {
+    use crate::domain::emergency::LockdownTarget;
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let audit_before = s.audit_entries(0, 1000).await.unwrap().len();
+    let result = s
+        .start_lockdown(
+            &admin(),
+            &new_lockdown("lck-x", LockdownTarget::Child(c.id.clone()), &h.id),
+            &[NewSanction {
+                id: "snc-x".into(),
+                child_id: "chd-nobody".into(),
+                record: "{}".into(),
+            }],
+            &obligations_for(&c.id, "snc-x"),
+            60,
+        )
+        .await;
+    assert!(result.is_err());
+    assert!(s.lockdowns(None, true).await.unwrap().is_empty());
+    assert!(s.obligations(None, false).await.unwrap().is_empty());
+    assert!(s.sanctions(None).await.unwrap().is_empty());
+    assert_eq!(s.audit_entries(0, 1000).await.unwrap().len(), audit_before);
+    assert!(matches!(
+        s.find_lockdown("lck-x").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 // clause R36: nothing is deleted; a child who left is archived with their records.

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::camera::CameraIncident;
+use crate::domain::emergency::ActiveLockdown;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::ProtectedContact;
 use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
@@ -22,7 +23,8 @@ use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "no {what} called {key:?} was found: check the name or id (`haven {what} list` shows them)"
+        "no {what} called {key:?} was found: check the name or id (`{}` shows them)",
+        list_command(what)
     )]
     NotFound { what: &'static str, key: String },
     #[error("more than one {what} is called {key:?}: use the id instead ({})", ids.join(", "))]
@@ -42,6 +44,16 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The command that lists records of a kind, for "not found" hints.
+fn list_command(what: &str) -> String {
+    match what {
+        "lockdown" => "haven lockdowns --all".into(),
+        "obligation" => "haven obligations --all".into(),
+        "sanction" => "haven sanctions".into(),
+        _ => format!("haven {what} list"),
+    }
+}
 
 /// Who made a change, as written in the audit trail.
 #[derive(Clone, Debug)]
@@ -127,6 +139,8 @@ pub struct PolicyData {
     pub protected_contacts: Vec<ProtectedContact>,
     /// The child's current plan revision (its JSON document), if one was ever made.
     pub plan: Option<String>,
+    /// The lockdowns in force on this device.
+    pub lockdowns: Vec<ActiveLockdown>,
 }
 
 /// One child's part of a home's policy inputs.
@@ -143,6 +157,8 @@ pub struct ChildPolicyInput {
 pub struct HomePolicyInputs {
     pub protected_contacts: Vec<ProtectedContact>,
     pub children: Vec<ChildPolicyInput>,
+    /// Every lockdown in force in the home (on the home, a child or a device).
+    pub lockdowns: Vec<ActiveLockdown>,
 }
 
 /// A device's report of something it blocked.
@@ -569,6 +585,195 @@ pub trait RequestStore: Send + Sync {
     async fn answers_for_device(&self, device_id: &str) -> StoreResult<Vec<ChildRequestRecord>>;
 }
 
+/// An emergency lockdown as stored: who started it, when, why, and whether it was lifted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockdownRecord {
+    pub id: String,
+    /// "home", "child" or "device".
+    pub target_kind: String,
+    pub home_id: String,
+    pub home_name: String,
+    pub child_id: Option<String>,
+    pub child_name: Option<String>,
+    pub device_id: Option<String>,
+    pub reason: String,
+    pub channels: Vec<String>,
+    pub note: String,
+    pub until: Option<UnixMillis>,
+    pub review_at: Option<UnixMillis>,
+    pub ofsted_advice: Option<String>,
+    pub started_at: UnixMillis,
+    pub started_by: String,
+    pub started_by_name: String,
+    /// The policy version that carries the lockdown to devices.
+    pub policy_version: u64,
+    pub lifted_at: Option<UnixMillis>,
+    pub lifted_by: Option<String>,
+    pub lift_note: Option<String>,
+    /// The policy version that carries the lift.
+    pub lifted_version: Option<u64>,
+}
+
+/// A lockdown to write: target ids already resolved, the order already validated.
+#[derive(Clone, Debug)]
+pub struct NewLockdown {
+    pub id: String,
+    pub target: crate::domain::emergency::LockdownTarget,
+    pub home_id: String,
+    pub order: crate::domain::emergency::LockdownOrder,
+    pub started_by_name: String,
+}
+
+/// A sanction record opened with a lockdown (RM5).
+#[derive(Clone, Debug)]
+pub struct NewSanction {
+    pub id: String,
+    pub child_id: String,
+    /// The JSON of the domain's `SanctionRecord`.
+    pub record: String,
+}
+
+/// An obligation opened with a lockdown (RM4, RM5).
+#[derive(Clone, Debug)]
+pub struct NewObligation {
+    pub id: String,
+    pub kind: String,
+    pub child_id: String,
+    pub sanction_id: Option<String>,
+    pub due_at: UnixMillis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SanctionRow {
+    pub id: String,
+    pub lockdown_id: String,
+    pub child_id: String,
+    pub child_name: String,
+    pub home_id: String,
+    pub opened_at: UnixMillis,
+    pub record: String,
+    pub completed_at: Option<UnixMillis>,
+    pub completed_by: Option<String>,
+    pub signed_off_at: Option<UnixMillis>,
+    pub signed_off_by: Option<String>,
+    pub sign_off_note: Option<String>,
+    pub discussed_at: Option<UnixMillis>,
+    pub discussed_by: Option<String>,
+    pub child_views: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObligationRecord {
+    pub id: String,
+    pub kind: String,
+    pub lockdown_id: String,
+    pub sanction_id: Option<String>,
+    pub child_id: String,
+    pub child_name: String,
+    pub home_id: String,
+    pub opened_at: UnixMillis,
+    pub due_at: UnixMillis,
+    pub closed_at: Option<UnixMillis>,
+    pub closed_by: Option<String>,
+    pub done_by: Option<String>,
+    pub how: Option<String>,
+    pub done_at: Option<UnixMillis>,
+    pub note: Option<String>,
+}
+
+#[async_trait]
+pub trait LockdownStore: Send + Sync {
+    /// Writes a lockdown, the sanctions and obligations it opens and its audit entry in one
+    /// transaction, and takes a new policy version for its target. Never half-written.
+    async fn start_lockdown(
+        &self,
+        actor: &Actor,
+        lockdown: &NewLockdown,
+        sanctions: &[NewSanction],
+        obligations: &[NewObligation],
+        now: UnixMillis,
+    ) -> StoreResult<LockdownRecord>;
+    /// Lifts a lockdown in force and takes a new policy version for its target; refused if it
+    /// was already lifted.
+    async fn lift_lockdown(
+        &self,
+        actor: &Actor,
+        id: &str,
+        note: &str,
+        now: UnixMillis,
+    ) -> StoreResult<LockdownRecord>;
+    async fn find_lockdown(&self, id: &str) -> StoreResult<LockdownRecord>;
+    /// Lockdowns newest first; only those in force unless `include_lifted`.
+    async fn lockdowns(
+        &self,
+        home_id: Option<&str>,
+        include_lifted: bool,
+    ) -> StoreResult<Vec<LockdownRecord>>;
+    /// Records that Ofsted was consulted and what it advised (RM6).
+    async fn record_ofsted_advice(
+        &self,
+        actor: &Actor,
+        id: &str,
+        advice: &str,
+        now: UnixMillis,
+    ) -> StoreResult<LockdownRecord>;
+}
+
+#[async_trait]
+pub trait SanctionStore: Send + Sync {
+    /// The sanctions log, newest first.
+    async fn sanctions(&self, home_id: Option<&str>) -> StoreResult<Vec<SanctionRow>>;
+    async fn find_sanction(&self, id: &str) -> StoreResult<SanctionRow>;
+    /// Stores the completed record and closes its "complete" obligation; refused if done.
+    async fn complete_sanction(
+        &self,
+        actor: &Actor,
+        id: &str,
+        record: &str,
+        now: UnixMillis,
+    ) -> StoreResult<SanctionRow>;
+    /// The Registered Manager's sign-off; refused until the record is complete, or if done.
+    async fn sign_off_sanction(
+        &self,
+        actor: &Actor,
+        id: &str,
+        note: &str,
+        now: UnixMillis,
+    ) -> StoreResult<SanctionRow>;
+    /// The child was spoken to about it; their views are recorded. Refused if done.
+    async fn record_sanction_discussion(
+        &self,
+        actor: &Actor,
+        id: &str,
+        views: &str,
+        now: UnixMillis,
+    ) -> StoreResult<SanctionRow>;
+}
+
+#[async_trait]
+pub trait ObligationStore: Send + Sync {
+    /// Obligations, soonest due first; only open ones when `open_only`.
+    async fn obligations(
+        &self,
+        home_id: Option<&str>,
+        open_only: bool,
+    ) -> StoreResult<Vec<ObligationRecord>>;
+    async fn find_obligation(&self, id: &str) -> StoreResult<ObligationRecord>;
+    /// Closes a notification obligation: who told the social worker, how and when. Refused
+    /// if it is closed already.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_notification(
+        &self,
+        actor: &Actor,
+        id: &str,
+        by: &str,
+        how: &str,
+        at: UnixMillis,
+        note: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ObligationRecord>;
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Entries in order, starting after `after_seq`, at most `limit`.
@@ -589,6 +794,9 @@ pub trait Store:
     + PlanStore
     + ReportStore
     + RequestStore
+    + LockdownStore
+    + SanctionStore
+    + ObligationStore
 {
 }
 
@@ -605,5 +813,8 @@ impl<T> Store for T where
         + PlanStore
         + ReportStore
         + RequestStore
+        + LockdownStore
+        + SanctionStore
+        + ObligationStore
 {
 }

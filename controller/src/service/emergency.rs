@@ -1,0 +1,800 @@
+//! `haven.admin.v1.EmergencyService`: lockdowns (RM3, GD4, D6, D8), their live progress to the
+//! devices, lifting (by staff or by the clock), and what the home owes afterwards — the
+//! social worker's notification (RM4), the Regulation 35 sanction record (RM5) and Ofsted's
+//! advice (RM6).
+//!
+//! The lockdown, its sanctions, its obligations and the audit entry are written in one
+//! transaction; only then is the new policy pushed. A device that is offline gets it first
+//! thing when it reconnects (the catch-up rule in `agent.rs`).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use haven_proto::admin::v1::*;
+use tokio::sync::Notify;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{Context, now_ms};
+use crate::domain::emergency::{
+    LockdownDraft, LockdownTarget, reduces_telephone, validate_lockdown,
+};
+use crate::domain::sanction::{
+    ObligationKind, ObligationState, SanctionCompletion, SanctionRecord, check_discussion,
+    check_notification, complete, obligations_after,
+};
+use crate::domain::{Action, StaffIdentity, UnixMillis};
+use crate::ids::new_id;
+use crate::store::{
+    Actor, DeviceRecord, LockdownRecord, NewLockdown, NewObligation, NewSanction, ObligationRecord,
+    SanctionRow, StoreResult,
+};
+
+/// The newest policy version each device said it enforces, as it arrives: what a lockdown's
+/// progress is measured against without waiting for the batched write to the database.
+#[derive(Default)]
+pub struct Acks {
+    applied: Mutex<HashMap<String, (u64, bool)>>,
+    changed: Notify,
+}
+
+impl Acks {
+    /// A device says it enforces `version` (`failed` if it could not fully apply it).
+    pub fn applied(&self, device_id: &str, version: u64, failed: bool) {
+        {
+            let mut map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = map.entry(device_id.to_string()).or_insert((0, false));
+            if version >= entry.0 {
+                *entry = (version, failed);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn get(&self, device_id: &str) -> Option<(u64, bool)> {
+        let map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(device_id).copied()
+    }
+}
+
+pub struct EmergencyApi {
+    pub ctx: Arc<Context>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn opt(ms: i64) -> Option<UnixMillis> {
+    (ms > 0).then_some(ms)
+}
+
+fn lockdown_record(l: LockdownRecord) -> api_types::LockdownRecord {
+    api_types::LockdownRecord {
+        in_force: l.lifted_at.is_none(),
+        id: l.id,
+        target: l.target_kind,
+        home_id: l.home_id,
+        home_name: l.home_name,
+        child_id: l.child_id.unwrap_or_default(),
+        child_name: l.child_name.unwrap_or_default(),
+        device_id: l.device_id.unwrap_or_default(),
+        reason: l.reason,
+        channels: l.channels,
+        note: l.note,
+        until_unix_ms: l.until.unwrap_or(0),
+        review_at_unix_ms: l.review_at.unwrap_or(0),
+        ofsted_advice: l.ofsted_advice.unwrap_or_default(),
+        started_at_unix_ms: l.started_at,
+        started_by: l.started_by,
+        started_by_name: l.started_by_name,
+        policy_version: l.policy_version,
+        lifted_at_unix_ms: l.lifted_at.unwrap_or(0),
+        lifted_by: l.lifted_by.unwrap_or_default(),
+        lift_note: l.lift_note.unwrap_or_default(),
+        lifted_policy_version: l.lifted_version.unwrap_or(0),
+    }
+}
+
+/// The generated types, named apart from the store's records of the same names.
+mod api_types {
+    pub use haven_proto::admin::v1::{LockdownRecord, Obligation, Sanction};
+}
+
+fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
+    let kind: Option<ObligationKind> = o.kind.parse().ok();
+    api_types::Obligation {
+        state: ObligationState::of(o.due_at, o.closed_at, now)
+            .as_str()
+            .to_string(),
+        what: kind.map(|k| k.describe().to_string()).unwrap_or_default(),
+        closed_with: kind
+            .map(|k| k.closed_by_command().to_string())
+            .unwrap_or_default(),
+        id: o.id,
+        kind: o.kind,
+        lockdown_id: o.lockdown_id,
+        sanction_id: o.sanction_id.unwrap_or_default(),
+        child_id: o.child_id,
+        child_name: o.child_name,
+        home_id: o.home_id,
+        opened_at_unix_ms: o.opened_at,
+        due_at_unix_ms: o.due_at,
+        closed_at_unix_ms: o.closed_at.unwrap_or(0),
+        closed_by: o.closed_by.unwrap_or_default(),
+        done_by: o.done_by.unwrap_or_default(),
+        how: o.how.unwrap_or_default(),
+        done_at_unix_ms: o.done_at.unwrap_or(0),
+        note: o.note.unwrap_or_default(),
+    }
+}
+
+fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanction {
+    let r: SanctionRecord = serde_json::from_str(&s.record).unwrap_or_default();
+    let due = |kind: ObligationKind| {
+        obligations
+            .iter()
+            .find(|o| o.sanction_id.as_deref() == Some(s.id.as_str()) && o.kind == kind.as_str())
+            .map(|o| o.due_at)
+            .unwrap_or(0)
+    };
+    api_types::Sanction {
+        complete_by_unix_ms: due(ObligationKind::CompleteSanctionRecord),
+        sign_off_by_unix_ms: due(ObligationKind::ManagerSignOff),
+        discuss_by_unix_ms: due(ObligationKind::DiscussWithChild),
+        id: s.id,
+        lockdown_id: s.lockdown_id,
+        child_id: s.child_id,
+        child_name: s.child_name,
+        home_id: s.home_id,
+        opened_at_unix_ms: s.opened_at,
+        behaviour: r.behaviour,
+        occurred_at_unix_ms: r.occurred_at,
+        location: r.location,
+        measure: r.measure,
+        duration: r.duration,
+        steps_to_avoid: r.steps_to_avoid,
+        imposed_by: r.imposed_by,
+        others_present: r.others_present,
+        effectiveness: r.effectiveness,
+        injury_and_treatment: r.injury_and_treatment,
+        completed_at_unix_ms: s.completed_at.unwrap_or(0),
+        completed_by: s.completed_by.unwrap_or_default(),
+        signed_off_at_unix_ms: s.signed_off_at.unwrap_or(0),
+        signed_off_by: s.signed_off_by.unwrap_or_default(),
+        sign_off_note: s.sign_off_note.unwrap_or_default(),
+        discussed_at_unix_ms: s.discussed_at.unwrap_or(0),
+        discussed_by: s.discussed_by.unwrap_or_default(),
+        child_views: s.child_views.unwrap_or_default(),
+    }
+}
+
+/// "2026-12-02 07:00 (Europe/London)": times written into records, in the home's zone.
+fn home_time(ms: UnixMillis, time_zone: &str) -> String {
+    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+impl Context {
+    /// The active devices a lockdown applies to.
+    async fn devices_of(&self, l: &LockdownRecord) -> StoreResult<Vec<DeviceRecord>> {
+        let devices = match l.target_kind.as_str() {
+            "child" | "device" => {
+                self.store
+                    .list_devices(l.child_id.as_deref(), false)
+                    .await?
+            }
+            _ => self.store.list_devices(None, false).await?,
+        };
+        Ok(devices
+            .into_iter()
+            .filter(|d| d.home_id == l.home_id)
+            .filter(|d| l.target_kind != "device" || l.device_id.as_deref() == Some(&d.id))
+            .collect())
+    }
+
+    /// Sends the policy `version` a lockdown (or its lift) made to the devices it affects.
+    async fn push_lockdown(&self, l: &LockdownRecord, version: u64, at: UnixMillis) {
+        let pushed = match (l.target_kind.as_str(), &l.child_id, &l.device_id) {
+            ("child", Some(child), _) => self.push_child(&l.home_id, child, version, at).await,
+            ("device", _, Some(device)) => self.push_device(&l.home_id, device, version, at).await,
+            _ => self.push_home(&l.home_id, version, at).await,
+        };
+        if let Err(e) = pushed {
+            tracing::warn!(lockdown = %l.id, error = %e, "push failed; devices catch up on reconnect");
+        }
+    }
+
+    /// Lifts every lockdown whose end time has passed. Run at start and then every second,
+    /// so a lockdown with `--until` ends by itself even across a restart.
+    pub async fn lift_due_lockdowns(&self) -> StoreResult<usize> {
+        let now = now_ms();
+        let due: Vec<LockdownRecord> = self
+            .store
+            .lockdowns(None, false)
+            .await?
+            .into_iter()
+            .filter(|l| l.until.is_some_and(|u| u <= now))
+            .collect();
+        let mut lifted = 0;
+        for l in due {
+            match self
+                .store
+                .lift_lockdown(&Actor::system(), &l.id, "ended at its planned time", now)
+                .await
+            {
+                Ok(done) => {
+                    lifted += 1;
+                    tracing::info!(lockdown = %done.id, "lockdown ended at its planned time");
+                    let version = done.lifted_version.unwrap_or(0);
+                    self.push_lockdown(&done, version, now).await;
+                }
+                // Lifted by staff meanwhile: nothing to do.
+                Err(crate::store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lifted)
+    }
+}
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<LockdownProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl emergency_service_server::EmergencyService for EmergencyApi {
+    async fn lockdown(
+        &self,
+        request: Request<LockdownRequest>,
+    ) -> Result<Response<LockdownResponse>, Status> {
+        let started = std::time::Instant::now();
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::EmergencyAction)
+            .await?;
+        let req = request.into_inner();
+        let now = now_ms();
+        let store = &self.ctx.store;
+        let given = [&req.child, &req.device, &req.home]
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .count();
+        if given != 1 {
+            return Err(Status::invalid_argument(
+                "say whom to lock down: one child, or --device ID, or --home NAME",
+            ));
+        }
+        // Checked before any lookup, so a wrong reason is refused as itself.
+        let order = validate_lockdown(
+            &LockdownDraft {
+                reason: req.reason.clone(),
+                channels: req.channels.clone(),
+                note: req.note.clone(),
+                until: opt(req.until_unix_ms),
+                review_at: opt(req.review_at_unix_ms),
+                ofsted_advice: Some(req.ofsted_advice.clone()),
+            },
+            now,
+        )
+        .map_err(invalid)?;
+        let (target, home_id, children) = if !req.child.trim().is_empty() {
+            let c = self.ctx.child_for(&who, req.child.trim()).await?;
+            if c.archived_at.is_some() {
+                return Err(Status::failed_precondition(format!(
+                    "{} has left the home (archived): there is nothing to lock down",
+                    c.name
+                )));
+            }
+            (
+                LockdownTarget::Child(c.id.clone()),
+                c.home_id.clone(),
+                vec![c],
+            )
+        } else if !req.device.trim().is_empty() {
+            let d = self.ctx.device_for(&who, req.device.trim()).await?;
+            if d.status != "active" {
+                return Err(Status::failed_precondition(format!(
+                    "device {} was removed from Haven: there is nothing to lock down",
+                    d.id
+                )));
+            }
+            let c = store.find_child(&d.child_id).await?;
+            (
+                LockdownTarget::Device(d.id.clone()),
+                d.home_id.clone(),
+                vec![c],
+            )
+        } else {
+            let h = self.ctx.home_for(&who, req.home.trim()).await?;
+            let children = store
+                .list_children(Some(&h.id))
+                .await?
+                .into_iter()
+                .filter(|c| c.archived_at.is_none())
+                .collect();
+            (LockdownTarget::Home(h.id.clone()), h.id, children)
+        };
+        let home = store.find_home(&home_id).await?;
+
+        let lockdown_id = new_id("lck");
+        let is_sanction = reduces_telephone(&order.channels);
+        let channel_words: Vec<&str> = order.channels.iter().map(|c| c.as_str()).collect();
+        let duration = match (order.until, order.review_at) {
+            (Some(u), _) => format!("until {}", home_time(u, &home.time_zone)),
+            (_, Some(r)) => format!(
+                "until lifted; to be reviewed by {}",
+                home_time(r, &home.time_zone)
+            ),
+            _ => "until lifted".to_string(),
+        };
+        let mut sanctions = Vec::new();
+        let mut obligations = Vec::new();
+        for child in &children {
+            let sanction_id = is_sanction.then(|| new_id("snc"));
+            if let Some(id) = &sanction_id {
+                let record = SanctionRecord {
+                    child_name: child.name.clone(),
+                    behaviour: order.note.clone(),
+                    occurred_at: now,
+                    measure: format!(
+                        "Emergency lockdown ({}, {}): {} withdrawn on {}. Protected contacts stayed reachable.",
+                        lockdown_id,
+                        order.reason.describe(),
+                        channel_words.join(", "),
+                        match &target {
+                            LockdownTarget::Child(_) => "the child's devices".to_string(),
+                            LockdownTarget::Device(d) =>
+                                format!("one of the child's devices ({d})"),
+                            LockdownTarget::Home(_) => "every device in the home".to_string(),
+                        }
+                    ),
+                    duration: duration.clone(),
+                    imposed_by: who.name.clone(),
+                    ..Default::default()
+                };
+                sanctions.push(NewSanction {
+                    id: id.clone(),
+                    child_id: child.id.clone(),
+                    record: serde_json::to_string(&record)
+                        .map_err(|_| Status::internal("could not write the sanction record"))?,
+                });
+            }
+            for (kind, due_at) in
+                obligations_after(now, &home.time_zone, &self.ctx.holidays, is_sanction)
+            {
+                obligations.push(NewObligation {
+                    id: new_id("obl"),
+                    kind: kind.as_str().to_string(),
+                    child_id: child.id.clone(),
+                    sanction_id: match kind {
+                        ObligationKind::NotifySocialWorker => None,
+                        _ => sanction_id.clone(),
+                    },
+                    due_at,
+                });
+            }
+        }
+        let record = store
+            .start_lockdown(
+                &Actor::staff(&who),
+                &NewLockdown {
+                    id: lockdown_id,
+                    target,
+                    home_id: home.id.clone(),
+                    order,
+                    started_by_name: who.name.clone(),
+                },
+                &sanctions,
+                &obligations,
+                now,
+            )
+            .await?;
+        let written = started.elapsed();
+        self.ctx
+            .push_lockdown(&record, record.policy_version, now)
+            .await;
+        tracing::info!(
+            lockdown = %record.id,
+            staff = %who.id,
+            version = record.policy_version,
+            written_us = written.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "lockdown started"
+        );
+        let devices = self
+            .ctx
+            .devices_of(&record)
+            .await?
+            .into_iter()
+            .map(|d| TargetedDevice {
+                online: self.ctx.registry.is_online(&d.id),
+                device_id: d.id,
+                child_name: d.child_name,
+            })
+            .collect();
+        let opened = store.obligations(Some(&home.id), true).await?;
+        let opened: Vec<ObligationRecord> = opened
+            .into_iter()
+            .filter(|o| o.lockdown_id == record.id)
+            .collect();
+        let mut sanction_rows = Vec::new();
+        for s in &sanctions {
+            sanction_rows.push(sanction(store.find_sanction(&s.id).await?, &opened));
+        }
+        Ok(Response::new(LockdownResponse {
+            lockdown: Some(lockdown_record(record)),
+            devices,
+            sanctions: sanction_rows,
+            obligations: opened.into_iter().map(|o| obligation(o, now)).collect(),
+        }))
+    }
+
+    type WatchLockdownStream = ProgressStream;
+
+    async fn watch_lockdown(
+        &self,
+        request: Request<WatchLockdownRequest>,
+    ) -> Result<Response<Self::WatchLockdownStream>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let record = self.lockdown_for(&who, req.id.trim()).await?;
+        let version = record.lifted_version.unwrap_or(record.policy_version);
+        let devices = self.ctx.devices_of(&record).await?;
+        let wait = Duration::from_secs(u64::from(match req.wait_secs {
+            0 => 30,
+            n => n.min(600),
+        }));
+        let ctx = self.ctx.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            let stored: HashMap<String, u64> = devices
+                .iter()
+                .map(|d| (d.id.clone(), d.applied_version))
+                .collect();
+            let mut last: Option<LockdownProgress> = None;
+            loop {
+                // Registered before reading, so an acknowledgement in between is not missed.
+                let changed = ctx.acks.changed.notified();
+                let mut p = LockdownProgress {
+                    policy_version: version,
+                    targeted: devices.len() as u32,
+                    ..Default::default()
+                };
+                for (id, stored_version) in &stored {
+                    let (applied, failed) = ctx
+                        .acks
+                        .get(id)
+                        .filter(|(v, _)| v >= stored_version)
+                        .unwrap_or((*stored_version, false));
+                    if applied >= version && !failed {
+                        p.acknowledged += 1;
+                    } else if applied >= version {
+                        p.failed.push(id.clone());
+                    } else if ctx.registry.is_online(id) {
+                        p.waiting.push(id.clone());
+                    } else {
+                        p.offline += 1;
+                        p.offline_devices.push(id.clone());
+                    }
+                }
+                p.waiting.sort();
+                p.offline_devices.sort();
+                p.finished = p.waiting.is_empty();
+                let timed_out = tokio::time::Instant::now() >= deadline;
+                p.timed_out = timed_out && !p.finished;
+                let done = p.finished || timed_out;
+                if last.as_ref() != Some(&p) || done {
+                    if tx.send(Ok(p.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(p);
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    _ = changed => {}
+                    // Devices also connect and disconnect: look again now and then.
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn lift_lockdown(
+        &self,
+        request: Request<LiftLockdownRequest>,
+    ) -> Result<Response<api_types::LockdownRecord>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::EmergencyAction)
+            .await?;
+        let req = request.into_inner();
+        let note = req.note.trim();
+        if note.is_empty() {
+            return Err(Status::invalid_argument(
+                "say why the lockdown is lifted with --note",
+            ));
+        }
+        let now = now_ms();
+        self.lockdown_for(&who, req.id.trim()).await?;
+        let record = self
+            .ctx
+            .store
+            .lift_lockdown(&Actor::staff(&who), req.id.trim(), note, now)
+            .await?;
+        let version = record.lifted_version.unwrap_or(0);
+        self.ctx.push_lockdown(&record, version, now).await;
+        tracing::info!(lockdown = %record.id, staff = %who.id, version, "lockdown lifted");
+        Ok(Response::new(lockdown_record(record)))
+    }
+
+    async fn list_lockdowns(
+        &self,
+        request: Request<ListLockdownsRequest>,
+    ) -> Result<Response<ListLockdownsResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let home = match req.home.trim() {
+            "" => None,
+            key => Some(self.ctx.home_for(&who, key).await?.id),
+        };
+        let list = self
+            .ctx
+            .store
+            .lockdowns(home.as_deref(), req.include_lifted)
+            .await?;
+        Ok(Response::new(ListLockdownsResponse {
+            lockdowns: list
+                .into_iter()
+                .filter(|l| who.homes.covers(&l.home_id))
+                .map(lockdown_record)
+                .collect(),
+        }))
+    }
+
+    async fn record_ofsted_advice(
+        &self,
+        request: Request<RecordOfstedAdviceRequest>,
+    ) -> Result<Response<api_types::LockdownRecord>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::EmergencyAction)
+            .await?;
+        let req = request.into_inner();
+        let advice = req.advice.trim();
+        if advice.is_empty() {
+            return Err(Status::invalid_argument(
+                "say what Ofsted advised with --ofsted-advice",
+            ));
+        }
+        self.lockdown_for(&who, req.id.trim()).await?;
+        let record = self
+            .ctx
+            .store
+            .record_ofsted_advice(&Actor::staff(&who), req.id.trim(), advice, now_ms())
+            .await?;
+        Ok(Response::new(lockdown_record(record)))
+    }
+
+    async fn list_sanctions(
+        &self,
+        request: Request<ListSanctionsRequest>,
+    ) -> Result<Response<ListSanctionsResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let home = match req.home.trim() {
+            "" => None,
+            key => Some(self.ctx.home_for(&who, key).await?.id),
+        };
+        let obligations = self.ctx.store.obligations(home.as_deref(), false).await?;
+        let rows = self.ctx.store.sanctions(home.as_deref()).await?;
+        Ok(Response::new(ListSanctionsResponse {
+            sanctions: rows
+                .into_iter()
+                .filter(|s| who.homes.covers(&s.home_id))
+                .map(|s| sanction(s, &obligations))
+                .collect(),
+        }))
+    }
+
+    async fn complete_sanction(
+        &self,
+        request: Request<CompleteSanctionRequest>,
+    ) -> Result<Response<api_types::Sanction>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::RecordSanctions)
+            .await?;
+        let req = request.into_inner();
+        let row = self.sanction_for(&who, req.id.trim()).await?;
+        let record: SanctionRecord = serde_json::from_str(&row.record).unwrap_or_default();
+        let done = complete(
+            &record,
+            &SanctionCompletion {
+                behaviour: req.behaviour,
+                location: req.location,
+                steps_to_avoid: req.steps_to_avoid,
+                others_present: req.others_present,
+                effectiveness: req.effectiveness,
+                injury_and_treatment: req.injury_and_treatment,
+            },
+        )
+        .map_err(invalid)?;
+        let json = serde_json::to_string(&done)
+            .map_err(|_| Status::internal("could not write the sanction record"))?;
+        let row = self
+            .ctx
+            .store
+            .complete_sanction(&Actor::staff(&who), &row.id, &json, now_ms())
+            .await?;
+        self.answer_sanction(row).await
+    }
+
+    async fn sign_off_sanction(
+        &self,
+        request: Request<SignOffSanctionRequest>,
+    ) -> Result<Response<api_types::Sanction>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::SignOffSanctions)
+            .await?;
+        let req = request.into_inner();
+        self.sanction_for(&who, req.id.trim()).await?;
+        let row = self
+            .ctx
+            .store
+            .sign_off_sanction(
+                &Actor::staff(&who),
+                req.id.trim(),
+                req.note.trim(),
+                now_ms(),
+            )
+            .await?;
+        self.answer_sanction(row).await
+    }
+
+    async fn record_sanction_discussion(
+        &self,
+        request: Request<RecordSanctionDiscussionRequest>,
+    ) -> Result<Response<api_types::Sanction>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::RecordSanctions)
+            .await?;
+        let req = request.into_inner();
+        let views = check_discussion(&req.child_views).map_err(invalid)?;
+        self.sanction_for(&who, req.id.trim()).await?;
+        let row = self
+            .ctx
+            .store
+            .record_sanction_discussion(&Actor::staff(&who), req.id.trim(), &views, now_ms())
+            .await?;
+        self.answer_sanction(row).await
+    }
+
+    async fn list_obligations(
+        &self,
+        request: Request<ListObligationsRequest>,
+    ) -> Result<Response<ListObligationsResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let home = match req.home.trim() {
+            "" => None,
+            key => Some(self.ctx.home_for(&who, key).await?.id),
+        };
+        let now = now_ms();
+        let list = self
+            .ctx
+            .store
+            .obligations(home.as_deref(), !req.include_done)
+            .await?;
+        Ok(Response::new(ListObligationsResponse {
+            obligations: list
+                .into_iter()
+                .filter(|o| who.homes.covers(&o.home_id))
+                .map(|o| obligation(o, now))
+                .filter(|o| !req.overdue_only || o.state == "overdue")
+                .collect(),
+        }))
+    }
+
+    async fn record_notification(
+        &self,
+        request: Request<RecordNotificationRequest>,
+    ) -> Result<Response<api_types::Obligation>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::RecordSanctions)
+            .await?;
+        let req = request.into_inner();
+        let now = now_ms();
+        let at = opt(req.at_unix_ms).unwrap_or(now);
+        let (by, how) = check_notification(&req.by, &req.how, at, now).map_err(invalid)?;
+        let found = self.ctx.store.find_obligation(req.id.trim()).await?;
+        if !who.homes.covers(&found.home_id) {
+            return Err(not_found("obligation", req.id.trim()));
+        }
+        let o = self
+            .ctx
+            .store
+            .record_notification(
+                &Actor::staff(&who),
+                req.id.trim(),
+                &by,
+                how.as_str(),
+                at,
+                req.note.trim(),
+                now,
+            )
+            .await?;
+        Ok(Response::new(obligation(o, now)))
+    }
+}
+
+/// The same "not found" a missing record gets, for a record in another home.
+fn not_found(what: &'static str, key: &str) -> Status {
+    crate::store::StoreError::NotFound {
+        what,
+        key: key.to_string(),
+    }
+    .into()
+}
+
+impl EmergencyApi {
+    /// A lockdown in one of the homes `who` works in; any other is "not found".
+    async fn lockdown_for(
+        &self,
+        who: &StaffIdentity,
+        id: &str,
+    ) -> Result<crate::store::LockdownRecord, Status> {
+        let record = self.ctx.store.find_lockdown(id).await?;
+        if who.homes.covers(&record.home_id) {
+            Ok(record)
+        } else {
+            Err(not_found("lockdown", id))
+        }
+    }
+
+    /// A sanction record in one of the homes `who` works in; any other is "not found".
+    async fn sanction_for(&self, who: &StaffIdentity, id: &str) -> Result<SanctionRow, Status> {
+        let row = self.ctx.store.find_sanction(id).await?;
+        if who.homes.covers(&row.home_id) {
+            Ok(row)
+        } else {
+            Err(not_found("sanction", id))
+        }
+    }
+
+    async fn answer_sanction(
+        &self,
+        row: SanctionRow,
+    ) -> Result<Response<api_types::Sanction>, Status> {
+        let obligations = self
+            .ctx
+            .store
+            .obligations(Some(&row.home_id), false)
+            .await?;
+        Ok(Response::new(sanction(row, &obligations)))
+    }
+}

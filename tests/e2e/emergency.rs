@@ -1,0 +1,426 @@
+//! Emergency action at 2 a.m. with real agents: a lockdown reaches connected devices at once
+//! and offline ones when they reconnect, the command shows its progress, a phone restriction
+//! opens a Regulation 35 sanction with its deadlines and the social worker's notification,
+//! lockdowns are listed, lifted once, end by themselves, survive a restart, and bad input is
+//! refused in one line.
+
+use haven_tests::*;
+use serde_json::Value;
+
+const FULL: &str = "lockdown: calls, messages, web, camera, apps";
+
+/// A member of care staff (not a manager): anyone on shift may act in an emergency.
+fn carer(home: &Home) -> Cli {
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Sam Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    home.admin.as_token(&token)
+}
+
+fn online(home: &Home, n: usize) {
+    eventually("the devices to come online", WAIT, || {
+        let devices = home.devices();
+        (devices.iter().filter(|d| d["online"] == true).count() == n).then_some(())
+    });
+}
+
+/// The first policy line with a version above 0 (0 is the built-in safe default).
+fn first_controller_policy(agent: &Agent) -> String {
+    eventually(
+        "the agent to apply a policy from the controller",
+        WAIT,
+        || {
+            agent
+                .stdout
+                .all()
+                .into_iter()
+                .find(|l| l.contains("policy version ") && !l.contains("policy version 0 "))
+        },
+    )
+}
+
+fn millis(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+// clauses RM3, D6, D8, GD4: any member of staff locks a child's devices down; connected
+// devices get it at once over their open stream; the command shows live progress and names
+// the offline device, which gets the lockdown first thing when it reconnects.
+#[test]
+fn rm3_d6_d8_gd4_a_lockdown_reaches_online_agents_at_once_and_an_offline_one_on_reconnect() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let mut tablet = home.enrolled_agent("tablet");
+    let mut phone = home.enrolled_agent("phone");
+    tablet.start();
+    online(&home, 1);
+    first_controller_policy(&tablet);
+
+    let out = staff.ok(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "Threatening messages at 01:50; Amira is frightened",
+        "--wait-secs",
+        "20",
+    ]);
+    assert!(out.contains("Protected contacts stay reachable"), "{out}");
+    assert!(
+        out.contains("1 of 2 devices locked; 1 offline — will lock on reconnect"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Every online device has the lockdown"),
+        "{out}"
+    );
+    assert!(
+        tablet.stdout.wait_for(FULL, WAIT).is_some(),
+        "{}",
+        tablet.stdout.text()
+    );
+
+    // The offline phone: the very first policy it applies from the controller is the lockdown.
+    phone.start();
+    let first = first_controller_policy(&phone);
+    assert!(first.contains(FULL), "{first}");
+    // Protected contacts stay (R19): the home has none yet, so the count is 0 but present.
+    assert!(first.contains("protected contact"), "{first}");
+}
+
+// clauses RM4, RM5, RM6: restricting the phone opens a sanction with its three deadlines and
+// the social worker's notification; each is closed by the right person; Ofsted's advice is
+// recorded on the action.
+#[test]
+fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let r = staff.json(&[
+        "lockdown",
+        "Amira Khan",
+        "--reason",
+        "injury-to-others",
+        "--note",
+        "Arranging a fight by phone",
+        "--channels",
+        "calls,messages",
+        "--review",
+        "in 12h",
+        "--ofsted-advice",
+        "Duty inspector: notify the police and the placing authority",
+    ]);
+    let lockdown_id = r["lockdown"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r["lockdown"]["ofsted_advice"],
+        "Duty inspector: notify the police and the placing authority"
+    );
+    let sanctions = r["sanctions"].as_array().unwrap();
+    assert_eq!(sanctions.len(), 1, "{r}");
+    let s = &sanctions[0];
+    let at = millis(&s["occurred_at_unix_ms"]);
+    let hour = 3_600_000;
+    assert_eq!(millis(&s["complete_by_unix_ms"]) - at, 24 * hour);
+    assert_eq!(millis(&s["sign_off_by_unix_ms"]) - at, 48 * hour);
+    // Five calendar days in the home's zone: 120 hours, give or take a clock change.
+    let five = millis(&s["discuss_by_unix_ms"]) - at;
+    assert!((119 * hour..=121 * hour).contains(&five), "{five}");
+    assert_eq!(s["imposed_by"], "Sam Carer");
+    assert!(s["measure"].as_str().unwrap().contains("calls, messages"));
+    let obligations = r["obligations"].as_array().unwrap();
+    assert_eq!(obligations.len(), 4, "{r}");
+    let notify = obligations
+        .iter()
+        .find(|o| o["kind"] == "notify-social-worker")
+        .unwrap();
+    // One working day: after the action, and never more than four calendar days later (a
+    // Friday before a bank-holiday Monday).
+    let due = millis(&notify["due_at_unix_ms"]);
+    assert!(due > at && due - at <= 4 * 24 * hour, "{notify}");
+
+    // A restriction that leaves the phone alone is not a sanction, but the social worker is
+    // still told (RM4: every emergency action).
+    let web = staff.json(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "prevent-offence",
+        "--note",
+        "Buying a knife online",
+        "--channels",
+        "web",
+    ]);
+    assert_eq!(web["sanctions"].as_array().unwrap().len(), 0);
+    assert_eq!(web["obligations"].as_array().unwrap().len(), 1);
+
+    let open = staff.json(&["obligations"]);
+    assert_eq!(open.as_array().unwrap().len(), 5);
+    let id = notify["id"].as_str().unwrap();
+    let told = staff.ok(&[
+        "notified",
+        id,
+        "--by",
+        "Sam Carer",
+        "--how",
+        "phone",
+        "--at",
+        "5m ago",
+    ]);
+    assert!(told.contains("is closed"), "{told}");
+    let again = staff.fails(&["notified", id, "--by", "Sam", "--how", "phone"]);
+    assert!(again.contains("already closed"), "{again}");
+
+    let sid = s["id"].as_str().unwrap();
+    let early = home.manager.fails(&["sanction", "sign-off", sid]);
+    assert!(early.contains("not complete"), "{early}");
+    staff.ok(&[
+        "sanction",
+        "complete",
+        sid,
+        "--behaviour",
+        "Arranging a fight by phone",
+        "--location",
+        "Lounge",
+        "--steps",
+        "Talked it through; offered a call with her key worker",
+        "--present",
+        "Jo Night",
+        "--effectiveness",
+        "Calmed down within the hour",
+        "--injury",
+        "none",
+    ]);
+    let refused = staff.fails(&["sanction", "sign-off", sid]);
+    assert!(refused.contains("only a manager"), "{refused}");
+    home.manager.ok(&[
+        "sanction",
+        "sign-off",
+        sid,
+        "--note",
+        "Spoke to Sam; accurate",
+    ]);
+    staff.ok(&[
+        "sanction",
+        "discussed",
+        sid,
+        "--views",
+        "She said it was unfair but understood why",
+    ]);
+    let log = staff.json(&["sanctions"]);
+    let entry = &log.as_array().unwrap()[0];
+    assert!(millis(&entry["completed_at_unix_ms"]) > 0);
+    assert!(millis(&entry["signed_off_at_unix_ms"]) > 0);
+    assert_eq!(
+        entry["child_views"],
+        "She said it was unfair but understood why"
+    );
+    // What is left: the web lockdown's notification only.
+    assert_eq!(staff.json(&["obligations"]).as_array().unwrap().len(), 1);
+    let table = staff.ok(&["sanctions"]);
+    assert!(table.contains("Amira Khan"), "{table}");
+
+    // RM6, later: a note on the action.
+    let noted = staff.json(&[
+        "lockdown-note",
+        &lockdown_id,
+        "--ofsted-advice",
+        "Called back: no further action",
+    ]);
+    assert_eq!(noted["ofsted_advice"], "Called back: no further action");
+}
+
+// clauses KP1, GD4: lockdowns in force are listed with who, since when and their review time;
+// lifting restores the device at once and is refused the second time.
+#[test]
+fn kp1_lockdowns_are_listed_and_lifted_once() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let mut tablet = home.enrolled_agent("tablet");
+    tablet.start();
+    online(&home, 1);
+    let r = staff.json(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "property-damage",
+        "--note",
+        "Smashing the lounge window",
+        "--channels",
+        "camera,web",
+    ]);
+    let id = r["lockdown"]["id"].as_str().unwrap().to_string();
+    assert!(
+        tablet
+            .stdout
+            .wait_for("lockdown: web, camera", WAIT)
+            .is_some()
+    );
+    let list = staff.json(&["lockdowns"]);
+    let l = &list.as_array().unwrap()[0];
+    assert_eq!(l["id"], id.as_str());
+    assert_eq!(l["started_by_name"], "Sam Carer");
+    assert_eq!(l["in_force"], true);
+    assert!(millis(&l["review_at_unix_ms"]) > millis(&l["started_at_unix_ms"]));
+    let table = staff.ok(&["lockdowns"]);
+    assert!(table.contains("review by"), "{table}");
+
+    let lifted = staff.json(&["lift", &id, "--note", "Calm again; spoke with Amira"]);
+    let version = lifted["lifted_policy_version"].as_u64().unwrap();
+    assert!(
+        tablet.wait_applied(version, WAIT),
+        "{}",
+        tablet.stdout.text()
+    );
+    let line = tablet
+        .stdout
+        .wait_for(&applied_line(version), WAIT)
+        .unwrap();
+    assert!(!line.contains("lockdown"), "{line}");
+    let again = staff.fails(&["lift", &id, "--note", "again"]);
+    assert!(again.contains("already lifted"), "{again}");
+    assert_eq!(staff.json(&["lockdowns"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        staff
+            .json(&["lockdowns", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+// clause GD4: a lockdown with an end time ends by itself, and the device is told.
+#[test]
+fn gd4_a_lockdown_with_until_ends_by_itself() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let mut tablet = home.enrolled_agent("tablet");
+    tablet.start();
+    online(&home, 1);
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(6);
+    let r = staff.json(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "Settling after an incident",
+        "--channels",
+        "apps",
+        "--until",
+        &until.to_string(),
+    ]);
+    let version = r["lockdown"]["policy_version"].as_u64().unwrap();
+    assert!(tablet.wait_applied(version, WAIT));
+    assert!(tablet.stdout.wait_for("lockdown: apps", WAIT).is_some());
+    let ended = eventually("the lockdown to end by itself", WAIT, || {
+        let all = staff.json(&["lockdowns", "--all"]);
+        let l = all.as_array()?.first()?.clone();
+        (l["in_force"] == false).then_some(l)
+    });
+    assert_eq!(ended["lift_note"], "ended at its planned time");
+    let version = ended["lifted_policy_version"].as_u64().unwrap();
+    assert!(
+        tablet.wait_applied(version, WAIT),
+        "{}",
+        tablet.stdout.text()
+    );
+}
+
+// clause RM3: a controller restart in the middle of a lockdown loses nothing; a device that
+// was offline throughout still gets it.
+#[test]
+fn rm3_a_lockdown_survives_a_controller_restart() {
+    let mut home = Home::new();
+    let staff = carer(&home);
+    let mut tablet = home.enrolled_agent("tablet");
+    let r = staff.json(&[
+        "lockdown",
+        "--home",
+        "Oak House",
+        "--reason",
+        "prevent-offence",
+        "--note",
+        "Police advised: no contact tonight",
+    ]);
+    assert_eq!(r["lockdown"]["target"], "home");
+    let id = r["lockdown"]["id"].as_str().unwrap().to_string();
+    home.controller.restart();
+    let list = staff.json(&["lockdowns"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(staff.json(&["obligations"]).as_array().unwrap().len(), 4);
+    tablet.start();
+    let first = first_controller_policy(&tablet);
+    assert!(first.contains(FULL), "{first}");
+}
+
+// clauses RM3, RM4, GD4: bad input is refused in one plain line and nothing is written.
+#[test]
+fn rm3_rm4_gd4_bad_input_is_refused_in_one_line() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let args = |child: &'static str, reason: &'static str, until: &'static str| {
+        vec![
+            "lockdown", child, "--reason", reason, "--note", "x", "--until", until,
+        ]
+    };
+    let e = staff.fails(&args("Nobody Here", "injury-to-child", "in 1h"));
+    assert!(e.contains("no child called"), "{e}");
+    let e = staff.fails(&args("Amira", "punishment", "in 1h"));
+    assert!(e.contains("never a punishment"), "{e}");
+    let e = staff.fails(&args("Amira", "injury-to-child", "2020-01-01T00:00:00Z"));
+    assert!(e.contains("not in the future"), "{e}");
+    let e = staff.fails(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "x",
+        "--channels",
+        "telepathy",
+    ]);
+    assert!(e.contains("telepathy"), "{e}");
+    let e = staff.fails(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        " ",
+    ]);
+    assert!(e.contains("--note"), "{e}");
+    let e = staff.fails(&["lift", "lck-nothing", "--note", "x"]);
+    assert!(e.contains("no lockdown"), "{e}");
+    let e = staff.fails(&["notified", "obl-nothing", "--by", "x", "--how", "phone"]);
+    assert!(e.contains("no obligation"), "{e}");
+    // An administrator runs the system; emergency action is for the staff caring for the child.
+    let e = home.admin.fails(&args("Amira", "injury-to-child", "in 1h"));
+    assert!(e.contains("take emergency action"), "{e}");
+    assert_eq!(
+        staff
+            .json(&["lockdowns", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        staff
+            .json(&["obligations", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
