@@ -326,6 +326,29 @@ fn staff_see_only_the_children_of_their_own_homes() {
     let err = home.manager.fails(&["reviews", "--home", "Elm House"]);
     assert!(err.contains("no home called"), "{err}");
 
+    // Nor can she take emergency action there, or see its lockdowns.
+    let err = home.manager.fails(&[
+        "lockdown",
+        zara_id,
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "test",
+    ]);
+    assert!(err.contains("no child called"), "{err}");
+    let err = home.manager.fails(&[
+        "lockdown",
+        "--home",
+        "Elm House",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "test",
+    ]);
+    assert!(err.contains("no home called"), "{err}");
+    let err = home.manager.fails(&["violations", "--child", zara_id]);
+    assert!(err.contains("no child called"), "{err}");
+
     // Staff and managers must say where they work.
     let err = home
         .admin
