@@ -191,7 +191,8 @@ pub trait StaffStore: Send + Sync {
         member: NewStaff<'_>,
         now: UnixMillis,
     ) -> StoreResult<StaffRecord>;
-    /// The active staff member holding this token, if any; records when it was used.
+    /// The active staff member holding this token, if any; records when it was used (to the
+    /// minute: it tells tokens apart, it is not an audit record).
     async fn staff_by_token(
         &self,
         token_hash: &str,

@@ -161,6 +161,9 @@ async fn next_policy_version(tx: &mut Transaction<'static, Sqlite>) -> StoreResu
     Ok(as_u64(row.get::<i64, _>("value")))
 }
 
+/// How often a token's "last used" time is brought up to date.
+const LAST_USED_EVERY_MS: UnixMillis = 60_000;
+
 fn staff_from_row(row: &SqliteRow) -> StaffRecord {
     StaffRecord {
         id: row.get("id"),
@@ -279,16 +282,32 @@ impl StaffStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<Option<StaffRecord>> {
         let row = sqlx::query(
-            "UPDATE staff SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL \
-             RETURNING id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
-             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes",
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE token_hash = ? AND revoked_at IS NULL",
         )
-        .bind(now)
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        Ok(row.as_ref().map(staff_from_row))
+        let Some(mut member) = row.as_ref().map(staff_from_row) else {
+            return Ok(None);
+        };
+        // "Last used" only helps tell tokens apart, so it is written at most once a minute:
+        // reading records must not be a database write that queues behind devices' reports.
+        if member
+            .last_used_at
+            .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_EVERY_MS)
+        {
+            sqlx::query("UPDATE staff SET last_used_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(&member.id)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            member.last_used_at = Some(now);
+        }
+        Ok(Some(member))
     }
 
     async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>> {
