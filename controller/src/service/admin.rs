@@ -4,6 +4,7 @@
 //! into domain values (refusing with a one-line reason before anything is written), then call
 //! the store and push any policy change to the devices it affects.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use haven_proto::admin::v1::{self as api, *};
@@ -161,7 +162,7 @@ impl home_service_server::HomeService for AdminApi {
         if let Some(child) = &child {
             contacts = protected_for_child(&contacts, &child.id);
         }
-        let names: std::collections::HashMap<String, String> = self
+        let names: HashMap<String, String> = self
             .ctx
             .store
             .list_children(Some(&home.id))
@@ -242,10 +243,7 @@ impl child_service_server::ChildService for AdminApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let home_id = match req.home.trim() {
-            "" => None,
-            key => Some(self.ctx.home_for(&who, key).await?.id),
-        };
+        let home_id = self.ctx.home_filter(&who, &req.home).await?;
         let children = self.ctx.store.list_children(home_id.as_deref()).await?;
         Ok(Response::new(ListChildrenResponse {
             children: children
@@ -345,10 +343,7 @@ impl device_service_server::DeviceService for AdminApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let child_id = match req.child.trim() {
-            "" => None,
-            key => Some(self.ctx.child_for(&who, key).await?.id),
-        };
+        let child_id = self.ctx.child_filter(&who, &req.child).await?;
         let devices = self
             .ctx
             .store
@@ -462,11 +457,10 @@ impl staff_service_server::StaffService for AdminApi {
             .authorize(request.metadata(), Action::ManageStaff)
             .await?;
         let req = request.into_inner();
-        let mut out = Vec::new();
-        for member in self.ctx.store.list_staff(req.include_revoked).await? {
-            out.push(self.staff_member(member).await?);
-        }
-        Ok(Response::new(ListStaffResponse { staff: out }))
+        let members = self.ctx.store.list_staff(req.include_revoked).await?;
+        Ok(Response::new(ListStaffResponse {
+            staff: self.staff_members(members).await?,
+        }))
     }
 
     async fn revoke_staff(
@@ -497,7 +491,10 @@ impl staff_service_server::StaffService for AdminApi {
         let who = self.ctx.authenticate(request.metadata()).await?;
         let homes = match &who.homes {
             HomeScope::Everywhere => Vec::new(),
-            HomeScope::Only(ids) => self.home_names(ids.iter()).await?,
+            HomeScope::Only(ids) => {
+                let names = self.home_names().await?;
+                ids.iter().map(|id| name_of(&names, id)).collect()
+            }
         };
         Ok(Response::new(StaffMember {
             id: who.id,
@@ -538,14 +535,9 @@ impl staff_service_server::StaffService for AdminApi {
             .store
             .add_staff_to_home(&Actor::staff(&who), &member.id, &home.id, now_ms())
             .await?;
-        let updated = self
-            .ctx
-            .store
-            .list_staff(false)
-            .await?
-            .into_iter()
-            .find(|m| m.id == member.id)
-            .unwrap_or(member);
+        let mut updated = member;
+        updated.homes.push(home.id);
+        updated.homes.sort();
         Ok(Response::new(self.staff_member(updated).await?))
     }
 }
@@ -553,23 +545,40 @@ impl staff_service_server::StaffService for AdminApi {
 impl AdminApi {
     /// A staff record for the wire, with the names of the homes the person works in.
     async fn staff_member(&self, member: crate::store::StaffRecord) -> Result<StaffMember, Status> {
-        let homes = self.home_names(member.homes.iter()).await?;
-        Ok(StaffMember {
-            homes,
-            ..convert::staff(member)
-        })
+        let mut one = self.staff_members(vec![member]).await?;
+        Ok(one.pop().unwrap_or_default())
     }
 
-    async fn home_names(&self, ids: impl Iterator<Item = &String>) -> Result<Vec<String>, Status> {
-        let all = self.ctx.store.list_homes().await?;
-        Ok(ids
-            .map(|id| {
-                all.iter()
-                    .find(|h| &h.id == id)
-                    .map_or_else(|| id.clone(), |h| h.name.clone())
+    /// Staff records for the wire; the homes are read once for all of them.
+    async fn staff_members(
+        &self,
+        members: Vec<crate::store::StaffRecord>,
+    ) -> Result<Vec<StaffMember>, Status> {
+        let names = self.home_names().await?;
+        Ok(members
+            .into_iter()
+            .map(|m| StaffMember {
+                homes: m.homes.iter().map(|id| name_of(&names, id)).collect(),
+                ..convert::staff(m)
             })
             .collect())
     }
+
+    async fn home_names(&self) -> Result<HashMap<String, String>, Status> {
+        Ok(self
+            .ctx
+            .store
+            .list_homes()
+            .await?
+            .into_iter()
+            .map(|h| (h.id, h.name))
+            .collect())
+    }
+}
+
+/// A home's name, or its id if it has none on record.
+fn name_of(names: &HashMap<String, String>, id: &str) -> String {
+    names.get(id).cloned().unwrap_or_else(|| id.to_string())
 }
 
 #[tonic::async_trait]

@@ -81,23 +81,58 @@ impl Context {
 
     pub async fn home_for(&self, who: &StaffIdentity, key: &str) -> Result<HomeRecord, Status> {
         let home = self.store.find_home(key).await?;
-        if who.homes.covers(&home.id) {
-            Ok(home)
-        } else {
-            Err(not_found("home", key))
-        }
+        let home_id = home.id.clone();
+        in_scope(who, &home_id, "home", key, home)
     }
 
     pub async fn device_for(&self, who: &StaffIdentity, key: &str) -> Result<DeviceRecord, Status> {
         let device = self.store.find_device(key).await?;
-        if who.homes.covers(&device.home_id) {
-            Ok(device)
-        } else {
-            Err(not_found("device", key))
+        let home_id = device.home_id.clone();
+        in_scope(who, &home_id, "device", key, device)
+    }
+
+    /// The id of the home a list is narrowed to, or `None` when no home was named.
+    pub async fn home_filter(
+        &self,
+        who: &StaffIdentity,
+        key: &str,
+    ) -> Result<Option<String>, Status> {
+        match key.trim() {
+            "" => Ok(None),
+            key => Ok(Some(self.home_for(who, key).await?.id)),
+        }
+    }
+
+    /// The id of the child a list is narrowed to, or `None` when no child was named.
+    pub async fn child_filter(
+        &self,
+        who: &StaffIdentity,
+        key: &str,
+    ) -> Result<Option<String>, Status> {
+        match key.trim() {
+            "" => Ok(None),
+            key => Ok(Some(self.child_for(who, key).await?.id)),
         }
     }
 }
 
+/// `record` (the `what` asked for as `key`, kept in home `home_id`) if `who` works in that
+/// home; otherwise the very "not found" a missing record gets.
+pub fn in_scope<T>(
+    who: &StaffIdentity,
+    home_id: &str,
+    what: &'static str,
+    key: &str,
+    record: T,
+) -> Result<T, Status> {
+    if who.homes.covers(home_id) {
+        Ok(record)
+    } else {
+        Err(not_found(what, key))
+    }
+}
+
+/// The "not found" a missing record gets; also what a record in another home gets.
 fn not_found(what: &'static str, key: &str) -> Status {
     StoreError::NotFound {
         what,

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth::in_scope;
 use super::{Context, now_ms};
 use crate::domain::emergency::{
     LockdownDraft, LockdownTarget, reduces_telephone, validate_lockdown,
@@ -549,10 +550,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let home = match req.home.trim() {
-            "" => None,
-            key => Some(self.ctx.home_for(&who, key).await?.id),
-        };
+        let home = self.ctx.home_filter(&who, &req.home).await?;
         let list = self
             .ctx
             .store
@@ -600,10 +598,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let home = match req.home.trim() {
-            "" => None,
-            key => Some(self.ctx.home_for(&who, key).await?.id),
-        };
+        let home = self.ctx.home_filter(&who, &req.home).await?;
         let obligations = self.ctx.store.obligations(home.as_deref(), false).await?;
         let rows = self.ctx.store.sanctions(home.as_deref()).await?;
         Ok(Response::new(ListSanctionsResponse {
@@ -699,10 +694,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let home = match req.home.trim() {
-            "" => None,
-            key => Some(self.ctx.home_for(&who, key).await?.id),
-        };
+        let home = self.ctx.home_filter(&who, &req.home).await?;
         let now = now_ms();
         let list = self
             .ctx
@@ -732,9 +724,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         let at = opt(req.at_unix_ms).unwrap_or(now);
         let (by, how) = check_notification(&req.by, &req.how, at, now).map_err(invalid)?;
         let found = self.ctx.store.find_obligation(req.id.trim()).await?;
-        if !who.homes.covers(&found.home_id) {
-            return Err(not_found("obligation", req.id.trim()));
-        }
+        in_scope(&who, &found.home_id, "obligation", req.id.trim(), ())?;
         let o = self
             .ctx
             .store
@@ -752,15 +742,6 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
     }
 }
 
-/// The same "not found" a missing record gets, for a record in another home.
-fn not_found(what: &'static str, key: &str) -> Status {
-    crate::store::StoreError::NotFound {
-        what,
-        key: key.to_string(),
-    }
-    .into()
-}
-
 impl EmergencyApi {
     /// A lockdown in one of the homes `who` works in; any other is "not found".
     async fn lockdown_for(
@@ -769,21 +750,15 @@ impl EmergencyApi {
         id: &str,
     ) -> Result<crate::store::LockdownRecord, Status> {
         let record = self.ctx.store.find_lockdown(id).await?;
-        if who.homes.covers(&record.home_id) {
-            Ok(record)
-        } else {
-            Err(not_found("lockdown", id))
-        }
+        let home_id = record.home_id.clone();
+        in_scope(who, &home_id, "lockdown", id, record)
     }
 
     /// A sanction record in one of the homes `who` works in; any other is "not found".
     async fn sanction_for(&self, who: &StaffIdentity, id: &str) -> Result<SanctionRow, Status> {
         let row = self.ctx.store.find_sanction(id).await?;
-        if who.homes.covers(&row.home_id) {
-            Ok(row)
-        } else {
-            Err(not_found("sanction", id))
-        }
+        let home_id = row.home_id.clone();
+        in_scope(who, &home_id, "sanction", id, row)
     }
 
     async fn answer_sanction(

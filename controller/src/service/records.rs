@@ -6,11 +6,12 @@ use std::sync::Arc;
 use haven_proto::admin::v1::*;
 use tonic::{Request, Response, Status};
 
+use super::auth::in_scope;
 use super::{Context, now_ms, today_in};
 use crate::domain::Action;
 use crate::domain::camera::{CameraIncident, review_required, validate_incident};
 use crate::domain::reports::{OffDutyContact, PhotographyApproval, RequestDecision, answer_reason};
-use crate::store::{Actor, OffDutyReportRecord, StoreError, StoredDocument};
+use crate::store::{Actor, OffDutyReportRecord, StoredDocument};
 
 pub struct RecordsApi {
     pub ctx: Arc<Context>,
@@ -123,10 +124,7 @@ impl records_service_server::RecordsService for RecordsApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let home_id = match req.home.trim() {
-            "" => None,
-            key => Some(self.ctx.home_for(&who, key).await?.id),
-        };
+        let home_id = self.ctx.home_filter(&who, &req.home).await?;
         let reports = self
             .ctx
             .store
@@ -157,20 +155,14 @@ impl records_service_server::RecordsService for RecordsApi {
             ));
         }
         // A report from another home is "not found", never "not yours".
-        let visible = self
-            .ctx
-            .store
-            .off_duty_reports(None, false)
-            .await?
-            .iter()
-            .any(|r| r.id == req.id.trim() && who.homes.covers(&r.home_id));
-        if !visible {
-            return Err(StoreError::NotFound {
-                what: "off-duty contact report",
-                key: req.id.trim().to_string(),
-            }
-            .into());
-        }
+        let found = self.ctx.store.find_off_duty_report(req.id.trim()).await?;
+        in_scope(
+            &who,
+            &found.home_id,
+            "off-duty contact report",
+            req.id.trim(),
+            (),
+        )?;
         let done = self
             .ctx
             .store
@@ -293,10 +285,7 @@ impl records_service_server::RecordsService for RecordsApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let child_id = match req.child.trim() {
-            "" => None,
-            key => Some(self.ctx.child_for(&who, key).await?.id),
-        };
+        let child_id = self.ctx.child_filter(&who, &req.child).await?;
         let list = self
             .ctx
             .store
@@ -323,20 +312,8 @@ impl records_service_server::RecordsService for RecordsApi {
         let decision =
             RequestDecision::parse(&req.decision).map_err(|e| Status::invalid_argument(e.0))?;
         let reason = answer_reason(&req.reason).map_err(|e| Status::invalid_argument(e.0))?;
-        let visible = self
-            .ctx
-            .store
-            .child_requests(None, false)
-            .await?
-            .iter()
-            .any(|r| r.id == req.id.trim() && who.homes.covers(&r.home_id));
-        if !visible {
-            return Err(StoreError::NotFound {
-                what: "request",
-                key: req.id.trim().to_string(),
-            }
-            .into());
-        }
+        let asked = self.ctx.store.find_child_request(req.id.trim()).await?;
+        in_scope(&who, &asked.home_id, "request", req.id.trim(), ())?;
         let answered = self
             .ctx
             .store

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth::in_scope;
 use super::{Context, now_ms};
 use crate::domain::violations::{
     ViolationKind, channel_words, describe, silence_message, silent_for,
@@ -193,10 +194,7 @@ impl Context {
         wire: Option<api::ViolationFilter>,
     ) -> Result<Filter, Status> {
         let f = wire.unwrap_or_default();
-        let child_id = match f.child.trim() {
-            "" => None,
-            key => Some(self.child_for(who, key).await?.id),
-        };
+        let child_id = self.child_filter(who, &f.child).await?;
         let device_id = match f.device.trim() {
             "" => None,
             key => Some(self.device_for(who, key).await?.id),
@@ -381,10 +379,7 @@ impl violation_service_server::ViolationService for ViolationApi {
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
         let req = request.into_inner();
-        let child_id = match req.child.trim() {
-            "" => None,
-            key => Some(self.ctx.child_for(&who, key).await?.id),
-        };
+        let child_id = self.ctx.child_filter(&who, &req.child).await?;
         let tasks = self
             .ctx
             .store
@@ -414,20 +409,8 @@ impl violation_service_server::ViolationService for ViolationApi {
         }
         let note = clean_note(&req.note)?;
         // A task in another home is "not found", never "not yours".
-        let visible = self
-            .ctx
-            .store
-            .manager_tasks(None, true)
-            .await?
-            .iter()
-            .any(|t| t.id == id && who.homes.covers(&t.home_id));
-        if !visible {
-            return Err(crate::store::StoreError::NotFound {
-                what: "task",
-                key: id.to_string(),
-            }
-            .into());
-        }
+        let found = self.ctx.store.find_manager_task(id).await?;
+        in_scope(&who, &found.home_id, "task", id, ())?;
         let closed = self
             .ctx
             .store

@@ -373,6 +373,15 @@ async fn a_childs_request_is_kept_once_and_answered_once(s: &impl Store) {
     ));
     assert_eq!(s.child_requests(None, true).await.unwrap().len(), 0);
     assert_eq!(s.answers_for_device(&d.id).await.unwrap().len(), 1);
+    let found = s.find_child_request("req-1").await.unwrap();
+    assert_eq!(
+        (found.home_id, found.decision.as_deref()),
+        (h.id.clone(), Some("agreed"))
+    );
+    assert!(matches!(
+        s.find_child_request("req-nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 // clause WB3, IM4
@@ -397,6 +406,11 @@ async fn reports_wait_for_a_manager_and_approvals_are_registered(s: &impl Store)
         .await
         .unwrap();
     assert_eq!(done.acknowledged_by.as_deref(), Some("stf-m"));
+    assert_eq!(s.find_off_duty_report(&r.id).await.unwrap().home_id, h.id);
+    assert!(matches!(
+        s.find_off_duty_report("odr-nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(matches!(
         s.acknowledge_off_duty_report(&manager, &r.id, "again", 21)
             .await,
@@ -897,6 +911,11 @@ async fn unknown_contacts_open_one_grouped_manager_task(s: &impl Store) {
         .await
         .unwrap();
     assert_eq!(closed.closed_at, Some(70));
+    assert_eq!(s.find_manager_task(&task.id).await.unwrap(), closed);
+    assert!(matches!(
+        s.find_manager_task("tsk-nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(matches!(
         s.close_manager_task(&admin(), &task.id, "again", 71).await,
         Err(StoreError::Conflict(_))

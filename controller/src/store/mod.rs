@@ -431,6 +431,7 @@ pub trait ViolationStore: Send + Sync {
         child_id: Option<&str>,
         include_closed: bool,
     ) -> StoreResult<Vec<ManagerTaskRecord>>;
+    async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord>;
     /// A manager closes a task with a note; refused if it is already closed.
     async fn close_manager_task(
         &self,
@@ -510,6 +511,7 @@ pub trait ReportStore: Send + Sync {
         home_id: Option<&str>,
         open_only: bool,
     ) -> StoreResult<Vec<OffDutyReportRecord>>;
+    async fn find_off_duty_report(&self, id: &str) -> StoreResult<OffDutyReportRecord>;
     /// A manager has read the report and acted; refused if it was already acknowledged.
     async fn acknowledge_off_duty_report(
         &self,
@@ -573,6 +575,7 @@ pub trait RequestStore: Send + Sync {
         child_id: Option<&str>,
         open_only: bool,
     ) -> StoreResult<Vec<ChildRequestRecord>>;
+    async fn find_child_request(&self, id: &str) -> StoreResult<ChildRequestRecord>;
     /// Records the answer; refused if the request was already answered.
     async fn answer_child_request(
         &self,

@@ -1487,6 +1487,22 @@ impl ViolationStore for SqliteStore {
         Ok(rows.iter().map(task_from_row).collect())
     }
 
+    async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{TASK_COLUMNS} WHERE t.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref()
+            .map(task_from_row)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "task",
+                key: id.to_string(),
+            })
+    }
+
     async fn close_manager_task(
         &self,
         actor: &Actor,
@@ -1798,6 +1814,22 @@ impl ReportStore for SqliteStore {
         Ok(rows.iter().map(report_from_row).collect())
     }
 
+    async fn find_off_duty_report(&self, id: &str) -> StoreResult<OffDutyReportRecord> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REPORT_COLUMNS} WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref()
+            .map(report_from_row)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "off-duty contact report",
+                key: id.to_string(),
+            })
+    }
+
     async fn acknowledge_off_duty_report(
         &self,
         actor: &Actor,
@@ -2063,6 +2095,22 @@ impl RequestStore for SqliteStore {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(request_from_row).collect())
+    }
+
+    async fn find_child_request(&self, id: &str) -> StoreResult<ChildRequestRecord> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REQUEST_SELECT} WHERE r.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref()
+            .map(request_from_row)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "request",
+                key: id.to_string(),
+            })
     }
 
     async fn answer_child_request(
