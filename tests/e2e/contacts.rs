@@ -11,20 +11,7 @@ use haven_tests::*;
 /// A home with a risk assessment for Amira, ready for a plan revision.
 fn plan_home() -> (Home, String) {
     let home = Home::new();
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Jo Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let staff = home.admin.as_token(&token);
+    let staff = home.care_staff("Jo Carer");
     let file = write(&home, "ra.toml", &staff.ok(&["risk", "template"]));
     let ra = staff.json(&["risk", "add", "Amira", "--file", &file])["id"]
         .as_str()

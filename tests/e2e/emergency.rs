@@ -11,20 +11,7 @@ const FULL: &str = "lockdown: calls, messages, web, camera, apps";
 
 /// A member of care staff (not a manager): anyone on shift may act in an emergency.
 fn carer(home: &Home) -> Cli {
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Sam Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    home.admin.as_token(&token)
+    home.care_staff("Sam Carer")
 }
 
 fn online(home: &Home, n: usize) {

@@ -32,20 +32,7 @@ fn write(home: &Home, name: &str, text: &str) -> String {
 
 fn plan_home() -> PlanHome {
     let home = Home::new();
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Jo Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let staff = home.admin.as_token(&token);
+    let staff = home.care_staff("Jo Carer");
     let template = staff.ok(&["risk", "template"]);
     let file = write(&home, "ra.toml", &template);
     let ra = staff.json(&["risk", "add", "Amira", "--file", &file])["id"]

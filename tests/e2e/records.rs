@@ -3,20 +3,7 @@
 use haven_tests::*;
 
 fn carer(home: &Home) -> Cli {
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Jo Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    home.admin.as_token(&token)
+    home.care_staff("Jo Carer")
 }
 
 // clause WB3

@@ -164,20 +164,7 @@ fn a_device_revoked_while_offline_retires_when_it_next_connects() {
 #[test]
 fn a_staff_token_cannot_take_an_admin_action() {
     let home = Home::new();
-    let staff_token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Jo Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let jo = home.admin.as_token(&staff_token);
+    let jo = home.care_staff("Jo Carer");
     // Staff can read…
     jo.ok(&["child", "list"]);
     // …but not administer.
@@ -209,20 +196,7 @@ fn a_staff_token_cannot_take_an_admin_action() {
 #[test]
 fn a_revoked_or_mistyped_token_is_refused() {
     let home = Home::new();
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Jo Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let jo = home.admin.as_token(&token);
+    let jo = home.care_staff("Jo Carer");
     jo.ok(&["whoami"]);
     home.admin.ok(&["staff", "revoke", "Jo Carer"]);
     let err = jo.fails(&["whoami"]);

@@ -124,20 +124,7 @@ fn device_id(home: &Home) -> String {
 }
 
 fn staff_member(home: &Home, name: &str) -> Cli {
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        name,
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    home.admin.as_token(&token)
+    home.care_staff(name)
 }
 
 // clause D5: what a device blocked reaches the controller and staff see it, filtered,

@@ -75,20 +75,7 @@ fn revise_plan(home: &Home, web: &str) -> u64 {
             .replace("2027-02-01", &shift(60))
             .replace("2027-03-01", &shift(90))
     };
-    let token = home.admin.json(&[
-        "staff",
-        "add",
-        "--name",
-        "Jo Carer",
-        "--role",
-        "staff",
-        "--home",
-        "Oak House",
-    ])["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let staff = home.admin.as_token(&token);
+    let staff = home.care_staff("Jo Carer");
     let ra_file = home.path("ra.toml");
     std::fs::write(&ra_file, dated(&staff.ok(&["risk", "template"]))).unwrap();
     let ra = staff.json(&["risk", "add", "Amira", "--file", ra_file.to_str().unwrap()])["id"]

@@ -657,6 +657,24 @@ impl Home {
         }
     }
 
+    /// Adds a member of care staff who works at Oak House and returns their command line.
+    pub fn care_staff(&self, name: &str) -> Cli {
+        let token = self.admin.json(&[
+            "staff",
+            "add",
+            "--name",
+            name,
+            "--role",
+            "staff",
+            "--home",
+            "Oak House",
+        ])["token"]
+            .as_str()
+            .expect("a new staff member's token")
+            .to_string();
+        self.admin.as_token(&token)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
