@@ -85,43 +85,11 @@ impl ContactDecision {
     }
 }
 
-/// One form for every way of writing an address.
-///
-/// Phone numbers (digits with spaces, dashes, dots, brackets, a leading `+` or `tel:`) become
-/// E.164-like: `00` becomes `+`, a UK national number `07…` becomes `+447…`, and the UK trunk
-/// zero written as `+44 (0)…` is dropped. Short codes (999, 116 123) stay as digits. Anything
-/// else is a messaging handle: trimmed and compared without case.
+/// One form for an address, so `07700 900123`, `+44 7700 900123` and `(0)7700-900123` are one
+/// number and messaging handles ignore case. The shared rule lives with the built-in protected
+/// contacts, so a protected number is recognised the same way everywhere.
 pub fn normalise_address(raw: &str) -> String {
-    let trimmed = raw.trim();
-    let body = trimmed
-        .get(..4)
-        .filter(|p| p.eq_ignore_ascii_case("tel:"))
-        .map_or(trimmed, |_| &trimmed[4..])
-        .trim();
-    let phone_like = body.chars().any(|c| c.is_ascii_digit())
-        && body
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +-().\u{a0}".contains(c));
-    if !phone_like {
-        return trimmed.to_lowercase();
-    }
-    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
-    if body.starts_with('+') {
-        // "+44 (0)7700 900123": the bracketed trunk zero is not dialled from abroad.
-        if let Some(rest) = digits.strip_prefix("440") {
-            return format!("+44{rest}");
-        }
-        return format!("+{digits}");
-    }
-    if let Some(rest) = digits.strip_prefix("00") {
-        return format!("+{rest}");
-    }
-    if let Some(rest) = digits.strip_prefix('0')
-        && !rest.is_empty()
-    {
-        return format!("+44{rest}");
-    }
-    digits
+    haven_protected::normalise_address(raw)
 }
 
 fn channel_verb(channel: Channel) -> &'static str {
