@@ -208,10 +208,9 @@ fn when_you_can(verb: &str, contact: &Contact) -> String {
     )
 }
 
-/// "You can always contact Childline and your social worker."
+/// "You can always contact Emergency services, Childline, … and your social worker."
 fn always_reachable(policy: &DevicePolicy) -> String {
-    let names: Vec<String> = policy
-        .protected_contacts
+    let names: Vec<String> = crate::core::always_reachable(policy)
         .iter()
         .map(|c| display_name(c).to_string())
         .collect();
@@ -245,7 +244,14 @@ pub fn may_contact(
             reason: "There is no number or name to check.".into(),
         };
     }
-    // R19: a protected contact on any channel, before anything else is looked at.
+    // R19: a protected contact on any channel, before anything else is looked at. The
+    // built-in list (999, Childline, …) comes first and does not depend on the policy at all:
+    // not on a home having typed it in, not on a policy having arrived.
+    if let Some(builtin) = haven_protected::builtin_for_number(&wanted) {
+        return ContactDecision::Allow {
+            reason: format!("You can always {verb} {}, whatever else is in place.", builtin.name),
+        };
+    }
     if let Some(protected) = policy
         .protected_contacts
         .iter()
@@ -479,7 +485,11 @@ mod tests {
         let d = may_contact(&p, Channel::Call, "07700900123", FIVE_PM);
         assert!(matches!(d, ContactDecision::Deny { .. }), "{d:?}");
         assert!(d.reason().starts_with("Calls are paused for now"));
-        assert!(d.reason().contains("You can always contact Childline"));
+        assert!(
+            d.reason()
+                .contains("You can always contact Emergency services, Childline"),
+            "{d:?}"
+        );
         assert!(may_contact(&p, Channel::Sms, "07700900123", FIVE_PM).is_allowed());
         p.lockdown = Some(lockdown(&["messages"]));
         assert!(!may_contact(&p, Channel::Sms, "07700900123", FIVE_PM).is_allowed());
@@ -513,6 +523,22 @@ mod tests {
         assert!(!may_contact(&fallback, Channel::Call, "07700900123", FIVE_PM).is_allowed());
     }
 
+    #[test]
+    fn r19_999_112_and_childline_need_no_list_and_pass_a_full_lockdown() {
+        let mut locked = DevicePolicy::default();
+        locked.lockdown = Some(lockdown(&["calls", "messages", "web", "camera", "apps"]));
+        for p in [DevicePolicy::default(), crate::core::safe_default(), locked] {
+            for number in ["999", "112", "0800 1111", "+448001111"] {
+                for channel in [Channel::Call, Channel::Sms] {
+                    let d = may_contact(&p, channel, number, FIVE_PM);
+                    assert!(d.is_allowed(), "{number} {channel:?}: {d:?}");
+                    assert_eq!(d.violation_kind(), None);
+                }
+            }
+        }
+    }
+
+    // clause R19
     #[test]
     fn r19_a_protected_contact_wins_over_a_windowed_entry_for_the_same_number() {
         let mut p = policy();
@@ -630,11 +656,55 @@ mod tests {
                 prop_assert!(d.is_allowed(), "{asked} on {asked_channel:?}: {d:?}");
             }
 
+            // clause R19: the built-in list (999, 112, Childline, …) is allowed however it is
+            // written, on any channel, at any time, whatever the policy — an empty one, the
+            // safe default, a full lockdown, or a plan that lists the same number as an
+            // ordinary contact with time windows — and is never reported.
+            #[test]
+            fn r19_the_built_in_list_is_always_allowed_and_never_reported(
+                which in 0usize..16,
+                style in 0u8..5,
+                asked_channel in channel(),
+                locked in lockdown_channels(),
+                active in any::<bool>(),
+                windows in proptest::collection::vec(window(), 0..3),
+                listed_as_ordinary in any::<bool>(),
+                state in 0u8..3,
+                weekday in 1u8..=7,
+                minute in 0u32..1440,
+            ) {
+                let numbers: Vec<&str> = haven_protected::BUILTIN
+                    .iter()
+                    .flat_map(|b| b.numbers.iter().copied())
+                    .collect();
+                let number = numbers[which % numbers.len()];
+                let mut p = match state {
+                    0 => DevicePolicy::default(),
+                    1 => crate::core::safe_default(),
+                    _ => policy(),
+                };
+                p.protected_contacts.clear();
+                if listed_as_ordinary {
+                    p.contacts.push(Contact {
+                        name: "Someone".into(),
+                        addresses: vec![address(Channel::Call, number)],
+                        windows,
+                        ..Default::default()
+                    });
+                }
+                p.lockdown = Some(Lockdown { active, channels: locked, ..Default::default() });
+                let compact: String = number.chars().filter(|c| !c.is_whitespace()).collect();
+                let asked = if compact.len() <= 3 { compact } else { spelling(&compact, style) };
+                let d = may_contact(&p, asked_channel, &asked, LocalTime::new(weekday, minute));
+                prop_assert!(d.is_allowed(), "{asked} on {asked_channel:?}: {d:?}");
+                prop_assert_eq!(d.violation_kind(), None);
+            }
+
             // Garbage never panics and is never allowed unless it is a protected contact.
             #[test]
             fn d3_any_input_gets_an_answer(raw in "\\PC{0,40}", ch in channel()) {
                 let d = may_contact(&crate::core::safe_default(), ch, &raw, FIVE_PM);
-                prop_assert!(!d.is_allowed());
+                prop_assert!(!d.is_allowed() || haven_protected::builtin_for_number(&raw).is_some());
                 prop_assert!(!d.reason().is_empty());
             }
         }

@@ -6,16 +6,75 @@
 //! is missing or unclear, the answer is always the safer one.
 
 use haven_proto::agent::v1::{
-    AppDefault, AppRule, CameraRule, DevicePolicy, Explanation, Lockdown, WebRule,
+    AppDefault, AppRule, CameraRule, Channel, Contact, ContactAddress, DevicePolicy, Explanation,
+    Lockdown, WebRule,
 };
+
+/// The built-in protected contacts (999, 112, Childline, …) as contacts a policy would carry.
+///
+/// Calls to every number are protected; texts where the organisation takes them (999's
+/// emergencySMS). They come from `haven_protected`, compiled into the agent, so they hold
+/// before the first policy, with an unreadable cache, and whatever a policy leaves out.
+pub fn builtin_protected() -> Vec<Contact> {
+    haven_protected::BUILTIN
+        .iter()
+        .map(|b| Contact {
+            name: b.name.into(),
+            relationship: b.purpose.into(),
+            addresses: b
+                .numbers
+                .iter()
+                .flat_map(|n| {
+                    let call = ContactAddress {
+                        channel: Channel::Call as i32,
+                        address: (*n).into(),
+                        app: String::new(),
+                    };
+                    let text = b.texts.then(|| ContactAddress {
+                        channel: Channel::Sms as i32,
+                        address: (*n).into(),
+                        app: String::new(),
+                    });
+                    std::iter::once(call).chain(text)
+                })
+                .collect(),
+            windows: Vec::new(),
+        })
+        .collect()
+}
+
+/// Everyone who can always be reached while `policy` is in force: the built-in list first,
+/// then the home's and the child's own protected contacts (R19).
+///
+/// A policy entry whose every address is already built in (a home that typed in Childline) is
+/// not listed twice. Nothing in a policy can remove a built-in entry: this is a union.
+pub fn always_reachable(policy: &DevicePolicy) -> Vec<Contact> {
+    let mut all = builtin_protected();
+    for contact in &policy.protected_contacts {
+        let already = if contact.addresses.is_empty() {
+            haven_protected::BUILTIN
+                .iter()
+                .any(|b| b.name.eq_ignore_ascii_case(contact.name.trim()))
+        } else {
+            contact
+                .addresses
+                .iter()
+                .all(|a| haven_protected::builtin_for_number(&a.address).is_some())
+        };
+        if !already {
+            all.push(contact.clone());
+        }
+    }
+    all
+}
 
 /// The policy a device enforces before it has ever heard from its controller, after it has
 /// been retired, and whenever the real policy cannot be applied.
 ///
 /// Version 0 means "not from the controller": any real policy replaces it. The camera and the
-/// web are off (the two things that can do harm fastest), no contacts are allowed except
-/// protected ones (none are known on a fresh device), and apps stay allowed so the device is
-/// still useful for school work.
+/// web are off (the two things that can do harm fastest), no contacts are allowed except the
+/// built-in protected ones (999, 112, Childline and the other helplines — see
+/// [`always_reachable`]), and apps stay allowed so the device is still useful for school work.
 pub fn safe_default() -> DevicePolicy {
     DevicePolicy {
         version: 0,
@@ -39,7 +98,7 @@ pub fn safe_default() -> DevicePolicy {
             blocked: Vec::new(),
         }),
         contacts: Vec::new(),
-        protected_contacts: Vec::new(),
+        protected_contacts: builtin_protected(),
         lockdown: None,
         explanations: vec![Explanation {
             topic: "getting started".into(),
@@ -58,7 +117,7 @@ pub fn safe_default() -> DevicePolicy {
 /// else is in force, so falling back to the safe default must never cut them off.
 pub fn safe_default_keeping_protected(current: &DevicePolicy) -> DevicePolicy {
     DevicePolicy {
-        protected_contacts: current.protected_contacts.clone(),
+        protected_contacts: always_reachable(current),
         child_display_name: current.child_display_name.clone(),
         ..safe_default()
     }
@@ -197,7 +256,7 @@ pub fn effective(policy: &DevicePolicy) -> Effective {
         } else {
             policy.contacts.len()
         },
-        protected_contacts: policy.protected_contacts.len(),
+        protected_contacts: always_reachable(policy).len(),
         lockdown_channels: lockdown.map(|l| l.channels.clone()).unwrap_or_default(),
         lockdown_active: lockdown.is_some(),
     }
@@ -283,9 +342,13 @@ mod tests {
         assert_eq!(e.contacts, 0);
         assert_eq!(e.apps, AppMode::AllowUnlessBlocked { blocked: vec![] });
         assert!(!p.explanations.is_empty());
+        // clause R19: the safe default already lets the built-in protected contacts through.
         assert_eq!(
             summary_line(&p),
-            "policy version 0 — camera off, web off, 0 protected contacts, apps: all allowed"
+            format!(
+                "policy version 0 — camera off, web off, {} protected contacts, apps: all allowed",
+                haven_protected::BUILTIN.len()
+            )
         );
     }
 
@@ -298,7 +361,10 @@ mod tests {
         });
         let fallback = safe_default_keeping_protected(&p);
         assert_eq!(fallback.version, 0);
-        assert_eq!(fallback.protected_contacts.len(), 1);
+        assert_eq!(
+            fallback.protected_contacts.len(),
+            haven_protected::BUILTIN.len() + 1
+        );
         assert!(!effective(&fallback).camera_allowed);
     }
 

@@ -100,6 +100,10 @@ pub struct ContactReport {
     pub relationship: String,
     /// When they can be contacted, in words ("between 4pm and 8pm"); empty means any time.
     pub times: Vec<String>,
+    /// The numbers to ring, for the people who can always be reached (a child in trouble
+    /// should not have to look up Childline's number); empty for everyone else.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,15 +155,38 @@ fn time_of(unix_ms: i64) -> Option<String> {
 }
 
 fn contacts(list: &[Contact]) -> Vec<ContactReport> {
-    list.iter()
-        .map(|c| ContactReport {
-            name: c.name.clone(),
-            relationship: c.relationship.clone(),
-            times: c
-                .windows
-                .iter()
-                .map(crate::contacts::describe_window)
-                .collect(),
+    list.iter().map(contact_report).collect()
+}
+
+fn contact_report(c: &Contact) -> ContactReport {
+    ContactReport {
+        name: c.name.clone(),
+        relationship: c.relationship.clone(),
+        times: c
+            .windows
+            .iter()
+            .map(crate::contacts::describe_window)
+            .collect(),
+        numbers: Vec::new(),
+    }
+}
+
+/// Everyone the device lets through whatever else is in force, with their numbers: exactly
+/// what `contacts::may_contact` always allows (R19).
+fn always_reachable(policy: &DevicePolicy) -> Vec<ContactReport> {
+    core::always_reachable(policy)
+        .iter()
+        .map(|c| {
+            let mut numbers: Vec<String> = Vec::new();
+            for a in &c.addresses {
+                if !numbers.contains(&a.address) {
+                    numbers.push(a.address.clone());
+                }
+            }
+            ContactReport {
+                numbers,
+                ..contact_report(c)
+            }
         })
         .collect()
 }
@@ -204,7 +231,7 @@ pub fn policy_report(policy: &DevicePolicy) -> PolicyReport {
         } else {
             contacts(&policy.contacts)
         },
-        protected_contacts: contacts(&policy.protected_contacts),
+        protected_contacts: always_reachable(policy),
         apps: e.apps,
         lockdown: lockdown.map(|l| LockdownReport {
             channels: l.channels.clone(),
@@ -230,6 +257,9 @@ fn people(list: &[ContactReport]) -> String {
             } else {
                 format!("{} ({})", c.name, c.relationship)
             };
+            if !c.numbers.is_empty() {
+                who.push_str(&format!(" on {}", c.numbers.join(" or ")));
+            }
             if !c.times.is_empty() {
                 who.push_str(&format!(" {}", c.times.join(" or ")));
             }
@@ -627,7 +657,10 @@ mod tests {
             "policy version 3",
             "Camera:    not allowed — to keep you safe tonight",
             "filtered by the \"strict\" profile; blocked: gambling",
-            "Always reachable: Jo (social worker)",
+            "Always reachable: Emergency services (police, ambulance, fire and coastguard in an \
+             emergency) on 999 or 112; Childline (free, private help for anyone under 19, about \
+             anything) on 0800 1111;",
+            "; Jo (social worker)",
             "Apps:      all allowed",
             "Lockdown:  active for camera",
             "What Sam is told:",
@@ -695,10 +728,12 @@ mod tests {
         for expected in [
             "Contacts:  Nan (grandmother) between 4pm and 8pm on Saturdays and Sundays (calls are \
              paused for now)",
-            "Always reachable: Childline",
+            "Always reachable: Emergency services",
+            "Childline (free, private help for anyone under 19, about anything) on 0800 1111",
             "Lockdown:  active for calls (planned until 2025-02-19 22:20 UTC) — staff are worried \
              about tonight",
-            "You can still always contact Childline.",
+            "You can still always contact Emergency services, Childline, NSPCC helpline, Ofsted, \
+             Help at Hand.",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

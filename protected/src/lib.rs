@@ -72,8 +72,8 @@ pub const BUILTIN: &[BuiltinContact] = &[
         source: "https://www.gov.uk/government/organisations/ofsted ; https://www.gov.uk/government/publications/whistleblowing-about-childrens-social-care-services-to-ofsted",
     },
     BuiltinContact {
-        name: "Help at Hand (Children's Commissioner)",
-        purpose: "advice and help for children in care or living away from home",
+        name: "Help at Hand",
+        purpose: "the Children's Commissioner's help for children in care or living away from home",
         numbers: &["0800 528 0731"],
         texts: false,
         web: &["childrenscommissioner.gov.uk"],
@@ -190,7 +190,7 @@ mod tests {
         );
         assert_eq!(
             builtin_for_number("0800 528 0731").map(|c| c.name),
-            Some("Help at Hand (Children's Commissioner)")
+            Some("Help at Hand")
         );
         assert!(builtin_for_number("0300 123 3155").is_some());
         assert!(builtin_for_number("07700 900123").is_none());

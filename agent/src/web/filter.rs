@@ -8,7 +8,8 @@
 //! Filter profiles: the controller sends the profile's name (e.g. "strict") and the sites the
 //! plan allows one by one (WB2). Every profile blocks the social networking category (WB4) and
 //! every category the home installed in its lists folder, plus any category or site the policy
-//! names; the DNS-over-HTTPS category is blocked whatever the policy says.
+//! names; the DNS-over-HTTPS category is blocked whatever the policy says. The protected web
+//! destinations (`haven_protected`, e.g. childline.org.uk) always resolve, even with the web off.
 
 use std::sync::Arc;
 
@@ -100,6 +101,11 @@ impl Rules {
 
     /// Decides for one name (any case, with or without the final dot).
     pub fn decide<'n>(&self, name: &'n str) -> Verdict<'n> {
+        // R19: Childline's chat, Ofsted, the Children's Commissioner… resolve with the web off,
+        // filtered or locked down. Nothing a policy says (or fails to say) comes before this.
+        if haven_protected::is_protected_domain(name) {
+            return Verdict::Allowed;
+        }
         if !self.web_on {
             return Verdict::Refused;
         }
@@ -218,6 +224,41 @@ mod tests {
             Verdict::Refused
         );
         assert_eq!(Rules::web_off(&c).decide("a.example"), Verdict::Refused);
+    }
+
+    // clause R19: the helplines' web pages resolve with the web off, without a policy, under a
+    // web lockdown, and even when a plan lists them as blocked.
+    #[test]
+    fn r19_protected_web_names_resolve_with_the_web_off() {
+        let c = Catalog::built_in();
+        let mut locked = policy(filtered());
+        locked.lockdown = Some(Lockdown {
+            active: true,
+            channels: vec!["web".into()],
+            ..Default::default()
+        });
+        let mut blocks_them = filtered();
+        blocks_them.blocked_domains = vec!["childline.org.uk".into(), "gov.uk".into()];
+        for rules in [
+            Rules::web_off(&c),
+            Rules::for_policy(&crate::core::safe_default(), &c),
+            Rules::for_policy(&policy(WebRule::default()), &c),
+            Rules::for_policy(&locked, &c),
+            Rules::for_policy(&policy(blocks_them), &c),
+        ] {
+            for name in [
+                "childline.org.uk",
+                "www.childline.org.uk.",
+                "www.nspcc.org.uk",
+                "reports.ofsted.gov.uk",
+                "www.childrenscommissioner.gov.uk",
+            ] {
+                assert_eq!(rules.decide(name), Verdict::Allowed, "{name}: {}", rules.summary);
+            }
+            if !rules.web_on() {
+                assert_eq!(rules.decide("notchildline.org.uk"), Verdict::Refused);
+            }
+        }
     }
 
     // clause WB1, WB4: any profile blocks social networking; other names resolve.
