@@ -249,7 +249,10 @@ pub fn may_contact(
     // not on a home having typed it in, not on a policy having arrived.
     if let Some(builtin) = haven_protected::builtin_for_number(&wanted) {
         return ContactDecision::Allow {
-            reason: format!("You can always {verb} {}, whatever else is in place.", builtin.name),
+            reason: format!(
+                "You can always {verb} {}, whatever else is in place.",
+                builtin.name
+            ),
         };
     }
     if let Some(protected) = policy
@@ -525,8 +528,10 @@ mod tests {
 
     #[test]
     fn r19_999_112_and_childline_need_no_list_and_pass_a_full_lockdown() {
-        let mut locked = DevicePolicy::default();
-        locked.lockdown = Some(lockdown(&["calls", "messages", "web", "camera", "apps"]));
+        let locked = DevicePolicy {
+            lockdown: Some(lockdown(&["calls", "messages", "web", "camera", "apps"])),
+            ..Default::default()
+        };
         for p in [DevicePolicy::default(), crate::core::safe_default(), locked] {
             for number in ["999", "112", "0800 1111", "+448001111"] {
                 for channel in [Channel::Call, Channel::Sms] {

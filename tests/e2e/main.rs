@@ -12,6 +12,7 @@ mod emergency;
 mod enrollment;
 mod guards;
 mod plans;
+mod protected;
 mod records;
 mod requests;
 mod robustness;

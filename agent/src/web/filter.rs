@@ -253,7 +253,12 @@ mod tests {
                 "reports.ofsted.gov.uk",
                 "www.childrenscommissioner.gov.uk",
             ] {
-                assert_eq!(rules.decide(name), Verdict::Allowed, "{name}: {}", rules.summary);
+                assert_eq!(
+                    rules.decide(name),
+                    Verdict::Allowed,
+                    "{name}: {}",
+                    rules.summary
+                );
             }
             if !rules.web_on() {
                 assert_eq!(rules.decide("notchildline.org.uk"), Verdict::Refused);

@@ -212,7 +212,19 @@ enum ProtectedContactCommand {
         #[arg(long)]
         number: String,
     },
-    /// List a home's protected contacts, or those a child keeps (the home's and their own).
+    /// Take one of the home's own protected contacts off its list (kept on record). The
+    /// contacts built into Haven (999, Childline, …) can never be removed.
+    Remove {
+        #[arg(long)]
+        home: String,
+        /// The contact's id or number, as `haven protected-contact list` shows it.
+        contact: String,
+        /// Why it is no longer protected, e.g. "social worker changed".
+        #[arg(long)]
+        reason: String,
+    },
+    /// List a home's protected contacts, or those a child keeps (the home's and their own),
+    /// including the ones built into Haven.
     List {
         #[arg(long, required_unless_present = "child", conflicts_with = "child")]
         home: Option<String>,
@@ -606,6 +618,29 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 c.name, c.address
             );
         }
+        Command::ProtectedContact(ProtectedContactCommand::Remove {
+            home,
+            contact,
+            reason,
+        }) => {
+            let c = s
+                .homes
+                .remove_protected_contact(api::RemoveProtectedContactRequest {
+                    home,
+                    contact,
+                    reason,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&c);
+            }
+            println!(
+                "{} ({}) is no longer a protected contact; the record is kept. Devices are being updated.",
+                c.name, c.address
+            );
+        }
         Command::ProtectedContact(ProtectedContactCommand::List { home, child }) => {
             let contacts = s
                 .homes
@@ -630,7 +665,12 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                         } else {
                             c.child_name
                         };
-                        vec![c.name, c.address, whose, when(c.added_at_unix_ms)]
+                        let added = if c.built_in {
+                            "built into Haven".to_string()
+                        } else {
+                            when(c.added_at_unix_ms)
+                        };
+                        vec![c.name, c.address, whose, added]
                     })
                     .collect(),
             );

@@ -702,6 +702,8 @@ pub fn validate_revision(
 
     let child = next.child_id.trim();
     let s = &next.section;
+    // R19: the built-in protected contacts count as protected whatever the home typed in.
+    let protected = &crate::domain::policy::with_builtin(protected);
     check_contacts(s, child, risk_assessments, protected, today)?;
     check_camera(&s.camera, child, risk_assessments, today)?;
     check_web(&s.web, child, risk_assessments, today)?;
@@ -2097,7 +2099,30 @@ pub(crate) mod tests {
         s.apps.blocked.push("com.google.android.dialer".into());
         let r = check(None, &draft(s)).unwrap_err();
         assert_eq!(r.clause, "R19");
-        assert!(r.message.contains("Childline"), "{r}");
+        assert!(r.message.contains("protected contacts such as"), "{r}");
+    }
+
+    // clause R19: 999 and Childline are protected even when the home's own list is empty, so a
+    // plan cannot put them behind times of day.
+    #[test]
+    fn r19_a_plan_cannot_limit_a_built_in_protected_number_with_an_empty_home_list() {
+        // (999 itself is refused earlier: a plan's contacts are full numbers.)
+        for number in ["+448001111", "+448088005000", "+448005280731"] {
+            let mut s = full_section();
+            s.contacts[0].addresses = vec![ContactAddress {
+                channel: Channel::Call,
+                address: number.into(),
+                app: None,
+            }];
+            s.contacts[0].windows = vec![TimeWindow {
+                start_minute: 16 * 60,
+                end_minute: 18 * 60,
+                weekdays: vec![7],
+            }];
+            let r = validate_revision(None, &draft(s), &assessments(), &[], Role::Manager, today())
+                .unwrap_err();
+            assert_eq!(r.clause, "R19", "{number}: {r}");
+        }
     }
 
     // clause KP1: review dates are never set in the past.

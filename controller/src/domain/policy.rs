@@ -37,6 +37,106 @@ pub fn protected_for_child(all: &[ProtectedContact], child_id: &str) -> Vec<Prot
         .collect()
 }
 
+/// The built-in protected contacts (`haven_protected`: 999, 112, Childline, the NSPCC, Ofsted,
+/// Help at Hand) as records, one per number, so every rule that reads a home's protected
+/// contacts reads these too. They are never stored: no home typed them in and none can take
+/// them out.
+pub fn builtin_protected() -> Vec<ProtectedContact> {
+    haven_protected::BUILTIN
+        .iter()
+        .flat_map(|b| {
+            b.numbers.iter().map(|n| {
+                let address = phone::normalise_protected(n)
+                    .unwrap_or_else(|_| haven_protected::normalise_address(n));
+                ProtectedContact {
+                    id: format!("built-in:{address}"),
+                    home_id: String::new(),
+                    child_id: None,
+                    name: b.name.to_string(),
+                    address,
+                    added_by: format!(
+                        "Haven (built in, list of {})",
+                        haven_protected::LIST_VERSION
+                    ),
+                    added_at: 0,
+                }
+            })
+        })
+        .collect()
+}
+
+/// Whether a protected contact record is one of the built-in ones.
+pub fn is_builtin(contact: &ProtectedContact) -> bool {
+    haven_protected::builtin_for_number(&contact.address).is_some()
+}
+
+/// The built-in protected contacts first, then the home's and the child's own; an entry that
+/// only repeats a built-in number is listed once (R19: a union, never a replacement).
+pub fn with_builtin(home: &[ProtectedContact]) -> Vec<ProtectedContact> {
+    let mut all = builtin_protected();
+    all.extend(home.iter().filter(|c| !is_builtin(c)).cloned());
+    all
+}
+
+/// Whether `address` reaches someone the child can always contact: a built-in protected
+/// contact or one of `protected`. Attempts to reach them are never violations and never open a
+/// task, whatever a device reports (Regulation 22: contact with them is private).
+pub fn is_always_reachable(address: &str, protected: &[ProtectedContact]) -> bool {
+    haven_protected::builtin_for_number(address).is_some()
+        || protected
+            .iter()
+            .any(|p| phone::same_number(&p.address, address))
+}
+
+/// What a member of staff named when asking to take a protected contact off a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemovalTarget {
+    /// One of the home's own entries (its id).
+    Entry(ProtectedContact),
+}
+
+/// Decides whether `key` (a contact's id or number, as staff typed it) may be taken off the
+/// home's protected list. The built-in contacts never can (R19): the refusal names them.
+/// Otherwise the home's own entry with that id, or with that number, is the one to remove.
+pub fn removal_target(
+    key: &str,
+    home: &[ProtectedContact],
+) -> Result<RemovalTarget, crate::domain::risk::Refusal> {
+    use crate::domain::risk::Refusal;
+    let key = key.trim();
+    let number = key.strip_prefix("built-in:").unwrap_or(key);
+    if let Some(builtin) = haven_protected::builtin_for_number(number) {
+        return Err(Refusal::new(
+            "R19",
+            format!(
+                "{number} is {}, one of the contacts built into Haven that every child can always reach; no home can remove it",
+                builtin.name
+            ),
+        ));
+    }
+    let found = home
+        .iter()
+        .find(|c| c.id == key)
+        .or_else(|| home.iter().find(|c| phone::same_number(&c.address, key)));
+    match found {
+        Some(c) => Ok(RemovalTarget::Entry(c.clone())),
+        None => Err(Refusal::new(
+            "R19",
+            format!(
+                "{key} is not on this home's protected contacts list: see `haven protected-contact list`"
+            ),
+        )),
+    }
+}
+
+/// Whether a device's report is an attempt to reach a built-in protected contact. Such a report
+/// is never stored, never opens a task and its number is never written down (Regulation 22:
+/// contact with them is private), whatever an old or faulty device sends.
+pub fn is_protected_attempt(kind: &str, subject: &str) -> bool {
+    matches!(kind, "unknown_contact" | "contact_blocked")
+        && haven_protected::builtin_for_number(subject).is_some()
+}
+
 /// Everything the compiler reads for one device.
 #[derive(Clone, Debug)]
 pub struct PolicyInputs<'a> {
@@ -112,13 +212,15 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
         .next()
         .unwrap_or_default()
         .to_string();
-    let mut protected: Vec<(String, String)> = inputs
-        .protected_contacts
+    // R19: the built-in list is compiled into every policy, whatever the home has typed in.
+    let mut protected: Vec<(String, String)> = with_builtin(inputs.protected_contacts)
         .iter()
         .map(|c| (c.name.clone(), c.address.clone()))
         .collect();
     protected.sort();
     protected.dedup();
+    let mut protected_names: Vec<&str> = protected.iter().map(|(n, _)| n.as_str()).collect();
+    protected_names.dedup();
 
     // No plan compiles exactly like an empty one: the safe default.
     let safe = CommunicationSection::default();
@@ -165,22 +267,14 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
         contacts.retain(|c| !c.addresses.is_empty());
     }
 
-    let always = if protected.is_empty() {
-        "You can always ask staff to help you contact your social worker, Childline (0800 1111) \
-         or the emergency services (999)."
-            .to_string()
-    } else {
-        let names: Vec<&str> = protected.iter().map(|(n, _)| n.as_str()).collect();
-        format!(
-            "You can always contact these people, whatever else is happening: {}.",
-            names.join(", ")
-        )
-    };
+    let always = format!(
+        "You can always contact these people, whatever else is happening: {}.",
+        protected_names.join(", ")
+    );
 
     let mut explanations = vec![("always".to_string(), always)];
     let lockdown = merged.map(|m| {
-        let names: Vec<&str> = protected.iter().map(|(n, _)| n.as_str()).collect();
-        let text = emergency::explain_to_child(&m, &names);
+        let text = emergency::explain_to_child(&m, &protected_names);
         explanations.push(("lockdown".into(), text));
         CompiledLockdown {
             id: m.id,
@@ -543,7 +637,7 @@ mod tests {
     fn r19_protected_contacts_are_always_compiled_in() {
         let contacts = [
             contact("Childline", "08001111"),
-            contact("Emergency", "999"),
+            contact("Priya (social worker)", "+447700900999"),
         ];
         let p = compile(&PolicyInputs {
             version: 1,
@@ -553,8 +647,74 @@ mod tests {
             plan: None,
             lockdowns: &[],
         });
-        assert_eq!(p.protected_contacts.len(), 2);
-        assert!(p.explanations[0].1.contains("Childline, Emergency"));
+        // The built-in list, plus the social worker; Childline typed in again is listed once.
+        assert_eq!(p.protected_contacts.len(), builtin_protected().len() + 1);
+        assert!(
+            p.explanations[0]
+                .1
+                .contains("Childline, Emergency services")
+        );
+        assert!(p.explanations[0].1.contains("Priya (social worker)"));
+    }
+
+    // clause R19: a home can take its own entries off its list, never a built-in one.
+    #[test]
+    fn r19_a_home_cannot_remove_a_built_in_protected_contact() {
+        let home = [contact("Priya (social worker)", "+447700900999")];
+        for key in [
+            "999",
+            "112",
+            "0800 1111",
+            "+448001111",
+            "built-in:+448001111",
+        ] {
+            let r = removal_target(key, &home).unwrap_err();
+            assert_eq!(r.clause, "R19");
+            assert!(r.message.contains("no home can remove it"), "{r}");
+        }
+        assert_eq!(
+            removal_target("07700 900999", &home),
+            Ok(RemovalTarget::Entry(home[0].clone()))
+        );
+        assert_eq!(
+            removal_target(&home[0].id, &home),
+            Ok(RemovalTarget::Entry(home[0].clone()))
+        );
+        assert!(removal_target("07700 900123", &home).is_err());
+        assert!(is_protected_attempt("unknown_contact", "+448001111"));
+        assert!(is_protected_attempt("contact_blocked", "999"));
+        assert!(!is_protected_attempt("unknown_contact", "+447700900123"));
+        assert!(!is_protected_attempt("app_blocked", "999"));
+    }
+
+    // clause R19: a home that has typed nothing in still compiles 999, 112 and Childline into
+    // every policy, in lockdown too.
+    #[test]
+    fn r19_the_built_in_list_is_compiled_with_an_empty_home_list() {
+        let l = lockdown(&LockChannel::ALL);
+        for lockdowns in [vec![], vec![&l]] {
+            let p = compile(&PolicyInputs {
+                version: 1,
+                issued_at: 1,
+                child_name: "Sam",
+                protected_contacts: &[],
+                plan: None,
+                lockdowns: &lockdowns,
+            });
+            for number in ["999", "112", "+448001111"] {
+                assert!(
+                    p.protected_contacts.iter().any(|(_, a)| a == number),
+                    "{number}: {:?}",
+                    p.protected_contacts
+                );
+            }
+        }
+        assert!(is_always_reachable("0800 1111", &[]));
+        assert!(is_always_reachable(
+            "07700 900999",
+            &[contact("Priya", "+447700900999")]
+        ));
+        assert!(!is_always_reachable("07700 900123", &[]));
     }
 
     fn with_plan(plan: &CommunicationSection, protected: &[ProtectedContact]) -> CompiledPolicy {
@@ -658,7 +818,7 @@ mod tests {
         });
         assert!(!p.camera_allowed && !p.web_allowed);
         assert!(p.contacts.is_empty());
-        assert_eq!(p.protected_contacts.len(), 1);
+        assert_eq!(p.protected_contacts.len(), builtin_protected().len());
         assert!(!p.apps_allowed_by_default);
         for e in crate::domain::plan::ESSENTIAL_APPS {
             assert!(p.apps_allowed.iter().any(|a| a == e));
@@ -819,9 +979,13 @@ mod tests {
                     plan: plan.as_ref(),
                     lockdowns: &[],
                 });
-                // R19: every protected contact is present, unchanged.
-                for c in &protected {
-                    prop_assert!(p.protected_contacts.contains(&(c.name.clone(), c.address.clone())));
+                // R19: every protected contact is present (a home's entry for a built-in number
+                // as the built-in one), and so is every built-in one.
+                for c in protected.iter().chain(&builtin_protected()) {
+                    prop_assert!(
+                        p.protected_contacts.contains(&(c.name.clone(), c.address.clone()))
+                            || p.protected_contacts.iter().any(|(_, a)| phone::same_number(a, &c.address))
+                    );
                 }
                 prop_assert!(!p.apps_blocked.iter().any(|a| is_essential_app(a)));
                 if !p.apps_allowed_by_default {

@@ -14,7 +14,7 @@ use super::{Context, auth, convert, now_ms};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::enrollment::{code_from_random, normalise_code, validity_minutes};
 use crate::domain::phone::normalise_protected;
-use crate::domain::policy::protected_for_child;
+use crate::domain::policy::{RemovalTarget, protected_for_child, removal_target, with_builtin};
 use crate::domain::records::{clean_name, parse_date_of_birth};
 use crate::domain::{Action, HomeScope, Role};
 use crate::ids::random_bytes;
@@ -137,6 +137,35 @@ impl home_service_server::HomeService for AdminApi {
         Ok(Response::new(protected_contact(contact, child_name)))
     }
 
+    async fn remove_protected_contact(
+        &self,
+        request: Request<RemoveProtectedContactRequest>,
+    ) -> Result<Response<api::ProtectedContact>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::EditProtectedContacts)
+            .await?;
+        let req = request.into_inner();
+        let home = self
+            .ctx
+            .home_for(&who, required("home", &req.home)?)
+            .await?;
+        let contact = required("contact", &req.contact)?;
+        let reason = clean_name("reason", &req.reason).map_err(invalid)?;
+        let own = self.ctx.store.list_protected_contacts(&home.id).await?;
+        let RemovalTarget::Entry(entry) =
+            removal_target(contact, &own).map_err(|r| Status::failed_precondition(r.message))?;
+        let (removed, version) = self
+            .ctx
+            .store
+            .remove_protected_contact(&Actor::staff(&who), &home.id, &entry.id, &reason, now_ms())
+            .await?;
+        if let Err(e) = self.ctx.push_home(&home.id, version, now_ms()).await {
+            tracing::warn!(home = %home.id, error = %e, "push failed; devices catch up on reconnect");
+        }
+        Ok(Response::new(protected_contact(removed, String::new())))
+    }
+
     async fn list_protected_contacts(
         &self,
         request: Request<ListProtectedContactsRequest>,
@@ -162,6 +191,8 @@ impl home_service_server::HomeService for AdminApi {
         if let Some(child) = &child {
             contacts = protected_for_child(&contacts, &child.id);
         }
+        // What the devices enforce: the built-in list first, then the home's own.
+        let contacts = with_builtin(&contacts);
         let names: HashMap<String, String> = self
             .ctx
             .store
@@ -191,6 +222,7 @@ fn protected_contact(
     child_name: String,
 ) -> api::ProtectedContact {
     api::ProtectedContact {
+        built_in: c.id.starts_with("built-in:"),
         child_id: c.child_id.unwrap_or_default(),
         child_name,
         id: c.id,

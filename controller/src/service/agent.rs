@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::clip;
 use super::{Context, convert, fanout::policy_message, now_ms};
 use crate::domain::enrollment::{CodeState, normalise_code, refusal};
+use crate::domain::policy::is_protected_attempt;
 use crate::ids::new_id;
 use crate::pki::PkiError;
 use crate::service::auth::token_hash;
@@ -215,6 +216,14 @@ async fn serve_device(
             }
             Some(Inbound::Violations(batch)) => {
                 let records = violation_records(&batch.violations, now)?;
+                let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+                // R19, Regulation 22: an attempt to reach 999 or a helpline is never a
+                // violation, whatever an old or faulty device says. Acknowledged so the device
+                // forgets it; never stored, never a task, the number never logged.
+                let records: Vec<ViolationRecord> = records
+                    .into_iter()
+                    .filter(|r| !is_protected_attempt(&r.kind, &r.subject))
+                    .collect();
                 let recorded = ctx
                     .store
                     .record_violations(device_id, &records, now)
@@ -230,9 +239,7 @@ async fn serve_device(
                 ctx.watch.violations(&recorded.new);
                 ctx.watch.tasks(&recorded.tasks);
                 send(ControllerMessage {
-                    body: Some(Outbound::ViolationAck(wire::ViolationAck {
-                        ids: records.into_iter().map(|r| r.id).collect(),
-                    })),
+                    body: Some(Outbound::ViolationAck(wire::ViolationAck { ids })),
                 });
             }
             Some(Inbound::CommandResult(result)) => {

@@ -22,6 +22,7 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_protected_contact_can_belong_to_one_child(&fresh().await).await;
     a_lockdown_is_written_whole_lifted_once_and_kept(&fresh().await).await;
     a_failed_lockdown_writes_nothing(&fresh().await).await;
+    a_removed_protected_contact_is_kept_and_can_be_added_again(&fresh().await).await;
 }
 
 // Issue 3: staff see the children of their own homes only; a child elsewhere is not found
@@ -122,6 +123,60 @@ async fn a_protected_contact_can_belong_to_one_child(s: &impl Store) {
     let for_ben = s.policy_data_for_device(&e.id).await.unwrap().unwrap();
     assert_eq!(for_ben.protected_contacts.len(), 1);
     assert_eq!(s.list_protected_contacts(&h.id).await.unwrap().len(), 2);
+}
+
+// clause R19: a home's own protected contact can be taken off its list (a social worker who
+// moved on); the record is kept and audited, the devices get a new policy, and the same number
+// can be added again later.
+async fn a_removed_protected_contact_is_kept_and_can_be_added_again(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let amira = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &amira.id, "code-a", "fp-a").await;
+    let (sw, added) = s
+        .add_protected_contact(
+            &admin(),
+            &h.id,
+            Some(&amira.id),
+            "Old SW",
+            "+447700900001",
+            10,
+        )
+        .await
+        .unwrap();
+    let (removed, version) = s
+        .remove_protected_contact(&admin(), &h.id, &sw.id, "moved to another team", 11)
+        .await
+        .unwrap();
+    assert_eq!(removed.id, sw.id);
+    assert!(version > added);
+    assert!(s.list_protected_contacts(&h.id).await.unwrap().is_empty());
+    let data = s.policy_data_for_device(&d.id).await.unwrap().unwrap();
+    assert!(data.protected_contacts.is_empty());
+    assert!(matches!(
+        s.remove_protected_contact(&admin(), &h.id, &sw.id, "again", 12)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    s.add_protected_contact(
+        &admin(),
+        &h.id,
+        Some(&amira.id),
+        "New SW",
+        "+447700900001",
+        13,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.list_protected_contacts(&h.id).await.unwrap().len(), 1);
+    let audit = s.audit_entries(0, 1000).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "home.protected_contact.remove")
+    );
 }
 
 fn new_lockdown(

@@ -245,6 +245,17 @@ pub trait ProtectedContactStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<(ProtectedContact, u64)>;
     async fn list_protected_contacts(&self, home_id: &str) -> StoreResult<Vec<ProtectedContact>>;
+    /// Takes one of a home's own protected contacts off its list (the record is kept, with who
+    /// removed it, when and why) and makes a new policy version for every device in the home.
+    /// The built-in contacts are not stored and cannot be named here.
+    async fn remove_protected_contact(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        contact_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(ProtectedContact, u64)>;
 }
 
 #[async_trait]

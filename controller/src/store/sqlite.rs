@@ -548,7 +548,7 @@ where
 {
     let rows = sqlx::query(
         "SELECT id, home_id, child_id, name, address, added_by, added_at FROM protected_contacts \
-         WHERE home_id = ? ORDER BY child_id IS NOT NULL, name, address",
+         WHERE home_id = ? AND removed_at IS NULL ORDER BY child_id IS NOT NULL, name, address",
     )
     .bind(home_id)
     .fetch_all(exec)
@@ -573,7 +573,7 @@ impl ProtectedContactStore for SqliteStore {
         // A number protected for the whole home already covers every child in it.
         let existing = sqlx::query(
             "SELECT name, child_id FROM protected_contacts WHERE home_id = ? AND address = ? \
-             AND (child_id IS NULL OR child_id = ?)",
+             AND (child_id IS NULL OR child_id = ?) AND removed_at IS NULL",
         )
         .bind(home_id)
         .bind(address)
@@ -639,6 +639,61 @@ impl ProtectedContactStore for SqliteStore {
 
     async fn list_protected_contacts(&self, home_id: &str) -> StoreResult<Vec<ProtectedContact>> {
         contacts_of_home(&self.pool, home_id).await
+    }
+
+    async fn remove_protected_contact(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        contact_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(ProtectedContact, u64)> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "SELECT id, home_id, child_id, name, address, added_by, added_at FROM \
+             protected_contacts WHERE id = ? AND home_id = ? AND removed_at IS NULL",
+        )
+        .bind(contact_id)
+        .bind(home_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "protected contact",
+            key: contact_id.to_string(),
+        })?;
+        let contact = contact_from_row(&row);
+        sqlx::query(
+            "UPDATE protected_contacts SET removed_at = ?, removed_by = ?, removed_reason = ? \
+             WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.0)
+        .bind(reason)
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let version = next_policy_version(&mut tx).await?;
+        sqlx::query("UPDATE homes SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
+            .bind(version as i64)
+            .bind(now)
+            .bind(home_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "home.protected_contact.remove",
+            home_id,
+            serde_json::json!({ "contact": contact.id, "child": contact.child_id, "name": contact.name, "address": contact.address, "reason": reason }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((contact, version))
     }
 }
 
