@@ -57,9 +57,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_BANK_HOLIDAYS_FILE", value_name = "FILE")]
     pub bank_holidays_file: Option<PathBuf>,
 
+    /// The most connections (devices and staff) open at once; past it new connections wait
+    /// until one closes. Keep it below the process's open-file limit. [default: 16000]
+    #[arg(long, env = "HAVEN_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
-    /// log_format, not_reporting_after_secs, bank_holidays_file). [default: haven.toml in the
-    /// data directory, if present]
+    /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections). [default:
+    /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -74,6 +79,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     not_reporting_after_secs: Option<u64>,
     bank_holidays_file: Option<PathBuf>,
+    max_connections: Option<usize>,
 }
 
 /// Settings after every source has been merged.
@@ -86,7 +92,11 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub not_reporting_after: std::time::Duration,
     pub bank_holidays_file: Option<PathBuf>,
+    pub max_connections: usize,
 }
+
+/// Below the 20,000 open files a process may have, leaving room for the database and logs.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_000;
 
 pub fn default_data_dir() -> PathBuf {
     directories::ProjectDirs::from("org", "Haven", "haven")
@@ -124,6 +134,15 @@ impl ServeArgs {
                 "not_reporting_after_secs must be at least 1: it is how long a device may be silent before staff are told"
             );
         }
+        let max_connections = self
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            anyhow::bail!(
+                "max_connections must be at least 1: it is how many devices and staff may be connected at once"
+            );
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -147,6 +166,7 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             not_reporting_after: std::time::Duration::from_secs(not_reporting_after),
             bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
+            max_connections,
         })
     }
 }
@@ -164,6 +184,7 @@ mod tests {
             log_format: None,
             not_reporting_after_secs: None,
             bank_holidays_file: None,
+            max_connections: None,
             config: Some(config.to_path_buf()),
         }
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod files;
 pub mod ids;
+pub mod incoming;
 pub mod pki;
 pub mod registry;
 pub mod server;

@@ -15,7 +15,6 @@ use haven_proto::admin::v1::{
     violation_service_server::ViolationServiceServer,
 };
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::ServeConfig;
@@ -35,6 +34,8 @@ use crate::store::{Actor, NewStaff, sqlite::SqliteStore};
 /// The largest message the controller accepts. Policies and violation batches are a few KB;
 /// anything near this is a mistake or an attack and is refused with RESOURCE_EXHAUSTED.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Streams one connection may have open at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
@@ -90,7 +91,22 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         started_at: now_ms(),
         acks: Default::default(),
         holidays: load_holidays(config.bank_holidays_file.as_deref())?,
+        limits: Default::default(),
     });
+    // Attempts counted over a device's budget become one summary record a minute.
+    let summaries = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::service::limits::SUMMARISE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                ctx.limits
+                    .write_summaries(ctx.store.as_ref(), now_ms())
+                    .await;
+            }
+        })
+    };
     let quiet_devices = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -154,7 +170,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let router = Server::builder()
         .tls_config(tls)
         .context("could not set up TLS with the controller's certificate")?
-        .tcp_nodelay(true)
+        // A device needs one stream (Sync) and a member of staff a handful; more in parallel
+        // on one connection is someone trying to tie the controller up.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
@@ -198,7 +216,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let _ = stopping_tx.send(());
         }
     };
-    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let incoming = crate::incoming::limited(listener, config.max_connections);
+    let server = router.serve_with_incoming_shutdown(incoming, shutdown);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result.context("the controller stopped unexpectedly")?,
@@ -208,6 +227,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         } => tracing::warn!("connections did not close within 10 s; stopping anyway"),
     }
     flusher.abort();
+    summaries.abort();
+    ctx.limits
+        .write_summaries(ctx.store.as_ref(), now_ms())
+        .await;
     quiet_devices.abort();
     lifter.abort();
     if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {

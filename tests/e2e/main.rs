@@ -8,6 +8,7 @@ mod agent;
 mod audit;
 mod children;
 mod contacts;
+mod device_limits;
 mod emergency;
 mod enrollment;
 mod guards;

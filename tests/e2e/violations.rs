@@ -19,14 +19,19 @@ use tokio::sync::mpsc;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// A device's Sync stream, opened with an enrolled agent's certificate.
-struct DeviceLink {
+pub(crate) struct DeviceLink {
     rt: tokio::runtime::Runtime,
     tx: mpsc::Sender<AgentMessage>,
     inbound: tonic::Streaming<ControllerMessage>,
 }
 
 impl DeviceLink {
-    fn open(home: &Home, agent: &Agent) -> DeviceLink {
+    pub(crate) fn open(home: &Home, agent: &Agent) -> DeviceLink {
+        Self::open_claiming(home, agent, 0)
+    }
+
+    /// Opens the stream with a `Hello` claiming `applied_policy_version`.
+    pub(crate) fn open_claiming(home: &Home, agent: &Agent, applied: u64) -> DeviceLink {
         let rt = runtime();
         let identity = Identity::from_pem(
             agent.identity_file("device-cert.pem"),
@@ -49,7 +54,7 @@ impl DeviceLink {
             let (tx, rx) = mpsc::channel(16);
             tx.send(AgentMessage {
                 body: Some(Body::Hello(Hello {
-                    applied_policy_version: 0,
+                    applied_policy_version: applied,
                     agent_version: "test-device".into(),
                     inventory: None,
                 })),
@@ -67,7 +72,7 @@ impl DeviceLink {
     }
 
     /// Sends one batch and waits for the controller's acknowledgement; returns the ids acked.
-    fn send(&mut self, violations: Vec<Violation>) -> Vec<String> {
+    pub(crate) fn send(&mut self, violations: Vec<Violation>) -> Vec<String> {
         let (tx, inbound) = (&self.tx, &mut self.inbound);
         self.rt.block_on(async {
             tx.send(AgentMessage {
@@ -89,11 +94,11 @@ impl DeviceLink {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn violation(id: &str, kind: ViolationKind, subject: &str, at: i64) -> Violation {
+pub(crate) fn violation(id: &str, kind: ViolationKind, subject: &str, at: i64) -> Violation {
     Violation {
         id: id.into(),
         occurred_at_unix_ms: at,
@@ -104,7 +109,7 @@ fn violation(id: &str, kind: ViolationKind, subject: &str, at: i64) -> Violation
     }
 }
 
-fn call(id: &str, number: &str, at: i64) -> Violation {
+pub(crate) fn call(id: &str, number: &str, at: i64) -> Violation {
     Violation {
         channel: WireChannel::Call as i32,
         ..violation(id, ViolationKind::UnknownContact, number, at)

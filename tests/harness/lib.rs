@@ -218,6 +218,15 @@ impl Controller {
     }
 
     /// Stops with SIGTERM and returns the exit status.
+    /// The controller's resident memory in KiB, from `/proc` (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("controller is running");
         terminate(&mut child);

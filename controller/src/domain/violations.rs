@@ -18,12 +18,15 @@ pub enum ViolationKind {
     WebBlocked,
     Tampering,
     JournalOverflow,
+    /// Attempts counted over the device's budget and stored as one summary
+    /// (`domain::device_input`); `detail` says how many of which kind.
+    OverBudget,
     /// A kind this controller does not know (a newer agent), or none at all.
     Other,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 7] = [
+    pub const ALL: [ViolationKind; 8] = [
         ViolationKind::AppBlocked,
         ViolationKind::CameraBlocked,
         ViolationKind::ContactBlocked,
@@ -31,6 +34,7 @@ impl ViolationKind {
         ViolationKind::WebBlocked,
         ViolationKind::Tampering,
         ViolationKind::JournalOverflow,
+        ViolationKind::OverBudget,
     ];
 
     /// The kebab words of the command line and JSON, e.g. `camera-blocked`.
@@ -43,6 +47,7 @@ impl ViolationKind {
             ViolationKind::WebBlocked => "web-blocked",
             ViolationKind::Tampering => "tampering",
             ViolationKind::JournalOverflow => "journal-overflow",
+            ViolationKind::OverBudget => "over-budget",
             ViolationKind::Other => "other",
         }
     }
@@ -57,6 +62,7 @@ impl ViolationKind {
             ViolationKind::WebBlocked => "web_blocked",
             ViolationKind::Tampering => "tampering",
             ViolationKind::JournalOverflow => "journal_overflow",
+            ViolationKind::OverBudget => "over_budget",
             ViolationKind::Other => "unspecified",
         }
     }
@@ -153,6 +159,10 @@ pub fn describe(kind: ViolationKind, channel: &str, subject: &str, detail: &str)
         ViolationKind::Tampering => match detail.trim() {
             "" => "something tried to stop or change Haven on the device".to_string(),
             d => format!("something tried to stop or change Haven on the device: {d}"),
+        },
+        ViolationKind::OverBudget => match detail.trim() {
+            "" => "sent more reports than its budget; the rest were counted".to_string(),
+            d => format!("sent more reports than its budget: {d}"),
         },
         ViolationKind::JournalOverflow => match detail.trim() {
             "" => "the device had to drop some reports because its store was full".to_string(),

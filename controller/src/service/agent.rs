@@ -37,17 +37,25 @@ impl AgentService for AgentApi {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let now = now_ms();
+        if !self.ctx.limits.enroll_allowed(peer, now) {
+            return Err(Status::resource_exhausted(
+                "too many wrong enrollment codes from this network address: wait an hour, then try again with the code staff gave you",
+            ));
+        }
         let req = request.into_inner();
-        let code = normalise_code(&req.code).ok_or_else(|| {
-            Status::invalid_argument(
+        let Some(code) = normalise_code(&req.code) else {
+            self.ctx.limits.enroll_failed(peer, now);
+            return Err(Status::invalid_argument(
                 "that is not an enrollment code: codes look like K7QD-M2XP-9HTR; check what staff gave you",
-            )
-        })?;
+            ));
+        };
         // Codes are stored hashed like tokens, so the database never holds a usable code.
         let code_hash = token_hash(&code);
-        let now = now_ms();
         let (child_id, state) = self.ctx.store.check_enrollment(&code_hash, now).await?;
         if state != CodeState::Usable {
+            self.ctx.limits.enroll_failed(peer, now);
             return Err(Status::failed_precondition(refusal(Some(state))));
         }
         let device_id = new_id("dev");
@@ -183,10 +191,12 @@ async fn serve_device(
             Some(Inbound::Hello(hello)) => {
                 let inventory = hello.inventory.as_ref().map(convert::inventory_json);
                 ctx.reports.seen(device_id, inventory, now);
-                ctx.reports
-                    .applied(device_id, hello.applied_policy_version, None, now);
-                ctx.acks
-                    .applied(device_id, hello.applied_policy_version, false);
+                if believed(ctx, device_id, hello.applied_policy_version, now).await? {
+                    ctx.reports
+                        .applied(device_id, hello.applied_policy_version, None, now);
+                    ctx.acks
+                        .applied(device_id, hello.applied_policy_version, false);
+                }
                 // The catch-up rule: a device that does not have the newest policy gets it now.
                 if let Some(data) = ctx.store.policy_data_for_device(device_id).await?
                     && data.version != hello.applied_policy_version
@@ -203,6 +213,9 @@ async fn serve_device(
                 ctx.reports.seen(device_id, inventory, now);
             }
             Some(Inbound::PolicyApplied(applied)) => {
+                if !believed(ctx, device_id, applied.version, now).await? {
+                    continue;
+                }
                 let error = clip(&applied.error, 512);
                 let error = (!error.is_empty()).then_some(error);
                 ctx.acks
@@ -220,10 +233,14 @@ async fn serve_device(
                 // R19, Regulation 22: an attempt to reach 999 or a helpline is never a
                 // violation, whatever an old or faulty device says. Acknowledged so the device
                 // forgets it; never stored, never a task, the number never logged.
-                let records: Vec<ViolationRecord> = records
+                let mut records: Vec<ViolationRecord> = records
                     .into_iter()
                     .filter(|r| !is_protected_attempt(&r.kind, &r.subject))
                     .collect();
+                // Within the device's budget; the rest is counted into a summary record
+                // (written every minute) and acknowledged, so one device cannot flood the store.
+                let admitted = ctx.limits.admit(device_id, &records, now);
+                records.truncate(admitted);
                 let recorded = ctx
                     .store
                     .record_violations(device_id, &records, now)
@@ -252,6 +269,13 @@ async fn serve_device(
                         "a request needs an id of 1 to 64 characters and some words",
                     ));
                 }
+                if !ctx.limits.admit_request(device_id, now) {
+                    tracing::warn!(
+                        device = device_id,
+                        "child requests over budget; the device keeps this one and sends it later"
+                    );
+                    continue;
+                }
                 // Kept whole (up to a generous limit): these are the child's own words.
                 let text: String = text.chars().take(2000).collect();
                 let new = ctx
@@ -271,6 +295,46 @@ async fn serve_device(
         }
     }
     Ok(())
+}
+
+/// Whether a policy version a device claims is one the controller issued. One it never issued
+/// is recorded as tampering (once per version) and not stored: a stored `i64::MAX` once moved
+/// the version counter past what SQLite holds and broke every later change for every device.
+async fn believed(
+    ctx: &Context,
+    device_id: &str,
+    claimed: u64,
+    now: crate::domain::UnixMillis,
+) -> Result<bool, Status> {
+    match ctx
+        .limits
+        .check_version(ctx.store.as_ref(), claimed)
+        .await?
+    {
+        Ok(_) => Ok(true),
+        Err(never) => {
+            tracing::warn!(
+                device = device_id,
+                claimed,
+                highest = never.highest_issued,
+                "device claimed a policy version never issued"
+            );
+            let record = ViolationRecord {
+                id: format!("tampering:version:{claimed}"),
+                kind: "tampering".into(),
+                channel: "unspecified".into(),
+                subject: "policy version".into(),
+                detail: never.detail(),
+                occurred_at: now,
+            };
+            let recorded = ctx
+                .store
+                .record_violations(device_id, std::slice::from_ref(&record), now)
+                .await?;
+            ctx.watch.violations(&recorded.new);
+            Ok(false)
+        }
+    }
 }
 
 /// The message that carries a staff answer to the child's device.

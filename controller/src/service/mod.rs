@@ -10,6 +10,7 @@ pub mod auth;
 pub mod convert;
 pub mod emergency;
 pub mod fanout;
+pub mod limits;
 pub mod plans;
 pub mod records;
 pub mod reports;
@@ -40,6 +41,8 @@ pub struct Context {
     pub acks: emergency::Acks,
     /// England and Wales bank holidays, with any corrections from the configured file.
     pub holidays: crate::domain::sanction::Holidays,
+    /// What devices may claim and write: issued versions and each device's budget.
+    pub limits: limits::DeviceLimits,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

@@ -685,6 +685,7 @@ async fn an_enrollment_code_enrolls_one_device_once(s: &impl Store) {
 }
 
 async fn policy_versions_grow_with_each_change(s: &impl Store) {
+    let before = s.highest_policy_version().await.unwrap();
     let h = home(s, "Oak").await;
     let c = s
         .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
@@ -705,6 +706,9 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
         .await
         .unwrap();
     assert!(v > d.desired_version);
+    // What a device may claim to enforce is bounded by what was handed out.
+    let highest = s.highest_policy_version().await.unwrap();
+    assert!(highest >= v && v > before, "{before} {v} {highest}");
     let inputs = s.home_policy_inputs(&h.id).await.unwrap();
     assert_eq!(
         inputs.children,

@@ -359,6 +359,8 @@ pub trait PolicyStore: Send + Sync {
     async fn home_policy_inputs(&self, home_id: &str) -> StoreResult<HomePolicyInputs>;
     /// Everything needed to compile one device's policy; `None` if it is unknown or revoked.
     async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>>;
+    /// The highest policy version ever handed out: a device claiming more is not believed.
+    async fn highest_policy_version(&self) -> StoreResult<u64>;
 }
 
 /// A violation as stored, with the child it was made against.

@@ -1128,7 +1128,11 @@ impl DeviceStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            if let Some((version, error, at)) = &r.applied {
+            // Checked against what was issued before it gets here; never store what does not
+            // fit (a wrapped negative would compare as "older" forever).
+            if let Some((version, error, at)) = &r.applied
+                && i64::try_from(*version).is_ok()
+            {
                 sqlx::query(
                     "UPDATE devices SET applied_version = ?, applied_at = ?, apply_error = ? \
                      WHERE id = ? AND applied_version <= ?",
@@ -1172,6 +1176,14 @@ impl PolicyStore for SqliteStore {
             children,
             lockdowns: active_lockdowns_in_home(&self.pool, home_id).await?,
         })
+    }
+
+    async fn highest_policy_version(&self) -> StoreResult<u64> {
+        let row = sqlx::query("SELECT value FROM sequences WHERE name = 'policy'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(as_u64(row.get::<i64, _>("value")))
     }
 
     async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>> {

@@ -1,0 +1,108 @@
+//! The controller's accept loop with a cap on open connections, so a flood of idle or
+//! half-open connections cannot use up the process's file descriptors and starve the devices
+//! that need a lockdown.
+//!
+//! Each accepted connection holds a permit until it closes; at the cap the loop waits for one
+//! to close instead of accepting (the kernel's backlog holds the rest). A connection that never
+//! finishes its TLS handshake is closed by the handshake timeout (`server.rs`), which gives its
+//! permit back.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// An accepted connection and the permit it holds.
+pub struct LimitedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connected for LimitedStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Accepted connections, at most `max_connections` open at once.
+pub fn limited(
+    listener: TcpListener,
+    max_connections: usize,
+) -> impl Stream<Item = io::Result<LimitedStream>> {
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return None;
+            };
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    // Small messages (a lockdown) go out at once rather than waiting to fill a
+                    // segment.
+                    let _ = stream.set_nodelay(true);
+                    let item = LimitedStream {
+                        stream,
+                        _permit: permit,
+                    };
+                    return Some((Ok(item), (listener, permits)));
+                }
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: keep serving the
+                    // connections already open, and try again shortly rather than spinning.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}
