@@ -52,6 +52,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("could not open the database {}", db_path.display()))?,
     );
+    // After the database made its WAL and SHM files: the keys and children's records are the
+    // controller's alone, whatever modes the directory came with.
+    match crate::files::tighten_data_dir(dir) {
+        Ok(t) if t.is_empty() => {}
+        Ok(t) => {
+            tracing::warn!(files = %t.join(", "), "made the data directory's secrets owner-only")
+        }
+        Err(e) => anyhow::bail!(
+            "could not make the data directory {} private ({e}): fix its owner and modes",
+            dir.display()
+        ),
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -92,6 +104,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         acks: Default::default(),
         holidays: load_holidays(config.bank_holidays_file.as_deref())?,
         limits: Default::default(),
+        sessions: Default::default(),
     });
     // Attempts counted over a device's budget become one summary record a minute.
     let summaries = {

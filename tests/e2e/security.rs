@@ -342,3 +342,29 @@ fn staff_see_only_the_children_of_their_own_homes() {
         2
     );
 }
+
+// Revoking a member of staff ends every stream they hold at once: a `haven violations --watch`
+// stops with "your access was withdrawn" instead of streaming children's names and numbers.
+#[test]
+fn revoking_a_member_of_staff_ends_their_open_watch_at_once() {
+    let home = Home::new();
+    let jo = home.care_staff("Jo Carer");
+    let mut watch = jo.spawn(&["violations", "--watch"]);
+    assert!(
+        watch.stderr.wait_for("Watching", WAIT).is_some(),
+        "{}",
+        watch.stderr.text()
+    );
+    home.admin.ok(&["staff", "revoke", "Jo Carer"]);
+    assert!(
+        watch
+            .stderr
+            .wait_for("access was withdrawn", WAIT)
+            .is_some(),
+        "{}",
+        watch.stderr.text()
+    );
+    eventually("the watch to end", WAIT, || {
+        (!watch.is_running()).then_some(())
+    });
+}

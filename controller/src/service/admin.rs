@@ -513,6 +513,7 @@ impl staff_service_server::StaffService for AdminApi {
                 now_ms(),
             )
             .await?;
+        self.ctx.sessions.withdraw(&member.id);
         Ok(Response::new(self.staff_member(member).await?))
     }
 

@@ -25,6 +25,52 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
+/// Tells every long-lived staff stream (`haven violations --watch`, `haven lockdown`'s live
+/// progress) that a member of staff's access was withdrawn, so a revoked token stops receiving
+/// children's names and numbers at once, not when it next makes a request.
+pub struct StaffSessions {
+    withdrawn: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for StaffSessions {
+    fn default() -> Self {
+        StaffSessions {
+            withdrawn: tokio::sync::broadcast::channel(64).0,
+        }
+    }
+}
+
+/// What a revoked member of staff's open stream ends with.
+pub const ACCESS_WITHDRAWN: &str =
+    "your access was withdrawn by an administrator: this stream has ended";
+
+impl StaffSessions {
+    /// Ends every stream `staff_id` holds.
+    pub fn withdraw(&self, staff_id: &str) {
+        let _ = self.withdrawn.send(staff_id.to_string());
+    }
+
+    /// Resolves when `staff_id`'s access is withdrawn. Subscribed when called, so call it
+    /// before the stream starts sending. A lagging receiver (many revocations at once) checks
+    /// conservatively: it ends the stream, and the client's next request is refused or not.
+    pub fn until_withdrawn(&self, staff_id: &str) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.withdrawn.subscribe();
+        let me = staff_id.to_string();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(id) if id == me => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Context {
     /// Who is asking, from the `authorization: Bearer …` metadata.
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<StaffIdentity, Status> {

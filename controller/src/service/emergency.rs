@@ -453,7 +453,14 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         }));
         let ctx = self.ctx.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let withdrawn = self.ctx.sessions.until_withdrawn(&who.id);
+        let stopped = tx.clone();
         tokio::spawn(async move {
+            tokio::select! {
+                () = withdrawn => {
+                    let _ = stopped.send(Err(Status::permission_denied(super::auth::ACCESS_WITHDRAWN))).await;
+                }
+                () = async move {
             let deadline = tokio::time::Instant::now() + wait;
             let stored: HashMap<String, u64> = devices
                 .iter()
@@ -506,6 +513,8 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = tokio::time::sleep_until(deadline) => {}
                 }
+            }
+                } => {}
             }
         });
         Ok(Response::new(Box::pin(

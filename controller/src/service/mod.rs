@@ -43,6 +43,8 @@ pub struct Context {
     pub holidays: crate::domain::sanction::Holidays,
     /// What devices may claim and write: issued versions and each device's budget.
     pub limits: limits::DeviceLimits,
+    /// Ends a revoked member of staff's open streams at once.
+    pub sessions: auth::StaffSessions,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

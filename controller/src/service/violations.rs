@@ -353,17 +353,26 @@ impl violation_service_server::ViolationService for ViolationApi {
             Status::unavailable("the controller is shutting down: try again shortly")
         })?;
         tracing::info!(staff = %who.id, "watching violations");
+        let withdrawn = self.ctx.sessions.until_withdrawn(&who.id);
         let stream = async_stream(move |tx| async move {
-            loop {
-                let Some(event) = next_event(&mut rx).await else {
-                    return;
-                };
-                if !filter.passes(&event) {
-                    continue;
+            let feed = async {
+                loop {
+                    let Some(event) = next_event(&mut rx).await else {
+                        return;
+                    };
+                    if !filter.passes(&event) {
+                        continue;
+                    }
+                    if tx.send(Ok((*event).clone().into_wire())).await.is_err() {
+                        // The watcher hung up.
+                        return;
+                    }
                 }
-                if tx.send(Ok((*event).clone().into_wire())).await.is_err() {
-                    // The watcher hung up.
-                    return;
+            };
+            tokio::select! {
+                () = feed => {}
+                () = withdrawn => {
+                    let _ = tx.send(Err(Status::permission_denied(super::auth::ACCESS_WITHDRAWN))).await;
                 }
             }
         });
