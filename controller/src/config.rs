@@ -62,8 +62,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// How many days a staff token works before it must be rotated. [default: 90]
+    #[arg(long, env = "HAVEN_STAFF_TOKEN_DAYS", value_name = "DAYS")]
+    pub staff_token_days: Option<u32>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
-    /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections). [default:
+    /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
+    /// staff_token_days). [default:
     /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -80,6 +85,7 @@ struct FileConfig {
     not_reporting_after_secs: Option<u64>,
     bank_holidays_file: Option<PathBuf>,
     max_connections: Option<usize>,
+    staff_token_days: Option<u32>,
 }
 
 /// Settings after every source has been merged.
@@ -93,6 +99,7 @@ pub struct ServeConfig {
     pub not_reporting_after: std::time::Duration,
     pub bank_holidays_file: Option<PathBuf>,
     pub max_connections: usize,
+    pub staff_token_days: u32,
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -143,6 +150,15 @@ impl ServeArgs {
                 "max_connections must be at least 1: it is how many devices and staff may be connected at once"
             );
         }
+        let staff_token_days = self
+            .staff_token_days
+            .or(file.staff_token_days)
+            .unwrap_or(crate::domain::tokens::DEFAULT_LIFETIME_DAYS);
+        if staff_token_days == 0 || staff_token_days > 3_650 {
+            anyhow::bail!(
+                "staff_token_days must be between 1 and 3650: it is how long a staff token works before it must be rotated"
+            );
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -167,6 +183,7 @@ impl ServeArgs {
             not_reporting_after: std::time::Duration::from_secs(not_reporting_after),
             bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
             max_connections,
+            staff_token_days,
         })
     }
 }
@@ -185,6 +202,7 @@ mod tests {
             not_reporting_after_secs: None,
             bank_holidays_file: None,
             max_connections: None,
+            staff_token_days: None,
             config: Some(config.to_path_buf()),
         }
     }

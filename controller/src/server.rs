@@ -78,7 +78,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| default_public_url(local));
-    let first_login = bootstrap_admin(&store, dir, &public_url, &pki.ca_pin).await?;
+    let first_login = bootstrap_admin(
+        &store,
+        dir,
+        &public_url,
+        &pki.ca_pin,
+        config.staff_token_days,
+    )
+    .await?;
     let stop = stop_signals()?;
     announce(
         dir,
@@ -105,6 +112,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         holidays: load_holidays(config.bank_holidays_file.as_deref())?,
         limits: Default::default(),
         sessions: Default::default(),
+        staff_token_days: config.staff_token_days,
+        first_login_file: std::sync::Mutex::new(Some(first_login_path(dir)).filter(|p| p.exists())),
     });
     // Attempts counted over a device's budget become one summary record a minute.
     let summaries = {
@@ -317,13 +326,16 @@ async fn bootstrap_admin(
     dir: &Path,
     public_url: &str,
     pin: &str,
+    token_days: u32,
 ) -> anyhow::Result<Option<String>> {
     use crate::store::StaffStore;
     if store.count_staff().await? > 0 {
         return Ok(None);
     }
     let (token, hint) = auth::new_token();
-    let line = format!("haven login {public_url} --ca-pin {pin} --token {token}");
+    // The token is pasted when `haven login` asks for it, never typed on the command line,
+    // where it would stay in the shell's history.
+    let line = format!("haven login {public_url} --ca-pin {pin}\n  token: {token}");
     // Kept (owner-only, beside the CA key) so a scrolled-away terminal does not lock the home
     // out; the banner says to delete it once an administrator has logged in. Written before
     // the account exists, so a failed start can never leave an administrator nobody can use.
@@ -339,6 +351,7 @@ async fn bootstrap_admin(
                 homes: &[],
                 token_hash: &auth::token_hash(&token),
                 token_hint: &hint,
+                token_expires_at: crate::domain::tokens::expires_at(now_ms(), token_days),
             },
             now_ms(),
         )
@@ -373,11 +386,11 @@ fn announce(
     ));
     match first_login {
         Some(line) => out.push_str(&format!(
-            "\nThe first administrator logs in with this line (also saved in {}; delete that file once you have logged in):\n\n  {line}\n\n",
+            "\nThe first administrator logs in with this command, pasting the token when asked (shown only now; also saved in {}, which is removed after the first login):\n\n  {line}\n\n",
             first_login_path(dir).display()
         )),
         None if first_login_path(dir).exists() => out.push_str(&format!(
-            "  first login line:    {} (delete it once an administrator has logged in)\n",
+            "  first login line:    {} (removed after the first administrator logs in)\n",
             first_login_path(dir).display()
         )),
         None => {}

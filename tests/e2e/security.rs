@@ -216,14 +216,12 @@ fn login_with_the_wrong_pin_is_refused_and_saves_nothing() {
     let other = Cli::new(&home.path("other"));
     std::fs::create_dir_all(home.path("other")).unwrap();
     let wrong = format!("sha256:{}", "ab".repeat(32));
-    let err = other.fails(&[
-        "login",
-        &home.controller.url,
-        "--ca-pin",
-        &wrong,
-        "--token",
+    let r = other.run_with_input(
+        &["login", &home.controller.url, "--ca-pin", &wrong],
         &home.controller.first_token(),
-    ]);
+    );
+    assert!(!r.ok);
+    let err = r.stderr;
     assert!(err.contains("pin"), "{err}");
     assert!(!other.config.exists());
     let err = other.fails(&["child", "list"]);
@@ -234,10 +232,12 @@ fn login_with_the_wrong_pin_is_refused_and_saves_nothing() {
 fn secrets_on_disk_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let home = Home::new();
+    // The first login line holds a working token: gone once the first administrator logged in.
+    assert!(!home.controller.data_dir.join("first-login.txt").exists());
     for file in [
         home.controller.data_dir.join("ca-key.pem"),
         home.controller.data_dir.join("server-key.pem"),
-        home.controller.data_dir.join("first-login.txt"),
+        home.controller.data_dir.join("haven.db"),
         home.admin.config.clone(),
     ] {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
@@ -367,4 +367,88 @@ fn revoking_a_member_of_staff_ends_their_open_watch_at_once() {
     eventually("the watch to end", WAIT, || {
         (!watch.is_running()).then_some(())
     });
+}
+
+// A token is never typed on the command line (it would stay in the shell's history): `haven
+// login` reads it from standard input or asks for it, and refuses `--token` with the reason.
+#[test]
+fn login_reads_the_token_from_standard_input_never_from_the_command_line() {
+    let home = Home::new();
+    let other = Cli::new(&home.path("other"));
+    std::fs::create_dir_all(home.path("other")).unwrap();
+    let err = other.fails(&[
+        "login",
+        &home.controller.url,
+        "--ca-pin",
+        &home.controller.ca_pin(),
+        "--token",
+        "hvn_whatever",
+    ]);
+    assert!(err.contains("history"), "{err}");
+    assert!(!other.config.exists());
+    let r = other.run_with_input(
+        &[
+            "login",
+            &home.controller.url,
+            "--ca-pin",
+            &home.controller.ca_pin(),
+        ],
+        "",
+    );
+    assert!(
+        !r.ok && r.stderr.contains("no token was given"),
+        "{}",
+        r.stderr
+    );
+}
+
+// Tokens can be rotated by their owner (`haven login --rotate`) or by an administrator
+// (`haven staff rotate NAME`, for a lost laptop); the old token stops working at once and the
+// new one says when it expires (90 days by default).
+#[test]
+fn a_token_is_rotated_by_its_owner_or_an_administrator_and_the_old_one_stops() {
+    let home = Home::new();
+    let jo_token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Jo Carer",
+        "--role",
+        "staff",
+        "--home",
+        "Oak House",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jo_dir = home.path("jo");
+    std::fs::create_dir_all(&jo_dir).unwrap();
+    let jo = Cli::new(&jo_dir);
+    let r = jo.login(&home.controller, &jo_token);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    let me = jo.json(&["whoami"]);
+    assert_eq!(me["name"], "Jo Carer");
+    let out = jo.ok(&["login", "--rotate"]);
+    assert!(out.contains("old one no longer works"), "{out}");
+    jo.ok(&["whoami"]);
+    let err = home.admin.as_token(&jo_token).fails(&["whoami"]);
+    assert!(err.contains("not valid"), "{err}");
+
+    // An administrator rotates it for her; her saved token stops working too.
+    let rotated = home.admin.json(&["staff", "rotate", "Jo Carer"]);
+    let new_token = rotated["token"].as_str().unwrap().to_string();
+    let expires = rotated["member"]["token_expires_at_unix_ms"]
+        .as_i64()
+        .unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let days = (expires - now) / 86_400_000;
+    assert!((89..=90).contains(&days), "{days}");
+    assert!(jo.fails(&["whoami"]).contains("not valid"));
+    home.admin.as_token(&new_token).ok(&["whoami"]);
+    // Care staff may not rotate someone else's token.
+    let err = home
+        .admin
+        .as_token(&new_token)
+        .fails(&["staff", "rotate", "Rita Manager"]);
+    assert!(err.contains("administrator"), "{err}");
 }

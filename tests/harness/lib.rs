@@ -126,6 +126,7 @@ pub struct Controller {
     pub url: String,
     pub port: u16,
     pub login_line: Option<String>,
+    first_token: Option<String>,
     pub stdout: Lines,
     pub stderr: Lines,
     child: Option<Child>,
@@ -176,16 +177,18 @@ impl Controller {
             .expect("address in the listening line")
             .to_string();
         let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let login_line = stdout
-            .all()
-            .into_iter()
+        let lines = stdout.all();
+        let login_line = lines
+            .iter()
             .find(|l| l.trim_start().starts_with("haven login "))
             .map(|l| l.trim().to_string());
+        let first_token = token_in(lines.iter().map(String::as_str));
         Controller {
             data_dir: data_dir.to_path_buf(),
             url: format!("https://{addr}"),
             port,
             login_line,
+            first_token,
             stdout,
             stderr,
             child: Some(child),
@@ -202,12 +205,17 @@ impl Controller {
             .expect("ca pin")
     }
 
+    /// The first administrator's token, as the first start printed it (`token: hvn_…`, to be
+    /// pasted when `haven login` asks), or from the first-login file while it exists.
     pub fn first_token(&self) -> String {
-        self.first_login_words()
-            .into_iter()
-            .skip_while(|w| w != "--token")
-            .nth(1)
-            .expect("token")
+        self.first_token
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string(self.data_dir.join("first-login.txt"))
+                    .ok()
+                    .and_then(|text| token_in(text.lines()))
+            })
+            .expect("the first administrator's token")
     }
 
     fn first_login_words(&self) -> Vec<String> {
@@ -217,7 +225,6 @@ impl Controller {
         line.split_whitespace().map(str::to_string).collect()
     }
 
-    /// Stops with SIGTERM and returns the exit status.
     /// The controller's resident memory in KiB, from `/proc` (Linux).
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
@@ -227,6 +234,7 @@ impl Controller {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Stops with SIGTERM and returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("controller is running");
         terminate(&mut child);
@@ -240,6 +248,7 @@ impl Controller {
         }
         let args: Vec<String> = self.extra_args.clone();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let first_token = self.first_token.take();
         // The port was ours a moment ago; wait until it can be bound again so the restart does
         // not race the kernel (or another test's outgoing connection) for it.
         eventually(
@@ -247,7 +256,8 @@ impl Controller {
             Duration::from_secs(10),
             || std::net::TcpListener::bind(("127.0.0.1", self.port)).ok(),
         );
-        let fresh = Self::start_on(&self.data_dir, self.port, &args);
+        let mut fresh = Self::start_on(&self.data_dir, self.port, &args);
+        fresh.first_token = fresh.first_token.take().or(first_token);
         *self = fresh;
     }
 
@@ -317,6 +327,31 @@ impl Cli {
             cmd.env("HAVEN_TOKEN", t);
         }
         cmd.output().expect("run haven").into()
+    }
+
+    /// Runs a command with `input` on its standard input (a token for `haven login`).
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut cmd = Command::new(haven_bin());
+        cmd.args(args)
+            .env("HAVEN_CLI_CONFIG", &self.config)
+            .env_remove("HAVEN_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run haven");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        child.wait_with_output().expect("run haven").into()
+    }
+
+    /// Logs in to `controller` as the holder of `token`, pasted on standard input.
+    pub fn login(&self, controller: &Controller, token: &str) -> Run {
+        self.run_with_input(
+            &["login", &controller.url, "--ca-pin", &controller.ca_pin()],
+            &format!("{token}\n"),
+        )
     }
 
     /// Runs a command that must succeed; returns its standard output.
@@ -412,6 +447,15 @@ impl Drop for Running {
 /// What the log enforcer prints when it applies `version` (the dash keeps 1 from matching 12).
 pub fn applied_line(version: u64) -> String {
     format!("policy version {version} —")
+}
+
+/// The token on a `token: hvn_…` line, as the first start prints it.
+fn token_in<'a>(mut lines: impl Iterator<Item = &'a str>) -> Option<String> {
+    lines.find_map(|l| {
+        l.trim()
+            .strip_prefix("token: ")
+            .map(|t| t.trim().to_string())
+    })
 }
 
 /// A loopback port free for both UDP and TCP right now.
@@ -624,14 +668,12 @@ impl Home {
         let dir = tempfile::tempdir().expect("temp dir");
         let controller = Controller::start_with(&dir.path().join("controller"), controller_args);
         let admin = Cli::new(dir.path());
-        admin.ok(&[
-            "login",
-            &controller.url,
-            "--ca-pin",
-            &controller.ca_pin(),
-            "--token",
-            &controller.first_token(),
-        ]);
+        let login = admin.login(&controller, &controller.first_token());
+        assert!(
+            login.ok,
+            "haven login failed:\n{}\n{}",
+            login.stdout, login.stderr
+        );
         admin.ok(&["home", "add", "Oak House"]);
         let child = admin.json(&[
             "child",

@@ -13,7 +13,7 @@ pub mod violations;
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
 use clap::{CommandFactory, Parser, Subcommand};
 use haven_proto::admin::v1::{self as api};
 use tonic::codegen::InterceptedService;
@@ -46,15 +46,21 @@ enum Command {
     /// Run the controller (creates its data directory, CA and first administrator on first start).
     Serve(Box<ServeArgs>),
     /// Save the controller's address, its CA pin and your staff token for the other commands.
+    /// The token is pasted when asked (or piped on standard input), never typed on the command
+    /// line, where it would stay in the shell's history.
     Login {
         /// The controller, e.g. https://haven.local:7443
-        controller: String,
+        #[arg(required_unless_present = "rotate")]
+        controller: Option<String>,
         /// The controller's CA fingerprint, as printed by `haven serve` (sha256:…).
-        #[arg(long)]
-        ca_pin: String,
-        /// Your staff token (hvn_…).
-        #[arg(long, env = "HAVEN_TOKEN", hide_env_values = true)]
-        token: String,
+        #[arg(long, required_unless_present = "rotate")]
+        ca_pin: Option<String>,
+        /// Replace your saved token with a new one now (the old one stops working).
+        #[arg(long, conflicts_with_all = ["controller", "ca_pin"])]
+        rotate: bool,
+        /// Not accepted: a token on the command line stays in the shell's history.
+        #[arg(long, hide = true)]
+        token: Option<String>,
     },
     /// Show who you are logged in as.
     Whoami,
@@ -380,6 +386,9 @@ enum StaffCommand {
     },
     /// Revoke a member of staff's token, by id or name.
     Revoke { staff: String },
+    /// Give a member of staff a new token at once (a lost laptop); the old one stops working
+    /// and the new one is shown only now.
+    Rotate { staff: String },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -490,8 +499,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login {
             controller,
             ca_pin,
+            rotate,
             token,
-        } => login(controller, ca_pin, token, as_json).await,
+        } => {
+            if token.is_some() {
+                return Err(anyhow::anyhow!(
+                    "the token is not given on the command line (it would stay in your shell's history): run `haven login URL --ca-pin PIN` and paste it when asked"
+                ));
+            }
+            match (rotate, controller, ca_pin) {
+                (true, _, _) => rotate_own_token(as_json).await,
+                (false, Some(controller), Some(ca_pin)) => {
+                    login(controller, ca_pin, read_token()?, as_json).await
+                }
+                _ => Err(anyhow::anyhow!(
+                    "say which controller and its CA pin: haven login https://host:7443 --ca-pin sha256:…"
+                )),
+            }
+        }
         Command::Risk(RiskCommand::Template) => {
             print!("{}", plans::RISK_TEMPLATE);
             Ok(())
@@ -506,6 +531,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             staff_command(&mut staff, command, as_json).await
         }
     }
+}
+
+/// The token for `haven login`: `HAVEN_TOKEN` if set (for scripts), else asked for at the
+/// terminal without showing it, else one line of standard input.
+fn read_token() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if let Ok(token) = std::env::var("HAVEN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok(token.trim().to_string());
+    }
+    let token = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Paste your staff token (it is not shown): ")
+            .context("could not read the token from the terminal")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("could not read the token from standard input")?;
+        line
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(anyhow::anyhow!(
+            "no token was given: paste the token (hvn_…) you were given when asked, or pipe it in"
+        ));
+    }
+    Ok(token)
+}
+
+/// `haven login --rotate`: a new token for the saved login; the old one stops working.
+async fn rotate_own_token(as_json: bool) -> anyhow::Result<()> {
+    let mut login = client::load_login()?;
+    let mut staff = connect(&login).await?;
+    let rotated = staff
+        .staff
+        .rotate_token(api::RotateTokenRequest {
+            staff: String::new(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    login.token = rotated.token.clone();
+    let path = client::save_login(&login)?;
+    let member = rotated.member.unwrap_or_default();
+    if as_json {
+        return json(&member);
+    }
+    println!(
+        "Your token was replaced; the old one no longer works. The new one is saved in {} and works until {}.",
+        path.display(),
+        when(member.token_expires_at_unix_ms)
+    );
+    Ok(())
 }
 
 async fn login(
@@ -947,6 +1027,24 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                         ]
                     })
                     .collect(),
+            );
+        }
+        Command::Staff(StaffCommand::Rotate { staff }) => {
+            let rotated = s
+                .staff
+                .rotate_token(api::RotateTokenRequest { staff })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&rotated);
+            }
+            let m = rotated.member.unwrap_or_default();
+            println!(
+                "{}'s old token no longer works. Their new token is shown only now — give it to them privately:\n\n  {}\n\nIt works until {}.",
+                m.name,
+                rotated.token,
+                when(m.token_expires_at_unix_ms)
             );
         }
         Command::Staff(StaffCommand::Revoke { staff }) => {

@@ -16,6 +16,7 @@ pub mod reports;
 pub mod risk;
 pub mod role;
 pub mod sanction;
+pub mod tokens;
 pub mod violations;
 pub mod working_days;
 

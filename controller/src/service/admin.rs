@@ -471,6 +471,10 @@ impl staff_service_server::StaffService for AdminApi {
                     homes: &homes,
                     token_hash: &auth::token_hash(&token),
                     token_hint: &hint,
+                    token_expires_at: crate::domain::tokens::expires_at(
+                        now_ms(),
+                        self.ctx.staff_token_days,
+                    ),
                 },
                 now_ms(),
             )
@@ -515,6 +519,68 @@ impl staff_service_server::StaffService for AdminApi {
             .await?;
         self.ctx.sessions.withdraw(&member.id);
         Ok(Response::new(self.staff_member(member).await?))
+    }
+
+    async fn rotate_token(
+        &self,
+        request: Request<RotateTokenRequest>,
+    ) -> Result<Response<AddStaffResponse>, Status> {
+        let who = self.ctx.authenticate(request.metadata()).await?;
+        let req = request.into_inner();
+        // Your own token, or (administrators) anyone's: a lost laptop is dealt with at once.
+        let staff_id = match req.staff.trim() {
+            "" => who.id.clone(),
+            key => {
+                if !who.role.may(Action::ManageStaff) {
+                    return Err(Status::permission_denied(crate::domain::role::refusal(
+                        who.role,
+                        Action::ManageStaff,
+                    )));
+                }
+                let all = self.ctx.store.list_staff(false).await?;
+                let found: Vec<_> = all
+                    .iter()
+                    .filter(|m| m.id == key || m.name.eq_ignore_ascii_case(key))
+                    .collect();
+                match found.as_slice() {
+                    [one] => one.id.clone(),
+                    [] => {
+                        return Err(Status::not_found(format!(
+                            "no member of staff is called {key:?}: see `haven staff list`"
+                        )));
+                    }
+                    many => {
+                        return Err(Status::invalid_argument(format!(
+                            "more than one member of staff is called {key:?}: use the id instead ({})",
+                            many.iter()
+                                .map(|m| m.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        let (token, hint) = auth::new_token();
+        let now = now_ms();
+        let member = self
+            .ctx
+            .store
+            .rotate_staff_token(
+                &Actor::staff(&who),
+                &staff_id,
+                &auth::token_hash(&token),
+                &hint,
+                crate::domain::tokens::expires_at(now, self.ctx.staff_token_days),
+                now,
+            )
+            .await?;
+        // The old token's open streams end too: whoever holds it is no longer who it says.
+        self.ctx.sessions.withdraw(&member.id);
+        Ok(Response::new(AddStaffResponse {
+            member: Some(self.staff_member(member).await?),
+            token,
+        }))
     }
 
     async fn who_am_i(

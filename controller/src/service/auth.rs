@@ -93,12 +93,35 @@ impl Context {
                     "this staff token is not valid (mistyped or revoked): ask an administrator for a new one",
                 )
             })?;
+        crate::domain::tokens::check_not_expired(member.token_expires_at, now_ms())
+            .map_err(Status::unauthenticated)?;
+        self.first_login_done();
         Ok(StaffIdentity {
             homes: HomeScope::for_member(member.role, member.homes),
             id: member.id,
             name: member.name,
             role: member.role,
         })
+    }
+
+    /// The first successful login makes the first administrator's login file useless and a
+    /// risk (it holds a working token): remove it.
+    fn first_login_done(&self) {
+        let mut file = self
+            .first_login_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = file.take() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(file = %path.display(), "first login done: removed the first login line")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove the first login line; delete it by hand")
+                }
+            }
+        }
     }
 
     /// Who is asking, if their role may take `action`.

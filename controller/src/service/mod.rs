@@ -45,6 +45,10 @@ pub struct Context {
     pub limits: limits::DeviceLimits,
     /// Ends a revoked member of staff's open streams at once.
     pub sessions: auth::StaffSessions,
+    /// How many days a new or rotated staff token works.
+    pub staff_token_days: u32,
+    /// The first administrator's login file, removed after the first successful login.
+    pub first_login_file: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

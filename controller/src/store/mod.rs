@@ -127,6 +127,8 @@ pub struct StaffRecord {
     pub last_used_at: Option<UnixMillis>,
     /// Ids of the homes this person works in, sorted.
     pub homes: Vec<String>,
+    /// When their token stops working (`None` only for rows older than expiry).
+    pub token_expires_at: Option<UnixMillis>,
 }
 
 /// What a device must enforce is compiled from these.
@@ -181,6 +183,7 @@ pub struct NewStaff<'a> {
     pub homes: &'a [String],
     pub token_hash: &'a str,
     pub token_hint: &'a str,
+    pub token_expires_at: UnixMillis,
 }
 
 #[async_trait]
@@ -215,6 +218,17 @@ pub trait StaffStore: Send + Sync {
         home_id: &str,
         now: UnixMillis,
     ) -> StoreResult<()>;
+    /// Replaces a member of staff's token with a new one (its hash and hint) that expires at
+    /// `expires_at`; the old token stops working at once. Audited.
+    async fn rotate_staff_token(
+        &self,
+        actor: &Actor,
+        staff_id: &str,
+        token_hash: &str,
+        token_hint: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<StaffRecord>;
 }
 
 #[async_trait]

@@ -182,6 +182,7 @@ fn staff_from_row(row: &SqliteRow) -> StaffRecord {
                 homes
             })
             .unwrap_or_default(),
+        token_expires_at: row.try_get("token_expires_at").ok().flatten(),
     }
 }
 
@@ -230,12 +231,13 @@ impl StaffStore for SqliteStore {
             homes,
             token_hash,
             token_hint,
+            token_expires_at,
         } = member;
         let id = new_id("stf");
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO staff (id, name, role, token_hash, token_hint, created_at, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO staff (id, name, role, token_hash, token_hint, created_at, created_by, \
+             token_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(name)
@@ -244,6 +246,7 @@ impl StaffStore for SqliteStore {
         .bind(token_hint)
         .bind(now)
         .bind(&actor.0)
+        .bind(token_expires_at)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -273,7 +276,60 @@ impl StaffStore for SqliteStore {
             created_by: actor.0.clone(),
             revoked_at: None,
             last_used_at: None,
+            token_expires_at: Some(token_expires_at),
         })
+    }
+
+    async fn rotate_staff_token(
+        &self,
+        actor: &Actor,
+        staff_id: &str,
+        token_hash: &str,
+        token_hint: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<StaffRecord> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE staff SET token_hash = ?, token_hint = ?, token_expires_at = ? \
+             WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(token_hint)
+        .bind(expires_at)
+        .bind(staff_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                what: "member of staff",
+                key: staff_id.to_string(),
+            });
+        }
+        append_audit(
+            &mut tx,
+            actor,
+            "staff.token.rotate",
+            staff_id,
+            serde_json::json!({ "token_hint": token_hint, "expires_at": expires_at }),
+            now,
+        )
+        .await?;
+        let row = sqlx::query(
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             token_expires_at, \
+             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE id = ?",
+        )
+        .bind(staff_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let member = staff_from_row(&row);
+        tx.commit().await.map_err(db_err)?;
+        Ok(member)
     }
 
     async fn staff_by_token(
@@ -283,6 +339,7 @@ impl StaffStore for SqliteStore {
     ) -> StoreResult<Option<StaffRecord>> {
         let row = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             token_expires_at, \
              (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
              FROM staff WHERE token_hash = ? AND revoked_at IS NULL",
         )
@@ -313,6 +370,7 @@ impl StaffStore for SqliteStore {
     async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>> {
         let rows = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             token_expires_at, \
              (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
              FROM staff WHERE (? OR revoked_at IS NULL) ORDER BY created_at, id",
         )
@@ -332,6 +390,7 @@ impl StaffStore for SqliteStore {
         let mut tx = self.write().await?;
         let rows = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             token_expires_at, \
              (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
              FROM staff WHERE revoked_at IS NULL AND (id = ? OR lower(name) = ?)",
         )
