@@ -23,6 +23,7 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_lockdown_is_written_whole_lifted_once_and_kept(&fresh().await).await;
     a_failed_lockdown_writes_nothing(&fresh().await).await;
     a_removed_protected_contact_is_kept_and_can_be_added_again(&fresh().await).await;
+    a_rotated_token_replaces_the_old_one(&fresh().await).await;
 }
 
 // Issue 3: staff see the children of their own homes only; a child elsewhere is not found
@@ -552,7 +553,43 @@ fn staff<'a>(name: &'a str, role: Role, homes: &'a [String], token_hash: &'a str
         homes,
         token_hash,
         token_hint: "hvn_ab",
+        token_expires_at: 1_000_000_000,
     }
+}
+
+// A rotated token replaces the old one at once, with its new expiry, and is audited; a
+// revoked member of staff gets no new token.
+async fn a_rotated_token_replaces_the_old_one(s: &impl Store) {
+    let oak = home(s, "Oak").await;
+    let jo = s
+        .add_staff(
+            &admin(),
+            staff("Jo", Role::Staff, std::slice::from_ref(&oak.id), "h-old"),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(jo.token_expires_at, Some(1_000_000_000));
+    let rotated = s
+        .rotate_staff_token(&admin(), &jo.id, "h-new", "hvn_cd", 2_000_000_000, 3)
+        .await
+        .unwrap();
+    assert_eq!(rotated.token_hint, "hvn_cd");
+    assert_eq!(rotated.homes, vec![oak.id.clone()]);
+    assert!(s.staff_by_token("h-old", 4).await.unwrap().is_none());
+    let by_new = s.staff_by_token("h-new", 4).await.unwrap().unwrap();
+    assert_eq!(by_new.token_expires_at, Some(2_000_000_000));
+    let audit = s.audit_entries(0, 1000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "staff.token.rotate"));
+    s.add_staff(&admin(), staff("Ann", Role::Admin, &[], "h-ann"), 5)
+        .await
+        .unwrap();
+    s.revoke_staff(&admin(), &jo.id, 6).await.unwrap();
+    assert!(matches!(
+        s.rotate_staff_token(&admin(), &jo.id, "h-x", "hvn_x", 7, 7)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn home(s: &impl Store, name: &str) -> HomeRecord {
