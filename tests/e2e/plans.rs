@@ -437,3 +437,59 @@ fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
         .fails(&["camera", "withdraw", "Amira", "--reason", "again"]);
     assert!(err.contains("already off"), "{err}");
 }
+
+/// The template's first plan, then the same plan with Nan's calls withdrawn for `reason`,
+/// with `grounds` (extra lines) added.
+fn restricting_text(p: &PlanHome, reason: &str, grounds: &str) -> String {
+    plan_text(p, |t| {
+        t.replace(
+            "reason = \"Nan asked to phone Amira after school; risk assessed and agreed.\"",
+            &format!("reason = \"{reason}\"\n{grounds}"),
+        )
+        .replace("  { channel = \"call\", address = \"07700 900123\" },\n", "")
+    })
+}
+
+// clause RM3, R19: a planned restriction is protective, never a punishment.
+#[test]
+fn rm3_r19_a_planned_restriction_needs_a_protective_reason_not_behaviour_management() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    let punitive = write(
+        &p.home,
+        "plan2.toml",
+        &restricting_text(&p, "Consequence for her behaviour at school", ""),
+    );
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &punitive]);
+    assert!(err.contains("never a punishment"), "{err}");
+    let unexplained = write(
+        &p.home,
+        "plan3.toml",
+        &restricting_text(&p, "Calls with Nan stop for now", ""),
+    );
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &unexplained]);
+    assert!(err.contains("protective_reason"), "{err}");
+    assert_eq!(revisions(&p), 1);
+    let protective = write(
+        &p.home,
+        "plan4.toml",
+        &restricting_text(
+            &p,
+            "Calls with Nan stop while the police look into threats",
+            "protective_reason = \"injury-to-child\"\nevidence = \"A caller on Nan's line threatened Amira on Monday.\"",
+        ),
+    );
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &protective]);
+    assert_eq!(revisions(&p), 2);
+}

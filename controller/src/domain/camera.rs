@@ -129,6 +129,11 @@ pub fn withdrawal(
         },
         child_views: None,
         review_by: Some(review_by),
+        // clause RM3: images reaching people who could exploit them put the child at risk.
+        grounds: super::plan::Grounds {
+            protective_reason: Some("injury-to-child".into()),
+            evidence: Some(reason.to_string()),
+        },
         section,
     })
 }
@@ -169,6 +174,7 @@ mod tests {
             shared_with: SharedWith::default(),
             child_views: None,
             review_by: None,
+            grounds: Default::default(),
             section: CommunicationSection {
                 camera,
                 ..CommunicationSection::default()

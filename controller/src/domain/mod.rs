@@ -11,6 +11,7 @@ pub mod phone;
 pub mod plan;
 pub mod policy;
 pub mod records;
+pub mod restriction;
 pub mod reports;
 pub mod risk;
 pub mod role;

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::UnixMillis;
 use super::phone;
 use super::policy::ProtectedContact;
+pub use super::restriction::Grounds;
+use super::restriction::check_protective_grounds;
 pub use super::risk::Refusal;
 use super::risk::RiskAssessment;
 use super::role::Role;
@@ -368,6 +370,9 @@ pub struct PlanRevisionDraft {
     /// restricts (KP1: restrictions are exceptions with a review or end date).
     #[serde(default)]
     pub review_by: Option<Date>,
+    /// Why a restricting revision protects someone (RM3, R19), and what the child said.
+    #[serde(flatten)]
+    pub grounds: Grounds,
     pub section: CommunicationSection,
 }
 
@@ -384,6 +389,8 @@ pub struct PlanRevision {
     pub shared_with: SharedWith,
     pub child_views: Option<String>,
     pub review_by: Option<Date>,
+    #[serde(flatten)]
+    pub grounds: Grounds,
     pub section: CommunicationSection,
 }
 
@@ -401,6 +408,7 @@ impl PlanRevision {
             shared_with: draft.shared_with,
             child_views: draft.child_views,
             review_by: draft.review_by,
+            grounds: draft.grounds,
             section: draft.section,
         }
     }
@@ -763,6 +771,8 @@ pub fn validate_revision(
             ));
         }
     }
+    // clause RM3, R19: a planned restriction is protective, like an emergency one.
+    check_protective_grounds(&next.reason, &next.grounds, &limits)?;
     Ok(())
 }
 
@@ -1686,6 +1696,7 @@ pub(crate) mod tests {
             shared_with: SharedWith::default(),
             child_views: None,
             review_by: None,
+            grounds: Grounds::default(),
             section: CommunicationSection::default(),
         };
         first.section.apps.default_allow = true;
@@ -1826,6 +1837,10 @@ pub(crate) mod tests {
             },
             child_views: Some("I want to talk to Nan after school".into()),
             review_by: None,
+            grounds: Grounds {
+                protective_reason: Some("injury-to-child".into()),
+                evidence: Some("threatening messages shown to staff on 20 November".into()),
+            },
             section,
         }
     }

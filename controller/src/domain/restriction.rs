@@ -1,0 +1,162 @@
+//! What a restriction is and what it must carry, whichever path it takes (RM2, RM3, RM5, R19):
+//! a plan revision that limits communication needs the same protective reasons an emergency
+//! lockdown does, never punishment, and a reduction of telephone or messaging access is a
+//! Regulation 35 sanction however it was made.
+//!
+//! Pure rules over plan sections; the caller passes the time in.
+
+use serde::{Deserialize, Serialize};
+
+use super::emergency::ProtectiveReason;
+use super::risk::Refusal;
+
+/// Why a revision restricts, in the terms of the policy (RM3, R19). Kept in the revision
+/// itself, so the written plan shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grounds {
+    /// One of the protective reasons a lockdown also needs: injury-to-child,
+    /// injury-to-others, property-damage or prevent-offence. Needed whenever the revision
+    /// restricts.
+    #[serde(default)]
+    pub protective_reason: Option<String>,
+    /// What shows the risk, in words ("messages from Dad's number threatened Amira on …").
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+/// Words that say a restriction is used to manage behaviour: a punishment, which the policy
+/// forbids (R19: "restricting contact with family and friends is never a punishment").
+const PUNITIVE_WORDS: &[&str] = &[
+    "punish",
+    "behaviour",
+    "behavior",
+    "consequence",
+    "sanction",
+    "grounded",
+    "privilege",
+    "earn",
+];
+
+fn sounds_punitive(text: &str) -> bool {
+    let t = text.to_lowercase();
+    PUNITIVE_WORDS.iter().any(|w| t.contains(w))
+}
+
+/// Checks that a revision which limits something (`limits`, in plain words, from
+/// `plan::restrictions`) is protective: one of the protective reasons and its evidence. A
+/// revision whose only reason is managing behaviour is refused with R19.
+pub fn check_protective_grounds(
+    reason: &str,
+    grounds: &Grounds,
+    limits: &[String],
+) -> Result<Option<ProtectiveReason>, Refusal> {
+    let Some(first) = limits.first() else {
+        return Ok(None);
+    };
+    let what = if limits.len() == 1 {
+        first.clone()
+    } else {
+        format!("{first}, and {} more", limits.len() - 1)
+    };
+    let given = grounds
+        .protective_reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let Some(given) = given else {
+        if sounds_punitive(reason) {
+            return Err(Refusal::new(
+                "R19",
+                format!(
+                    "this revision limits the child's communication ({what}) to manage behaviour: restricting contact is never a punishment; restrict only to protect someone, and say which protective_reason applies"
+                ),
+            ));
+        }
+        return Err(Refusal::new(
+            "RM3",
+            format!(
+                "this revision limits the child's communication ({what}): say why it protects someone with protective_reason = injury-to-child, injury-to-others, property-damage or prevent-offence, and the evidence"
+            ),
+        ));
+    };
+    let reason: ProtectiveReason = given.parse().map_err(|e| Refusal::new("R19", format!("{e}")))?;
+    let evidence = grounds.evidence.as_deref().map(str::trim).unwrap_or("");
+    if evidence.is_empty() {
+        return Err(Refusal::new(
+            "RM3",
+            format!(
+                "this revision limits the child's communication ({what}) for {}: write the evidence for it in words (evidence = \"…\")",
+                reason.describe()
+            ),
+        ));
+    }
+    if evidence.chars().count() > 4000 {
+        return Err(Refusal::new(
+            "RM3",
+            "the evidence is longer than 4000 characters: shorten it",
+        ));
+    }
+    Ok(Some(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grounds(reason: Option<&str>, evidence: Option<&str>) -> Grounds {
+        Grounds {
+            protective_reason: reason.map(Into::into),
+            evidence: evidence.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn rm3_r19_a_planned_restriction_needs_a_protective_reason_and_evidence() {
+        let limits = vec!["removes contact Dad (father)".to_string()];
+        // Nothing restricted: nothing needed.
+        assert_eq!(
+            check_protective_grounds("more calls", &Grounds::default(), &[]),
+            Ok(None)
+        );
+        let err =
+            check_protective_grounds("Dad upset her", &Grounds::default(), &limits).unwrap_err();
+        assert_eq!(err.clause, "RM3");
+        assert!(err.message.contains("protective_reason"), "{err}");
+        let err = check_protective_grounds(
+            "Dad upset her",
+            &grounds(Some("injury-to-child"), None),
+            &limits,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("evidence"), "{err}");
+        assert_eq!(
+            check_protective_grounds(
+                "Dad upset her",
+                &grounds(Some("injury-to-child"), Some("threats in messages on 1 Dec")),
+                &limits,
+            ),
+            Ok(Some(ProtectiveReason::InjuryToChild))
+        );
+    }
+
+    #[test]
+    fn r19_a_restriction_to_manage_behaviour_is_refused() {
+        let limits = vec!["removes contact Mum (mother)".to_string()];
+        let err = check_protective_grounds(
+            "Consequence for her behaviour at school",
+            &Grounds::default(),
+            &limits,
+        )
+        .unwrap_err();
+        assert_eq!(err.clause, "R19");
+        assert!(err.message.contains("never a punishment"), "{err}");
+        let err = check_protective_grounds(
+            "x",
+            &grounds(Some("behaviour management"), Some("she swore")),
+            &limits,
+        )
+        .unwrap_err();
+        assert_eq!(err.clause, "R19");
+        assert!(err.message.contains("never a punishment"), "{err}");
+    }
+}
