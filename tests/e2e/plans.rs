@@ -493,3 +493,57 @@ fn rm3_r19_a_planned_restriction_needs_a_protective_reason_not_behaviour_managem
         .ok(&["plan", "revise", "Amira", "--file", &protective]);
     assert_eq!(revisions(&p), 2);
 }
+
+// clause RM5, RM4: a plan revision that reduces telephone access opens the same sanction
+// record, deadlines and notification of the social worker as a lockdown.
+#[test]
+fn rm5_a_revision_reducing_telephone_access_opens_a_sanction_and_its_obligations() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    assert_eq!(
+        p.home.manager.json(&["sanctions"]).as_array().unwrap().len(),
+        0
+    );
+    let second = write(
+        &p.home,
+        "plan2.toml",
+        &restricting_text(
+            &p,
+            "Calls with Nan stop while the police look into threats",
+            "protective_reason = \"injury-to-child\"\nevidence = \"A caller on Nan's line threatened Amira on Monday.\"",
+        ),
+    );
+    let r = p
+        .home
+        .manager
+        .json(&["plan", "revise", "Amira", "--file", &second]);
+    assert_eq!(r["sanction_ids"].as_array().unwrap().len(), 1, "{r}");
+    let sanctions = p.home.manager.json(&["sanctions"]);
+    let s = &sanctions.as_array().unwrap()[0];
+    assert_eq!(s["plan_revision"], 2);
+    assert!(
+        s["measure"]
+            .as_str()
+            .unwrap()
+            .contains("phone calls with Nan (grandmother)"),
+        "{s}"
+    );
+    let owed = p.home.manager.json(&["obligations"]);
+    let kinds: Vec<&str> = owed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "notify-social-worker",
+        "complete-sanction-record",
+        "manager-sign-off",
+        "discuss-with-child",
+    ] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+}

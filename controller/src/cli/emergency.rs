@@ -491,7 +491,11 @@ pub async fn sanction(c: &mut Client, cmd: SanctionCommand, as_json: bool) -> an
             "completed; the Registered Manager signs it off next",
         ),
         SanctionCommand::SignOff { id, note } => (
-            c.sign_off_sanction(api::SignOffSanctionRequest { id, note })
+            c.sign_off_sanction(api::SignOffSanctionRequest {
+                id,
+                note,
+                spoke_with_imposer: String::new(),
+            })
                 .await
                 .map_err(explain)?
                 .into_inner(),

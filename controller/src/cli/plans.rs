@@ -196,6 +196,12 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                 "Made revision {} of the plan. The child's devices are being sent policy version {}.",
                 r.number, r.policy_version
             );
+            if !r.sanction_ids.is_empty() {
+                println!(
+                    "It reduces telephone or messaging access, which is a sanction (Regulation 35): opened {}. Tell the social worker and complete the record: see `haven obligations`.",
+                    r.sanction_ids.join(", ")
+                );
+            }
         }
         PlanCommand::History { child } => {
             let all = history(c, &child).await?;

@@ -1095,6 +1095,11 @@ fn coverage(windows: &[TimeWindow]) -> Vec<bool> {
     out
 }
 
+/// Whether `next` allows contact at fewer times of the week than `prev` did.
+pub fn narrows_times(prev: &[TimeWindow], next: &[TimeWindow]) -> bool {
+    narrows(prev, next)
+}
+
 fn narrows(prev: &[TimeWindow], next: &[TimeWindow]) -> bool {
     if prev == next {
         return false;

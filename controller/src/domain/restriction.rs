@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::emergency::ProtectiveReason;
+use super::plan::{Channel, CommunicationSection, ContactPermission, describe_windows};
 use super::risk::Refusal;
 
 /// Why a revision restricts, in the terms of the policy (RM3, R19). Kept in the revision
@@ -99,6 +100,61 @@ pub fn check_protective_grounds(
     Ok(Some(reason))
 }
 
+fn same_contact(a: &ContactPermission, b: &ContactPermission) -> bool {
+    a.name.trim().eq_ignore_ascii_case(b.name.trim())
+        && a.relationship
+            .trim()
+            .eq_ignore_ascii_case(b.relationship.trim())
+}
+
+fn phone_or_messaging(c: Channel) -> &'static str {
+    match c {
+        Channel::Call => "phone calls",
+        Channel::Sms => "text messages",
+        Channel::Messaging => "messages",
+    }
+}
+
+/// Each way `next` prevents or reduces the child's telephone or messaging access compared
+/// with `previous`, in plain words: a contact withdrawn, a number or handle withdrawn, or the
+/// times narrowed. Any of these is a Sanction under Regulation 35 (RM5), whether a lockdown or
+/// a plan revision made it. A first plan reduces nothing.
+pub fn telephone_reductions(
+    previous: Option<&CommunicationSection>,
+    next: &CommunicationSection,
+) -> Vec<String> {
+    let Some(prev) = previous else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in &prev.contacts {
+        if p.addresses.is_empty() {
+            continue;
+        }
+        match next.contacts.iter().find(|n| same_contact(p, n)) {
+            None => out.push(format!("contact with {} withdrawn", p.label())),
+            Some(n) => {
+                for a in p.addresses.iter().filter(|a| !n.addresses.contains(a)) {
+                    out.push(format!(
+                        "{} with {} ({}) withdrawn",
+                        phone_or_messaging(a.channel),
+                        p.label(),
+                        a.address
+                    ));
+                }
+                if super::plan::narrows_times(&p.windows, &n.windows) {
+                    out.push(format!(
+                        "contact with {} limited to {}",
+                        p.label(),
+                        describe_windows(&n.windows)
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +214,69 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.clause, "R19");
         assert!(err.message.contains("never a punishment"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod reduction_tests {
+    use super::*;
+    use crate::domain::plan::{ContactAddress, TimeWindow};
+
+    fn nan(addresses: Vec<ContactAddress>, windows: Vec<TimeWindow>) -> CommunicationSection {
+        CommunicationSection {
+            contacts: vec![ContactPermission {
+                name: "Nan".into(),
+                relationship: "grandmother".into(),
+                addresses,
+                windows,
+                risk_assessment: "ra-1".into(),
+                review_by: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn call() -> ContactAddress {
+        ContactAddress {
+            channel: Channel::Call,
+            address: "+447700900123".into(),
+            app: None,
+        }
+    }
+
+    fn sms() -> ContactAddress {
+        ContactAddress {
+            channel: Channel::Sms,
+            address: "+447700900123".into(),
+            app: None,
+        }
+    }
+
+    #[test]
+    fn rm5_a_revision_that_reduces_telephone_access_is_a_sanction() {
+        let before = nan(vec![call(), sms()], vec![]);
+        assert!(telephone_reductions(None, &before).is_empty());
+        assert!(telephone_reductions(Some(&before), &before).is_empty());
+        let no_calls = nan(vec![sms()], vec![]);
+        let r = telephone_reductions(Some(&before), &no_calls);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].contains("phone calls with Nan (grandmother)"), "{r:?}");
+        let gone = CommunicationSection::default();
+        assert_eq!(
+            telephone_reductions(Some(&before), &gone),
+            vec!["contact with Nan (grandmother) withdrawn".to_string()]
+        );
+        let evenings = nan(
+            vec![call(), sms()],
+            vec![TimeWindow {
+                start_minute: 960,
+                end_minute: 1200,
+                weekdays: vec![],
+            }],
+        );
+        let r = telephone_reductions(Some(&before), &evenings);
+        assert!(r[0].contains("limited to between 4pm and 8pm"), "{r:?}");
+        // Widening is not a reduction; turning the camera off is not telephone access.
+        assert!(telephone_reductions(Some(&evenings), &before).is_empty());
     }
 }

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
+use super::emergency::{LockChannel, LockdownTarget, ProtectiveReason};
 use super::working_days::{BankHolidays, Deadline};
 
 /// The bank-holiday calendar deadlines are computed with.
@@ -41,6 +42,99 @@ pub struct SanctionRecord {
     pub effectiveness: String,
     /// Any injury to anyone, and any medical treatment.
     pub injury_and_treatment: String,
+}
+
+/// "2026-12-02 07:00": a time written into a record, in the home's own time zone.
+pub fn home_time(ms: UnixMillis, time_zone: &str) -> String {
+    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// A lockdown's planned duration in words: it ends by itself, or it is reviewed.
+pub fn planned_duration(
+    until: Option<UnixMillis>,
+    review_at: Option<UnixMillis>,
+    time_zone: &str,
+) -> String {
+    match (until, review_at) {
+        (Some(u), _) => format!("until {}", home_time(u, time_zone)),
+        (_, Some(r)) => format!(
+            "until lifted; to be reviewed by {}",
+            home_time(r, time_zone)
+        ),
+        _ => "until lifted".to_string(),
+    }
+}
+
+/// The record Haven opens when a lockdown withdraws calls or messages (RM5): what it knows
+/// already; staff complete the rest.
+pub struct LockdownMeasure<'a> {
+    pub lockdown_id: &'a str,
+    pub reason: ProtectiveReason,
+    pub channels: &'a [LockChannel],
+    pub target: &'a LockdownTarget,
+    pub note: &'a str,
+    pub duration: String,
+}
+
+impl SanctionRecord {
+    pub fn for_lockdown(
+        child_name: &str,
+        m: &LockdownMeasure<'_>,
+        at: UnixMillis,
+        imposed_by: &str,
+    ) -> SanctionRecord {
+        let channels: Vec<&str> = m.channels.iter().map(|c| c.as_str()).collect();
+        let on = match m.target {
+            LockdownTarget::Child(_) => "the child's devices".to_string(),
+            LockdownTarget::Device(d) => format!("one of the child's devices ({d})"),
+            LockdownTarget::Home(_) => "every device in the home".to_string(),
+        };
+        SanctionRecord {
+            child_name: child_name.to_string(),
+            behaviour: m.note.to_string(),
+            occurred_at: at,
+            measure: format!(
+                "Emergency lockdown ({}, {}): {} withdrawn on {on}. Protected contacts stayed reachable.",
+                m.lockdown_id,
+                m.reason.describe(),
+                channels.join(", "),
+            ),
+            duration: m.duration.clone(),
+            imposed_by: imposed_by.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The record opened when a plan revision reduces telephone or messaging access (RM5):
+    /// the same record, with the revision's own reason and review date.
+    pub fn for_revision(
+        child_name: &str,
+        revision: u32,
+        why: &str,
+        reductions: &[String],
+        at: UnixMillis,
+        review_by: Option<jiff::civil::Date>,
+        imposed_by: &str,
+    ) -> SanctionRecord {
+        SanctionRecord {
+            child_name: child_name.to_string(),
+            behaviour: why.trim().to_string(),
+            occurred_at: at,
+            measure: format!(
+                "Placement plan revision {revision}: {}. Protected contacts stayed reachable.",
+                super::plan::join_and(reductions)
+            ),
+            duration: match review_by {
+                Some(d) => format!("until the plan changes; to be reviewed by {d}"),
+                None => "until the plan changes".to_string(),
+            },
+            imposed_by: imposed_by.to_string(),
+            ..Default::default()
+        }
+    }
 }
 
 /// What staff add to complete a record (every field required; "none" is an answer).

@@ -23,8 +23,8 @@ use crate::domain::emergency::{
     LockdownDraft, LockdownTarget, reduces_telephone, validate_lockdown,
 };
 use crate::domain::sanction::{
-    ObligationKind, ObligationState, SanctionCompletion, SanctionRecord, check_discussion,
-    check_notification, complete, obligations_after,
+    LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionRecord,
+    check_discussion, check_notification, complete, obligations_after, planned_duration,
 };
 use crate::domain::{Action, StaffIdentity, UnixMillis};
 use crate::ids::new_id;
@@ -129,6 +129,7 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
         how: o.how.unwrap_or_default(),
         done_at_unix_ms: o.done_at.unwrap_or(0),
         note: o.note.unwrap_or_default(),
+        plan_revision: o.plan_revision.map_or(0, |n| n.max(0) as u64),
     }
 }
 
@@ -169,15 +170,9 @@ fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanc
         discussed_at_unix_ms: s.discussed_at.unwrap_or(0),
         discussed_by: s.discussed_by.unwrap_or_default(),
         child_views: s.child_views.unwrap_or_default(),
+        plan_revision: s.plan_revision.map_or(0, |n| n.max(0) as u64),
+        spoke_with_imposer: s.spoke_with_imposer.unwrap_or_default(),
     }
-}
-
-/// "2026-12-02 07:00 (Europe/London)": times written into records, in the home's zone.
-fn home_time(ms: UnixMillis, time_zone: &str) -> String {
-    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_default()
 }
 
 impl Context {
@@ -322,40 +317,25 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
 
         let lockdown_id = new_id("lck");
         let is_sanction = reduces_telephone(&order.channels);
-        let channel_words: Vec<&str> = order.channels.iter().map(|c| c.as_str()).collect();
-        let duration = match (order.until, order.review_at) {
-            (Some(u), _) => format!("until {}", home_time(u, &home.time_zone)),
-            (_, Some(r)) => format!(
-                "until lifted; to be reviewed by {}",
-                home_time(r, &home.time_zone)
-            ),
-            _ => "until lifted".to_string(),
-        };
+        let duration = planned_duration(order.until, order.review_at, &home.time_zone);
         let mut sanctions = Vec::new();
         let mut obligations = Vec::new();
         for child in &children {
             let sanction_id = is_sanction.then(|| new_id("snc"));
             if let Some(id) = &sanction_id {
-                let record = SanctionRecord {
-                    child_name: child.name.clone(),
-                    behaviour: order.note.clone(),
-                    occurred_at: now,
-                    measure: format!(
-                        "Emergency lockdown ({}, {}): {} withdrawn on {}. Protected contacts stayed reachable.",
-                        lockdown_id,
-                        order.reason.describe(),
-                        channel_words.join(", "),
-                        match &target {
-                            LockdownTarget::Child(_) => "the child's devices".to_string(),
-                            LockdownTarget::Device(d) =>
-                                format!("one of the child's devices ({d})"),
-                            LockdownTarget::Home(_) => "every device in the home".to_string(),
-                        }
-                    ),
-                    duration: duration.clone(),
-                    imposed_by: who.name.clone(),
-                    ..Default::default()
-                };
+                let record = SanctionRecord::for_lockdown(
+                    &child.name,
+                    &LockdownMeasure {
+                        lockdown_id: &lockdown_id,
+                        reason: order.reason,
+                        channels: &order.channels,
+                        target: &target,
+                        note: &order.note,
+                        duration: duration.clone(),
+                    },
+                    now,
+                    &who.name,
+                );
                 sanctions.push(NewSanction {
                     id: id.clone(),
                     child_id: child.id.clone(),

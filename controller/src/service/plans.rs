@@ -17,10 +17,12 @@ use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
 };
 use crate::domain::policy::protected_for_child;
+use crate::domain::restriction::telephone_reductions;
+use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::domain::{Action, StaffIdentity};
 use crate::ids::new_id;
-use crate::store::{Actor, ChildRecord, HomeRecord, StoredDocument};
+use crate::store::{Actor, ChildRecord, HomeRecord, NewObligation, NewSanction, StoredDocument};
 
 pub struct PlanApi {
     pub ctx: Arc<Context>,
@@ -84,16 +86,75 @@ impl PlanApi {
         let revision = PlanRevision::next(previous.as_ref(), draft);
         let json = serde_json::to_string(&revision)
             .map_err(|_| Status::internal("could not write the plan down"))?;
+        let (sanctions, obligations) =
+            self.opened_by(who, child, home, previous.as_ref(), &revision)?;
         let (stored, version) = self
             .ctx
             .store
-            .add_plan_revision(&Actor::staff(who), &child.id, based_on_revision, &json, now)
+            .add_plan_revision_opening(
+                &Actor::staff(who),
+                &child.id,
+                based_on_revision,
+                &json,
+                &sanctions,
+                &obligations,
+                now,
+            )
             .await?;
         tracing::info!(child = %child.id, revision = stored.number, version, "plan revised");
         if let Err(e) = self.ctx.push_child(&home.id, &child.id, version, now).await {
             tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
         }
-        Ok(revision_record(stored, version))
+        let mut record = revision_record(stored, version);
+        record.sanction_ids = sanctions.into_iter().map(|s| s.id).collect();
+        Ok(record)
+    }
+
+    /// What a revision opens (RM5): reducing telephone or messaging access is a Sanction, with
+    /// the same record, deadlines and notification of the social worker as a lockdown's.
+    fn opened_by(
+        &self,
+        who: &StaffIdentity,
+        child: &ChildRecord,
+        home: &HomeRecord,
+        previous: Option<&PlanRevision>,
+        revision: &PlanRevision,
+    ) -> Result<(Vec<NewSanction>, Vec<NewObligation>), Status> {
+        let reductions = telephone_reductions(previous.map(|p| &p.section), &revision.section);
+        if reductions.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let record = SanctionRecord::for_revision(
+            &child.name,
+            revision.number,
+            &revision.reason,
+            &reductions,
+            revision.made_at,
+            revision.review_by,
+            &who.name,
+        );
+        let sanction = NewSanction {
+            id: new_id("snc"),
+            child_id: child.id.clone(),
+            record: serde_json::to_string(&record)
+                .map_err(|_| Status::internal("could not write the sanction record"))?,
+        };
+        let obligations = obligations_after(
+            revision.made_at,
+            &home.time_zone,
+            &self.ctx.holidays,
+            true,
+        )
+        .into_iter()
+        .map(|(kind, due_at)| NewObligation {
+            id: new_id("obl"),
+            kind: kind.as_str().to_string(),
+            child_id: child.id.clone(),
+            sanction_id: (kind != ObligationKind::NotifySocialWorker).then(|| sanction.id.clone()),
+            due_at,
+        })
+        .collect();
+        Ok((vec![sanction], obligations))
     }
 }
 
@@ -105,6 +166,7 @@ fn revision_record(doc: StoredDocument, policy_version: u64) -> PlanRevisionReco
         made_by: doc.made_by,
         document_json: doc.document,
         policy_version,
+        sanction_ids: Vec::new(),
     }
 }
 

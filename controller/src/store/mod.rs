@@ -480,6 +480,18 @@ pub trait PlanStore: Send + Sync {
     ) -> StoreResult<(StoredDocument, u64)>;
     /// Every revision, oldest first.
     async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+    /// [`PlanStore::add_plan_revision`], writing in the same transaction the sanction records
+    /// and obligations the revision opens (RM4, RM5), each marked with the revision's number.
+    async fn add_plan_revision_opening(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        sanctions: &[NewSanction],
+        obligations: &[NewObligation],
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)>;
 }
 
 /// A staff member's off-duty contact report as stored, with its manager follow-up.
@@ -664,6 +676,10 @@ pub struct SanctionRow {
     pub discussed_at: Option<UnixMillis>,
     pub discussed_by: Option<String>,
     pub child_views: Option<String>,
+    /// The plan revision that opened it, when no lockdown did (then `lockdown_id` is empty).
+    pub plan_revision: Option<i64>,
+    /// Whom the manager spoke to before signing off, and when (RM5).
+    pub spoke_with_imposer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -683,6 +699,8 @@ pub struct ObligationRecord {
     pub how: Option<String>,
     pub done_at: Option<UnixMillis>,
     pub note: Option<String>,
+    /// The plan revision that opened it, when no lockdown did (then `lockdown_id` is empty).
+    pub plan_revision: Option<i64>,
 }
 
 #[async_trait]

@@ -1658,6 +1658,20 @@ impl PlanStore for SqliteStore {
         document: &str,
         now: UnixMillis,
     ) -> StoreResult<(StoredDocument, u64)> {
+        self.add_plan_revision_opening(actor, child_id, expected_previous, document, &[], &[], now)
+            .await
+    }
+
+    async fn add_plan_revision_opening(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        sanctions: &[NewSanction],
+        obligations: &[NewObligation],
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)> {
         let mut tx = self.write().await?;
         let latest: i64 = sqlx::query(
             "SELECT COALESCE(MAX(number), 0) AS n FROM plan_revisions WHERE child_id = ?",
@@ -1695,12 +1709,20 @@ impl PlanStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        insert_opened(&mut tx, child_id, number, sanctions, obligations, now).await?;
         append_audit(
             &mut tx,
             actor,
             "plan.revision.add",
             child_id,
-            serde_json::json!({ "revision": number, "document": document }),
+            serde_json::json!({
+                "revision": number,
+                "document": document,
+                "sanctions": sanctions.iter().map(|s| &s.id).collect::<Vec<_>>(),
+                "obligations": obligations.iter().map(|o| serde_json::json!({
+                    "id": o.id, "kind": o.kind, "due_at": o.due_at,
+                })).collect::<Vec<_>>(),
+            }),
             now,
         )
         .await?;
@@ -2305,6 +2327,59 @@ async fn bump_target(
     Ok(version)
 }
 
+/// Writes the sanctions and obligations a plan revision opens, inside its transaction.
+async fn insert_opened(
+    tx: &mut Transaction<'static, Sqlite>,
+    child_id: &str,
+    revision: i64,
+    sanctions: &[NewSanction],
+    obligations: &[NewObligation],
+    now: UnixMillis,
+) -> StoreResult<()> {
+    if sanctions.is_empty() && obligations.is_empty() {
+        return Ok(());
+    }
+    let home_id: String = sqlx::query("SELECT home_id FROM children WHERE id = ?")
+        .bind(child_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .get("home_id");
+    for s in sanctions {
+        sqlx::query(
+            "INSERT INTO sanctions (id, child_id, home_id, opened_at, record, plan_revision) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.child_id)
+        .bind(&home_id)
+        .bind(now)
+        .bind(&s.record)
+        .bind(revision)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    for o in obligations {
+        sqlx::query(
+            "INSERT INTO obligations (id, kind, sanction_id, child_id, home_id, opened_at, \
+             due_at, plan_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&o.id)
+        .bind(&o.kind)
+        .bind(&o.sanction_id)
+        .bind(&o.child_id)
+        .bind(&home_id)
+        .bind(now)
+        .bind(o.due_at)
+        .bind(revision)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl LockdownStore for SqliteStore {
     async fn start_lockdown(
@@ -2565,10 +2640,11 @@ impl LockdownStore for SqliteStore {
     }
 }
 
-const SANCTION_SELECT: &str = "SELECT s.id, s.lockdown_id, s.child_id, c.name AS child_name, \
+const SANCTION_SELECT: &str = "SELECT s.id, COALESCE(s.lockdown_id, '') AS lockdown_id, \
+     s.child_id, c.name AS child_name, \
      s.home_id, s.opened_at, s.record, s.completed_at, s.completed_by, s.signed_off_at, \
-     s.signed_off_by, s.sign_off_note, s.discussed_at, s.discussed_by, s.child_views \
-     FROM sanctions s JOIN children c ON c.id = s.child_id";
+     s.signed_off_by, s.sign_off_note, s.discussed_at, s.discussed_by, s.child_views, \
+     s.plan_revision, s.spoke_with_imposer FROM sanctions s JOIN children c ON c.id = s.child_id";
 
 fn sanction_from_row(row: &SqliteRow) -> SanctionRow {
     SanctionRow {
@@ -2587,6 +2663,8 @@ fn sanction_from_row(row: &SqliteRow) -> SanctionRow {
         discussed_at: row.get("discussed_at"),
         discussed_by: row.get("discussed_by"),
         child_views: row.get("child_views"),
+        plan_revision: row.get("plan_revision"),
+        spoke_with_imposer: row.get("spoke_with_imposer"),
     }
 }
 
@@ -2789,9 +2867,10 @@ impl SanctionStore for SqliteStore {
     }
 }
 
-const OBLIGATION_SELECT: &str = "SELECT o.id, o.kind, o.lockdown_id, o.sanction_id, o.child_id, \
+const OBLIGATION_SELECT: &str = "SELECT o.id, o.kind, COALESCE(o.lockdown_id, '') AS lockdown_id, \
+     o.sanction_id, o.child_id, \
      c.name AS child_name, o.home_id, o.opened_at, o.due_at, o.closed_at, o.closed_by, \
-     o.done_by, o.how, o.done_at, o.note FROM obligations o JOIN children c ON c.id = o.child_id";
+     o.done_by, o.how, o.done_at, o.note, o.plan_revision FROM obligations o JOIN children c ON c.id = o.child_id";
 
 fn obligation_from_row(row: &SqliteRow) -> ObligationRecord {
     ObligationRecord {
@@ -2810,6 +2889,7 @@ fn obligation_from_row(row: &SqliteRow) -> ObligationRecord {
         how: row.get("how"),
         done_at: row.get("done_at"),
         note: row.get("note"),
+        plan_revision: row.get("plan_revision"),
     }
 }
 
