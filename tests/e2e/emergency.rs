@@ -189,12 +189,19 @@ fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
     ]);
     let refused = staff.fails(&["sanction", "sign-off", sid]);
     assert!(refused.contains("only a manager"), "{refused}");
+    // clause RM5: the manager records that they spoke to the person who imposed it.
+    let unspoken = home
+        .manager
+        .fails(&["sanction", "sign-off", sid, "--note", "accurate"]);
+    assert!(unspoken.contains("--spoke-with"), "{unspoken}");
     home.manager.ok(&[
         "sanction",
         "sign-off",
         sid,
         "--note",
         "Spoke to Sam; accurate",
+        "--spoke-with",
+        "Sam Carer, this morning",
     ]);
     staff.ok(&[
         "sanction",
@@ -207,6 +214,7 @@ fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
     let entry = &log.as_array().unwrap()[0];
     assert!(millis(&entry["completed_at_unix_ms"]) > 0);
     assert!(millis(&entry["signed_off_at_unix_ms"]) > 0);
+    assert_eq!(entry["spoke_with_imposer"], "Sam Carer, this morning");
     assert_eq!(
         entry["child_views"],
         "She said it was unfair but understood why"
@@ -224,6 +232,17 @@ fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
         "Called back: no further action",
     ]);
     assert_eq!(noted["ofsted_advice"], "Called back: no further action");
+
+    // clause RM5: lifted early, the record says how long it actually lasted.
+    staff.ok(&["lift", &lockdown_id, "--note", "calm again"]);
+    let log = staff.json(&["sanctions"]);
+    let entry = &log.as_array().unwrap()[0];
+    let duration = entry["duration"].as_str().unwrap();
+    assert!(
+        duration.contains("(planned: until lifted; to be reviewed by"),
+        "{duration}"
+    );
+    assert!(!duration.starts_with("until"), "{duration}");
 }
 
 // clauses KP1, GD4: lockdowns in force are listed with who, since when and their review time;

@@ -78,6 +78,9 @@ pub enum SanctionCommand {
         id: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Whom you spoke to (the person who imposed the measure) and when: required (RM5).
+        #[arg(long = "spoke-with", default_value = "")]
+        spoke_with: String,
     },
     /// The child has been spoken to about it; record their views (due within 5 days).
     Discussed {
@@ -490,11 +493,15 @@ pub async fn sanction(c: &mut Client, cmd: SanctionCommand, as_json: bool) -> an
             .into_inner(),
             "completed; the Registered Manager signs it off next",
         ),
-        SanctionCommand::SignOff { id, note } => (
+        SanctionCommand::SignOff {
+            id,
+            note,
+            spoke_with,
+        } => (
             c.sign_off_sanction(api::SignOffSanctionRequest {
                 id,
                 note,
-                spoke_with_imposer: String::new(),
+                spoke_with_imposer: spoke_with,
             })
                 .await
                 .map_err(explain)?

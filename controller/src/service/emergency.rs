@@ -640,6 +640,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 &Actor::staff(&who),
                 req.id.trim(),
                 req.note.trim(),
+                req.spoke_with_imposer.trim(),
                 now_ms(),
             )
             .await?;

@@ -230,15 +230,24 @@ async fn a_lockdown_is_written_whole_lifted_once_and_kept(s: &impl Store) {
     // RM5: sign-off waits for the completed record; each step closes its obligation.
     let manager = Actor("stf-m".into());
     assert!(matches!(
-        s.sign_off_sanction(&manager, "snc-1", "", 90).await,
+        s.sign_off_sanction(&manager, "snc-1", "", "Sam, 3 Dec", 90)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     s.complete_sanction(&carer, "snc-1", "{\"location\":\"lounge\"}", 91)
         .await
         .unwrap();
-    s.sign_off_sanction(&manager, "snc-1", "accurate", 92)
+    // RM5: the manager spoke to the person who imposed it.
+    assert!(matches!(
+        s.sign_off_sanction(&manager, "snc-1", "accurate", " ", 92)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let signed = s
+        .sign_off_sanction(&manager, "snc-1", "accurate", "Sam, 3 Dec", 92)
         .await
         .unwrap();
+    assert_eq!(signed.spoke_with_imposer.as_deref(), Some("Sam, 3 Dec"));
     let done = s
         .record_sanction_discussion(&carer, "snc-1", "she thought it was fair", 93)
         .await

@@ -754,12 +754,14 @@ pub trait SanctionStore: Send + Sync {
         record: &str,
         now: UnixMillis,
     ) -> StoreResult<SanctionRow>;
-    /// The Registered Manager's sign-off; refused until the record is complete, or if done.
+    /// The Registered Manager's sign-off, with whom they spoke (the person who imposed the
+    /// measure); the domain's `sanction::sign_off` decides whether it may be made.
     async fn sign_off_sanction(
         &self,
         actor: &Actor,
         id: &str,
         note: &str,
+        spoke_with_imposer: &str,
         now: UnixMillis,
     ) -> StoreResult<SanctionRow>;
     /// The child was spoken to about it; their views are recorded. Refused if done.

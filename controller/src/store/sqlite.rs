@@ -20,6 +20,7 @@ use crate::domain::audit::{self, AuditEntry};
 use crate::domain::camera::CameraIncident;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::{ProtectedContact, protected_for_child};
+use crate::domain::sanction::{self, SanctionRecord};
 use crate::domain::{DeviceStatus, HomeScope, Role, UnixMillis};
 use crate::ids::new_id;
 
@@ -2515,7 +2516,8 @@ impl LockdownStore for SqliteStore {
     ) -> StoreResult<LockdownRecord> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "SELECT target_kind, home_id, child_id, device_id, lifted_at FROM lockdowns WHERE id = ?",
+            "SELECT l.target_kind, l.home_id, l.child_id, l.device_id, l.lifted_at, l.started_at, \
+             h.time_zone FROM lockdowns l JOIN homes h ON h.id = l.home_id WHERE l.id = ?",
         )
         .bind(id.trim())
         .fetch_optional(&mut *tx)
@@ -2559,12 +2561,37 @@ impl LockdownStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        // RM5: the sanction records say how long the measure actually lasted.
+        let started_at: i64 = row.get("started_at");
+        let time_zone: String = row.get("time_zone");
+        let opened = sqlx::query("SELECT id, record FROM sanctions WHERE lockdown_id = ?")
+            .bind(id.trim())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut durations = Vec::new();
+        for r in opened {
+            let sanction_id: String = r.get("id");
+            let record: SanctionRecord =
+                serde_json::from_str(&r.get::<String, _>("record")).unwrap_or_default();
+            let actual = sanction::with_actual_duration(&record, started_at, now, &time_zone);
+            let json = serde_json::to_string(&actual).map_err(|e| {
+                StoreError::Database(format!("could not write the sanction record: {e}"))
+            })?;
+            sqlx::query("UPDATE sanctions SET record = ? WHERE id = ?")
+                .bind(json)
+                .bind(&sanction_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            durations.push(serde_json::json!({ "sanction": sanction_id, "duration": actual.duration }));
+        }
         append_audit(
             &mut tx,
             actor,
             "lockdown.lift",
             id.trim(),
-            serde_json::json!({ "note": note, "policy_version": version }),
+            serde_json::json!({ "note": note, "policy_version": version, "sanctions": durations }),
             now,
         )
         .await?;
@@ -2668,6 +2695,20 @@ fn sanction_from_row(row: &SqliteRow) -> SanctionRow {
     }
 }
 
+/// What has been done to a stored sanction, for the domain's transitions.
+fn steps(s: &SanctionRow) -> sanction::SanctionSteps {
+    sanction::SanctionSteps {
+        completed: s.completed_at.is_some(),
+        signed_off: s.signed_off_at.is_some(),
+        discussed: s.discussed_at.is_some(),
+    }
+}
+
+/// A rule of the domain refused the change: nothing was written.
+fn conflict(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Conflict(e.to_string())
+}
+
 /// Closes a sanction's obligation of `kind` (if open) inside the caller's transaction.
 async fn close_sanction_obligation(
     tx: &mut Transaction<'static, Sqlite>,
@@ -2752,12 +2793,7 @@ impl SanctionStore for SqliteStore {
     ) -> StoreResult<SanctionRow> {
         let mut tx = self.write().await?;
         let s = Self::sanction_in(&mut tx, id).await?;
-        if s.completed_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "sanction {} was already completed: nothing was changed",
-                s.id
-            )));
-        }
+        sanction::may_complete(&s.id, steps(&s)).map_err(conflict)?;
         sqlx::query(
             "UPDATE sanctions SET record = ?, completed_at = ?, completed_by = ? WHERE id = ?",
         )
@@ -2787,28 +2823,20 @@ impl SanctionStore for SqliteStore {
         actor: &Actor,
         id: &str,
         note: &str,
+        spoke_with_imposer: &str,
         now: UnixMillis,
     ) -> StoreResult<SanctionRow> {
         let mut tx = self.write().await?;
         let s = Self::sanction_in(&mut tx, id).await?;
-        if s.signed_off_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "sanction {} was already signed off: nothing was changed",
-                s.id
-            )));
-        }
-        if s.completed_at.is_none() {
-            return Err(StoreError::Conflict(format!(
-                "sanction {} is not complete yet: it is signed off once staff have completed it (`haven sanction complete {}`)",
-                s.id, s.id
-            )));
-        }
+        let spoke = sanction::sign_off(&s.id, steps(&s), spoke_with_imposer).map_err(conflict)?;
         sqlx::query(
-            "UPDATE sanctions SET signed_off_at = ?, signed_off_by = ?, sign_off_note = ? WHERE id = ?",
+            "UPDATE sanctions SET signed_off_at = ?, signed_off_by = ?, sign_off_note = ?, \
+             spoke_with_imposer = ? WHERE id = ?",
         )
         .bind(now)
         .bind(&actor.0)
         .bind(note)
+        .bind(&spoke)
         .bind(&s.id)
         .execute(&mut *tx)
         .await
@@ -2819,7 +2847,7 @@ impl SanctionStore for SqliteStore {
             actor,
             "sanction.sign_off",
             &s.id,
-            serde_json::json!({ "note": note }),
+            serde_json::json!({ "note": note, "spoke_with_imposer": spoke }),
             now,
         )
         .await?;
@@ -2836,12 +2864,7 @@ impl SanctionStore for SqliteStore {
     ) -> StoreResult<SanctionRow> {
         let mut tx = self.write().await?;
         let s = Self::sanction_in(&mut tx, id).await?;
-        if s.discussed_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "the discussion with the child about sanction {} was already recorded: nothing was changed",
-                s.id
-            )));
-        }
+        sanction::may_record_discussion(&s.id, steps(&s)).map_err(conflict)?;
         sqlx::query(
             "UPDATE sanctions SET discussed_at = ?, discussed_by = ?, child_views = ? WHERE id = ?",
         )
