@@ -430,3 +430,51 @@ fn rm3_rm4_gd4_bad_input_is_refused_in_one_line() {
         0
     );
 }
+
+// clause S1, RM3, RM5, KP1: an emergency restriction of visits is recorded with the same
+// protective reasons, sanction record, obligations and end time as a lockdown, though no
+// device is involved.
+#[test]
+fn s1_rm3_an_emergency_restriction_of_visits_is_recorded_like_a_lockdown() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let err = staff.fails(&[
+        "restrict",
+        "Amira",
+        "--channel",
+        "visits",
+        "--reason",
+        "punishment",
+        "--note",
+        "x",
+        "--until",
+        "in 2h",
+    ]);
+    assert!(err.contains("never a punishment"), "{err}");
+    let r = staff.json(&[
+        "restrict",
+        "Amira",
+        "--channel",
+        "visits",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "Dad arrived drunk and threatened to take her",
+        "--until",
+        "in 2h",
+    ]);
+    assert_eq!(r["lockdown"]["channels"], serde_json::json!(["visits"]));
+    assert_eq!(r["devices"].as_array().map_or(0, |d| d.len()), 0, "{r}");
+    let sanctions = r["sanctions"].as_array().unwrap();
+    assert_eq!(sanctions.len(), 1, "{r}");
+    assert!(
+        sanctions[0]["measure"]
+            .as_str()
+            .unwrap()
+            .contains("visits withdrawn, no device involved"),
+        "{r}"
+    );
+    assert_eq!(r["obligations"].as_array().unwrap().len(), 4, "{r}");
+    let listed = staff.ok(&["lockdowns"]);
+    assert!(listed.contains("visits"), "{listed}");
+}

@@ -102,6 +102,79 @@ fn time_arg(text: Option<&str>, now: i64) -> anyhow::Result<i64> {
     }
 }
 
+/// `haven restrict`: letters or visits withdrawn in an emergency (S1, RM3).
+#[derive(clap::Args, Debug)]
+pub struct RestrictArgs {
+    /// The child (name or id).
+    pub child: String,
+    /// What is withdrawn: letters, visits (repeat or separate with commas).
+    #[arg(long = "channel", required = true)]
+    pub channels: Vec<String>,
+    /// injury-to-child, injury-to-others, property-damage or prevent-offence.
+    #[arg(long)]
+    pub reason: String,
+    /// What happened: the evidence for it.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// When it ends by itself ("in 2h", "07:00", RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// When it must be reviewed, if it does not end by itself (default: in a day).
+    #[arg(long)]
+    pub review: Option<String>,
+    /// What Ofsted advised, if consulted (RM6).
+    #[arg(long = "ofsted-advice")]
+    pub ofsted_advice: Option<String>,
+}
+
+pub async fn restrict(c: &mut Client, a: RestrictArgs, as_json: bool) -> anyhow::Result<()> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let r = c
+        .restrict(api::RestrictRequest {
+            child: a.child,
+            reason: a.reason,
+            arrangements: a.channels,
+            note: a.note,
+            until_unix_ms: time_arg(a.until.as_deref(), now)?,
+            review_at_unix_ms: time_arg(a.review.as_deref(), now)?,
+            ofsted_advice: a.ofsted_advice.unwrap_or_default(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if as_json {
+        return json(&r);
+    }
+    let l = r.lockdown.unwrap_or_default();
+    println!(
+        "Restriction {} recorded for {}: {} withdrawn ({}).",
+        l.id,
+        l.child_name,
+        l.channels.join(", "),
+        l.reason
+    );
+    if l.until_unix_ms > 0 {
+        println!("It ends by itself at {}.", when(l.until_unix_ms));
+    } else {
+        println!(
+            "It stays until lifted (`haven lift {}`); review it by {}.",
+            l.id,
+            when(l.review_at_unix_ms)
+        );
+    }
+    for s in &r.sanctions {
+        println!(
+            "Sanction record {} opened: complete it with `haven sanction complete {}`.",
+            s.id, s.id
+        );
+    }
+    println!(
+        "{} obligation(s) opened: see `haven obligations`.",
+        r.obligations.len()
+    );
+    Ok(())
+}
+
 /// One line of progress: "3 of 4 devices locked; 1 offline — will lock on reconnect".
 pub fn progress_line(p: &api::LockdownProgress) -> String {
     let mut line = format!(

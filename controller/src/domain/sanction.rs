@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
-use super::emergency::{LockChannel, LockdownTarget, ProtectiveReason};
+use super::emergency::{LockdownTarget, ProtectiveReason};
 use super::working_days::{BankHolidays, Deadline};
 
 /// The bank-holiday calendar deadlines are computed with.
@@ -73,7 +73,10 @@ pub fn planned_duration(
 pub struct LockdownMeasure<'a> {
     pub lockdown_id: &'a str,
     pub reason: ProtectiveReason,
-    pub channels: &'a [LockChannel],
+    /// Everything withdrawn, in words ("calls", "messages", "visits").
+    pub withdrawn: &'a [&'a str],
+    /// Whether any of it is on a device (letters and visits are not).
+    pub on_devices: bool,
     pub target: &'a LockdownTarget,
     pub note: &'a str,
     pub duration: String,
@@ -86,21 +89,24 @@ impl SanctionRecord {
         at: UnixMillis,
         imposed_by: &str,
     ) -> SanctionRecord {
-        let channels: Vec<&str> = m.channels.iter().map(|c| c.as_str()).collect();
-        let on = match m.target {
-            LockdownTarget::Child(_) => "the child's devices".to_string(),
-            LockdownTarget::Device(d) => format!("one of the child's devices ({d})"),
-            LockdownTarget::Home(_) => "every device in the home".to_string(),
+        let (kind, on) = match m.target {
+            _ if !m.on_devices => ("Emergency restriction", "no device involved".to_string()),
+            LockdownTarget::Child(_) => ("Emergency lockdown", "on the child's devices".into()),
+            LockdownTarget::Device(d) => (
+                "Emergency lockdown",
+                format!("on one of the child's devices ({d})"),
+            ),
+            LockdownTarget::Home(_) => ("Emergency lockdown", "on every device in the home".into()),
         };
         SanctionRecord {
             child_name: child_name.to_string(),
             behaviour: m.note.to_string(),
             occurred_at: at,
             measure: format!(
-                "Emergency lockdown ({}, {}): {} withdrawn on {on}. Protected contacts stayed reachable.",
+                "{kind} ({}, {}): {} withdrawn, {on}. Protected contacts stayed reachable.",
                 m.lockdown_id,
                 m.reason.describe(),
-                channels.join(", "),
+                m.withdrawn.join(", "),
             ),
             duration: m.duration.clone(),
             imposed_by: imposed_by.to_string(),

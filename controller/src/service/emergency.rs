@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use super::auth::in_scope;
 use super::{Context, now_ms};
 use crate::domain::emergency::{
-    LockdownDraft, LockdownTarget, reduces_telephone, validate_lockdown,
+    LockdownDraft, LockdownOrder, LockdownTarget, validate_lockdown, validate_restriction,
 };
 use crate::domain::sanction::{
     LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionRecord,
@@ -313,104 +313,52 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 .collect();
             (LockdownTarget::Home(h.id.clone()), h.id, children)
         };
-        let home = store.find_home(&home_id).await?;
+        self.open(&who, target, &home_id, &children, order, now, started)
+            .await
+    }
 
-        let lockdown_id = new_id("lck");
-        let is_sanction = reduces_telephone(&order.channels);
-        let duration = planned_duration(order.until, order.review_at, &home.time_zone);
-        let mut sanctions = Vec::new();
-        let mut obligations = Vec::new();
-        for child in &children {
-            let sanction_id = is_sanction.then(|| new_id("snc"));
-            if let Some(id) = &sanction_id {
-                let record = SanctionRecord::for_lockdown(
-                    &child.name,
-                    &LockdownMeasure {
-                        lockdown_id: &lockdown_id,
-                        reason: order.reason,
-                        channels: &order.channels,
-                        target: &target,
-                        note: &order.note,
-                        duration: duration.clone(),
-                    },
-                    now,
-                    &who.name,
-                );
-                sanctions.push(NewSanction {
-                    id: id.clone(),
-                    child_id: child.id.clone(),
-                    record: serde_json::to_string(&record)
-                        .map_err(|_| Status::internal("could not write the sanction record"))?,
-                });
-            }
-            for (kind, due_at) in
-                obligations_after(now, &home.time_zone, &self.ctx.holidays, is_sanction)
-            {
-                obligations.push(NewObligation {
-                    id: new_id("obl"),
-                    kind: kind.as_str().to_string(),
-                    child_id: child.id.clone(),
-                    sanction_id: match kind {
-                        ObligationKind::NotifySocialWorker => None,
-                        _ => sanction_id.clone(),
-                    },
-                    due_at,
-                });
-            }
-        }
-        let record = store
-            .start_lockdown(
-                &Actor::staff(&who),
-                &NewLockdown {
-                    id: lockdown_id,
-                    target,
-                    home_id: home.id.clone(),
-                    order,
-                    started_by_name: who.name.clone(),
-                },
-                &sanctions,
-                &obligations,
-                now,
-            )
-            .await?;
-        let written = started.elapsed();
-        self.ctx
-            .push_lockdown(&record, record.policy_version, now)
-            .await;
-        tracing::info!(
-            lockdown = %record.id,
-            staff = %who.id,
-            version = record.policy_version,
-            written_us = written.as_micros() as u64,
-            total_us = started.elapsed().as_micros() as u64,
-            "lockdown started"
-        );
-        let devices = self
+    async fn restrict(
+        &self,
+        request: Request<RestrictRequest>,
+    ) -> Result<Response<LockdownResponse>, Status> {
+        let started = std::time::Instant::now();
+        let who = self
             .ctx
-            .devices_of(&record)
-            .await?
-            .into_iter()
-            .map(|d| TargetedDevice {
-                online: self.ctx.registry.is_online(&d.id),
-                device_id: d.id,
-                child_name: d.child_name,
-            })
-            .collect();
-        let opened = store.obligations(Some(&home.id), true).await?;
-        let opened: Vec<ObligationRecord> = opened
-            .into_iter()
-            .filter(|o| o.lockdown_id == record.id)
-            .collect();
-        let mut sanction_rows = Vec::new();
-        for s in &sanctions {
-            sanction_rows.push(sanction(store.find_sanction(&s.id).await?, &opened));
+            .authorize(request.metadata(), Action::EmergencyAction)
+            .await?;
+        let req = request.into_inner();
+        let now = now_ms();
+        let order = validate_restriction(
+            &LockdownDraft {
+                reason: req.reason.clone(),
+                channels: Vec::new(),
+                note: req.note.clone(),
+                until: opt(req.until_unix_ms),
+                review_at: opt(req.review_at_unix_ms),
+                ofsted_advice: Some(req.ofsted_advice.clone()),
+            },
+            &req.arrangements,
+            now,
+        )
+        .map_err(invalid)?;
+        let c = self.ctx.child_for(&who, req.child.trim()).await?;
+        if c.archived_at.is_some() {
+            return Err(Status::failed_precondition(format!(
+                "{} has left the home (archived): there is nothing to restrict",
+                c.name
+            )));
         }
-        Ok(Response::new(LockdownResponse {
-            lockdown: Some(lockdown_record(record)),
-            devices,
-            sanctions: sanction_rows,
-            obligations: opened.into_iter().map(|o| obligation(o, now)).collect(),
-        }))
+        let home_id = c.home_id.clone();
+        self.open(
+            &who,
+            LockdownTarget::Child(c.id.clone()),
+            &home_id,
+            &[c],
+            order,
+            now,
+            started,
+        )
+        .await
     }
 
     type WatchLockdownStream = ProgressStream;
@@ -724,6 +672,121 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
 }
 
 impl EmergencyApi {
+    /// Writes a checked lockdown (or restriction of letters or visits) with the sanctions and
+    /// obligations it opens, pushes it, and answers with all of them.
+    #[allow(clippy::too_many_arguments)]
+    async fn open(
+        &self,
+        who: &StaffIdentity,
+        target: LockdownTarget,
+        home_id: &str,
+        children: &[crate::store::ChildRecord],
+        order: LockdownOrder,
+        now: UnixMillis,
+        started: std::time::Instant,
+    ) -> Result<Response<LockdownResponse>, Status> {
+        let store = &self.ctx.store;
+        let home = store.find_home(home_id).await?;
+
+        let lockdown_id = new_id("lck");
+        let is_sanction = order.is_sanction();
+        let withdrawn = order.withdrawn();
+        let duration = planned_duration(order.until, order.review_at, &home.time_zone);
+        let mut sanctions = Vec::new();
+        let mut obligations = Vec::new();
+        for child in children {
+            let sanction_id = is_sanction.then(|| new_id("snc"));
+            if let Some(id) = &sanction_id {
+                let record = SanctionRecord::for_lockdown(
+                    &child.name,
+                    &LockdownMeasure {
+                        lockdown_id: &lockdown_id,
+                        reason: order.reason,
+                        withdrawn: &withdrawn,
+                        on_devices: !order.channels.is_empty(),
+                        target: &target,
+                        note: &order.note,
+                        duration: duration.clone(),
+                    },
+                    now,
+                    &who.name,
+                );
+                sanctions.push(NewSanction {
+                    id: id.clone(),
+                    child_id: child.id.clone(),
+                    record: serde_json::to_string(&record)
+                        .map_err(|_| Status::internal("could not write the sanction record"))?,
+                });
+            }
+            for (kind, due_at) in
+                obligations_after(now, &home.time_zone, &self.ctx.holidays, is_sanction)
+            {
+                obligations.push(NewObligation {
+                    id: new_id("obl"),
+                    kind: kind.as_str().to_string(),
+                    child_id: child.id.clone(),
+                    sanction_id: match kind {
+                        ObligationKind::NotifySocialWorker => None,
+                        _ => sanction_id.clone(),
+                    },
+                    due_at,
+                });
+            }
+        }
+        let record = store
+            .start_lockdown(
+                &Actor::staff(&who),
+                &NewLockdown {
+                    id: lockdown_id,
+                    target,
+                    home_id: home.id.clone(),
+                    order,
+                    started_by_name: who.name.clone(),
+                },
+                &sanctions,
+                &obligations,
+                now,
+            )
+            .await?;
+        let written = started.elapsed();
+        self.ctx
+            .push_lockdown(&record, record.policy_version, now)
+            .await;
+        tracing::info!(
+            lockdown = %record.id,
+            staff = %who.id,
+            version = record.policy_version,
+            written_us = written.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "lockdown started"
+        );
+        let devices = self
+            .ctx
+            .devices_of(&record)
+            .await?
+            .into_iter()
+            .map(|d| TargetedDevice {
+                online: self.ctx.registry.is_online(&d.id),
+                device_id: d.id,
+                child_name: d.child_name,
+            })
+            .collect();
+        let opened = store.obligations(Some(&home.id), true).await?;
+        let opened: Vec<ObligationRecord> = opened
+            .into_iter()
+            .filter(|o| o.lockdown_id == record.id)
+            .collect();
+        let mut sanction_rows = Vec::new();
+        for s in &sanctions {
+            sanction_rows.push(sanction(store.find_sanction(&s.id).await?, &opened));
+        }
+        Ok(Response::new(LockdownResponse {
+            lockdown: Some(lockdown_record(record)),
+            devices,
+            sanctions: sanction_rows,
+            obligations: opened.into_iter().map(|o| obligation(o, now)).collect(),
+        }))
+    }
     /// A lockdown in one of the homes `who` works in; any other is "not found".
     async fn lockdown_for(
         &self,

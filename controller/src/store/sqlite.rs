@@ -2273,7 +2273,11 @@ fn active_from_row(row: &SqliteRow) -> Option<crate::domain::emergency::ActiveLo
     let channels = split_channels(&row.get::<String, _>("channels"))
         .iter()
         .filter_map(|c| LockChannel::parse(c).ok())
-        .collect();
+        .collect::<Vec<_>>();
+    // A restriction of letters or visits only (S1) is a record: no device enforces it.
+    if channels.is_empty() {
+        return None;
+    }
     Some(ActiveLockdown {
         id: row.get("id"),
         target,
@@ -2422,7 +2426,7 @@ impl LockdownStore for SqliteStore {
         )
         .await?;
         let order = &lockdown.order;
-        let channels: Vec<&str> = order.channels.iter().map(|c| c.as_str()).collect();
+        let channels: Vec<&str> = order.withdrawn();
         sqlx::query(
             "INSERT INTO lockdowns (id, target_kind, home_id, child_id, device_id, reason, \
              channels, note, until_at, review_at, ofsted_advice, started_at, started_by, \
