@@ -547,3 +547,41 @@ fn rm5_a_revision_reducing_telephone_access_opens_a_sanction_and_its_obligations
         assert!(kinds.contains(&kind), "{kinds:?}");
     }
 }
+
+// clause GD3: a contact whose own assessment says they pose a risk is approved only with a
+// manager's decision made with the social worker's agreement.
+#[test]
+fn gd3_a_risky_contact_is_refused_without_a_managers_decision_with_the_social_worker() {
+    let p = plan_home();
+    let template = p.staff.ok(&["risk", "template"]);
+    let risky = template.replace(
+        "[checklist.contact_poses_risk]\nanswer = \"no\"",
+        "[checklist.contact_poses_risk]\nanswer = \"yes\"\nnotes = \"Past threats to Amira's mother.\"",
+    );
+    assert_ne!(risky, template);
+    let file = write(&p.home, "ra-risky.toml", &risky);
+    let ra = p.staff.json(&["risk", "add", "Amira", "--file", &file])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = plan_text(&p, |t| t).replacen(&p.ra, &ra, 1);
+    let file = write(&p.home, "plan.toml", &text);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(
+        err.contains("poses a risk") && err.contains("social_worker_agreed"),
+        "{err}"
+    );
+    assert_eq!(revisions(&p), 0);
+    let decided = text.replace(
+        "[consultation.social_worker]",
+        "[[risk_decisions]]\ncontact = \"Nan\"\ndecided_by = \"R. Patel\"\nsocial_worker_agreed = \"J. Okafor, 2026-11-20\"\ndecision = \"Calls on speaker in the lounge only\"\n\n[consultation.social_worker]",
+    );
+    let file = write(&p.home, "plan2.toml", &decided);
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &file]);
+    assert_eq!(revisions(&p), 1);
+}

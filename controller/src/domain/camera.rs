@@ -133,6 +133,7 @@ pub fn withdrawal(
         grounds: super::plan::Grounds {
             protective_reason: Some("injury-to-child".into()),
             evidence: Some(reason.to_string()),
+            ..Default::default()
         },
         section,
     })

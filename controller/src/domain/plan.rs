@@ -15,6 +15,7 @@ use super::UnixMillis;
 use super::phone;
 use super::policy::ProtectedContact;
 pub use super::restriction::Grounds;
+use super::contact_risk::check_contact_risks;
 use super::restriction::check_protective_grounds;
 pub use super::risk::Refusal;
 use super::risk::RiskAssessment;
@@ -773,6 +774,14 @@ pub fn validate_revision(
     }
     // clause RM3, R19: a planned restriction is protective, like an emergency one.
     check_protective_grounds(&next.reason, &next.grounds, &limits)?;
+    // clause GD2, GD3, KP1: each contact approved anew, against their own assessment.
+    check_contact_risks(
+        previous,
+        s,
+        risk_assessments,
+        &next.grounds.risk_decisions,
+        today,
+    )?;
     Ok(())
 }
 
@@ -1845,6 +1854,7 @@ pub(crate) mod tests {
             grounds: Grounds {
                 protective_reason: Some("injury-to-child".into()),
                 evidence: Some("threatening messages shown to staff on 20 November".into()),
+                ..Default::default()
             },
             section,
         }

@@ -23,6 +23,10 @@ pub struct Grounds {
     /// What shows the risk, in words ("messages from Dad's number threatened Amira on …").
     #[serde(default)]
     pub evidence: Option<String>,
+    /// A manager's decision, with the social worker's agreement, for each contact approved
+    /// although their assessment raised a concern (GD3) or names an order (GD2).
+    #[serde(default)]
+    pub risk_decisions: Vec<super::contact_risk::RiskDecision>,
 }
 
 /// Words that say a restriction is used to manage behaviour: a punishment, which the policy
@@ -163,6 +167,7 @@ mod tests {
         Grounds {
             protective_reason: reason.map(Into::into),
             evidence: evidence.map(Into::into),
+            ..Default::default()
         }
     }
 
