@@ -26,6 +26,7 @@ use crate::domain::sanction::{
     LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionRecord,
     check_discussion, check_notification, complete, obligations_after, planned_duration,
 };
+use crate::domain::violations::{TASK_OBLIGATION_KIND, task_due};
 use crate::domain::{Action, StaffIdentity, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{
@@ -130,6 +131,38 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
         done_at_unix_ms: o.done_at.unwrap_or(0),
         note: o.note.unwrap_or_default(),
         plan_revision: o.plan_revision.map_or(0, |n| n.max(0) as u64),
+    }
+}
+
+/// A manager task (GD3) as one of the home's obligations: due the next working day.
+fn task_obligation(
+    t: crate::store::ManagerTaskRecord,
+    holidays: &crate::domain::working_days::BankHolidays,
+    now: UnixMillis,
+) -> api_types::Obligation {
+    // Counted from the attempt (the manager is consulted at once), never from a device
+    // clock that runs ahead of the controller's.
+    let due_at = task_due(t.first_attempt_at.min(t.opened_at), &t.time_zone, holidays);
+    api_types::Obligation {
+        state: ObligationState::of(due_at, t.closed_at, now)
+            .as_str()
+            .to_string(),
+        what: t.summary,
+        closed_with: format!(
+            "haven tasks close {} --decision assess|refuse|no-action --note …",
+            t.id
+        ),
+        id: t.id,
+        kind: TASK_OBLIGATION_KIND.to_string(),
+        child_id: t.child_id,
+        child_name: t.child_name,
+        home_id: t.home_id,
+        opened_at_unix_ms: t.opened_at,
+        due_at_unix_ms: due_at,
+        closed_at_unix_ms: t.closed_at.unwrap_or(0),
+        closed_by: t.closed_by.unwrap_or_default(),
+        note: t.note.unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -630,14 +663,24 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .store
             .obligations(home.as_deref(), !req.include_done)
             .await?;
-        Ok(Response::new(ListObligationsResponse {
-            obligations: list
-                .into_iter()
-                .filter(|o| who.homes.covers(&o.home_id))
-                .map(|o| obligation(o, now))
-                .filter(|o| !req.overdue_only || o.state == "overdue")
-                .collect(),
-        }))
+        // clause GD3: a manager's decision on an unknown contact is owed too.
+        let tasks = self
+            .ctx
+            .store
+            .manager_tasks(None, req.include_done)
+            .await?
+            .into_iter()
+            .filter(|t| home.as_deref().is_none_or(|h| h == t.home_id))
+            .map(|t| task_obligation(t, &self.ctx.holidays, now));
+        let mut all: Vec<api_types::Obligation> = list
+            .into_iter()
+            .map(|o| obligation(o, now))
+            .chain(tasks)
+            .filter(|o| who.homes.covers(&o.home_id))
+            .filter(|o| !req.overdue_only || o.state == "overdue")
+            .collect();
+        all.sort_by(|a, b| (a.due_at_unix_ms, &a.id).cmp(&(b.due_at_unix_ms, &b.id)));
+        Ok(Response::new(ListObligationsResponse { obligations: all }))
     }
 
     async fn record_notification(

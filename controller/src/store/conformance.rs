@@ -916,21 +916,30 @@ async fn unknown_contacts_open_one_grouped_manager_task(s: &impl Store) {
     assert_eq!(s.manager_tasks(Some(&c.id), false).await.unwrap().len(), 1);
 
     let closed = s
-        .close_manager_task(&admin(), &task.id, "assessed with the social worker", 70)
+        .close_manager_task(
+            &admin(),
+            &task.id,
+            "assess",
+            "assessed with the social worker",
+            70,
+        )
         .await
         .unwrap();
     assert_eq!(closed.closed_at, Some(70));
+    assert_eq!(closed.decision.as_deref(), Some("assess"));
     assert_eq!(s.find_manager_task(&task.id).await.unwrap(), closed);
     assert!(matches!(
         s.find_manager_task("tsk-nope").await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        s.close_manager_task(&admin(), &task.id, "again", 71).await,
+        s.close_manager_task(&admin(), &task.id, "refuse", "again", 71)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.close_manager_task(&admin(), "tsk-nope", "x", 71).await,
+        s.close_manager_task(&admin(), "tsk-nope", "refuse", "x", 71)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(s.manager_tasks(None, false).await.unwrap().is_empty());

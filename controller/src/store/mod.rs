@@ -401,6 +401,10 @@ pub struct ManagerTaskRecord {
     pub closed_at: Option<UnixMillis>,
     pub closed_by: Option<String>,
     pub note: Option<String>,
+    /// assess, refuse or no-action (GD3), once closed.
+    pub decision: Option<String>,
+    /// The home's time zone, which its due time is counted in.
+    pub time_zone: String,
 }
 
 /// What storing a batch changed: the violations that were new (not resends), and the manager
@@ -432,11 +436,13 @@ pub trait ViolationStore: Send + Sync {
         include_closed: bool,
     ) -> StoreResult<Vec<ManagerTaskRecord>>;
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord>;
-    /// A manager closes a task with a note; refused if it is already closed.
+    /// A manager closes a task with a decision and a note; the domain's
+    /// `violations::close_task` decides whether it may be closed.
     async fn close_manager_task(
         &self,
         actor: &Actor,
         id: &str,
+        decision: &str,
         note: &str,
         now: UnixMillis,
     ) -> StoreResult<ManagerTaskRecord>;

@@ -1186,8 +1186,8 @@ fn violation_from_row(row: &SqliteRow) -> StoredViolation {
 
 const TASK_COLUMNS: &str = "SELECT t.id, t.home_id, t.child_id, c.name AS child_name, t.kind, \
      t.address, t.channel, t.summary, t.attempts, t.first_attempt_at, t.last_attempt_at, \
-     t.opened_at, t.closed_at, t.closed_by, t.note \
-     FROM manager_tasks t JOIN children c ON c.id = t.child_id";
+     t.opened_at, t.closed_at, t.closed_by, t.note, t.decision, h.time_zone \
+     FROM manager_tasks t JOIN children c ON c.id = t.child_id JOIN homes h ON h.id = t.home_id";
 
 fn task_from_row(row: &SqliteRow) -> ManagerTaskRecord {
     ManagerTaskRecord {
@@ -1206,6 +1206,8 @@ fn task_from_row(row: &SqliteRow) -> ManagerTaskRecord {
         closed_at: row.get("closed_at"),
         closed_by: row.get("closed_by"),
         note: row.get("note"),
+        decision: row.get("decision"),
+        time_zone: row.get("time_zone"),
     }
 }
 
@@ -1508,6 +1510,7 @@ impl ViolationStore for SqliteStore {
         &self,
         actor: &Actor,
         id: &str,
+        decision: &str,
         note: &str,
         now: UnixMillis,
     ) -> StoreResult<ManagerTaskRecord> {
@@ -1524,17 +1527,22 @@ impl ViolationStore for SqliteStore {
             what: "task",
             key: id.to_string(),
         })?;
-        if task.closed_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "task {id} was already closed by {}",
-                task.closed_by.unwrap_or_default()
-            )));
-        }
-        sqlx::query("UPDATE manager_tasks SET closed_at = ?, closed_by = ?, note = ? WHERE id = ?")
-            .bind(now)
-            .bind(&actor.0)
-            .bind(note)
-            .bind(id)
+        let closed_by = task
+            .closed_at
+            .map(|_| task.closed_by.clone().unwrap_or_default());
+        let (decision, note) =
+            crate::domain::violations::close_task(id, closed_by.as_deref(), decision, note)
+                .map_err(StoreError::Conflict)?;
+        let decision = decision.as_str();
+        sqlx::query(
+            "UPDATE manager_tasks SET closed_at = ?, closed_by = ?, note = ?, decision = ? \
+             WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.0)
+        .bind(&note)
+        .bind(decision)
+        .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -1543,7 +1551,7 @@ impl ViolationStore for SqliteStore {
             actor,
             "manager_task.close",
             id,
-            serde_json::json!({ "note": note }),
+            serde_json::json!({ "decision": decision, "note": note }),
             now,
         )
         .await?;
@@ -1551,7 +1559,8 @@ impl ViolationStore for SqliteStore {
         Ok(ManagerTaskRecord {
             closed_at: Some(now),
             closed_by: Some(actor.0.clone()),
-            note: Some(note.to_string()),
+            note: Some(note),
+            decision: Some(decision.to_string()),
             ..task
         })
     }
