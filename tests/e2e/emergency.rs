@@ -478,3 +478,62 @@ fn s1_rm3_an_emergency_restriction_of_visits_is_recorded_like_a_lockdown() {
     let listed = staff.ok(&["lockdowns"]);
     assert!(listed.contains("visits"), "{listed}");
 }
+
+// clause KP1, GD4: a lockdown past its review time is flagged in `haven lockdowns`, listed in
+// `haven reviews --due` and in `haven obligations --overdue` until it is lifted.
+#[test]
+fn kp1_gd4_a_lockdown_past_its_review_time_is_flagged_everywhere() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let review = jiff::Timestamp::from_millisecond(
+        jiff::Timestamp::now().as_millisecond() + 2_000,
+    )
+    .unwrap()
+    .to_string();
+    let r = staff.json(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "prevent-offence",
+        "--note",
+        "Buying a knife online",
+        "--channels",
+        "web",
+        "--review",
+        &review,
+    ]);
+    let id = r["lockdown"]["id"].as_str().unwrap().to_string();
+    let listed = eventually("the review to fall due", WAIT, || {
+        let t = staff.ok(&["lockdowns"]);
+        t.contains("REVIEW OVERDUE").then_some(t)
+    });
+    assert!(listed.contains(&id), "{listed}");
+    let reviews = home.manager.json(&["reviews", "--due"]);
+    assert!(
+        reviews
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["overdue"] == true && r["what"].as_str().unwrap().contains(&id)),
+        "{reviews}"
+    );
+    let overdue = staff.json(&["obligations", "--overdue"]);
+    assert!(
+        overdue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "review-lockdown" && o["lockdown_id"] == id.as_str()),
+        "{overdue}"
+    );
+    staff.ok(&["lift", &id, "--note", "Reviewed: no longer needed"]);
+    let overdue = staff.json(&["obligations", "--overdue"]);
+    assert!(
+        !overdue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "review-lockdown"),
+        "{overdue}"
+    );
+}

@@ -386,7 +386,9 @@ pub async fn lockdowns(
                 } else {
                     format!("review by {}", when(l.review_at_unix_ms))
                 };
-                let state = if l.in_force {
+                let state = if l.review_overdue {
+                    "in force, REVIEW OVERDUE".to_string()
+                } else if l.in_force {
                     "in force".to_string()
                 } else {
                     format!("lifted {}", when(l.lifted_at_unix_ms))

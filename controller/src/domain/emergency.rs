@@ -432,6 +432,19 @@ pub fn explain_to_child(merged: &MergedLockdown, protected_names: &[&str]) -> St
     )
 }
 
+/// The kind of obligation a lockdown in force past its review time appears as (KP1, GD4).
+pub const REVIEW_OBLIGATION_KIND: &str = "review-lockdown";
+
+/// Whether a lockdown still in force has passed the time it was to be reviewed by (KP1:
+/// restrictions are exceptions, reviewed on time). One that ends by itself has no review.
+pub fn review_overdue(
+    review_at: Option<UnixMillis>,
+    lifted_at: Option<UnixMillis>,
+    now: UnixMillis,
+) -> bool {
+    lifted_at.is_none() && review_at.is_some_and(|r| now > r)
+}
+
 /// The reason the device shows beside a withdrawn channel (short, for the child).
 pub const CHILD_REASON: &str =
     "Paused for a while by staff to keep everyone safe. This is not a punishment.";
@@ -539,6 +552,14 @@ mod tests {
             validate_restriction(&d, &["letters".into()], now),
             Err(EmergencyError::UntilInPast)
         );
+    }
+
+    #[test]
+    fn kp1_gd4_a_lockdown_past_its_review_time_is_overdue_until_lifted() {
+        assert!(!review_overdue(Some(100), None, 100));
+        assert!(review_overdue(Some(100), None, 101));
+        assert!(!review_overdue(Some(100), Some(150), 200));
+        assert!(!review_overdue(None, None, 200));
     }
 
     #[test]

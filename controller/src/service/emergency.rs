@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status};
 use super::auth::in_scope;
 use super::{Context, now_ms};
 use crate::domain::emergency::{
-    LockdownDraft, LockdownOrder, LockdownTarget, validate_lockdown, validate_restriction,
+    LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND, review_overdue,
+    validate_lockdown, validate_restriction,
 };
 use crate::domain::sanction::{
     LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionRecord,
@@ -75,6 +76,7 @@ fn opt(ms: i64) -> Option<UnixMillis> {
 
 fn lockdown_record(l: LockdownRecord) -> api_types::LockdownRecord {
     api_types::LockdownRecord {
+        review_overdue: review_overdue(l.review_at, l.lifted_at, now_ms()),
         in_force: l.lifted_at.is_none(),
         id: l.id,
         target: l.target_kind,
@@ -132,6 +134,32 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
         note: o.note.unwrap_or_default(),
         plan_revision: o.plan_revision.map_or(0, |n| n.max(0) as u64),
     }
+}
+
+/// A lockdown in force with a review time, as the review the home owes (KP1, GD4).
+fn review_obligation(l: LockdownRecord, now: UnixMillis) -> Option<api_types::Obligation> {
+    let review_at = l.review_at?;
+    let whom = l.child_name.clone().unwrap_or_else(|| format!("every child in {}", l.home_name));
+    Some(api_types::Obligation {
+        state: ObligationState::of(review_at, l.lifted_at, now)
+            .as_str()
+            .to_string(),
+        what: format!(
+            "review lockdown {} ({} withdrawn): lift it, or record why it must stay",
+            l.id,
+            l.channels.join(", ")
+        ),
+        closed_with: format!("haven lift {}", l.id),
+        id: format!("review-{}", l.id),
+        kind: REVIEW_OBLIGATION_KIND.to_string(),
+        lockdown_id: l.id,
+        child_id: l.child_id.unwrap_or_default(),
+        child_name: whom,
+        home_id: l.home_id,
+        opened_at_unix_ms: l.started_at,
+        due_at_unix_ms: review_at,
+        ..Default::default()
+    })
 }
 
 /// A manager task (GD3) as one of the home's obligations: due the next working day.
@@ -672,10 +700,19 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .into_iter()
             .filter(|t| home.as_deref().is_none_or(|h| h == t.home_id))
             .map(|t| task_obligation(t, &self.ctx.holidays, now));
+        // clause KP1: a lockdown in force past its review time is owed a review.
+        let reviews = self
+            .ctx
+            .store
+            .lockdowns(home.as_deref(), false)
+            .await?
+            .into_iter()
+            .filter_map(|l| review_obligation(l, now));
         let mut all: Vec<api_types::Obligation> = list
             .into_iter()
             .map(|o| obligation(o, now))
             .chain(tasks)
+            .chain(reviews)
             .filter(|o| who.homes.covers(&o.home_id))
             .filter(|o| !req.overdue_only || o.state == "overdue")
             .collect();

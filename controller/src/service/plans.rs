@@ -16,6 +16,7 @@ use crate::domain::camera::{incident_review_item, review_required, withdrawal};
 use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
 };
+use crate::domain::emergency::review_overdue;
 use crate::domain::policy::protected_for_child;
 use crate::domain::restriction::telephone_reductions;
 use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
@@ -108,6 +109,44 @@ impl PlanApi {
         let mut record = revision_record(stored, version);
         record.sanction_ids = sanctions.into_iter().map(|s| s.id).collect();
         Ok(record)
+    }
+
+    /// Lockdowns in force that are to be reviewed within `within_days`, or already past their
+    /// review time (KP1, GD4).
+    async fn lockdown_reviews(
+        &self,
+        who: &StaffIdentity,
+        within_days: u32,
+    ) -> Result<Vec<ReviewDue>, Status> {
+        let now = now_ms();
+        let horizon = now.saturating_add(i64::from(within_days.min(36_500)) * 86_400_000);
+        let mut out = Vec::new();
+        for l in self.ctx.store.lockdowns(None, false).await? {
+            let Some(review_at) = l.review_at else {
+                continue;
+            };
+            if !who.homes.covers(&l.home_id) || review_at > horizon {
+                continue;
+            }
+            let time_zone = self.ctx.store.find_home(&l.home_id).await?.time_zone;
+            out.push(ReviewDue {
+                child_id: l.child_id.clone().unwrap_or_default(),
+                child_name: l
+                    .child_name
+                    .clone()
+                    .unwrap_or_else(|| format!("every child in {}", l.home_name)),
+                home_name: l.home_name.clone(),
+                what: format!(
+                    "lockdown {} ({} withdrawn since {})",
+                    l.id,
+                    l.channels.join(", "),
+                    date_in(&time_zone, l.started_at)
+                ),
+                due: date_in(&time_zone, review_at).to_string(),
+                overdue: review_overdue(Some(review_at), l.lifted_at, now),
+            });
+        }
+        Ok(out)
     }
 
     /// What a revision opens (RM5): reducing telephone or messaging access is a Sanction, with
@@ -375,6 +414,7 @@ impl plan_service_server::PlanService for PlanApi {
             }
         }
         // Overdue first, then soonest.
+        reviews.extend(self.lockdown_reviews(&who, req.within_days).await?);
         reviews.sort_by(|a, b| b.overdue.cmp(&a.overdue).then(a.due.cmp(&b.due)));
         Ok(Response::new(ListReviewsResponse { reviews }))
     }
