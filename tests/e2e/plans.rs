@@ -492,6 +492,12 @@ fn rm3_r19_a_planned_restriction_needs_a_protective_reason_not_behaviour_managem
         .manager
         .ok(&["plan", "revise", "Amira", "--file", &protective]);
     assert_eq!(revisions(&p), 2);
+    // clause KP1: the withdrawn way of reaching Nan is a restriction in force, with its review.
+    let printed = p.home.admin.ok(&["plan", "print", "Amira"]);
+    assert!(
+        printed.contains("contact with Nan (grandmother) by phone (+447700900123) withdrawn"),
+        "{printed}"
+    );
 }
 
 // clause RM5, RM4: a plan revision that reduces telephone access opens the same sanction

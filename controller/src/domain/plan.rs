@@ -1620,6 +1620,18 @@ pub fn restrictions_in_force(history: &[PlanRevision]) -> Vec<RestrictionInForce
             }
         })
         .collect();
+    // clause KP1: withdrawn contacts and ways of reaching them are restrictions too.
+    out.extend(
+        super::restriction::withdrawn_in(history)
+            .into_iter()
+            .map(|(what, i)| RestrictionInForce {
+                what,
+                since: history[i].made_at,
+                since_revision: history[i].number,
+                reason: history[i].reason.clone(),
+                review_by: current.review_by,
+            }),
+    );
     out.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.what.cmp(&b.what)));
     out
 }
@@ -1740,6 +1752,40 @@ pub(crate) mod tests {
         assert_eq!(in_force_for(game.since, 12 * 86_400_000), "7 days");
         assert_eq!(in_force_for(10, 20), "less than a day");
         assert!(restrictions_in_force(&[]).is_empty());
+    }
+
+    // clause KP1: a withdrawn contact, or a way of reaching one, is a restriction in force.
+    #[test]
+    fn kp1_withdrawn_contacts_and_ways_of_reaching_them_are_in_force() {
+        let mut first = PlanRevision::next(None, draft(full_section()));
+        first.made_at = 1_000;
+        let nan = first.section.contacts[0].clone();
+        let mut second = first.clone();
+        second.number = 2;
+        second.made_at = 2_000;
+        second.reason = "calls stop for now".into();
+        second.review_by = Some(Date::new(2026, 12, 10).unwrap());
+        second.section.contacts[0]
+            .addresses
+            .retain(|a| a.channel != Channel::Call);
+        let in_force = restrictions_in_force(&[first.clone(), second.clone()]);
+        let calls = in_force
+            .iter()
+            .find(|r| r.what.contains("by phone"))
+            .unwrap_or_else(|| panic!("{in_force:?}"));
+        assert_eq!(calls.since_revision, 2);
+        assert_eq!(calls.review_by, Some(Date::new(2026, 12, 10).unwrap()));
+        assert!(calls.what.starts_with(&format!("contact with {}", nan.label())));
+        let mut third = second.clone();
+        third.number = 3;
+        third.made_at = 3_000;
+        third.section.contacts.clear();
+        let in_force = restrictions_in_force(&[first, second, third]);
+        let gone = in_force
+            .iter()
+            .find(|r| r.what == format!("contact with {} withdrawn", nan.label()))
+            .unwrap_or_else(|| panic!("{in_force:?}"));
+        assert_eq!(gone.since_revision, 3);
     }
 
     pub(crate) fn protected_contact(name: &str, address: &str) -> ProtectedContact {

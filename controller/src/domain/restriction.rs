@@ -159,6 +159,80 @@ pub fn telephone_reductions(
     out
 }
 
+fn channel_words(c: Channel) -> &'static str {
+    match c {
+        Channel::Call => "by phone",
+        Channel::Sms => "by text",
+        Channel::Messaging => "by message",
+    }
+}
+
+/// Contacts, and ways of reaching a contact, that an earlier revision of `history` (oldest
+/// first) allowed and the newest one does not, each with the index of the revision since
+/// which it has been withdrawn without a break (KP1: "contact with Mum by phone withdrawn
+/// since revision 4").
+pub fn withdrawn_in(history: &[super::plan::PlanRevision]) -> Vec<(String, usize)> {
+    let Some(current) = history.last() else {
+        return Vec::new();
+    };
+    let now = &current.section;
+    let mut out: Vec<(String, usize)> = Vec::new();
+    // The newest revision (before the current one) that still had `present`.
+    let since = |present: &dyn Fn(&CommunicationSection) -> bool| -> Option<usize> {
+        history
+            .iter()
+            .rposition(|r| present(&r.section))
+            .map(|last| last + 1)
+            .filter(|i| *i < history.len())
+    };
+    let mut seen: Vec<&ContactPermission> = Vec::new();
+    for c in history.iter().flat_map(|r| &r.section.contacts) {
+        if seen.iter().any(|s| same_contact(s, c)) {
+            continue;
+        }
+        seen.push(c);
+        let still = now.contacts.iter().find(|n| same_contact(n, c));
+        match still {
+            None => {
+                let had = |s: &CommunicationSection| s.contacts.iter().any(|x| same_contact(x, c));
+                if let Some(i) = since(&had) {
+                    out.push((format!("contact with {} withdrawn", c.label()), i));
+                }
+            }
+            Some(n) => {
+                let mut ways: Vec<&super::plan::ContactAddress> = history
+                    .iter()
+                    .flat_map(|r| &r.section.contacts)
+                    .filter(|x| same_contact(x, c))
+                    .flat_map(|x| &x.addresses)
+                    .filter(|a| !n.addresses.contains(a))
+                    .collect();
+                ways.sort();
+                ways.dedup();
+                for a in ways {
+                    let had = |s: &CommunicationSection| {
+                        s.contacts
+                            .iter()
+                            .any(|x| same_contact(x, c) && x.addresses.contains(a))
+                    };
+                    if let Some(i) = since(&had) {
+                        out.push((
+                            format!(
+                                "contact with {} {} ({}) withdrawn",
+                                c.label(),
+                                channel_words(a.channel),
+                                a.address
+                            ),
+                            i,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
