@@ -591,3 +591,30 @@ fn gd3_a_risky_contact_is_refused_without_a_managers_decision_with_the_social_wo
         .ok(&["plan", "revise", "Amira", "--file", &file]);
     assert_eq!(revisions(&p), 1);
 }
+
+// clause KP1: a restriction's review date is carried forward; dropping it while the
+// restriction stands is refused.
+#[test]
+fn kp1_a_revision_that_drops_a_standing_restrictions_review_date_is_refused() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    let grounds = "protective_reason = \"injury-to-child\"\nevidence = \"A caller on Nan's line threatened Amira on Monday.\"";
+    let restricting = restricting_text(&p, "Calls with Nan stop for now", grounds);
+    let second = write(&p.home, "plan2.toml", &restricting);
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &second]);
+    let dropped = restricting
+        .replace("review_by = \"2027-02-01\"", "")
+        .replace("Calls with Nan stop for now", "Letters agreed");
+    let third = write(&p.home, "plan3.toml", &dropped);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &third]);
+    assert!(err.contains("carry it forward"), "{err}");
+    assert_eq!(revisions(&p), 2);
+}

@@ -233,6 +233,40 @@ pub fn withdrawn_in(history: &[super::plan::PlanRevision]) -> Vec<(String, usize
     out
 }
 
+/// A restriction's review date is carried forward (KP1): a revision that leaves out its review
+/// date while a restriction made with one still stands is refused. `history` is every stored
+/// revision, oldest first; `next` the revision about to be written.
+pub fn check_review_carried(
+    history: &[super::plan::PlanRevision],
+    next: &super::plan::PlanRevision,
+) -> Result<(), Refusal> {
+    if next.review_by.is_some() {
+        return Ok(());
+    }
+    let mut all = history.to_vec();
+    all.push(next.clone());
+    let standing = super::plan::restrictions_in_force(&all)
+        .into_iter()
+        .filter(|r| r.since_revision < next.number)
+        .find_map(|r| {
+            // Only a restriction made with a review date carries one.
+            let began = history.iter().find(|h| h.number == r.since_revision)?;
+            let first = began.review_by?;
+            let latest = history.last().and_then(|h| h.review_by).unwrap_or(first);
+            Some((r, latest))
+        });
+    match standing {
+        None => Ok(()),
+        Some((r, date)) => Err(Refusal::new(
+            "KP1",
+            format!(
+                "{} (since revision {}) still stands, and this revision drops its review date: carry it forward (review_by = \"{date}\") or set a new one",
+                r.what, r.since_revision
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +391,50 @@ mod reduction_tests {
         assert!(r[0].contains("limited to between 4pm and 8pm"), "{r:?}");
         // Widening is not a reduction; turning the camera off is not telephone access.
         assert!(telephone_reductions(Some(&evenings), &before).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use crate::domain::plan::{Consultation, PlanRevision, SharedWith};
+    use jiff::civil::Date;
+
+    fn revision(number: u32, review_by: Option<Date>, blocked: &[&str]) -> PlanRevision {
+        let mut section = CommunicationSection::default();
+        section.apps.blocked = blocked.iter().map(|b| b.to_string()).collect();
+        PlanRevision {
+            number,
+            child_id: "chd-1".into(),
+            made_by: "stf-m".into(),
+            made_at: i64::from(number) * 1000,
+            reason: format!("revision {number}"),
+            consultation: Consultation::default(),
+            shared_with: SharedWith::default(),
+            child_views: Some("ok".into()),
+            review_by,
+            grounds: Grounds::default(),
+            section,
+        }
+    }
+
+    #[test]
+    fn kp1_a_standing_restriction_keeps_its_review_date() {
+        let d = Date::new(2026, 12, 10).unwrap();
+        let first = revision(1, None, &[]);
+        let blocked = revision(2, Some(d), &["com.example.game"]);
+        // The game stays blocked and the review date is dropped: refused.
+        let dropped = revision(3, None, &["com.example.game"]);
+        let err = check_review_carried(&[first.clone(), blocked.clone()], &dropped).unwrap_err();
+        assert_eq!(err.clause, "KP1");
+        assert!(err.message.contains("2026-12-10"), "{err}");
+        assert!(err.message.contains("com.example.game"), "{err}");
+        // Carried forward, or the restriction ended: accepted.
+        let carried = revision(3, Some(d), &["com.example.game"]);
+        assert!(check_review_carried(&[first.clone(), blocked.clone()], &carried).is_ok());
+        let ended = revision(3, None, &[]);
+        assert!(check_review_carried(&[first.clone(), blocked], &ended).is_ok());
+        // Nothing was ever reviewed: nothing to carry.
+        assert!(check_review_carried(&[first], &revision(2, None, &[])).is_ok());
     }
 }

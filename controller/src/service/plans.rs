@@ -18,7 +18,7 @@ use crate::domain::plan::{
 };
 use crate::domain::emergency::review_overdue;
 use crate::domain::policy::protected_for_child;
-use crate::domain::restriction::telephone_reductions;
+use crate::domain::restriction::{check_review_carried, telephone_reductions};
 use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::domain::{Action, StaffIdentity};
@@ -85,6 +85,17 @@ impl PlanApi {
         )
         .map_err(|r| Status::failed_precondition(r.message))?;
         let revision = PlanRevision::next(previous.as_ref(), draft);
+        // clause KP1: a standing restriction keeps its review date.
+        let history: Vec<PlanRevision> = self
+            .ctx
+            .store
+            .plan_revisions(&child.id)
+            .await?
+            .iter()
+            .filter_map(parse_revision)
+            .collect();
+        check_review_carried(&history, &revision)
+            .map_err(|r| Status::failed_precondition(r.message))?;
         let json = serde_json::to_string(&revision)
             .map_err(|_| Status::internal("could not write the plan down"))?;
         let (sanctions, obligations) =
