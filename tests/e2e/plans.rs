@@ -415,6 +415,18 @@ fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
         "images were shared and the risk cannot be reduced",
     ]);
     assert_eq!(withdrawn["number"], 2);
+    // clause IM2, RM4: made without consultation, so the social worker is owed a notice, and
+    // the record does not claim it was shared with them.
+    let owed = p.home.manager.json(&["obligations"]);
+    assert!(
+        owed.as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "notify-social-worker" && o["plan_revision"] == 2),
+        "{owed}"
+    );
+    let history = p.home.admin.json(&["plan", "history", "Amira"]);
+    assert_eq!(history[1]["shared_with"]["social_worker"], false, "{history}");
     let version = withdrawn["policy_version"].as_u64().unwrap();
     let line = agent.stdout.wait_for(&applied_line(version), WAIT);
     assert!(

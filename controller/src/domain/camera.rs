@@ -122,9 +122,11 @@ pub fn withdrawal(
             social_worker: Some(not_yet.clone()),
             parents: Some(not_yet),
         },
+        // What actually happened: the child's device says the camera is off; the social
+        // worker has not been told yet — that is owed within a working day (RM4).
         shared_with: SharedWith {
             child: true,
-            social_worker: true,
+            social_worker: false,
             others: Vec::new(),
         },
         child_views: None,
@@ -233,6 +235,14 @@ mod tests {
             Some(ConsultRecord::NotConsulted { .. })
         ));
         assert_eq!(draft.review_by, Some(date(2026, 12, 26)));
+        // clause IM2, RM4: the record says the social worker has not been told, and they are
+        // owed a notification.
+        assert!(!draft.shared_with.social_worker);
+        let next = PlanRevision::next(Some(&current), draft.clone());
+        assert!(crate::domain::restriction::owes_social_worker_notice(
+            Some(&current.section),
+            &next
+        ));
         let off = revision(false, 1_000);
         assert!(withdrawal(&off, "stf-m", 2_000, "x", date(2026, 12, 26)).is_err());
         assert!(withdrawal(&current, "stf-m", 2_000, " ", date(2026, 12, 26)).is_err());

@@ -233,6 +233,21 @@ pub fn withdrawn_in(history: &[super::plan::PlanRevision]) -> Vec<(String, usize
     out
 }
 
+/// Whether a restricting revision made without consulting the social worker owes them a
+/// notification (RM4): emergency action taken first — a camera withdrawn at once after an
+/// incident (IM2) — is told to the social worker within a working day.
+pub fn owes_social_worker_notice(
+    previous: Option<&CommunicationSection>,
+    next: &super::plan::PlanRevision,
+) -> bool {
+    let restricts = super::plan::is_restriction(previous, &next.section);
+    restricts
+        && matches!(
+            next.consultation.social_worker,
+            Some(super::plan::ConsultRecord::NotConsulted { .. })
+        )
+}
+
 /// A restriction's review date is carried forward (KP1): a revision that leaves out its review
 /// date while a restriction made with one still stands is refused. `history` is every stored
 /// revision, oldest first; `next` the revision about to be written.

@@ -18,7 +18,9 @@ use crate::domain::plan::{
 };
 use crate::domain::emergency::review_overdue;
 use crate::domain::policy::protected_for_child;
-use crate::domain::restriction::{check_review_carried, telephone_reductions};
+use crate::domain::restriction::{
+    check_review_carried, owes_social_worker_notice, telephone_reductions,
+};
 use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::domain::{Action, StaffIdentity};
@@ -172,7 +174,26 @@ impl PlanApi {
     ) -> Result<(Vec<NewSanction>, Vec<NewObligation>), Status> {
         let reductions = telephone_reductions(previous.map(|p| &p.section), &revision.section);
         if reductions.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            // clause RM4, IM2: restricted before the social worker was consulted.
+            if !owes_social_worker_notice(previous.map(|p| &p.section), revision) {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            let notify = obligations_after(
+                revision.made_at,
+                &home.time_zone,
+                &self.ctx.holidays,
+                false,
+            )
+            .into_iter()
+            .map(|(kind, due_at)| NewObligation {
+                id: new_id("obl"),
+                kind: kind.as_str().to_string(),
+                child_id: child.id.clone(),
+                sanction_id: None,
+                due_at,
+            })
+            .collect();
+            return Ok((Vec::new(), notify));
         }
         let record = SanctionRecord::for_revision(
             &child.name,
