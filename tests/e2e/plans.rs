@@ -630,3 +630,32 @@ fn kp1_a_revision_that_drops_a_standing_restrictions_review_date_is_refused() {
     assert!(err.contains("carry it forward"), "{err}");
     assert_eq!(revisions(&p), 2);
 }
+
+// clause R7: a revision that changes the child's arrangements records their views, or why
+// they could not be sought; blank is refused.
+#[test]
+fn r7_a_revision_without_the_childs_views_or_a_reason_is_refused() {
+    let p = plan_home();
+    let silent = plan_text(&p, |t| {
+        t.replace(
+            "child_views = \"Amira said she would like to talk to Nan every day.\"",
+            "child_views = \"\"",
+        )
+    });
+    let file = write(&p.home, "plan.toml", &silent);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(err.contains("child_views") && err.contains("urgency"), "{err}");
+    assert_eq!(revisions(&p), 0);
+    let why = silent.replace(
+        "child_views = \"\"",
+        "child_views = \"\"\nviews_not_sought = \"capacity: Amira was too unwell to talk about it this week\"",
+    );
+    let file = write(&p.home, "plan2.toml", &why);
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &file]);
+    assert_eq!(revisions(&p), 1);
+}

@@ -135,6 +135,10 @@ pub fn withdrawal(
         grounds: super::plan::Grounds {
             protective_reason: Some("injury-to-child".into()),
             evidence: Some(reason.to_string()),
+            // clause R7: urgent action first; the child is asked at the review.
+            views_not_sought: Some(
+                "urgency: the camera was withdrawn at once after an incident; the child's views are to be sought at the review".into(),
+            ),
             ..Default::default()
         },
         section,

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod camera;
+pub mod child_voice;
 pub mod contact_risk;
 pub mod emergency;
 pub mod enrollment;

@@ -15,6 +15,7 @@ use super::UnixMillis;
 use super::phone;
 use super::policy::ProtectedContact;
 pub use super::restriction::Grounds;
+use super::child_voice::check_child_voice;
 use super::contact_risk::check_contact_risks;
 use super::restriction::check_protective_grounds;
 pub use super::risk::Refusal;
@@ -774,6 +775,13 @@ pub fn validate_revision(
     }
     // clause RM3, R19: a planned restriction is protective, like an emergency one.
     check_protective_grounds(&next.reason, &next.grounds, &limits)?;
+    // clause R7: the child's voice is on the record.
+    check_child_voice(
+        previous,
+        s,
+        next.child_views.as_deref(),
+        next.grounds.views_not_sought.as_deref(),
+    )?;
     // clause GD2, GD3, KP1: each contact approved anew, against their own assessment.
     check_contact_risks(
         previous,

@@ -27,6 +27,10 @@ pub struct Grounds {
     /// although their assessment raised a concern (GD3) or names an order (GD2).
     #[serde(default)]
     pub risk_decisions: Vec<super::contact_risk::RiskDecision>,
+    /// Why the child's views could not be sought — their age, capacity, or urgency (R7);
+    /// needed when `child_views` is blank and the revision changes something.
+    #[serde(default)]
+    pub views_not_sought: Option<String>,
 }
 
 /// Words that say a restriction is used to manage behaviour: a punishment, which the policy
