@@ -485,11 +485,9 @@ fn s1_rm3_an_emergency_restriction_of_visits_is_recorded_like_a_lockdown() {
 fn kp1_gd4_a_lockdown_past_its_review_time_is_flagged_everywhere() {
     let home = Home::new();
     let staff = carer(&home);
-    let review = jiff::Timestamp::from_millisecond(
-        jiff::Timestamp::now().as_millisecond() + 2_000,
-    )
-    .unwrap()
-    .to_string();
+    let review = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond() + 2_000)
+        .unwrap()
+        .to_string();
     let r = staff.json(&[
         "lockdown",
         "Amira",

@@ -426,7 +426,10 @@ fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
         "{owed}"
     );
     let history = p.home.admin.json(&["plan", "history", "Amira"]);
-    assert_eq!(history[1]["shared_with"]["social_worker"], false, "{history}");
+    assert_eq!(
+        history[1]["shared_with"]["social_worker"], false,
+        "{history}"
+    );
     let version = withdrawn["policy_version"].as_u64().unwrap();
     let line = agent.stdout.wait_for(&applied_line(version), WAIT);
     assert!(
@@ -458,7 +461,10 @@ fn restricting_text(p: &PlanHome, reason: &str, grounds: &str) -> String {
             "reason = \"Nan asked to phone Amira after school; risk assessed and agreed.\"",
             &format!("reason = \"{reason}\"\n{grounds}"),
         )
-        .replace("  { channel = \"call\", address = \"07700 900123\" },\n", "")
+        .replace(
+            "  { channel = \"call\", address = \"07700 900123\" },\n",
+            "",
+        )
     })
 }
 
@@ -522,7 +528,12 @@ fn rm5_a_revision_reducing_telephone_access_opens_a_sanction_and_its_obligations
         .manager
         .ok(&["plan", "revise", "Amira", "--file", &first]);
     assert_eq!(
-        p.home.manager.json(&["sanctions"]).as_array().unwrap().len(),
+        p.home
+            .manager
+            .json(&["sanctions"])
+            .as_array()
+            .unwrap()
+            .len(),
         0
     );
     let second = write(
@@ -647,7 +658,10 @@ fn r7_a_revision_without_the_childs_views_or_a_reason_is_refused() {
         .home
         .manager
         .fails(&["plan", "revise", "Amira", "--file", &file]);
-    assert!(err.contains("child_views") && err.contains("urgency"), "{err}");
+    assert!(
+        err.contains("child_views") && err.contains("urgency"),
+        "{err}"
+    );
     assert_eq!(revisions(&p), 0);
     let why = silent.replace(
         "child_views = \"\"",

@@ -330,15 +330,9 @@ fn gd3_unknown_contact_attempts_open_one_grouped_manager_task() {
     let id = task["id"].as_str().unwrap();
     let err = staff_member(&home, "Sam Carer").fails(&["tasks", "close", id, "--note", "x"]);
     assert!(err.contains("manager"), "{err}");
-    let err = home.manager.fails(&[
-        "tasks",
-        "close",
-        id,
-        "--decision",
-        "assess",
-        "--note",
-        "  ",
-    ]);
+    let err = home
+        .manager
+        .fails(&["tasks", "close", id, "--decision", "assess", "--note", "  "]);
     assert!(err.contains("--note"), "{err}");
     // clause GD3: it closes only with a decision.
     let err = home

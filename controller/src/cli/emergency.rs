@@ -578,9 +578,9 @@ pub async fn sanction(c: &mut Client, cmd: SanctionCommand, as_json: bool) -> an
                 note,
                 spoke_with_imposer: spoke_with,
             })
-                .await
-                .map_err(explain)?
-                .into_inner(),
+            .await
+            .map_err(explain)?
+            .into_inner(),
             "signed off as accurate",
         ),
         SanctionCommand::Discussed { id, views } => (

@@ -135,7 +135,12 @@ impl Arrangement {
     }
 
     pub fn parse(s: &str) -> Result<Arrangement, EmergencyError> {
-        match s.trim().to_ascii_lowercase().replace(['_', ' '], "-").as_str() {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', ' '], "-")
+            .as_str()
+        {
             "letter" | "letters" | "post" | "correspondence" => Ok(Arrangement::Letters),
             "visit" | "visits" | "face-to-face" | "contact-visits" => Ok(Arrangement::Visits),
             _ => Err(EmergencyError::UnknownArrangement(s.trim().to_string())),
@@ -219,7 +224,9 @@ pub enum EmergencyError {
         "{0:?} is not a contact arrangement Haven records: use letters or visits (for calls, messages, web, camera or apps use `haven lockdown`)"
     )]
     UnknownArrangement(String),
-    #[error("say which contact arrangement is restricted with --channel letters or --channel visits")]
+    #[error(
+        "say which contact arrangement is restricted with --channel letters or --channel visits"
+    )]
     NoArrangement,
     #[error("say what happened with --note: the record needs it")]
     NoteMissing,

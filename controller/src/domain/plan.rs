@@ -12,11 +12,11 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
+use super::child_voice::check_child_voice;
+use super::contact_risk::check_contact_risks;
 use super::phone;
 use super::policy::ProtectedContact;
 pub use super::restriction::Grounds;
-use super::child_voice::check_child_voice;
-use super::contact_risk::check_contact_risks;
 use super::restriction::check_protective_grounds;
 pub use super::risk::Refusal;
 use super::risk::RiskAssessment;
@@ -1783,7 +1783,11 @@ pub(crate) mod tests {
             .unwrap_or_else(|| panic!("{in_force:?}"));
         assert_eq!(calls.since_revision, 2);
         assert_eq!(calls.review_by, Some(Date::new(2026, 12, 10).unwrap()));
-        assert!(calls.what.starts_with(&format!("contact with {}", nan.label())));
+        assert!(
+            calls
+                .what
+                .starts_with(&format!("contact with {}", nan.label()))
+        );
         let mut third = second.clone();
         third.number = 3;
         third.made_at = 3_000;

@@ -88,7 +88,9 @@ pub fn check_protective_grounds(
             ),
         ));
     };
-    let reason: ProtectiveReason = given.parse().map_err(|e| Refusal::new("R19", format!("{e}")))?;
+    let reason: ProtectiveReason = given
+        .parse()
+        .map_err(|e| Refusal::new("R19", format!("{e}")))?;
     let evidence = grounds.evidence.as_deref().map(str::trim).unwrap_or("");
     if evidence.is_empty() {
         return Err(Refusal::new(
@@ -320,7 +322,10 @@ mod tests {
         assert_eq!(
             check_protective_grounds(
                 "Dad upset her",
-                &grounds(Some("injury-to-child"), Some("threats in messages on 1 Dec")),
+                &grounds(
+                    Some("injury-to-child"),
+                    Some("threats in messages on 1 Dec")
+                ),
                 &limits,
             ),
             Ok(Some(ProtectiveReason::InjuryToChild))

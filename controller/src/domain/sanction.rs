@@ -641,7 +641,11 @@ mod tests {
         );
         // Applied twice, the plan is kept once.
         let again = with_actual_duration(&lifted_early, start, start + 60_000, "Europe/London");
-        assert!(again.duration.ends_with("(planned: until 2026-12-02 07:00)"));
+        assert!(
+            again
+                .duration
+                .ends_with("(planned: until 2026-12-02 07:00)")
+        );
     }
 
     #[test]

@@ -710,9 +710,17 @@ mod tests {
             close_task("tsk-1", None, "Refuse", " unknown adult "),
             Ok((TaskDecision::Refuse, "unknown adult".to_string()))
         );
-        assert!(close_task("tsk-1", None, "", "x").unwrap_err().contains("--decision"));
+        assert!(
+            close_task("tsk-1", None, "", "x")
+                .unwrap_err()
+                .contains("--decision")
+        );
         assert!(close_task("tsk-1", None, "maybe", "x").is_err());
-        assert!(close_task("tsk-1", None, "no action", " ").unwrap_err().contains("--note"));
+        assert!(
+            close_task("tsk-1", None, "no action", " ")
+                .unwrap_err()
+                .contains("--note")
+        );
         assert!(
             close_task("tsk-1", Some("stf-m"), "assess", "x")
                 .unwrap_err()

@@ -139,7 +139,10 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
 /// A lockdown in force with a review time, as the review the home owes (KP1, GD4).
 fn review_obligation(l: LockdownRecord, now: UnixMillis) -> Option<api_types::Obligation> {
     let review_at = l.review_at?;
-    let whom = l.child_name.clone().unwrap_or_else(|| format!("every child in {}", l.home_name));
+    let whom = l
+        .child_name
+        .clone()
+        .unwrap_or_else(|| format!("every child in {}", l.home_name));
     Some(api_types::Obligation {
         state: ObligationState::of(review_at, l.lifted_at, now)
             .as_str()
@@ -815,7 +818,7 @@ impl EmergencyApi {
         }
         let record = store
             .start_lockdown(
-                &Actor::staff(&who),
+                &Actor::staff(who),
                 &NewLockdown {
                     id: lockdown_id,
                     target,

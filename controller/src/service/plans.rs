@@ -13,19 +13,21 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, date_in, now_ms, today_in};
 use crate::domain::camera::{incident_review_item, review_required, withdrawal};
+use crate::domain::emergency::review_overdue;
 use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
 };
-use crate::domain::emergency::review_overdue;
 use crate::domain::policy::protected_for_child;
 use crate::domain::restriction::{
     check_review_carried, owes_social_worker_notice, telephone_reductions,
 };
-use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
+use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::{Action, StaffIdentity};
 use crate::ids::new_id;
-use crate::store::{Actor, ChildRecord, HomeRecord, NewObligation, NewSanction, StoredDocument};
+use crate::store::{
+    Actor, ChildRecord, HomeRecord, NewObligation, NewSanction, Opened, StoredDocument,
+};
 
 pub struct PlanApi {
     pub ctx: Arc<Context>,
@@ -102,6 +104,10 @@ impl PlanApi {
             .map_err(|_| Status::internal("could not write the plan down"))?;
         let (sanctions, obligations) =
             self.opened_by(who, child, home, previous.as_ref(), &revision)?;
+        let opened = Opened {
+            sanctions,
+            obligations,
+        };
         let (stored, version) = self
             .ctx
             .store
@@ -110,8 +116,7 @@ impl PlanApi {
                 &child.id,
                 based_on_revision,
                 &json,
-                &sanctions,
-                &obligations,
+                &opened,
                 now,
             )
             .await?;
@@ -120,7 +125,7 @@ impl PlanApi {
             tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
         }
         let mut record = revision_record(stored, version);
-        record.sanction_ids = sanctions.into_iter().map(|s| s.id).collect();
+        record.sanction_ids = opened.sanctions.into_iter().map(|s| s.id).collect();
         Ok(record)
     }
 
@@ -178,21 +183,17 @@ impl PlanApi {
             if !owes_social_worker_notice(previous.map(|p| &p.section), revision) {
                 return Ok((Vec::new(), Vec::new()));
             }
-            let notify = obligations_after(
-                revision.made_at,
-                &home.time_zone,
-                &self.ctx.holidays,
-                false,
-            )
-            .into_iter()
-            .map(|(kind, due_at)| NewObligation {
-                id: new_id("obl"),
-                kind: kind.as_str().to_string(),
-                child_id: child.id.clone(),
-                sanction_id: None,
-                due_at,
-            })
-            .collect();
+            let notify =
+                obligations_after(revision.made_at, &home.time_zone, &self.ctx.holidays, false)
+                    .into_iter()
+                    .map(|(kind, due_at)| NewObligation {
+                        id: new_id("obl"),
+                        kind: kind.as_str().to_string(),
+                        child_id: child.id.clone(),
+                        sanction_id: None,
+                        due_at,
+                    })
+                    .collect();
             return Ok((Vec::new(), notify));
         }
         let record = SanctionRecord::for_revision(
@@ -210,21 +211,18 @@ impl PlanApi {
             record: serde_json::to_string(&record)
                 .map_err(|_| Status::internal("could not write the sanction record"))?,
         };
-        let obligations = obligations_after(
-            revision.made_at,
-            &home.time_zone,
-            &self.ctx.holidays,
-            true,
-        )
-        .into_iter()
-        .map(|(kind, due_at)| NewObligation {
-            id: new_id("obl"),
-            kind: kind.as_str().to_string(),
-            child_id: child.id.clone(),
-            sanction_id: (kind != ObligationKind::NotifySocialWorker).then(|| sanction.id.clone()),
-            due_at,
-        })
-        .collect();
+        let obligations =
+            obligations_after(revision.made_at, &home.time_zone, &self.ctx.holidays, true)
+                .into_iter()
+                .map(|(kind, due_at)| NewObligation {
+                    id: new_id("obl"),
+                    kind: kind.as_str().to_string(),
+                    child_id: child.id.clone(),
+                    sanction_id: (kind != ObligationKind::NotifySocialWorker)
+                        .then(|| sanction.id.clone()),
+                    due_at,
+                })
+                .collect();
         Ok((vec![sanction], obligations))
     }
 }

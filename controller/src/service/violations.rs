@@ -17,11 +17,10 @@ use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
 use super::{Context, now_ms};
-use crate::domain::violations::{
-    close_task, task_due,
-    ViolationKind, channel_words, describe, silence_message, silent_for,
-};
 use crate::domain::sanction::ObligationState;
+use crate::domain::violations::{
+    ViolationKind, channel_words, close_task, describe, silence_message, silent_for, task_due,
+};
 use crate::domain::working_days::BankHolidays;
 use crate::domain::{Action, HomeScope, StaffIdentity, UnixMillis};
 use crate::store::{Actor, DeviceRecord, ManagerTaskRecord, StoredViolation};
@@ -126,7 +125,11 @@ pub fn task(t: ManagerTaskRecord) -> api::ManagerTask {
 }
 
 /// A task with its due time and state under `holidays` at `now` (GD3).
-pub fn task_with(t: ManagerTaskRecord, holidays: &BankHolidays, now: UnixMillis) -> api::ManagerTask {
+pub fn task_with(
+    t: ManagerTaskRecord,
+    holidays: &BankHolidays,
+    now: UnixMillis,
+) -> api::ManagerTask {
     // Counted from the attempt (the manager is consulted at once), never from a device
     // clock that runs ahead of the controller's.
     let due_at = task_due(t.first_attempt_at.min(t.opened_at), &t.time_zone, holidays);
@@ -436,7 +439,11 @@ impl violation_service_server::ViolationService for ViolationApi {
             .store
             .close_manager_task(&Actor::staff(&who), id, &req.decision, &note, now_ms())
             .await?;
-        Ok(Response::new(task_with(closed, &self.ctx.holidays, now_ms())))
+        Ok(Response::new(task_with(
+            closed,
+            &self.ctx.holidays,
+            now_ms(),
+        )))
     }
 }
 

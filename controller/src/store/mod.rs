@@ -494,10 +494,16 @@ pub trait PlanStore: Send + Sync {
         child_id: &str,
         expected_previous: u64,
         document: &str,
-        sanctions: &[NewSanction],
-        obligations: &[NewObligation],
+        opened: &Opened,
         now: UnixMillis,
     ) -> StoreResult<(StoredDocument, u64)>;
+}
+
+/// What a plan revision opens with it (RM4, RM5): sanction records and obligations.
+#[derive(Clone, Debug, Default)]
+pub struct Opened {
+    pub sanctions: Vec<NewSanction>,
+    pub obligations: Vec<NewObligation>,
 }
 
 /// A staff member's off-duty contact report as stored, with its manager follow-up.

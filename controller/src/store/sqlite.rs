@@ -736,17 +736,12 @@ impl ChildStore for SqliteStore {
             what: "child",
             key: child_id.to_string(),
         })?;
-        if row.get::<Option<i64>, _>("archived_at").is_some() {
-            return Err(StoreError::Conflict(format!(
-                "{child_id} is already archived"
-            )));
-        }
-        let devices: i64 = row.get("devices");
-        if devices > 0 {
-            return Err(StoreError::Conflict(format!(
-                "{child_id} still has {devices} active device(s): revoke them first (`haven device list --child {child_id}`)"
-            )));
-        }
+        crate::domain::records::may_archive(
+            child_id,
+            row.get::<Option<i64>, _>("archived_at").is_some(),
+            row.get("devices"),
+        )
+        .map_err(conflict)?;
         sqlx::query(
             "UPDATE children SET archived_at = ?, archived_by = ?, archive_reason = ? WHERE id = ?",
         )
@@ -1543,9 +1538,9 @@ impl ViolationStore for SqliteStore {
         .bind(&note)
         .bind(decision)
         .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         append_audit(
             &mut tx,
             actor,
@@ -1668,8 +1663,15 @@ impl PlanStore for SqliteStore {
         document: &str,
         now: UnixMillis,
     ) -> StoreResult<(StoredDocument, u64)> {
-        self.add_plan_revision_opening(actor, child_id, expected_previous, document, &[], &[], now)
-            .await
+        self.add_plan_revision_opening(
+            actor,
+            child_id,
+            expected_previous,
+            document,
+            &Opened::default(),
+            now,
+        )
+        .await
     }
 
     async fn add_plan_revision_opening(
@@ -1678,10 +1680,10 @@ impl PlanStore for SqliteStore {
         child_id: &str,
         expected_previous: u64,
         document: &str,
-        sanctions: &[NewSanction],
-        obligations: &[NewObligation],
+        opened: &Opened,
         now: UnixMillis,
     ) -> StoreResult<(StoredDocument, u64)> {
+        let (sanctions, obligations) = (&opened.sanctions, &opened.obligations);
         let mut tx = self.write().await?;
         let latest: i64 = sqlx::query(
             "SELECT COALESCE(MAX(number), 0) AS n FROM plan_revisions WHERE child_id = ?",
@@ -2597,7 +2599,8 @@ impl LockdownStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            durations.push(serde_json::json!({ "sanction": sanction_id, "duration": actual.duration }));
+            durations
+                .push(serde_json::json!({ "sanction": sanction_id, "duration": actual.duration }));
         }
         append_audit(
             &mut tx,
