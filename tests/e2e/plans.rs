@@ -231,7 +231,7 @@ fn rm2_revisions_are_kept_and_diffed() {
         "revise",
         "Amira",
         "--file",
-        &first,
+        &second,
         "--based-on",
         "1",
     ]);

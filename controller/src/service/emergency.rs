@@ -136,9 +136,13 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
     }
 }
 
-/// A lockdown in force with a review time, as the review the home owes (KP1, GD4).
+/// A lockdown in force past its review time, as the review the home owes (KP1, GD4).
 fn review_obligation(l: LockdownRecord, now: UnixMillis) -> Option<api_types::Obligation> {
     let review_at = l.review_at?;
+    // Owed once the review time has passed; before that `haven reviews` lists it as due.
+    if !review_overdue(l.review_at, l.lifted_at, now) {
+        return None;
+    }
     let whom = l
         .child_name
         .clone()

@@ -22,6 +22,66 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_protected_contact_can_belong_to_one_child(&fresh().await).await;
     a_lockdown_is_written_whole_lifted_once_and_kept(&fresh().await).await;
     a_failed_lockdown_writes_nothing(&fresh().await).await;
+    a_revision_opens_its_sanction_and_obligations_with_it(&fresh().await).await;
+}
+
+// Issue 12 (RM5): a revision that reduces telephone access writes its sanction and obligations
+// in the same transaction, marked with the revision's number and no lockdown; a stale revision
+// writes none of them.
+async fn a_revision_opens_its_sanction_and_obligations_with_it(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let manager = Actor("stf-m".into());
+    s.add_plan_revision(&manager, &c.id, 0, "{\"r\":1}", 40)
+        .await
+        .unwrap();
+    let opened = Opened {
+        sanctions: vec![NewSanction {
+            id: "snc-p".into(),
+            child_id: c.id.clone(),
+            record: "{\"measure\":\"calls with Nan withdrawn\"}".into(),
+        }],
+        obligations: vec![
+            NewObligation {
+                id: "obl-p1".into(),
+                kind: "notify-social-worker".into(),
+                child_id: c.id.clone(),
+                sanction_id: None,
+                due_at: 100,
+            },
+            NewObligation {
+                id: "obl-p2".into(),
+                kind: "complete-sanction-record".into(),
+                child_id: c.id.clone(),
+                sanction_id: Some("snc-p".into()),
+                due_at: 90,
+            },
+        ],
+    };
+    assert!(matches!(
+        s.add_plan_revision_opening(&manager, &c.id, 0, "{\"r\":\"stale\"}", &opened, 41)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.sanctions(None).await.unwrap().is_empty());
+    let (second, _) = s
+        .add_plan_revision_opening(&manager, &c.id, 1, "{\"r\":2}", &opened, 42)
+        .await
+        .unwrap();
+    assert_eq!(second.number, 2);
+    let snc = s.find_sanction("snc-p").await.unwrap();
+    assert_eq!(snc.plan_revision, Some(2));
+    assert_eq!(snc.lockdown_id, "");
+    assert_eq!(snc.home_id, h.id);
+    let owed = s.obligations(Some(&h.id), true).await.unwrap();
+    assert_eq!(owed.len(), 2);
+    assert!(
+        owed.iter()
+            .all(|o| o.plan_revision == Some(2) && o.lockdown_id.is_empty())
+    );
 }
 
 // Issue 3: staff see the children of their own homes only; a child elsewhere is not found
