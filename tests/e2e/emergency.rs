@@ -189,12 +189,19 @@ fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
     ]);
     let refused = staff.fails(&["sanction", "sign-off", sid]);
     assert!(refused.contains("only a manager"), "{refused}");
+    // clause RM5: the manager records that they spoke to the person who imposed it.
+    let unspoken = home
+        .manager
+        .fails(&["sanction", "sign-off", sid, "--note", "accurate"]);
+    assert!(unspoken.contains("--spoke-with"), "{unspoken}");
     home.manager.ok(&[
         "sanction",
         "sign-off",
         sid,
         "--note",
         "Spoke to Sam; accurate",
+        "--spoke-with",
+        "Sam Carer, this morning",
     ]);
     staff.ok(&[
         "sanction",
@@ -207,6 +214,7 @@ fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
     let entry = &log.as_array().unwrap()[0];
     assert!(millis(&entry["completed_at_unix_ms"]) > 0);
     assert!(millis(&entry["signed_off_at_unix_ms"]) > 0);
+    assert_eq!(entry["spoke_with_imposer"], "Sam Carer, this morning");
     assert_eq!(
         entry["child_views"],
         "She said it was unfair but understood why"
@@ -224,6 +232,17 @@ fn rm4_rm5_rm6_a_phone_restriction_opens_a_sanction_with_its_deadlines() {
         "Called back: no further action",
     ]);
     assert_eq!(noted["ofsted_advice"], "Called back: no further action");
+
+    // clause RM5: lifted early, the record says how long it actually lasted.
+    staff.ok(&["lift", &lockdown_id, "--note", "calm again"]);
+    let log = staff.json(&["sanctions"]);
+    let entry = &log.as_array().unwrap()[0];
+    let duration = entry["duration"].as_str().unwrap();
+    assert!(
+        duration.contains("(planned: until lifted; to be reviewed by"),
+        "{duration}"
+    );
+    assert!(!duration.starts_with("until"), "{duration}");
 }
 
 // clauses KP1, GD4: lockdowns in force are listed with who, since when and their review time;
@@ -409,5 +428,110 @@ fn rm3_rm4_gd4_bad_input_is_refused_in_one_line() {
             .unwrap()
             .len(),
         0
+    );
+}
+
+// clause S1, RM3, RM5, KP1: an emergency restriction of visits is recorded with the same
+// protective reasons, sanction record, obligations and end time as a lockdown, though no
+// device is involved.
+#[test]
+fn s1_rm3_an_emergency_restriction_of_visits_is_recorded_like_a_lockdown() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let err = staff.fails(&[
+        "restrict",
+        "Amira",
+        "--channel",
+        "visits",
+        "--reason",
+        "punishment",
+        "--note",
+        "x",
+        "--until",
+        "in 2h",
+    ]);
+    assert!(err.contains("never a punishment"), "{err}");
+    let r = staff.json(&[
+        "restrict",
+        "Amira",
+        "--channel",
+        "visits",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "Dad arrived drunk and threatened to take her",
+        "--until",
+        "in 2h",
+    ]);
+    assert_eq!(r["lockdown"]["channels"], serde_json::json!(["visits"]));
+    assert_eq!(r["devices"].as_array().map_or(0, |d| d.len()), 0, "{r}");
+    let sanctions = r["sanctions"].as_array().unwrap();
+    assert_eq!(sanctions.len(), 1, "{r}");
+    assert!(
+        sanctions[0]["measure"]
+            .as_str()
+            .unwrap()
+            .contains("visits withdrawn, no device involved"),
+        "{r}"
+    );
+    assert_eq!(r["obligations"].as_array().unwrap().len(), 4, "{r}");
+    let listed = staff.ok(&["lockdowns"]);
+    assert!(listed.contains("visits"), "{listed}");
+}
+
+// clause KP1, GD4: a lockdown past its review time is flagged in `haven lockdowns`, listed in
+// `haven reviews --due` and in `haven obligations --overdue` until it is lifted.
+#[test]
+fn kp1_gd4_a_lockdown_past_its_review_time_is_flagged_everywhere() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let review = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond() + 2_000)
+        .unwrap()
+        .to_string();
+    let r = staff.json(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "prevent-offence",
+        "--note",
+        "Buying a knife online",
+        "--channels",
+        "web",
+        "--review",
+        &review,
+    ]);
+    let id = r["lockdown"]["id"].as_str().unwrap().to_string();
+    let listed = eventually("the review to fall due", WAIT, || {
+        let t = staff.ok(&["lockdowns"]);
+        t.contains("REVIEW OVERDUE").then_some(t)
+    });
+    assert!(listed.contains(&id), "{listed}");
+    let reviews = home.manager.json(&["reviews", "--due"]);
+    assert!(
+        reviews
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["overdue"] == true && r["what"].as_str().unwrap().contains(&id)),
+        "{reviews}"
+    );
+    let overdue = staff.json(&["obligations", "--overdue"]);
+    assert!(
+        overdue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "review-lockdown" && o["lockdown_id"] == id.as_str()),
+        "{overdue}"
+    );
+    staff.ok(&["lift", &id, "--note", "Reviewed: no longer needed"]);
+    let overdue = staff.json(&["obligations", "--overdue"]);
+    assert!(
+        !overdue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "review-lockdown"),
+        "{overdue}"
     );
 }

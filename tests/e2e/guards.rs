@@ -221,7 +221,13 @@ fn d2_im1_the_camera_is_refused_while_off_allowed_when_agreed_and_taken_back_whe
         let exe = std::fs::read_link(format!("/proc/{}/exe", holder.pid())).ok()?;
         (fd0 == cam && exe.ends_with("sleep")).then_some(())
     });
-    let off = p.revise("camera-off.toml", |t| t);
+    // Turning the camera off restricts, so it is protective, with its evidence (RM3).
+    let off = p.revise("camera-off.toml", |t| {
+        t.replace(
+            "child_views = ",
+            "protective_reason = \"injury-to-child\"\nevidence = \"Photos shared with strangers.\"\nchild_views = ",
+        )
+    });
     assert!(agent.wait_applied(off, WAIT), "{}", agent.stdout.text());
     assert!(holder.was_killed(), "the camera holder was not stopped");
     let line = agent

@@ -231,7 +231,7 @@ fn rm2_revisions_are_kept_and_diffed() {
         "revise",
         "Amira",
         "--file",
-        &first,
+        &second,
         "--based-on",
         "1",
     ]);
@@ -429,6 +429,21 @@ fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
         "images were shared and the risk cannot be reduced",
     ]);
     assert_eq!(withdrawn["number"], 2);
+    // clause IM2, RM4: made without consultation, so the social worker is owed a notice, and
+    // the record does not claim it was shared with them.
+    let owed = p.home.manager.json(&["obligations"]);
+    assert!(
+        owed.as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "notify-social-worker" && o["plan_revision"] == 2),
+        "{owed}"
+    );
+    let history = p.home.admin.json(&["plan", "history", "Amira"]);
+    assert_eq!(
+        history[1]["shared_with"]["social_worker"], false,
+        "{history}"
+    );
     let version = withdrawn["policy_version"].as_u64().unwrap();
     let line = agent.stdout.wait_for(&applied_line(version), WAIT);
     assert!(
@@ -450,4 +465,225 @@ fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
         .manager
         .fails(&["camera", "withdraw", "Amira", "--reason", "again"]);
     assert!(err.contains("already off"), "{err}");
+}
+
+/// The template's first plan, then the same plan with Nan's calls withdrawn for `reason`,
+/// with `grounds` (extra lines) added.
+fn restricting_text(p: &PlanHome, reason: &str, grounds: &str) -> String {
+    plan_text(p, |t| {
+        t.replace(
+            "reason = \"Nan asked to phone Amira after school; risk assessed and agreed.\"",
+            &format!("reason = \"{reason}\"\n{grounds}"),
+        )
+        .replace(
+            "  { channel = \"call\", address = \"07700 900123\" },\n",
+            "",
+        )
+    })
+}
+
+// clause RM3, R19: a planned restriction is protective, never a punishment.
+#[test]
+fn rm3_r19_a_planned_restriction_needs_a_protective_reason_not_behaviour_management() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    let punitive = write(
+        &p.home,
+        "plan2.toml",
+        &restricting_text(&p, "Consequence for her behaviour at school", ""),
+    );
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &punitive]);
+    assert!(err.contains("never a punishment"), "{err}");
+    let unexplained = write(
+        &p.home,
+        "plan3.toml",
+        &restricting_text(&p, "Calls with Nan stop for now", ""),
+    );
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &unexplained]);
+    assert!(err.contains("protective_reason"), "{err}");
+    assert_eq!(revisions(&p), 1);
+    let protective = write(
+        &p.home,
+        "plan4.toml",
+        &restricting_text(
+            &p,
+            "Calls with Nan stop while the police look into threats",
+            "protective_reason = \"injury-to-child\"\nevidence = \"A caller on Nan's line threatened Amira on Monday.\"",
+        ),
+    );
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &protective]);
+    assert_eq!(revisions(&p), 2);
+    // clause KP1: the withdrawn way of reaching Nan is a restriction in force, with its review.
+    let printed = p.home.admin.ok(&["plan", "print", "Amira"]);
+    assert!(
+        printed.contains("contact with Nan (grandmother) by phone (+447700900123) withdrawn"),
+        "{printed}"
+    );
+}
+
+// clause RM5, RM4: a plan revision that reduces telephone access opens the same sanction
+// record, deadlines and notification of the social worker as a lockdown.
+#[test]
+fn rm5_a_revision_reducing_telephone_access_opens_a_sanction_and_its_obligations() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    assert_eq!(
+        p.home
+            .manager
+            .json(&["sanctions"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let second = write(
+        &p.home,
+        "plan2.toml",
+        &restricting_text(
+            &p,
+            "Calls with Nan stop while the police look into threats",
+            "protective_reason = \"injury-to-child\"\nevidence = \"A caller on Nan's line threatened Amira on Monday.\"",
+        ),
+    );
+    let r = p
+        .home
+        .manager
+        .json(&["plan", "revise", "Amira", "--file", &second]);
+    assert_eq!(r["sanction_ids"].as_array().unwrap().len(), 1, "{r}");
+    let sanctions = p.home.manager.json(&["sanctions"]);
+    let s = &sanctions.as_array().unwrap()[0];
+    assert_eq!(s["plan_revision"], 2);
+    assert!(
+        s["measure"]
+            .as_str()
+            .unwrap()
+            .contains("phone calls with Nan (grandmother)"),
+        "{s}"
+    );
+    let owed = p.home.manager.json(&["obligations"]);
+    let kinds: Vec<&str> = owed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "notify-social-worker",
+        "complete-sanction-record",
+        "manager-sign-off",
+        "discuss-with-child",
+    ] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+}
+
+// clause GD3: a contact whose own assessment says they pose a risk is approved only with a
+// manager's decision made with the social worker's agreement.
+#[test]
+fn gd3_a_risky_contact_is_refused_without_a_managers_decision_with_the_social_worker() {
+    let p = plan_home();
+    let template = p.staff.ok(&["risk", "template"]);
+    let risky = template.replace(
+        "[checklist.contact_poses_risk]\nanswer = \"no\"",
+        "[checklist.contact_poses_risk]\nanswer = \"yes\"\nnotes = \"Past threats to Amira's mother.\"",
+    );
+    assert_ne!(risky, template);
+    let file = write(&p.home, "ra-risky.toml", &risky);
+    let ra = p.staff.json(&["risk", "add", "Amira", "--file", &file])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = plan_text(&p, |t| t).replacen(&p.ra, &ra, 1);
+    let file = write(&p.home, "plan.toml", &text);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(
+        err.contains("poses a risk") && err.contains("social_worker_agreed"),
+        "{err}"
+    );
+    assert_eq!(revisions(&p), 0);
+    let decided = text.replace(
+        "[consultation.social_worker]",
+        "[[risk_decisions]]\ncontact = \"Nan\"\ndecided_by = \"R. Patel\"\nsocial_worker_agreed = \"J. Okafor, 2026-11-20\"\ndecision = \"Calls on speaker in the lounge only\"\n\n[consultation.social_worker]",
+    );
+    let file = write(&p.home, "plan2.toml", &decided);
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &file]);
+    assert_eq!(revisions(&p), 1);
+}
+
+// clause KP1: a restriction's review date is carried forward; dropping it while the
+// restriction stands is refused.
+#[test]
+fn kp1_a_revision_that_drops_a_standing_restrictions_review_date_is_refused() {
+    let p = plan_home();
+    let first = write(&p.home, "plan1.toml", &plan_text(&p, |t| t));
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &first]);
+    let grounds = "protective_reason = \"injury-to-child\"\nevidence = \"A caller on Nan's line threatened Amira on Monday.\"";
+    let restricting = restricting_text(&p, "Calls with Nan stop for now", grounds);
+    let second = write(&p.home, "plan2.toml", &restricting);
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &second]);
+    let dropped = restricting
+        .replace("review_by = \"2027-02-01\"", "")
+        .replace("Calls with Nan stop for now", "Letters agreed");
+    let third = write(&p.home, "plan3.toml", &dropped);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &third]);
+    assert!(err.contains("carry it forward"), "{err}");
+    assert_eq!(revisions(&p), 2);
+}
+
+// clause R7: a revision that changes the child's arrangements records their views, or why
+// they could not be sought; blank is refused.
+#[test]
+fn r7_a_revision_without_the_childs_views_or_a_reason_is_refused() {
+    let p = plan_home();
+    let silent = plan_text(&p, |t| {
+        t.replace(
+            "child_views = \"Amira said she would like to talk to Nan every day.\"",
+            "child_views = \"\"",
+        )
+    });
+    let file = write(&p.home, "plan.toml", &silent);
+    let err = p
+        .home
+        .manager
+        .fails(&["plan", "revise", "Amira", "--file", &file]);
+    assert!(
+        err.contains("child_views") && err.contains("urgency"),
+        "{err}"
+    );
+    assert_eq!(revisions(&p), 0);
+    let why = silent.replace(
+        "child_views = \"\"",
+        "child_views = \"\"\nviews_not_sought = \"capacity: Amira was too unwell to talk about it this week\"",
+    );
+    let file = write(&p.home, "plan2.toml", &why);
+    p.home
+        .manager
+        .ok(&["plan", "revise", "Amira", "--file", &file]);
+    assert_eq!(revisions(&p), 1);
 }

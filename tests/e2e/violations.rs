@@ -335,27 +335,55 @@ fn gd3_unknown_contact_attempts_open_one_grouped_manager_task() {
     let id = task["id"].as_str().unwrap();
     let err = staff_member(&home, "Sam Carer").fails(&["tasks", "close", id, "--note", "x"]);
     assert!(err.contains("manager"), "{err}");
-    let err = home.manager.fails(&["tasks", "close", id, "--note", "  "]);
+    let err = home
+        .manager
+        .fails(&["tasks", "close", id, "--decision", "assess", "--note", "  "]);
     assert!(err.contains("--note"), "{err}");
+    // clause GD3: it closes only with a decision.
+    let err = home
+        .manager
+        .fails(&["tasks", "close", id, "--note", "looked at it"]);
+    assert!(err.contains("--decision"), "{err}");
     let out = home.manager.ok(&[
         "tasks",
         "close",
         id,
+        "--decision",
+        "assess",
         "--note",
         "Spoke to the social worker: it is her old school friend; assessing",
     ]);
     assert!(out.contains("Closed task"), "{out}");
-    let err = home
-        .manager
-        .fails(&["tasks", "close", id, "--note", "again"]);
+    let err = home.manager.fails(&[
+        "tasks",
+        "close",
+        id,
+        "--decision",
+        "refuse",
+        "--note",
+        "again",
+    ]);
     assert!(err.contains("already closed"), "{err}");
-    let err = home
-        .manager
-        .fails(&["tasks", "close", "tsk-nope", "--note", "x"]);
+    let err = home.manager.fails(&[
+        "tasks",
+        "close",
+        "tsk-nope",
+        "--decision",
+        "refuse",
+        "--note",
+        "x",
+    ]);
     assert!(err.contains("no task called"), "{err}");
     assert_eq!(home.manager.json(&["tasks"]).as_array().unwrap().len(), 1);
     let all = home.manager.json(&["tasks", "--all"]);
     assert_eq!(all.as_array().unwrap().len(), 2);
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["decision"] == "assess"),
+        "{all}"
+    );
     // Closing is in the audit trail, which still proves itself.
     let verify = home.manager.ok(&["audit", "verify"]);
     assert!(verify.contains("intact"), "{verify}");
@@ -406,4 +434,39 @@ fn a_device_that_stops_reporting_is_flagged_and_announced() {
     eventually("the device to report again", WAIT, || {
         (home.device(&id)["not_reporting"] == false).then_some(())
     });
+}
+
+// clause GD3: a manager task is due the next working day; once overdue it is in
+// `haven obligations --overdue` until a manager decides.
+#[test]
+fn gd3_a_manager_task_becomes_overdue_and_is_listed_with_the_obligations() {
+    let home = Home::new();
+    let agent = home.enrolled_agent("tablet");
+    let mut link = DeviceLink::open(&home, &agent);
+    // An attempt a week ago (the device was offline since): due long ago.
+    let week_ago = now_ms() - 7 * 24 * 3_600_000;
+    link.send(vec![call("old", "+447700900999", week_ago)]);
+    let tasks = home.manager.json(&["tasks"]);
+    let task = &tasks.as_array().unwrap()[0];
+    assert_eq!(task["state"], "overdue", "{tasks}");
+    let overdue = home.manager.json(&["obligations", "--overdue"]);
+    let listed = overdue.as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o["kind"] == "decide-on-unknown-contact" && o["id"] == task["id"]),
+        "{overdue}"
+    );
+    let id = task["id"].as_str().unwrap();
+    home.manager.ok(&[
+        "tasks",
+        "close",
+        id,
+        "--decision",
+        "refuse",
+        "--note",
+        "Unknown adult; the social worker agrees",
+    ]);
+    let overdue = home.manager.json(&["obligations", "--overdue"]);
+    assert_eq!(overdue.as_array().unwrap().len(), 0, "{overdue}");
 }

@@ -78,6 +78,9 @@ pub enum SanctionCommand {
         id: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Whom you spoke to (the person who imposed the measure) and when: required (RM5).
+        #[arg(long = "spoke-with", default_value = "")]
+        spoke_with: String,
     },
     /// The child has been spoken to about it; record their views (due within 5 days).
     Discussed {
@@ -97,6 +100,79 @@ fn time_arg(text: Option<&str>, now: i64) -> anyhow::Result<i64> {
         None => Ok(0),
         Some(t) => parse_time(t, now, &local_tz()).map_err(|e| anyhow!(e)),
     }
+}
+
+/// `haven restrict`: letters or visits withdrawn in an emergency (S1, RM3).
+#[derive(clap::Args, Debug)]
+pub struct RestrictArgs {
+    /// The child (name or id).
+    pub child: String,
+    /// What is withdrawn: letters, visits (repeat or separate with commas).
+    #[arg(long = "channel", required = true)]
+    pub channels: Vec<String>,
+    /// injury-to-child, injury-to-others, property-damage or prevent-offence.
+    #[arg(long)]
+    pub reason: String,
+    /// What happened: the evidence for it.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// When it ends by itself ("in 2h", "07:00", RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// When it must be reviewed, if it does not end by itself (default: in a day).
+    #[arg(long)]
+    pub review: Option<String>,
+    /// What Ofsted advised, if consulted (RM6).
+    #[arg(long = "ofsted-advice")]
+    pub ofsted_advice: Option<String>,
+}
+
+pub async fn restrict(c: &mut Client, a: RestrictArgs, as_json: bool) -> anyhow::Result<()> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let r = c
+        .restrict(api::RestrictRequest {
+            child: a.child,
+            reason: a.reason,
+            arrangements: a.channels,
+            note: a.note,
+            until_unix_ms: time_arg(a.until.as_deref(), now)?,
+            review_at_unix_ms: time_arg(a.review.as_deref(), now)?,
+            ofsted_advice: a.ofsted_advice.unwrap_or_default(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if as_json {
+        return json(&r);
+    }
+    let l = r.lockdown.unwrap_or_default();
+    println!(
+        "Restriction {} recorded for {}: {} withdrawn ({}).",
+        l.id,
+        l.child_name,
+        l.channels.join(", "),
+        l.reason
+    );
+    if l.until_unix_ms > 0 {
+        println!("It ends by itself at {}.", when(l.until_unix_ms));
+    } else {
+        println!(
+            "It stays until lifted (`haven lift {}`); review it by {}.",
+            l.id,
+            when(l.review_at_unix_ms)
+        );
+    }
+    for s in &r.sanctions {
+        println!(
+            "Sanction record {} opened: complete it with `haven sanction complete {}`.",
+            s.id, s.id
+        );
+    }
+    println!(
+        "{} obligation(s) opened: see `haven obligations`.",
+        r.obligations.len()
+    );
+    Ok(())
 }
 
 /// One line of progress: "3 of 4 devices locked; 1 offline — will lock on reconnect".
@@ -310,7 +386,9 @@ pub async fn lockdowns(
                 } else {
                     format!("review by {}", when(l.review_at_unix_ms))
                 };
-                let state = if l.in_force {
+                let state = if l.review_overdue {
+                    "in force, REVIEW OVERDUE".to_string()
+                } else if l.in_force {
                     "in force".to_string()
                 } else {
                     format!("lifted {}", when(l.lifted_at_unix_ms))
@@ -490,11 +568,19 @@ pub async fn sanction(c: &mut Client, cmd: SanctionCommand, as_json: bool) -> an
             .into_inner(),
             "completed; the Registered Manager signs it off next",
         ),
-        SanctionCommand::SignOff { id, note } => (
-            c.sign_off_sanction(api::SignOffSanctionRequest { id, note })
-                .await
-                .map_err(explain)?
-                .into_inner(),
+        SanctionCommand::SignOff {
+            id,
+            note,
+            spoke_with,
+        } => (
+            c.sign_off_sanction(api::SignOffSanctionRequest {
+                id,
+                note,
+                spoke_with_imposer: spoke_with,
+            })
+            .await
+            .map_err(explain)?
+            .into_inner(),
             "signed off as accurate",
         ),
         SanctionCommand::Discussed { id, views } => (

@@ -123,6 +123,10 @@ enum Command {
     /// Emergency: withdraw a child's communication at once, for a protective reason only
     /// (never as a punishment). Protected contacts stay reachable.
     Lockdown(Box<emergency::LockdownArgs>),
+    /// Emergency: restrict letters or visits (contact arrangements no device enforces), for a
+    /// protective reason only; recorded with its sanction, obligations and review like a
+    /// lockdown.
+    Restrict(Box<emergency::RestrictArgs>),
     /// Record on a lockdown that Ofsted was consulted, and what it advised (RM6).
     #[command(name = "lockdown-note")]
     LockdownNote {
@@ -1079,6 +1083,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
         }
         Command::Plan(cmd) => plans::plan(&mut s.plans, cmd, as_json).await?,
         Command::Lockdown(args) => emergency::lockdown(&mut s.emergency, *args, as_json).await?,
+        Command::Restrict(args) => emergency::restrict(&mut s.emergency, *args, as_json).await?,
         Command::LockdownNote { id, ofsted_advice } => {
             emergency::ofsted_advice(&mut s.emergency, id, ofsted_advice, as_json).await?
         }

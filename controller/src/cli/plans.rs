@@ -196,6 +196,12 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                 "Made revision {} of the plan. The child's devices are being sent policy version {}.",
                 r.number, r.policy_version
             );
+            if !r.sanction_ids.is_empty() {
+                println!(
+                    "It reduces telephone or messaging access, which is a sanction (Regulation 35): opened {}. Tell the social worker and complete the record: see `haven obligations`.",
+                    r.sanction_ids.join(", ")
+                );
+            }
         }
         PlanCommand::History { child } => {
             let all = history(c, &child).await?;
@@ -648,5 +654,40 @@ mod tests {
     fn html_is_escaped() {
         let out = html(&[Block::Para("<script>".into())]);
         assert!(out.contains("&lt;script&gt;") && !out.contains("<script>"));
+    }
+
+    // clause RM3, GD3, R7: `haven plan show --toml` keeps a revision's grounds, so a manager
+    // starting the next revision from it carries them forward.
+    #[test]
+    fn rm3_gd3_a_revision_with_its_grounds_round_trips_through_toml() {
+        use crate::domain::contact_risk::RiskDecision;
+        use crate::domain::plan::{Consultation, Grounds, PlanRevisionDraft, SharedWith};
+        let rev = PlanRevision {
+            number: 2,
+            child_id: "chd-1".into(),
+            made_by: "stf-m".into(),
+            made_at: 1,
+            reason: "calls stop for now".into(),
+            consultation: Consultation::default(),
+            shared_with: SharedWith::default(),
+            child_views: Some("not happy".into()),
+            review_by: None,
+            grounds: Grounds {
+                protective_reason: Some("injury-to-child".into()),
+                evidence: Some("threats".into()),
+                risk_decisions: vec![RiskDecision {
+                    contact: "Dad".into(),
+                    decided_by: "R. Patel".into(),
+                    social_worker_agreed: "J. Okafor".into(),
+                    decision: "supervised".into(),
+                    order_terms: None,
+                }],
+                views_not_sought: None,
+            },
+            section: Default::default(),
+        };
+        let text = ::toml::to_string(&rev).unwrap();
+        let back: PlanRevisionDraft = ::toml::from_str(&text).unwrap();
+        assert_eq!(back.grounds, rev.grounds, "{text}");
     }
 }

@@ -60,6 +60,10 @@ pub enum TasksCommand {
     /// A manager records what was done and closes a task.
     Close {
         id: String,
+        /// What you decided: assess (a full risk assessment with the social worker), refuse,
+        /// or no-action.
+        #[arg(long, default_value = "")]
+        decision: String,
         #[arg(long)]
         note: String,
     },
@@ -302,6 +306,9 @@ struct TaskJson<'a> {
     closed_at: Option<String>,
     closed_by: &'a str,
     note: &'a str,
+    due_at: String,
+    state: &'a str,
+    decision: &'a str,
 }
 
 fn task_json(t: &api::ManagerTask) -> TaskJson<'_> {
@@ -320,14 +327,17 @@ fn task_json(t: &api::ManagerTask) -> TaskJson<'_> {
         closed_at: (t.closed_at_unix_ms > 0).then(|| rfc3339(t.closed_at_unix_ms)),
         closed_by: &t.closed_by,
         note: &t.note,
+        due_at: rfc3339(t.due_at_unix_ms),
+        state: &t.state,
+        decision: &t.decision,
     }
 }
 
 pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Result<()> {
     let (child, all) = match args.command {
-        Some(TasksCommand::Close { id, note }) => {
+        Some(TasksCommand::Close { id, decision, note }) => {
             let t = c
-                .close_manager_task(api::CloseManagerTaskRequest { id, note })
+                .close_manager_task(api::CloseManagerTaskRequest { id, note, decision })
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -335,8 +345,8 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
                 return json(&task_json(&t));
             }
             println!(
-                "Closed task {} about {} ({}).",
-                t.id, t.child_name, t.address
+                "Closed task {} about {} ({}): {}.",
+                t.id, t.child_name, t.address, t.decision
             );
             return Ok(());
         }

@@ -122,13 +122,25 @@ pub fn withdrawal(
             social_worker: Some(not_yet.clone()),
             parents: Some(not_yet),
         },
+        // What actually happened: the child's device says the camera is off; the social
+        // worker has not been told yet — that is owed within a working day (RM4).
         shared_with: SharedWith {
             child: true,
-            social_worker: true,
+            social_worker: false,
             others: Vec::new(),
         },
         child_views: None,
         review_by: Some(review_by),
+        // clause RM3: images reaching people who could exploit them put the child at risk.
+        grounds: super::plan::Grounds {
+            protective_reason: Some("injury-to-child".into()),
+            evidence: Some(reason.to_string()),
+            // clause R7: urgent action first; the child is asked at the review.
+            views_not_sought: Some(
+                "urgency: the camera was withdrawn at once after an incident; the child's views are to be sought at the review".into(),
+            ),
+            ..Default::default()
+        },
         section,
     })
 }
@@ -169,6 +181,7 @@ mod tests {
             shared_with: SharedWith::default(),
             child_views: None,
             review_by: None,
+            grounds: Default::default(),
             section: CommunicationSection {
                 camera,
                 ..CommunicationSection::default()
@@ -226,6 +239,14 @@ mod tests {
             Some(ConsultRecord::NotConsulted { .. })
         ));
         assert_eq!(draft.review_by, Some(date(2026, 12, 26)));
+        // clause IM2, RM4: the record says the social worker has not been told, and they are
+        // owed a notification.
+        assert!(!draft.shared_with.social_worker);
+        let next = PlanRevision::next(Some(&current), draft.clone());
+        assert!(crate::domain::restriction::owes_social_worker_notice(
+            Some(&current.section),
+            &next
+        ));
         let off = revision(false, 1_000);
         assert!(withdrawal(&off, "stf-m", 2_000, "x", date(2026, 12, 26)).is_err());
         assert!(withdrawal(&current, "stf-m", 2_000, " ", date(2026, 12, 26)).is_err());

@@ -118,6 +118,52 @@ impl LockChannel {
     }
 }
 
+/// A contact arrangement no device enforces — letters, visits and other face-to-face contact
+/// (S1) — which staff may still restrict in an emergency, for the same protective reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arrangement {
+    Letters,
+    Visits,
+}
+
+impl Arrangement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arrangement::Letters => "letters",
+            Arrangement::Visits => "visits",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Arrangement, EmergencyError> {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', ' '], "-")
+            .as_str()
+        {
+            "letter" | "letters" | "post" | "correspondence" => Ok(Arrangement::Letters),
+            "visit" | "visits" | "face-to-face" | "contact-visits" => Ok(Arrangement::Visits),
+            _ => Err(EmergencyError::UnknownArrangement(s.trim().to_string())),
+        }
+    }
+}
+
+/// Reads the arrangements an emergency restriction withdraws; at least one is needed.
+pub fn parse_arrangements(given: &[String]) -> Result<Vec<Arrangement>, EmergencyError> {
+    let mut out: Vec<Arrangement> = given
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.trim().is_empty())
+        .map(Arrangement::parse)
+        .collect::<Result<_, _>>()?;
+    if out.is_empty() {
+        return Err(EmergencyError::NoArrangement);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Reads a list of channels; none given means every channel (a full lockdown).
 pub fn parse_channels(given: &[String]) -> Result<Vec<LockChannel>, EmergencyError> {
     let mut out: Vec<LockChannel> = given
@@ -174,6 +220,14 @@ pub enum EmergencyError {
         "{0:?} is not something a lockdown can withdraw: use calls, messages, web, camera or apps"
     )]
     UnknownChannel(String),
+    #[error(
+        "{0:?} is not a contact arrangement Haven records: use letters or visits (for calls, messages, web, camera or apps use `haven lockdown`)"
+    )]
+    UnknownArrangement(String),
+    #[error(
+        "say which contact arrangement is restricted with --channel letters or --channel visits"
+    )]
+    NoArrangement,
     #[error("say what happened with --note: the record needs it")]
     NoteMissing,
     #[error("the end time is not in the future: give a time after now with --until")]
@@ -212,6 +266,44 @@ pub struct LockdownOrder {
     /// To be reviewed by this time (always set when `until` is not).
     pub review_at: Option<UnixMillis>,
     pub ofsted_advice: Option<String>,
+    /// Letters or visits withdrawn as well (S1): recorded, not enforced by a device.
+    pub arrangements: Vec<Arrangement>,
+}
+
+impl LockdownOrder {
+    /// Whether it is a Sanction under Regulation 35 (RM5): it reduces telephone access, or it
+    /// restricts the child's contact arrangements.
+    pub fn is_sanction(&self) -> bool {
+        reduces_telephone(&self.channels) || !self.arrangements.is_empty()
+    }
+
+    /// Everything it withdraws, in the words stored and shown: "calls, messages", "visits".
+    pub fn withdrawn(&self) -> Vec<&'static str> {
+        self.channels
+            .iter()
+            .map(|c| c.as_str())
+            .chain(self.arrangements.iter().map(|a| a.as_str()))
+            .collect()
+    }
+}
+
+/// Checks an emergency restriction of letters or visits (S1) before anything is written: the
+/// same protective reason, note and end or review time as a lockdown (RM3, KP1), and no
+/// device channel.
+pub fn validate_restriction(
+    draft: &LockdownDraft,
+    arrangements: &[String],
+    now: UnixMillis,
+) -> Result<LockdownOrder, EmergencyError> {
+    let arrangements = parse_arrangements(arrangements)?;
+    // Validated as a lockdown of one channel, then the device channels are dropped: a
+    // restriction of visits changes nothing a device enforces.
+    let mut as_lockdown = draft.clone();
+    as_lockdown.channels = vec!["web".into()];
+    let mut order = validate_lockdown(&as_lockdown, now)?;
+    order.channels.clear();
+    order.arrangements = arrangements;
+    Ok(order)
 }
 
 /// With neither an end nor a review time, the lockdown is reviewed within a day (KP1: every
@@ -257,6 +349,7 @@ pub fn validate_lockdown(
         until,
         review_at,
         ofsted_advice,
+        arrangements: Vec::new(),
     })
 }
 
@@ -346,6 +439,19 @@ pub fn explain_to_child(merged: &MergedLockdown, protected_names: &[&str]) -> St
     )
 }
 
+/// The kind of obligation a lockdown in force past its review time appears as (KP1, GD4).
+pub const REVIEW_OBLIGATION_KIND: &str = "review-lockdown";
+
+/// Whether a lockdown still in force has passed the time it was to be reviewed by (KP1:
+/// restrictions are exceptions, reviewed on time). One that ends by itself has no review.
+pub fn review_overdue(
+    review_at: Option<UnixMillis>,
+    lifted_at: Option<UnixMillis>,
+    now: UnixMillis,
+) -> bool {
+    lifted_at.is_none() && review_at.is_some_and(|r| now > r)
+}
+
 /// The reason the device shows beside a withdrawn channel (short, for the child).
 pub const CHILD_REASON: &str =
     "Paused for a while by staff to keep everyone safe. This is not a punishment.";
@@ -424,6 +530,43 @@ mod tests {
         let order = validate_lockdown(&draft(), now).unwrap();
         assert_eq!(order.review_at, Some(now + DEFAULT_REVIEW_MS));
         assert_eq!(order.until, None);
+    }
+
+    #[test]
+    fn s1_rm3_visits_and_letters_are_restricted_for_the_same_protective_reasons() {
+        let now = 1_000;
+        let mut d = draft();
+        d.until = Some(now + 60_000);
+        let order = validate_restriction(&d, &["visits".into()], now).unwrap();
+        assert!(order.channels.is_empty());
+        assert_eq!(order.arrangements, vec![Arrangement::Visits]);
+        assert!(order.is_sanction());
+        assert_eq!(order.withdrawn(), vec!["visits"]);
+        assert_eq!(
+            validate_restriction(&d, &[], now),
+            Err(EmergencyError::NoArrangement)
+        );
+        assert!(matches!(
+            validate_restriction(&d, &["calls".into()], now),
+            Err(EmergencyError::UnknownArrangement(_))
+        ));
+        d.reason = "punishment".into();
+        let err = validate_restriction(&d, &["letters".into()], now).unwrap_err();
+        assert!(err.to_string().contains("never a punishment"), "{err}");
+        d.reason = "injury-to-child".into();
+        d.until = Some(now - 1);
+        assert_eq!(
+            validate_restriction(&d, &["letters".into()], now),
+            Err(EmergencyError::UntilInPast)
+        );
+    }
+
+    #[test]
+    fn kp1_gd4_a_lockdown_past_its_review_time_is_overdue_until_lifted() {
+        assert!(!review_overdue(Some(100), None, 100));
+        assert!(review_overdue(Some(100), None, 101));
+        assert!(!review_overdue(Some(100), Some(150), 200));
+        assert!(!review_overdue(None, None, 200));
     }
 
     #[test]

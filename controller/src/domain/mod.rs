@@ -5,6 +5,8 @@
 
 pub mod audit;
 pub mod camera;
+pub mod child_voice;
+pub mod contact_risk;
 pub mod device_input;
 pub mod emergency;
 pub mod enrollment;
@@ -13,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod records;
 pub mod reports;
+pub mod restriction;
 pub mod risk;
 pub mod role;
 pub mod sanction;

@@ -12,8 +12,12 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
+use super::child_voice::check_child_voice;
+use super::contact_risk::check_contact_risks;
 use super::phone;
 use super::policy::ProtectedContact;
+pub use super::restriction::Grounds;
+use super::restriction::check_protective_grounds;
 pub use super::risk::Refusal;
 use super::risk::RiskAssessment;
 use super::role::Role;
@@ -368,6 +372,9 @@ pub struct PlanRevisionDraft {
     /// restricts (KP1: restrictions are exceptions with a review or end date).
     #[serde(default)]
     pub review_by: Option<Date>,
+    /// Why a restricting revision protects someone (RM3, R19), and what the child said.
+    #[serde(flatten)]
+    pub grounds: Grounds,
     pub section: CommunicationSection,
 }
 
@@ -384,6 +391,8 @@ pub struct PlanRevision {
     pub shared_with: SharedWith,
     pub child_views: Option<String>,
     pub review_by: Option<Date>,
+    #[serde(flatten)]
+    pub grounds: Grounds,
     pub section: CommunicationSection,
 }
 
@@ -401,6 +410,7 @@ impl PlanRevision {
             shared_with: draft.shared_with,
             child_views: draft.child_views,
             review_by: draft.review_by,
+            grounds: draft.grounds,
             section: draft.section,
         }
     }
@@ -765,6 +775,23 @@ pub fn validate_revision(
             ));
         }
     }
+    // clause RM3, R19: a planned restriction is protective, like an emergency one.
+    check_protective_grounds(&next.reason, &next.grounds, &limits)?;
+    // clause R7: the child's voice is on the record.
+    check_child_voice(
+        previous,
+        s,
+        next.child_views.as_deref(),
+        next.grounds.views_not_sought.as_deref(),
+    )?;
+    // clause GD2, GD3, KP1: each contact approved anew, against their own assessment.
+    check_contact_risks(
+        previous,
+        s,
+        risk_assessments,
+        &next.grounds.risk_decisions,
+        today,
+    )?;
     Ok(())
 }
 
@@ -1085,6 +1112,11 @@ fn coverage(windows: &[TimeWindow]) -> Vec<bool> {
         }
     }
     out
+}
+
+/// Whether `next` allows contact at fewer times of the week than `prev` did.
+pub fn narrows_times(prev: &[TimeWindow], next: &[TimeWindow]) -> bool {
+    narrows(prev, next)
 }
 
 fn narrows(prev: &[TimeWindow], next: &[TimeWindow]) -> bool {
@@ -1598,6 +1630,18 @@ pub fn restrictions_in_force(history: &[PlanRevision]) -> Vec<RestrictionInForce
             }
         })
         .collect();
+    // clause KP1: withdrawn contacts and ways of reaching them are restrictions too.
+    out.extend(
+        super::restriction::withdrawn_in(history)
+            .into_iter()
+            .map(|(what, i)| RestrictionInForce {
+                what,
+                since: history[i].made_at,
+                since_revision: history[i].number,
+                reason: history[i].reason.clone(),
+                review_by: current.review_by,
+            }),
+    );
     out.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.what.cmp(&b.what)));
     out
 }
@@ -1688,6 +1732,7 @@ pub(crate) mod tests {
             shared_with: SharedWith::default(),
             child_views: None,
             review_by: None,
+            grounds: Grounds::default(),
             section: CommunicationSection::default(),
         };
         first.section.apps.default_allow = true;
@@ -1717,6 +1762,44 @@ pub(crate) mod tests {
         assert_eq!(in_force_for(game.since, 12 * 86_400_000), "7 days");
         assert_eq!(in_force_for(10, 20), "less than a day");
         assert!(restrictions_in_force(&[]).is_empty());
+    }
+
+    // clause KP1: a withdrawn contact, or a way of reaching one, is a restriction in force.
+    #[test]
+    fn kp1_withdrawn_contacts_and_ways_of_reaching_them_are_in_force() {
+        let mut first = PlanRevision::next(None, draft(full_section()));
+        first.made_at = 1_000;
+        let nan = first.section.contacts[0].clone();
+        let mut second = first.clone();
+        second.number = 2;
+        second.made_at = 2_000;
+        second.reason = "calls stop for now".into();
+        second.review_by = Some(Date::new(2026, 12, 10).unwrap());
+        second.section.contacts[0]
+            .addresses
+            .retain(|a| a.channel != Channel::Call);
+        let in_force = restrictions_in_force(&[first.clone(), second.clone()]);
+        let calls = in_force
+            .iter()
+            .find(|r| r.what.contains("by phone"))
+            .unwrap_or_else(|| panic!("{in_force:?}"));
+        assert_eq!(calls.since_revision, 2);
+        assert_eq!(calls.review_by, Some(Date::new(2026, 12, 10).unwrap()));
+        assert!(
+            calls
+                .what
+                .starts_with(&format!("contact with {}", nan.label()))
+        );
+        let mut third = second.clone();
+        third.number = 3;
+        third.made_at = 3_000;
+        third.section.contacts.clear();
+        let in_force = restrictions_in_force(&[first, second, third]);
+        let gone = in_force
+            .iter()
+            .find(|r| r.what == format!("contact with {} withdrawn", nan.label()))
+            .unwrap_or_else(|| panic!("{in_force:?}"));
+        assert_eq!(gone.since_revision, 3);
     }
 
     pub(crate) fn protected_contact(name: &str, address: &str) -> ProtectedContact {
@@ -1828,6 +1911,11 @@ pub(crate) mod tests {
             },
             child_views: Some("I want to talk to Nan after school".into()),
             review_by: None,
+            grounds: Grounds {
+                protective_reason: Some("injury-to-child".into()),
+                evidence: Some("threatening messages shown to staff on 20 November".into()),
+                ..Default::default()
+            },
             section,
         }
     }

@@ -154,6 +154,20 @@ impl PolicyProgress<'_> {
     }
 }
 
+/// A child is archived when they leave the home, once, and only after every device of theirs
+/// was revoked, so no device keeps enforcing a plan nobody looks after any more.
+pub fn may_archive(child_id: &str, archived: bool, active_devices: i64) -> Result<(), Invalid> {
+    if archived {
+        return Err(Invalid(format!("{child_id} is already archived")));
+    }
+    if active_devices > 0 {
+        return Err(Invalid(format!(
+            "{child_id} still has {active_devices} active device(s): revoke them first (`haven device list --child {child_id}`)"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +231,23 @@ mod tests {
             p.state(),
             "failed",
             "a device that could not apply is never shown as applied"
+        );
+    }
+
+    #[test]
+    fn a_child_is_archived_once_and_only_without_active_devices() {
+        assert!(may_archive("chd-1", false, 0).is_ok());
+        assert!(
+            may_archive("chd-1", true, 0)
+                .unwrap_err()
+                .0
+                .contains("already archived")
+        );
+        assert!(
+            may_archive("chd-1", false, 2)
+                .unwrap_err()
+                .0
+                .contains("revoke them first")
         );
     }
 }

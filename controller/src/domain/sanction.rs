@@ -12,6 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
+use super::emergency::{LockdownTarget, ProtectiveReason};
 use super::working_days::{BankHolidays, Deadline};
 
 /// The bank-holiday calendar deadlines are computed with.
@@ -43,6 +44,105 @@ pub struct SanctionRecord {
     pub injury_and_treatment: String,
 }
 
+/// "2026-12-02 07:00": a time written into a record, in the home's own time zone.
+pub fn home_time(ms: UnixMillis, time_zone: &str) -> String {
+    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// A lockdown's planned duration in words: it ends by itself, or it is reviewed.
+pub fn planned_duration(
+    until: Option<UnixMillis>,
+    review_at: Option<UnixMillis>,
+    time_zone: &str,
+) -> String {
+    match (until, review_at) {
+        (Some(u), _) => format!("until {}", home_time(u, time_zone)),
+        (_, Some(r)) => format!(
+            "until lifted; to be reviewed by {}",
+            home_time(r, time_zone)
+        ),
+        _ => "until lifted".to_string(),
+    }
+}
+
+/// The record Haven opens when a lockdown withdraws calls or messages (RM5): what it knows
+/// already; staff complete the rest.
+pub struct LockdownMeasure<'a> {
+    pub lockdown_id: &'a str,
+    pub reason: ProtectiveReason,
+    /// Everything withdrawn, in words ("calls", "messages", "visits").
+    pub withdrawn: &'a [&'a str],
+    /// Whether any of it is on a device (letters and visits are not).
+    pub on_devices: bool,
+    pub target: &'a LockdownTarget,
+    pub note: &'a str,
+    pub duration: String,
+}
+
+impl SanctionRecord {
+    pub fn for_lockdown(
+        child_name: &str,
+        m: &LockdownMeasure<'_>,
+        at: UnixMillis,
+        imposed_by: &str,
+    ) -> SanctionRecord {
+        let (kind, on) = match m.target {
+            _ if !m.on_devices => ("Emergency restriction", "no device involved".to_string()),
+            LockdownTarget::Child(_) => ("Emergency lockdown", "on the child's devices".into()),
+            LockdownTarget::Device(d) => (
+                "Emergency lockdown",
+                format!("on one of the child's devices ({d})"),
+            ),
+            LockdownTarget::Home(_) => ("Emergency lockdown", "on every device in the home".into()),
+        };
+        SanctionRecord {
+            child_name: child_name.to_string(),
+            behaviour: m.note.to_string(),
+            occurred_at: at,
+            measure: format!(
+                "{kind} ({}, {}): {} withdrawn, {on}. Protected contacts stayed reachable.",
+                m.lockdown_id,
+                m.reason.describe(),
+                m.withdrawn.join(", "),
+            ),
+            duration: m.duration.clone(),
+            imposed_by: imposed_by.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The record opened when a plan revision reduces telephone or messaging access (RM5):
+    /// the same record, with the revision's own reason and review date.
+    pub fn for_revision(
+        child_name: &str,
+        revision: u32,
+        why: &str,
+        reductions: &[String],
+        at: UnixMillis,
+        review_by: Option<jiff::civil::Date>,
+        imposed_by: &str,
+    ) -> SanctionRecord {
+        SanctionRecord {
+            child_name: child_name.to_string(),
+            behaviour: why.trim().to_string(),
+            occurred_at: at,
+            measure: format!(
+                "Placement plan revision {revision}: {}. Protected contacts stayed reachable.",
+                super::plan::join_and(reductions)
+            ),
+            duration: match review_by {
+                Some(d) => format!("until the plan changes; to be reviewed by {d}"),
+                None => "until the plan changes".to_string(),
+            },
+            imposed_by: imposed_by.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
 /// What staff add to complete a record (every field required; "none" is an answer).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SanctionCompletion {
@@ -62,6 +162,99 @@ pub enum SanctionError {
     NoViews,
     #[error("say what was done with --note")]
     NoNote,
+    #[error("sanction {0} was already completed: nothing was changed")]
+    AlreadyCompleted(String),
+    #[error(
+        "sanction {0} is not complete yet: it is signed off once staff have completed it (`haven sanction complete {0}`)"
+    )]
+    NotComplete(String),
+    #[error("sanction {0} was already signed off: nothing was changed")]
+    AlreadySignedOff(String),
+    #[error(
+        "the discussion with the child about sanction {0} was already recorded: nothing was changed"
+    )]
+    AlreadyDiscussed(String),
+    #[error(
+        "say that you spoke to the person who imposed the measure, and when, with --spoke-with (e.g. --spoke-with \"Jo Carer, 3 Dec\")"
+    )]
+    NotSpokenWithImposer,
+}
+
+/// What has been done to a sanction record so far: the three steps of Regulation 35.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SanctionSteps {
+    pub completed: bool,
+    pub signed_off: bool,
+    pub discussed: bool,
+}
+
+/// A record is completed once (RM5).
+pub fn may_complete(id: &str, steps: SanctionSteps) -> Result<(), SanctionError> {
+    if steps.completed {
+        return Err(SanctionError::AlreadyCompleted(id.to_string()));
+    }
+    Ok(())
+}
+
+/// The Registered Manager signs off a completed record once, having spoken to the person who
+/// imposed the measure (RM5); returns what they wrote about that conversation.
+pub fn sign_off(
+    id: &str,
+    steps: SanctionSteps,
+    spoke_with_imposer: &str,
+) -> Result<String, SanctionError> {
+    if steps.signed_off {
+        return Err(SanctionError::AlreadySignedOff(id.to_string()));
+    }
+    if !steps.completed {
+        return Err(SanctionError::NotComplete(id.to_string()));
+    }
+    let spoke = spoke_with_imposer.trim();
+    if spoke.is_empty() {
+        return Err(SanctionError::NotSpokenWithImposer);
+    }
+    Ok(spoke.to_string())
+}
+
+/// The discussion with the child is recorded once.
+pub fn may_record_discussion(id: &str, steps: SanctionSteps) -> Result<(), SanctionError> {
+    if steps.discussed {
+        return Err(SanctionError::AlreadyDiscussed(id.to_string()));
+    }
+    Ok(())
+}
+
+/// The record's duration once the measure ended: the actual one, with the plan beside it, so
+/// a lockdown lifted early (or kept longer) is recorded as it was (RM5).
+pub fn with_actual_duration(
+    record: &SanctionRecord,
+    started_at: UnixMillis,
+    ended_at: UnixMillis,
+    time_zone: &str,
+) -> SanctionRecord {
+    let minutes = (ended_at.saturating_sub(started_at) / 60_000).max(0);
+    let length = match minutes {
+        0 => "less than a minute".to_string(),
+        1 => "1 minute".to_string(),
+        m if m < 120 => format!("{m} minutes"),
+        m if m < 48 * 60 => format!("{} hours {} minutes", m / 60, m % 60),
+        m => format!("{} days {} hours", m / (24 * 60), (m / 60) % 24),
+    };
+    let planned = record
+        .duration
+        .split(" (planned: ")
+        .last()
+        .unwrap_or(&record.duration)
+        .trim_end_matches(')')
+        .to_string();
+    SanctionRecord {
+        duration: format!(
+            "{length}: from {} to {} (planned: {planned})",
+            home_time(started_at, time_zone),
+            home_time(ended_at, time_zone)
+        ),
+        ..record.clone()
+    }
 }
 
 /// Fills the record in; refused unless every Regulation 35 field has an answer.
@@ -401,6 +594,58 @@ mod tests {
         assert!(check_notification("", "phone", 10, 100).is_err());
         assert!(check_notification("Jo", "pigeon", 10, 100).is_err());
         assert!(check_notification("Jo", "email", 10_000_000, 100).is_err());
+    }
+
+    #[test]
+    fn rm5_sign_off_needs_a_completed_record_and_the_imposer_spoken_to() {
+        let fresh = SanctionSteps::default();
+        assert_eq!(
+            sign_off("snc-1", fresh, "Jo, 3 Dec"),
+            Err(SanctionError::NotComplete("snc-1".into()))
+        );
+        let completed = SanctionSteps {
+            completed: true,
+            ..fresh
+        };
+        assert_eq!(
+            sign_off("snc-1", completed, "  "),
+            Err(SanctionError::NotSpokenWithImposer)
+        );
+        assert_eq!(
+            sign_off("snc-1", completed, " Jo Carer, 3 Dec "),
+            Ok("Jo Carer, 3 Dec".to_string())
+        );
+        let signed = SanctionSteps {
+            signed_off: true,
+            ..completed
+        };
+        assert!(matches!(
+            sign_off("snc-1", signed, "Jo"),
+            Err(SanctionError::AlreadySignedOff(_))
+        ));
+        assert!(may_complete("snc-1", completed).is_err());
+        assert!(may_record_discussion("snc-1", fresh).is_ok());
+    }
+
+    #[test]
+    fn rm5_the_recorded_duration_is_the_actual_one() {
+        let r = SanctionRecord {
+            duration: "until 2026-12-02 07:00".into(),
+            ..Default::default()
+        };
+        let start = ms("2026-12-02T02:00:00Z");
+        let lifted_early = with_actual_duration(&r, start, start + 90 * 60_000, "Europe/London");
+        assert_eq!(
+            lifted_early.duration,
+            "90 minutes: from 2026-12-02 02:00 to 2026-12-02 03:30 (planned: until 2026-12-02 07:00)"
+        );
+        // Applied twice, the plan is kept once.
+        let again = with_actual_duration(&lifted_early, start, start + 60_000, "Europe/London");
+        assert!(
+            again
+                .duration
+                .ends_with("(planned: until 2026-12-02 07:00)")
+        );
     }
 
     #[test]

@@ -413,6 +413,81 @@ pub fn silence_message(child_name: &str, device_label: &str, silent_ms: i64) -> 
     )
 }
 
+/// The kind of obligation an open manager task appears as in `haven obligations` (GD3).
+pub const TASK_OBLIGATION_KIND: &str = "decide-on-unknown-contact";
+
+/// When a manager task is due: by the end of the next working day after it opened, in the
+/// home's time zone (GD3: "a manager is consulted at once").
+pub fn task_due(
+    opened_at: UnixMillis,
+    time_zone: &str,
+    holidays: &super::working_days::BankHolidays,
+) -> UnixMillis {
+    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let start = jiff::Timestamp::from_millisecond(opened_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    super::working_days::Deadline::WorkingDays(1)
+        .due(start, &tz, holidays)
+        .as_millisecond()
+}
+
+/// What a manager decided about an unknown contact (GD3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskDecision {
+    /// A full risk assessment with the social worker is to be made.
+    Assess,
+    /// Contact is refused.
+    Refuse,
+    /// Nothing more is needed (a wrong number, a known service).
+    NoAction,
+}
+
+impl TaskDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskDecision::Assess => "assess",
+            TaskDecision::Refuse => "refuse",
+            TaskDecision::NoAction => "no-action",
+        }
+    }
+}
+
+/// Checks a manager's closing of a task: a decision and a note saying why, and only once.
+pub fn close_task(
+    id: &str,
+    closed_by: Option<&str>,
+    decision: &str,
+    note: &str,
+) -> Result<(TaskDecision, String), String> {
+    if let Some(by) = closed_by {
+        return Err(format!("task {id} was already closed by {by}"));
+    }
+    let decision = match decision
+        .trim()
+        .to_ascii_lowercase()
+        .replace(['_', ' '], "-")
+        .as_str()
+    {
+        "assess" => TaskDecision::Assess,
+        "refuse" => TaskDecision::Refuse,
+        "no-action" | "none" => TaskDecision::NoAction,
+        "" => {
+            return Err(
+                "say what you decided with --decision assess, refuse or no-action".to_string(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "{other:?} is not a decision: use --decision assess, refuse or no-action"
+            ));
+        }
+    };
+    let note = note.trim();
+    if note.is_empty() {
+        return Err("say why with --note: the record needs it".to_string());
+    }
+    Ok((decision, note.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +699,42 @@ mod tests {
         assert_eq!(
             silence_message("Amira Khan", "tablet", 20 * 60_000),
             "Amira's device tablet has not reported for 20 minutes — it may be switched off or the agent removed"
+        );
+    }
+
+    #[test]
+    fn gd3_a_task_is_due_the_next_working_day_and_closes_only_with_a_decision() {
+        let holidays = super::super::working_days::BankHolidays::england_and_wales();
+        // Friday 4 December 2026, 15:00: due by the end of Monday 7 December.
+        let at = "2026-12-04T15:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        let due = task_due(at, "Europe/London", &holidays);
+        let monday_end = "2026-12-08T00:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        assert!(due > at + 2 * 86_400_000 && due <= monday_end, "{due}");
+        assert_eq!(
+            close_task("tsk-1", None, "Refuse", " unknown adult "),
+            Ok((TaskDecision::Refuse, "unknown adult".to_string()))
+        );
+        assert!(
+            close_task("tsk-1", None, "", "x")
+                .unwrap_err()
+                .contains("--decision")
+        );
+        assert!(close_task("tsk-1", None, "maybe", "x").is_err());
+        assert!(
+            close_task("tsk-1", None, "no action", " ")
+                .unwrap_err()
+                .contains("--note")
+        );
+        assert!(
+            close_task("tsk-1", Some("stf-m"), "assess", "x")
+                .unwrap_err()
+                .contains("already closed")
         );
     }
 }

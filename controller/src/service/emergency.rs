@@ -20,12 +20,14 @@ use tonic::{Request, Response, Status};
 use super::auth::in_scope;
 use super::{Context, now_ms};
 use crate::domain::emergency::{
-    LockdownDraft, LockdownTarget, reduces_telephone, validate_lockdown,
+    LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND, review_overdue,
+    validate_lockdown, validate_restriction,
 };
 use crate::domain::sanction::{
-    ObligationKind, ObligationState, SanctionCompletion, SanctionRecord, check_discussion,
-    check_notification, complete, obligations_after,
+    LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionRecord,
+    check_discussion, check_notification, complete, obligations_after, planned_duration,
 };
+use crate::domain::violations::{TASK_OBLIGATION_KIND, task_due};
 use crate::domain::{Action, StaffIdentity, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{
@@ -74,6 +76,7 @@ fn opt(ms: i64) -> Option<UnixMillis> {
 
 fn lockdown_record(l: LockdownRecord) -> api_types::LockdownRecord {
     api_types::LockdownRecord {
+        review_overdue: review_overdue(l.review_at, l.lifted_at, now_ms()),
         in_force: l.lifted_at.is_none(),
         id: l.id,
         target: l.target_kind,
@@ -129,6 +132,72 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
         how: o.how.unwrap_or_default(),
         done_at_unix_ms: o.done_at.unwrap_or(0),
         note: o.note.unwrap_or_default(),
+        plan_revision: o.plan_revision.map_or(0, |n| n.max(0) as u64),
+    }
+}
+
+/// A lockdown in force past its review time, as the review the home owes (KP1, GD4).
+fn review_obligation(l: LockdownRecord, now: UnixMillis) -> Option<api_types::Obligation> {
+    let review_at = l.review_at?;
+    // Owed once the review time has passed; before that `haven reviews` lists it as due.
+    if !review_overdue(l.review_at, l.lifted_at, now) {
+        return None;
+    }
+    let whom = l
+        .child_name
+        .clone()
+        .unwrap_or_else(|| format!("every child in {}", l.home_name));
+    Some(api_types::Obligation {
+        state: ObligationState::of(review_at, l.lifted_at, now)
+            .as_str()
+            .to_string(),
+        what: format!(
+            "review lockdown {} ({} withdrawn): lift it, or record why it must stay",
+            l.id,
+            l.channels.join(", ")
+        ),
+        closed_with: format!("haven lift {}", l.id),
+        id: format!("review-{}", l.id),
+        kind: REVIEW_OBLIGATION_KIND.to_string(),
+        lockdown_id: l.id,
+        child_id: l.child_id.unwrap_or_default(),
+        child_name: whom,
+        home_id: l.home_id,
+        opened_at_unix_ms: l.started_at,
+        due_at_unix_ms: review_at,
+        ..Default::default()
+    })
+}
+
+/// A manager task (GD3) as one of the home's obligations: due the next working day.
+fn task_obligation(
+    t: crate::store::ManagerTaskRecord,
+    holidays: &crate::domain::working_days::BankHolidays,
+    now: UnixMillis,
+) -> api_types::Obligation {
+    // Counted from the attempt (the manager is consulted at once), never from a device
+    // clock that runs ahead of the controller's.
+    let due_at = task_due(t.first_attempt_at.min(t.opened_at), &t.time_zone, holidays);
+    api_types::Obligation {
+        state: ObligationState::of(due_at, t.closed_at, now)
+            .as_str()
+            .to_string(),
+        what: t.summary,
+        closed_with: format!(
+            "haven tasks close {} --decision assess|refuse|no-action --note …",
+            t.id
+        ),
+        id: t.id,
+        kind: TASK_OBLIGATION_KIND.to_string(),
+        child_id: t.child_id,
+        child_name: t.child_name,
+        home_id: t.home_id,
+        opened_at_unix_ms: t.opened_at,
+        due_at_unix_ms: due_at,
+        closed_at_unix_ms: t.closed_at.unwrap_or(0),
+        closed_by: t.closed_by.unwrap_or_default(),
+        note: t.note.unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -169,15 +238,9 @@ fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanc
         discussed_at_unix_ms: s.discussed_at.unwrap_or(0),
         discussed_by: s.discussed_by.unwrap_or_default(),
         child_views: s.child_views.unwrap_or_default(),
+        plan_revision: s.plan_revision.map_or(0, |n| n.max(0) as u64),
+        spoke_with_imposer: s.spoke_with_imposer.unwrap_or_default(),
     }
-}
-
-/// "2026-12-02 07:00 (Europe/London)": times written into records, in the home's zone.
-fn home_time(ms: UnixMillis, time_zone: &str) -> String {
-    let tz = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_zoned(tz).strftime("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_default()
 }
 
 impl Context {
@@ -318,119 +381,52 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 .collect();
             (LockdownTarget::Home(h.id.clone()), h.id, children)
         };
-        let home = store.find_home(&home_id).await?;
+        self.open(&who, target, &home_id, &children, order, now, started)
+            .await
+    }
 
-        let lockdown_id = new_id("lck");
-        let is_sanction = reduces_telephone(&order.channels);
-        let channel_words: Vec<&str> = order.channels.iter().map(|c| c.as_str()).collect();
-        let duration = match (order.until, order.review_at) {
-            (Some(u), _) => format!("until {}", home_time(u, &home.time_zone)),
-            (_, Some(r)) => format!(
-                "until lifted; to be reviewed by {}",
-                home_time(r, &home.time_zone)
-            ),
-            _ => "until lifted".to_string(),
-        };
-        let mut sanctions = Vec::new();
-        let mut obligations = Vec::new();
-        for child in &children {
-            let sanction_id = is_sanction.then(|| new_id("snc"));
-            if let Some(id) = &sanction_id {
-                let record = SanctionRecord {
-                    child_name: child.name.clone(),
-                    behaviour: order.note.clone(),
-                    occurred_at: now,
-                    measure: format!(
-                        "Emergency lockdown ({}, {}): {} withdrawn on {}. Protected contacts stayed reachable.",
-                        lockdown_id,
-                        order.reason.describe(),
-                        channel_words.join(", "),
-                        match &target {
-                            LockdownTarget::Child(_) => "the child's devices".to_string(),
-                            LockdownTarget::Device(d) =>
-                                format!("one of the child's devices ({d})"),
-                            LockdownTarget::Home(_) => "every device in the home".to_string(),
-                        }
-                    ),
-                    duration: duration.clone(),
-                    imposed_by: who.name.clone(),
-                    ..Default::default()
-                };
-                sanctions.push(NewSanction {
-                    id: id.clone(),
-                    child_id: child.id.clone(),
-                    record: serde_json::to_string(&record)
-                        .map_err(|_| Status::internal("could not write the sanction record"))?,
-                });
-            }
-            for (kind, due_at) in
-                obligations_after(now, &home.time_zone, &self.ctx.holidays, is_sanction)
-            {
-                obligations.push(NewObligation {
-                    id: new_id("obl"),
-                    kind: kind.as_str().to_string(),
-                    child_id: child.id.clone(),
-                    sanction_id: match kind {
-                        ObligationKind::NotifySocialWorker => None,
-                        _ => sanction_id.clone(),
-                    },
-                    due_at,
-                });
-            }
-        }
-        let record = store
-            .start_lockdown(
-                &Actor::staff(&who),
-                &NewLockdown {
-                    id: lockdown_id,
-                    target,
-                    home_id: home.id.clone(),
-                    order,
-                    started_by_name: who.name.clone(),
-                },
-                &sanctions,
-                &obligations,
-                now,
-            )
-            .await?;
-        let written = started.elapsed();
-        self.ctx
-            .push_lockdown(&record, record.policy_version, now)
-            .await;
-        tracing::info!(
-            lockdown = %record.id,
-            staff = %who.id,
-            version = record.policy_version,
-            written_us = written.as_micros() as u64,
-            total_us = started.elapsed().as_micros() as u64,
-            "lockdown started"
-        );
-        let devices = self
+    async fn restrict(
+        &self,
+        request: Request<RestrictRequest>,
+    ) -> Result<Response<LockdownResponse>, Status> {
+        let started = std::time::Instant::now();
+        let who = self
             .ctx
-            .devices_of(&record)
-            .await?
-            .into_iter()
-            .map(|d| TargetedDevice {
-                online: self.ctx.registry.is_online(&d.id),
-                device_id: d.id,
-                child_name: d.child_name,
-            })
-            .collect();
-        let opened = store.obligations(Some(&home.id), true).await?;
-        let opened: Vec<ObligationRecord> = opened
-            .into_iter()
-            .filter(|o| o.lockdown_id == record.id)
-            .collect();
-        let mut sanction_rows = Vec::new();
-        for s in &sanctions {
-            sanction_rows.push(sanction(store.find_sanction(&s.id).await?, &opened));
+            .authorize(request.metadata(), Action::EmergencyAction)
+            .await?;
+        let req = request.into_inner();
+        let now = now_ms();
+        let order = validate_restriction(
+            &LockdownDraft {
+                reason: req.reason.clone(),
+                channels: Vec::new(),
+                note: req.note.clone(),
+                until: opt(req.until_unix_ms),
+                review_at: opt(req.review_at_unix_ms),
+                ofsted_advice: Some(req.ofsted_advice.clone()),
+            },
+            &req.arrangements,
+            now,
+        )
+        .map_err(invalid)?;
+        let c = self.ctx.child_for(&who, req.child.trim()).await?;
+        if c.archived_at.is_some() {
+            return Err(Status::failed_precondition(format!(
+                "{} has left the home (archived): there is nothing to restrict",
+                c.name
+            )));
         }
-        Ok(Response::new(LockdownResponse {
-            lockdown: Some(lockdown_record(record)),
-            devices,
-            sanctions: sanction_rows,
-            obligations: opened.into_iter().map(|o| obligation(o, now)).collect(),
-        }))
+        let home_id = c.home_id.clone();
+        self.open(
+            &who,
+            LockdownTarget::Child(c.id.clone()),
+            &home_id,
+            &[c],
+            order,
+            now,
+            started,
+        )
+        .await
     }
 
     type WatchLockdownStream = ProgressStream;
@@ -669,6 +665,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 &Actor::staff(&who),
                 req.id.trim(),
                 req.note.trim(),
+                req.spoke_with_imposer.trim(),
                 now_ms(),
             )
             .await?;
@@ -710,14 +707,33 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .store
             .obligations(home.as_deref(), !req.include_done)
             .await?;
-        Ok(Response::new(ListObligationsResponse {
-            obligations: list
-                .into_iter()
-                .filter(|o| who.homes.covers(&o.home_id))
-                .map(|o| obligation(o, now))
-                .filter(|o| !req.overdue_only || o.state == "overdue")
-                .collect(),
-        }))
+        // clause GD3: a manager's decision on an unknown contact is owed too.
+        let tasks = self
+            .ctx
+            .store
+            .manager_tasks(None, req.include_done)
+            .await?
+            .into_iter()
+            .filter(|t| home.as_deref().is_none_or(|h| h == t.home_id))
+            .map(|t| task_obligation(t, &self.ctx.holidays, now));
+        // clause KP1: a lockdown in force past its review time is owed a review.
+        let reviews = self
+            .ctx
+            .store
+            .lockdowns(home.as_deref(), false)
+            .await?
+            .into_iter()
+            .filter_map(|l| review_obligation(l, now));
+        let mut all: Vec<api_types::Obligation> = list
+            .into_iter()
+            .map(|o| obligation(o, now))
+            .chain(tasks)
+            .chain(reviews)
+            .filter(|o| who.homes.covers(&o.home_id))
+            .filter(|o| !req.overdue_only || o.state == "overdue")
+            .collect();
+        all.sort_by(|a, b| (a.due_at_unix_ms, &a.id).cmp(&(b.due_at_unix_ms, &b.id)));
+        Ok(Response::new(ListObligationsResponse { obligations: all }))
     }
 
     async fn record_notification(
@@ -752,6 +768,121 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
 }
 
 impl EmergencyApi {
+    /// Writes a checked lockdown (or restriction of letters or visits) with the sanctions and
+    /// obligations it opens, pushes it, and answers with all of them.
+    #[allow(clippy::too_many_arguments)]
+    async fn open(
+        &self,
+        who: &StaffIdentity,
+        target: LockdownTarget,
+        home_id: &str,
+        children: &[crate::store::ChildRecord],
+        order: LockdownOrder,
+        now: UnixMillis,
+        started: std::time::Instant,
+    ) -> Result<Response<LockdownResponse>, Status> {
+        let store = &self.ctx.store;
+        let home = store.find_home(home_id).await?;
+
+        let lockdown_id = new_id("lck");
+        let is_sanction = order.is_sanction();
+        let withdrawn = order.withdrawn();
+        let duration = planned_duration(order.until, order.review_at, &home.time_zone);
+        let mut sanctions = Vec::new();
+        let mut obligations = Vec::new();
+        for child in children {
+            let sanction_id = is_sanction.then(|| new_id("snc"));
+            if let Some(id) = &sanction_id {
+                let record = SanctionRecord::for_lockdown(
+                    &child.name,
+                    &LockdownMeasure {
+                        lockdown_id: &lockdown_id,
+                        reason: order.reason,
+                        withdrawn: &withdrawn,
+                        on_devices: !order.channels.is_empty(),
+                        target: &target,
+                        note: &order.note,
+                        duration: duration.clone(),
+                    },
+                    now,
+                    &who.name,
+                );
+                sanctions.push(NewSanction {
+                    id: id.clone(),
+                    child_id: child.id.clone(),
+                    record: serde_json::to_string(&record)
+                        .map_err(|_| Status::internal("could not write the sanction record"))?,
+                });
+            }
+            for (kind, due_at) in
+                obligations_after(now, &home.time_zone, &self.ctx.holidays, is_sanction)
+            {
+                obligations.push(NewObligation {
+                    id: new_id("obl"),
+                    kind: kind.as_str().to_string(),
+                    child_id: child.id.clone(),
+                    sanction_id: match kind {
+                        ObligationKind::NotifySocialWorker => None,
+                        _ => sanction_id.clone(),
+                    },
+                    due_at,
+                });
+            }
+        }
+        let record = store
+            .start_lockdown(
+                &Actor::staff(who),
+                &NewLockdown {
+                    id: lockdown_id,
+                    target,
+                    home_id: home.id.clone(),
+                    order,
+                    started_by_name: who.name.clone(),
+                },
+                &sanctions,
+                &obligations,
+                now,
+            )
+            .await?;
+        let written = started.elapsed();
+        self.ctx
+            .push_lockdown(&record, record.policy_version, now)
+            .await;
+        tracing::info!(
+            lockdown = %record.id,
+            staff = %who.id,
+            version = record.policy_version,
+            written_us = written.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "lockdown started"
+        );
+        let devices = self
+            .ctx
+            .devices_of(&record)
+            .await?
+            .into_iter()
+            .map(|d| TargetedDevice {
+                online: self.ctx.registry.is_online(&d.id),
+                device_id: d.id,
+                child_name: d.child_name,
+            })
+            .collect();
+        let opened = store.obligations(Some(&home.id), true).await?;
+        let opened: Vec<ObligationRecord> = opened
+            .into_iter()
+            .filter(|o| o.lockdown_id == record.id)
+            .collect();
+        let mut sanction_rows = Vec::new();
+        for s in &sanctions {
+            sanction_rows.push(sanction(store.find_sanction(&s.id).await?, &opened));
+        }
+        Ok(Response::new(LockdownResponse {
+            lockdown: Some(lockdown_record(record)),
+            devices,
+            sanctions: sanction_rows,
+            obligations: opened.into_iter().map(|o| obligation(o, now)).collect(),
+        }))
+    }
     /// A lockdown in one of the homes `who` works in; any other is "not found".
     async fn lockdown_for(
         &self,

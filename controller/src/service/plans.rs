@@ -13,14 +13,21 @@ use tonic::{Request, Response, Status};
 
 use super::{Context, date_in, now_ms, today_in};
 use crate::domain::camera::{incident_review_item, review_required, withdrawal};
+use crate::domain::emergency::review_overdue;
 use crate::domain::plan::{
     PlanRevision, PlanRevisionDraft, normalise_section, reviews_due, validate_revision,
 };
 use crate::domain::policy::protected_for_child;
+use crate::domain::restriction::{
+    check_review_carried, owes_social_worker_notice, telephone_reductions,
+};
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
+use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::{Action, StaffIdentity};
 use crate::ids::new_id;
-use crate::store::{Actor, ChildRecord, HomeRecord, StoredDocument};
+use crate::store::{
+    Actor, ChildRecord, HomeRecord, NewObligation, NewSanction, Opened, StoredDocument,
+};
 
 pub struct PlanApi {
     pub ctx: Arc<Context>,
@@ -82,18 +89,141 @@ impl PlanApi {
         )
         .map_err(|r| Status::failed_precondition(r.message))?;
         let revision = PlanRevision::next(previous.as_ref(), draft);
+        // clause KP1: a standing restriction keeps its review date.
+        let history: Vec<PlanRevision> = self
+            .ctx
+            .store
+            .plan_revisions(&child.id)
+            .await?
+            .iter()
+            .filter_map(parse_revision)
+            .collect();
+        check_review_carried(&history, &revision)
+            .map_err(|r| Status::failed_precondition(r.message))?;
         let json = serde_json::to_string(&revision)
             .map_err(|_| Status::internal("could not write the plan down"))?;
+        let (sanctions, obligations) =
+            self.opened_by(who, child, home, previous.as_ref(), &revision)?;
+        let opened = Opened {
+            sanctions,
+            obligations,
+        };
         let (stored, version) = self
             .ctx
             .store
-            .add_plan_revision(&Actor::staff(who), &child.id, based_on_revision, &json, now)
+            .add_plan_revision_opening(
+                &Actor::staff(who),
+                &child.id,
+                based_on_revision,
+                &json,
+                &opened,
+                now,
+            )
             .await?;
         tracing::info!(child = %child.id, revision = stored.number, version, "plan revised");
         if let Err(e) = self.ctx.push_child(&home.id, &child.id, version, now).await {
             tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
         }
-        Ok(revision_record(stored, version))
+        let mut record = revision_record(stored, version);
+        record.sanction_ids = opened.sanctions.into_iter().map(|s| s.id).collect();
+        Ok(record)
+    }
+
+    /// Lockdowns in force that are to be reviewed within `within_days`, or already past their
+    /// review time (KP1, GD4).
+    async fn lockdown_reviews(
+        &self,
+        who: &StaffIdentity,
+        within_days: u32,
+    ) -> Result<Vec<ReviewDue>, Status> {
+        let now = now_ms();
+        let horizon = now.saturating_add(i64::from(within_days.min(36_500)) * 86_400_000);
+        let mut out = Vec::new();
+        for l in self.ctx.store.lockdowns(None, false).await? {
+            let Some(review_at) = l.review_at else {
+                continue;
+            };
+            if !who.homes.covers(&l.home_id) || review_at > horizon {
+                continue;
+            }
+            let time_zone = self.ctx.store.find_home(&l.home_id).await?.time_zone;
+            out.push(ReviewDue {
+                child_id: l.child_id.clone().unwrap_or_default(),
+                child_name: l
+                    .child_name
+                    .clone()
+                    .unwrap_or_else(|| format!("every child in {}", l.home_name)),
+                home_name: l.home_name.clone(),
+                what: format!(
+                    "lockdown {} ({} withdrawn since {})",
+                    l.id,
+                    l.channels.join(", "),
+                    date_in(&time_zone, l.started_at)
+                ),
+                due: date_in(&time_zone, review_at).to_string(),
+                overdue: review_overdue(Some(review_at), l.lifted_at, now),
+            });
+        }
+        Ok(out)
+    }
+
+    /// What a revision opens (RM5): reducing telephone or messaging access is a Sanction, with
+    /// the same record, deadlines and notification of the social worker as a lockdown's.
+    fn opened_by(
+        &self,
+        who: &StaffIdentity,
+        child: &ChildRecord,
+        home: &HomeRecord,
+        previous: Option<&PlanRevision>,
+        revision: &PlanRevision,
+    ) -> Result<(Vec<NewSanction>, Vec<NewObligation>), Status> {
+        let reductions = telephone_reductions(previous.map(|p| &p.section), &revision.section);
+        if reductions.is_empty() {
+            // clause RM4, IM2: restricted before the social worker was consulted.
+            if !owes_social_worker_notice(previous.map(|p| &p.section), revision) {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            let notify =
+                obligations_after(revision.made_at, &home.time_zone, &self.ctx.holidays, false)
+                    .into_iter()
+                    .map(|(kind, due_at)| NewObligation {
+                        id: new_id("obl"),
+                        kind: kind.as_str().to_string(),
+                        child_id: child.id.clone(),
+                        sanction_id: None,
+                        due_at,
+                    })
+                    .collect();
+            return Ok((Vec::new(), notify));
+        }
+        let record = SanctionRecord::for_revision(
+            &child.name,
+            revision.number,
+            &revision.reason,
+            &reductions,
+            revision.made_at,
+            revision.review_by,
+            &who.name,
+        );
+        let sanction = NewSanction {
+            id: new_id("snc"),
+            child_id: child.id.clone(),
+            record: serde_json::to_string(&record)
+                .map_err(|_| Status::internal("could not write the sanction record"))?,
+        };
+        let obligations =
+            obligations_after(revision.made_at, &home.time_zone, &self.ctx.holidays, true)
+                .into_iter()
+                .map(|(kind, due_at)| NewObligation {
+                    id: new_id("obl"),
+                    kind: kind.as_str().to_string(),
+                    child_id: child.id.clone(),
+                    sanction_id: (kind != ObligationKind::NotifySocialWorker)
+                        .then(|| sanction.id.clone()),
+                    due_at,
+                })
+                .collect();
+        Ok((vec![sanction], obligations))
     }
 }
 
@@ -105,6 +235,7 @@ fn revision_record(doc: StoredDocument, policy_version: u64) -> PlanRevisionReco
         made_by: doc.made_by,
         document_json: doc.document,
         policy_version,
+        sanction_ids: Vec::new(),
     }
 }
 
@@ -313,6 +444,7 @@ impl plan_service_server::PlanService for PlanApi {
             }
         }
         // Overdue first, then soonest.
+        reviews.extend(self.lockdown_reviews(&who, req.within_days).await?);
         reviews.sort_by(|a, b| b.overdue.cmp(&a.overdue).then(a.due.cmp(&b.due)));
         Ok(Response::new(ListReviewsResponse { reviews }))
     }

@@ -17,10 +17,12 @@ use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
 use super::{Context, now_ms};
+use crate::domain::sanction::ObligationState;
 use crate::domain::violations::{
-    ViolationKind, channel_words, describe, silence_message, silent_for,
+    ViolationKind, channel_words, close_task, describe, silence_message, silent_for, task_due,
 };
-use crate::domain::{Action, HomeScope, StaffIdentity};
+use crate::domain::working_days::BankHolidays;
+use crate::domain::{Action, HomeScope, StaffIdentity, UnixMillis};
 use crate::store::{Actor, DeviceRecord, ManagerTaskRecord, StoredViolation};
 
 /// One thing a watcher is told; becomes a `ViolationEvent` with exactly one field set.
@@ -116,8 +118,27 @@ pub fn violation(v: StoredViolation) -> api::ViolationRecord {
     }
 }
 
+/// A task as staff read it, due by the next working day under the built-in calendar (the
+/// live watch has no corrections file at hand; lists use [`task_with`]).
 pub fn task(t: ManagerTaskRecord) -> api::ManagerTask {
+    task_with(t, &BankHolidays::england_and_wales(), now_ms())
+}
+
+/// A task with its due time and state under `holidays` at `now` (GD3).
+pub fn task_with(
+    t: ManagerTaskRecord,
+    holidays: &BankHolidays,
+    now: UnixMillis,
+) -> api::ManagerTask {
+    // Counted from the attempt (the manager is consulted at once), never from a device
+    // clock that runs ahead of the controller's.
+    let due_at = task_due(t.first_attempt_at.min(t.opened_at), &t.time_zone, holidays);
     api::ManagerTask {
+        due_at_unix_ms: due_at,
+        state: ObligationState::of(due_at, t.closed_at, now)
+            .as_str()
+            .to_string(),
+        decision: t.decision.unwrap_or_default(),
         id: t.id,
         home_id: t.home_id,
         child_id: t.child_id,
@@ -398,7 +419,7 @@ impl violation_service_server::ViolationService for ViolationApi {
             tasks: tasks
                 .into_iter()
                 .filter(|t| who.homes.covers(&t.home_id))
-                .map(task)
+                .map(|t| task_with(t, &self.ctx.holidays, now_ms()))
                 .collect(),
         }))
     }
@@ -417,15 +438,21 @@ impl violation_service_server::ViolationService for ViolationApi {
             return Err(Status::invalid_argument("say which task to close"));
         }
         let note = clean_note(&req.note)?;
+        // clause GD3: a decision is part of closing; checked before anything is looked up.
+        close_task(id, None, &req.decision, &note).map_err(Status::invalid_argument)?;
         // A task in another home is "not found", never "not yours".
         let found = self.ctx.store.find_manager_task(id).await?;
         in_scope(&who, &found.home_id, "task", id, ())?;
         let closed = self
             .ctx
             .store
-            .close_manager_task(&Actor::staff(&who), id, &note, now_ms())
+            .close_manager_task(&Actor::staff(&who), id, &req.decision, &note, now_ms())
             .await?;
-        Ok(Response::new(task(closed)))
+        Ok(Response::new(task_with(
+            closed,
+            &self.ctx.holidays,
+            now_ms(),
+        )))
     }
 }
 

@@ -24,6 +24,66 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_failed_lockdown_writes_nothing(&fresh().await).await;
     a_removed_protected_contact_is_kept_and_can_be_added_again(&fresh().await).await;
     a_rotated_token_replaces_the_old_one(&fresh().await).await;
+    a_revision_opens_its_sanction_and_obligations_with_it(&fresh().await).await;
+}
+
+// Issue 12 (RM5): a revision that reduces telephone access writes its sanction and obligations
+// in the same transaction, marked with the revision's number and no lockdown; a stale revision
+// writes none of them.
+async fn a_revision_opens_its_sanction_and_obligations_with_it(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let manager = Actor("stf-m".into());
+    s.add_plan_revision(&manager, &c.id, 0, "{\"r\":1}", 40)
+        .await
+        .unwrap();
+    let opened = Opened {
+        sanctions: vec![NewSanction {
+            id: "snc-p".into(),
+            child_id: c.id.clone(),
+            record: "{\"measure\":\"calls with Nan withdrawn\"}".into(),
+        }],
+        obligations: vec![
+            NewObligation {
+                id: "obl-p1".into(),
+                kind: "notify-social-worker".into(),
+                child_id: c.id.clone(),
+                sanction_id: None,
+                due_at: 100,
+            },
+            NewObligation {
+                id: "obl-p2".into(),
+                kind: "complete-sanction-record".into(),
+                child_id: c.id.clone(),
+                sanction_id: Some("snc-p".into()),
+                due_at: 90,
+            },
+        ],
+    };
+    assert!(matches!(
+        s.add_plan_revision_opening(&manager, &c.id, 0, "{\"r\":\"stale\"}", &opened, 41)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.sanctions(None).await.unwrap().is_empty());
+    let (second, _) = s
+        .add_plan_revision_opening(&manager, &c.id, 1, "{\"r\":2}", &opened, 42)
+        .await
+        .unwrap();
+    assert_eq!(second.number, 2);
+    let snc = s.find_sanction("snc-p").await.unwrap();
+    assert_eq!(snc.plan_revision, Some(2));
+    assert_eq!(snc.lockdown_id, "");
+    assert_eq!(snc.home_id, h.id);
+    let owed = s.obligations(Some(&h.id), true).await.unwrap();
+    assert_eq!(owed.len(), 2);
+    assert!(
+        owed.iter()
+            .all(|o| o.plan_revision == Some(2) && o.lockdown_id.is_empty())
+    );
 }
 
 // Issue 3: staff see the children of their own homes only; a child elsewhere is not found
@@ -286,15 +346,24 @@ async fn a_lockdown_is_written_whole_lifted_once_and_kept(s: &impl Store) {
     // RM5: sign-off waits for the completed record; each step closes its obligation.
     let manager = Actor("stf-m".into());
     assert!(matches!(
-        s.sign_off_sanction(&manager, "snc-1", "", 90).await,
+        s.sign_off_sanction(&manager, "snc-1", "", "Sam, 3 Dec", 90)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     s.complete_sanction(&carer, "snc-1", "{\"location\":\"lounge\"}", 91)
         .await
         .unwrap();
-    s.sign_off_sanction(&manager, "snc-1", "accurate", 92)
+    // RM5: the manager spoke to the person who imposed it.
+    assert!(matches!(
+        s.sign_off_sanction(&manager, "snc-1", "accurate", " ", 92)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let signed = s
+        .sign_off_sanction(&manager, "snc-1", "accurate", "Sam, 3 Dec", 92)
         .await
         .unwrap();
+    assert_eq!(signed.spoke_with_imposer.as_deref(), Some("Sam, 3 Dec"));
     let done = s
         .record_sanction_discussion(&carer, "snc-1", "she thought it was fair", 93)
         .await
@@ -1003,21 +1072,30 @@ async fn unknown_contacts_open_one_grouped_manager_task(s: &impl Store) {
     assert_eq!(s.manager_tasks(Some(&c.id), false).await.unwrap().len(), 1);
 
     let closed = s
-        .close_manager_task(&admin(), &task.id, "assessed with the social worker", 70)
+        .close_manager_task(
+            &admin(),
+            &task.id,
+            "assess",
+            "assessed with the social worker",
+            70,
+        )
         .await
         .unwrap();
     assert_eq!(closed.closed_at, Some(70));
+    assert_eq!(closed.decision.as_deref(), Some("assess"));
     assert_eq!(s.find_manager_task(&task.id).await.unwrap(), closed);
     assert!(matches!(
         s.find_manager_task("tsk-nope").await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        s.close_manager_task(&admin(), &task.id, "again", 71).await,
+        s.close_manager_task(&admin(), &task.id, "refuse", "again", 71)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.close_manager_task(&admin(), "tsk-nope", "x", 71).await,
+        s.close_manager_task(&admin(), "tsk-nope", "refuse", "x", 71)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(s.manager_tasks(None, false).await.unwrap().is_empty());

@@ -428,6 +428,10 @@ pub struct ManagerTaskRecord {
     pub closed_at: Option<UnixMillis>,
     pub closed_by: Option<String>,
     pub note: Option<String>,
+    /// assess, refuse or no-action (GD3), once closed.
+    pub decision: Option<String>,
+    /// The home's time zone, which its due time is counted in.
+    pub time_zone: String,
 }
 
 /// What storing a batch changed: the violations that were new (not resends), and the manager
@@ -459,11 +463,13 @@ pub trait ViolationStore: Send + Sync {
         include_closed: bool,
     ) -> StoreResult<Vec<ManagerTaskRecord>>;
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord>;
-    /// A manager closes a task with a note; refused if it is already closed.
+    /// A manager closes a task with a decision and a note; the domain's
+    /// `violations::close_task` decides whether it may be closed.
     async fn close_manager_task(
         &self,
         actor: &Actor,
         id: &str,
+        decision: &str,
         note: &str,
         now: UnixMillis,
     ) -> StoreResult<ManagerTaskRecord>;
@@ -507,6 +513,24 @@ pub trait PlanStore: Send + Sync {
     ) -> StoreResult<(StoredDocument, u64)>;
     /// Every revision, oldest first.
     async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+    /// [`PlanStore::add_plan_revision`], writing in the same transaction the sanction records
+    /// and obligations the revision opens (RM4, RM5), each marked with the revision's number.
+    async fn add_plan_revision_opening(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        opened: &Opened,
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)>;
+}
+
+/// What a plan revision opens with it (RM4, RM5): sanction records and obligations.
+#[derive(Clone, Debug, Default)]
+pub struct Opened {
+    pub sanctions: Vec<NewSanction>,
+    pub obligations: Vec<NewObligation>,
 }
 
 /// A staff member's off-duty contact report as stored, with its manager follow-up.
@@ -691,6 +715,10 @@ pub struct SanctionRow {
     pub discussed_at: Option<UnixMillis>,
     pub discussed_by: Option<String>,
     pub child_views: Option<String>,
+    /// The plan revision that opened it, when no lockdown did (then `lockdown_id` is empty).
+    pub plan_revision: Option<i64>,
+    /// Whom the manager spoke to before signing off, and when (RM5).
+    pub spoke_with_imposer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -710,6 +738,8 @@ pub struct ObligationRecord {
     pub how: Option<String>,
     pub done_at: Option<UnixMillis>,
     pub note: Option<String>,
+    /// The plan revision that opened it, when no lockdown did (then `lockdown_id` is empty).
+    pub plan_revision: Option<i64>,
 }
 
 #[async_trait]
@@ -763,12 +793,14 @@ pub trait SanctionStore: Send + Sync {
         record: &str,
         now: UnixMillis,
     ) -> StoreResult<SanctionRow>;
-    /// The Registered Manager's sign-off; refused until the record is complete, or if done.
+    /// The Registered Manager's sign-off, with whom they spoke (the person who imposed the
+    /// measure); the domain's `sanction::sign_off` decides whether it may be made.
     async fn sign_off_sanction(
         &self,
         actor: &Actor,
         id: &str,
         note: &str,
+        spoke_with_imposer: &str,
         now: UnixMillis,
     ) -> StoreResult<SanctionRow>;
     /// The child was spoken to about it; their views are recorded. Refused if done.

@@ -20,6 +20,7 @@ use crate::domain::audit::{self, AuditEntry};
 use crate::domain::camera::CameraIncident;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::{ProtectedContact, protected_for_child};
+use crate::domain::sanction::{self, SanctionRecord};
 use crate::domain::{DeviceStatus, HomeScope, Role, UnixMillis};
 use crate::ids::new_id;
 
@@ -849,17 +850,12 @@ impl ChildStore for SqliteStore {
             what: "child",
             key: child_id.to_string(),
         })?;
-        if row.get::<Option<i64>, _>("archived_at").is_some() {
-            return Err(StoreError::Conflict(format!(
-                "{child_id} is already archived"
-            )));
-        }
-        let devices: i64 = row.get("devices");
-        if devices > 0 {
-            return Err(StoreError::Conflict(format!(
-                "{child_id} still has {devices} active device(s): revoke them first (`haven device list --child {child_id}`)"
-            )));
-        }
+        crate::domain::records::may_archive(
+            child_id,
+            row.get::<Option<i64>, _>("archived_at").is_some(),
+            row.get("devices"),
+        )
+        .map_err(conflict)?;
         sqlx::query(
             "UPDATE children SET archived_at = ?, archived_by = ?, archive_reason = ? WHERE id = ?",
         )
@@ -1311,8 +1307,8 @@ fn violation_from_row(row: &SqliteRow) -> StoredViolation {
 
 const TASK_COLUMNS: &str = "SELECT t.id, t.home_id, t.child_id, c.name AS child_name, t.kind, \
      t.address, t.channel, t.summary, t.attempts, t.first_attempt_at, t.last_attempt_at, \
-     t.opened_at, t.closed_at, t.closed_by, t.note \
-     FROM manager_tasks t JOIN children c ON c.id = t.child_id";
+     t.opened_at, t.closed_at, t.closed_by, t.note, t.decision, h.time_zone \
+     FROM manager_tasks t JOIN children c ON c.id = t.child_id JOIN homes h ON h.id = t.home_id";
 
 fn task_from_row(row: &SqliteRow) -> ManagerTaskRecord {
     ManagerTaskRecord {
@@ -1331,6 +1327,8 @@ fn task_from_row(row: &SqliteRow) -> ManagerTaskRecord {
         closed_at: row.get("closed_at"),
         closed_by: row.get("closed_by"),
         note: row.get("note"),
+        decision: row.get("decision"),
+        time_zone: row.get("time_zone"),
     }
 }
 
@@ -1633,6 +1631,7 @@ impl ViolationStore for SqliteStore {
         &self,
         actor: &Actor,
         id: &str,
+        decision: &str,
         note: &str,
         now: UnixMillis,
     ) -> StoreResult<ManagerTaskRecord> {
@@ -1649,26 +1648,31 @@ impl ViolationStore for SqliteStore {
             what: "task",
             key: id.to_string(),
         })?;
-        if task.closed_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "task {id} was already closed by {}",
-                task.closed_by.unwrap_or_default()
-            )));
-        }
-        sqlx::query("UPDATE manager_tasks SET closed_at = ?, closed_by = ?, note = ? WHERE id = ?")
-            .bind(now)
-            .bind(&actor.0)
-            .bind(note)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let closed_by = task
+            .closed_at
+            .map(|_| task.closed_by.clone().unwrap_or_default());
+        let (decision, note) =
+            crate::domain::violations::close_task(id, closed_by.as_deref(), decision, note)
+                .map_err(StoreError::Conflict)?;
+        let decision = decision.as_str();
+        sqlx::query(
+            "UPDATE manager_tasks SET closed_at = ?, closed_by = ?, note = ?, decision = ? \
+             WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.0)
+        .bind(&note)
+        .bind(decision)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         append_audit(
             &mut tx,
             actor,
             "manager_task.close",
             id,
-            serde_json::json!({ "note": note }),
+            serde_json::json!({ "decision": decision, "note": note }),
             now,
         )
         .await?;
@@ -1676,7 +1680,8 @@ impl ViolationStore for SqliteStore {
         Ok(ManagerTaskRecord {
             closed_at: Some(now),
             closed_by: Some(actor.0.clone()),
-            note: Some(note.to_string()),
+            note: Some(note),
+            decision: Some(decision.to_string()),
             ..task
         })
     }
@@ -1784,6 +1789,27 @@ impl PlanStore for SqliteStore {
         document: &str,
         now: UnixMillis,
     ) -> StoreResult<(StoredDocument, u64)> {
+        self.add_plan_revision_opening(
+            actor,
+            child_id,
+            expected_previous,
+            document,
+            &Opened::default(),
+            now,
+        )
+        .await
+    }
+
+    async fn add_plan_revision_opening(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        opened: &Opened,
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)> {
+        let (sanctions, obligations) = (&opened.sanctions, &opened.obligations);
         let mut tx = self.write().await?;
         let latest: i64 = sqlx::query(
             "SELECT COALESCE(MAX(number), 0) AS n FROM plan_revisions WHERE child_id = ?",
@@ -1821,12 +1847,20 @@ impl PlanStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        insert_opened(&mut tx, child_id, number, sanctions, obligations, now).await?;
         append_audit(
             &mut tx,
             actor,
             "plan.revision.add",
             child_id,
-            serde_json::json!({ "revision": number, "document": document }),
+            serde_json::json!({
+                "revision": number,
+                "document": document,
+                "sanctions": sanctions.iter().map(|s| &s.id).collect::<Vec<_>>(),
+                "obligations": obligations.iter().map(|o| serde_json::json!({
+                    "id": o.id, "kind": o.kind, "due_at": o.due_at,
+                })).collect::<Vec<_>>(),
+            }),
             now,
         )
         .await?;
@@ -2376,7 +2410,11 @@ fn active_from_row(row: &SqliteRow) -> Option<crate::domain::emergency::ActiveLo
     let channels = split_channels(&row.get::<String, _>("channels"))
         .iter()
         .filter_map(|c| LockChannel::parse(c).ok())
-        .collect();
+        .collect::<Vec<_>>();
+    // A restriction of letters or visits only (S1) is a record: no device enforces it.
+    if channels.is_empty() {
+        return None;
+    }
     Some(ActiveLockdown {
         id: row.get("id"),
         target,
@@ -2431,6 +2469,59 @@ async fn bump_target(
     Ok(version)
 }
 
+/// Writes the sanctions and obligations a plan revision opens, inside its transaction.
+async fn insert_opened(
+    tx: &mut Transaction<'static, Sqlite>,
+    child_id: &str,
+    revision: i64,
+    sanctions: &[NewSanction],
+    obligations: &[NewObligation],
+    now: UnixMillis,
+) -> StoreResult<()> {
+    if sanctions.is_empty() && obligations.is_empty() {
+        return Ok(());
+    }
+    let home_id: String = sqlx::query("SELECT home_id FROM children WHERE id = ?")
+        .bind(child_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .get("home_id");
+    for s in sanctions {
+        sqlx::query(
+            "INSERT INTO sanctions (id, child_id, home_id, opened_at, record, plan_revision) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.child_id)
+        .bind(&home_id)
+        .bind(now)
+        .bind(&s.record)
+        .bind(revision)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    for o in obligations {
+        sqlx::query(
+            "INSERT INTO obligations (id, kind, sanction_id, child_id, home_id, opened_at, \
+             due_at, plan_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&o.id)
+        .bind(&o.kind)
+        .bind(&o.sanction_id)
+        .bind(&o.child_id)
+        .bind(&home_id)
+        .bind(now)
+        .bind(o.due_at)
+        .bind(revision)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl LockdownStore for SqliteStore {
     async fn start_lockdown(
@@ -2472,7 +2563,7 @@ impl LockdownStore for SqliteStore {
         )
         .await?;
         let order = &lockdown.order;
-        let channels: Vec<&str> = order.channels.iter().map(|c| c.as_str()).collect();
+        let channels: Vec<&str> = order.withdrawn();
         sqlx::query(
             "INSERT INTO lockdowns (id, target_kind, home_id, child_id, device_id, reason, \
              channels, note, until_at, review_at, ofsted_advice, started_at, started_by, \
@@ -2566,7 +2657,8 @@ impl LockdownStore for SqliteStore {
     ) -> StoreResult<LockdownRecord> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "SELECT target_kind, home_id, child_id, device_id, lifted_at FROM lockdowns WHERE id = ?",
+            "SELECT l.target_kind, l.home_id, l.child_id, l.device_id, l.lifted_at, l.started_at, \
+             h.time_zone FROM lockdowns l JOIN homes h ON h.id = l.home_id WHERE l.id = ?",
         )
         .bind(id.trim())
         .fetch_optional(&mut *tx)
@@ -2610,12 +2702,38 @@ impl LockdownStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        // RM5: the sanction records say how long the measure actually lasted.
+        let started_at: i64 = row.get("started_at");
+        let time_zone: String = row.get("time_zone");
+        let opened = sqlx::query("SELECT id, record FROM sanctions WHERE lockdown_id = ?")
+            .bind(id.trim())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut durations = Vec::new();
+        for r in opened {
+            let sanction_id: String = r.get("id");
+            let record: SanctionRecord =
+                serde_json::from_str(&r.get::<String, _>("record")).unwrap_or_default();
+            let actual = sanction::with_actual_duration(&record, started_at, now, &time_zone);
+            let json = serde_json::to_string(&actual).map_err(|e| {
+                StoreError::Database(format!("could not write the sanction record: {e}"))
+            })?;
+            sqlx::query("UPDATE sanctions SET record = ? WHERE id = ?")
+                .bind(json)
+                .bind(&sanction_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            durations
+                .push(serde_json::json!({ "sanction": sanction_id, "duration": actual.duration }));
+        }
         append_audit(
             &mut tx,
             actor,
             "lockdown.lift",
             id.trim(),
-            serde_json::json!({ "note": note, "policy_version": version }),
+            serde_json::json!({ "note": note, "policy_version": version, "sanctions": durations }),
             now,
         )
         .await?;
@@ -2691,10 +2809,11 @@ impl LockdownStore for SqliteStore {
     }
 }
 
-const SANCTION_SELECT: &str = "SELECT s.id, s.lockdown_id, s.child_id, c.name AS child_name, \
+const SANCTION_SELECT: &str = "SELECT s.id, COALESCE(s.lockdown_id, '') AS lockdown_id, \
+     s.child_id, c.name AS child_name, \
      s.home_id, s.opened_at, s.record, s.completed_at, s.completed_by, s.signed_off_at, \
-     s.signed_off_by, s.sign_off_note, s.discussed_at, s.discussed_by, s.child_views \
-     FROM sanctions s JOIN children c ON c.id = s.child_id";
+     s.signed_off_by, s.sign_off_note, s.discussed_at, s.discussed_by, s.child_views, \
+     s.plan_revision, s.spoke_with_imposer FROM sanctions s JOIN children c ON c.id = s.child_id";
 
 fn sanction_from_row(row: &SqliteRow) -> SanctionRow {
     SanctionRow {
@@ -2713,7 +2832,23 @@ fn sanction_from_row(row: &SqliteRow) -> SanctionRow {
         discussed_at: row.get("discussed_at"),
         discussed_by: row.get("discussed_by"),
         child_views: row.get("child_views"),
+        plan_revision: row.get("plan_revision"),
+        spoke_with_imposer: row.get("spoke_with_imposer"),
     }
+}
+
+/// What has been done to a stored sanction, for the domain's transitions.
+fn steps(s: &SanctionRow) -> sanction::SanctionSteps {
+    sanction::SanctionSteps {
+        completed: s.completed_at.is_some(),
+        signed_off: s.signed_off_at.is_some(),
+        discussed: s.discussed_at.is_some(),
+    }
+}
+
+/// A rule of the domain refused the change: nothing was written.
+fn conflict(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Conflict(e.to_string())
 }
 
 /// Closes a sanction's obligation of `kind` (if open) inside the caller's transaction.
@@ -2800,12 +2935,7 @@ impl SanctionStore for SqliteStore {
     ) -> StoreResult<SanctionRow> {
         let mut tx = self.write().await?;
         let s = Self::sanction_in(&mut tx, id).await?;
-        if s.completed_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "sanction {} was already completed: nothing was changed",
-                s.id
-            )));
-        }
+        sanction::may_complete(&s.id, steps(&s)).map_err(conflict)?;
         sqlx::query(
             "UPDATE sanctions SET record = ?, completed_at = ?, completed_by = ? WHERE id = ?",
         )
@@ -2835,28 +2965,20 @@ impl SanctionStore for SqliteStore {
         actor: &Actor,
         id: &str,
         note: &str,
+        spoke_with_imposer: &str,
         now: UnixMillis,
     ) -> StoreResult<SanctionRow> {
         let mut tx = self.write().await?;
         let s = Self::sanction_in(&mut tx, id).await?;
-        if s.signed_off_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "sanction {} was already signed off: nothing was changed",
-                s.id
-            )));
-        }
-        if s.completed_at.is_none() {
-            return Err(StoreError::Conflict(format!(
-                "sanction {} is not complete yet: it is signed off once staff have completed it (`haven sanction complete {}`)",
-                s.id, s.id
-            )));
-        }
+        let spoke = sanction::sign_off(&s.id, steps(&s), spoke_with_imposer).map_err(conflict)?;
         sqlx::query(
-            "UPDATE sanctions SET signed_off_at = ?, signed_off_by = ?, sign_off_note = ? WHERE id = ?",
+            "UPDATE sanctions SET signed_off_at = ?, signed_off_by = ?, sign_off_note = ?, \
+             spoke_with_imposer = ? WHERE id = ?",
         )
         .bind(now)
         .bind(&actor.0)
         .bind(note)
+        .bind(&spoke)
         .bind(&s.id)
         .execute(&mut *tx)
         .await
@@ -2867,7 +2989,7 @@ impl SanctionStore for SqliteStore {
             actor,
             "sanction.sign_off",
             &s.id,
-            serde_json::json!({ "note": note }),
+            serde_json::json!({ "note": note, "spoke_with_imposer": spoke }),
             now,
         )
         .await?;
@@ -2884,12 +3006,7 @@ impl SanctionStore for SqliteStore {
     ) -> StoreResult<SanctionRow> {
         let mut tx = self.write().await?;
         let s = Self::sanction_in(&mut tx, id).await?;
-        if s.discussed_at.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "the discussion with the child about sanction {} was already recorded: nothing was changed",
-                s.id
-            )));
-        }
+        sanction::may_record_discussion(&s.id, steps(&s)).map_err(conflict)?;
         sqlx::query(
             "UPDATE sanctions SET discussed_at = ?, discussed_by = ?, child_views = ? WHERE id = ?",
         )
@@ -2915,9 +3032,10 @@ impl SanctionStore for SqliteStore {
     }
 }
 
-const OBLIGATION_SELECT: &str = "SELECT o.id, o.kind, o.lockdown_id, o.sanction_id, o.child_id, \
+const OBLIGATION_SELECT: &str = "SELECT o.id, o.kind, COALESCE(o.lockdown_id, '') AS lockdown_id, \
+     o.sanction_id, o.child_id, \
      c.name AS child_name, o.home_id, o.opened_at, o.due_at, o.closed_at, o.closed_by, \
-     o.done_by, o.how, o.done_at, o.note FROM obligations o JOIN children c ON c.id = o.child_id";
+     o.done_by, o.how, o.done_at, o.note, o.plan_revision FROM obligations o JOIN children c ON c.id = o.child_id";
 
 fn obligation_from_row(row: &SqliteRow) -> ObligationRecord {
     ObligationRecord {
@@ -2936,6 +3054,7 @@ fn obligation_from_row(row: &SqliteRow) -> ObligationRecord {
         how: row.get("how"),
         done_at: row.get("done_at"),
         note: row.get("note"),
+        plan_revision: row.get("plan_revision"),
     }
 }
 
