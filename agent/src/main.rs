@@ -360,6 +360,7 @@ fn linux_enforcer(
             },
             sink.clone(),
         )?),
+        exec_guard(args, sink.clone()),
         Box::new(haven_agent::linux::CameraGuard::start(
             haven_agent::linux::CameraGuardConfig {
                 paths: if args.camera_path.is_empty() {
@@ -375,6 +376,22 @@ fn linux_enforcer(
         web_filter(args, sink.clone()),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
+}
+
+/// The exec guard (D4): refuses programs before they run. The kill backstop (the app guard)
+/// still runs if it cannot start, and the device says so.
+fn exec_guard(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    let config = haven_agent::linux::ExecGuardConfig {
+        always_allowed: args.app_always_allow.clone(),
+        ..Default::default()
+    };
+    match haven_agent::linux::ExecGuard::start(config, sink) {
+        Ok(guard) => Box::new(guard),
+        Err(e) => {
+            error!("{e}; blocked apps are stopped just after they start instead of before");
+            Box::new(haven_agent::NullEnforcer)
+        }
+    }
 }
 
 /// The contact screening guard. If its socket cannot be opened the agent still starts and

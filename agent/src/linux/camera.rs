@@ -524,6 +524,7 @@ impl Who {
             comm: &self.comm,
             uid: self.uid,
             essential: false,
+            trusted: false,
         }
     }
 
