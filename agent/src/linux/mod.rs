@@ -14,6 +14,7 @@ pub mod app_guard;
 pub mod camera;
 pub mod content;
 pub mod exec_guard;
+pub mod hardening;
 pub mod proc_events;
 pub mod procfs;
 
