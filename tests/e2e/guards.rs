@@ -237,3 +237,98 @@ fn d2_im1_the_camera_is_refused_while_off_allowed_when_agreed_and_taken_back_whe
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     agent.stop();
 }
+
+// clauses D1, D5: an agent that enforces nothing says so, and staff see it — in the device
+// list, in `device show`, and as a tampering violation.
+#[test]
+fn d1_d5_a_development_enforcer_shows_as_not_enforcing_and_raises_a_violation() {
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("tablet");
+    agent.start();
+    assert!(
+        agent
+            .stderr
+            .wait_for("is for development only", WAIT)
+            .is_some(),
+        "{}",
+        agent.stderr.text()
+    );
+    let device = eventually("the device to report its guards", WAIT, || {
+        let list = home.admin.json(&["device", "list"]);
+        let d = list.as_array()?.first()?.clone();
+        (!d["enforcement"].as_str()?.is_empty()).then_some(d)
+    });
+    assert_eq!(
+        device["enforcement"], "not enforcing: the log enforcer enforces nothing",
+        "{device}"
+    );
+    let table = home.admin.ok(&["device", "list"]);
+    assert!(table.contains("not enforcing"), "{table}");
+    let shown = home
+        .admin
+        .ok(&["device", "show", device["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains("enforcing:    not enforcing: the log enforcer enforces nothing")
+            && shown.contains("log guard: not enforcing"),
+        "{shown}"
+    );
+    let raised = eventually("a tampering violation", WAIT, || {
+        let list = home.manager.json(&["violations", "--kind", "tampering"]);
+        let rows = list.as_array().cloned().unwrap_or_default();
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    agent.stop();
+    // Reconnecting in the same state is not a new violation.
+    agent.start();
+    first_report(&home);
+    assert_eq!(
+        home.manager
+            .json(&["violations", "--kind", "tampering"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+fn first_report(home: &Home) {
+    eventually("the device to be online", WAIT, || {
+        let list = home.admin.json(&["device", "list"]);
+        list.as_array()?
+            .first()?
+            .get("online")?
+            .as_bool()?
+            .then_some(())
+    });
+}
+
+// clauses D1, D4, D5: a real agent reports each guard; with the exec guard switched off (as
+// in these tests) it is enforcing, weakened, and says why.
+#[test]
+fn d5_a_linux_agent_reports_its_guards_and_what_weakens_them() {
+    if skip_unless_root("d5_a_linux_agent_reports_its_guards_and_what_weakens_them") {
+        return;
+    }
+    let p = plan_home();
+    let cam = stand_in_camera(&p);
+    let mut agent = start_linux_agent(&p, &cam);
+    let device = eventually("the device to report its guards", WAIT, || {
+        let list = p.home.admin.json(&["device", "list"]);
+        let d = list.as_array()?.first()?.clone();
+        (!d["enforcement"].as_str()?.is_empty()).then_some(d)
+    });
+    let words = device["enforcement"].as_str().unwrap();
+    assert!(
+        words.starts_with("enforcing, weakened:") && words.contains("exec guard: switched off"),
+        "{device}"
+    );
+    let shown = p
+        .home
+        .admin
+        .ok(&["device", "show", device["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains("camera guard: armed") && shown.contains("apps guard: armed"),
+        "{shown}"
+    );
+    agent.stop();
+}

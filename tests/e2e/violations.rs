@@ -52,6 +52,7 @@ impl DeviceLink {
                     applied_policy_version: 0,
                     agent_version: "test-device".into(),
                     inventory: None,
+                    ..Default::default()
                 })),
             })
             .await

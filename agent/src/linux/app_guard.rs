@@ -174,6 +174,22 @@ impl Enforcer for AppGuard {
         "apps"
     }
 
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        use crate::enforcer::{GuardHealth, GuardState};
+        let state = if self.threads.iter().any(|t| t.is_finished()) {
+            GuardState::Failed("the app guard stopped watching".into())
+        } else if self.hears_process_events() {
+            GuardState::Armed
+        } else {
+            GuardState::Weakened(
+                "the kernel's process events cannot be heard: running apps are looked at once \
+                 a second instead"
+                    .into(),
+            )
+        };
+        vec![GuardHealth::new("apps", state)]
+    }
+
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
         // Essentials are allowed at the trusted paths they resolve to, never by name.
         let mut names: Vec<String> = SESSION_ESSENTIALS.iter().map(|s| s.to_string()).collect();

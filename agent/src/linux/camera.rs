@@ -231,6 +231,16 @@ impl Enforcer for CameraGuard {
         "camera"
     }
 
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        use crate::enforcer::{GuardHealth, GuardState};
+        let state = if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            GuardState::Failed("the camera guard stopped answering".into())
+        } else {
+            GuardState::Armed
+        };
+        vec![GuardHealth::new("camera", state)]
+    }
+
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
         let allowed = crate::core::effective(policy).camera_allowed;
         // New opens are answered by the new rule from this moment on.

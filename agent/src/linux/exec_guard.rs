@@ -70,8 +70,10 @@ pub struct ExecGuardConfig {
     /// [`SESSION_ESSENTIALS`] (names or full paths; resolved to trusted files).
     pub always_allowed: Vec<String>,
     /// How often the plan's entries are resolved to files again (a package update changes
-    /// an allowed app's content).
+    /// an allowed app's content) and the device's hardening is checked again.
     pub refresh_every: Duration,
+    /// Check the device's hardening and report it (off in tests that watch a tmpfs only).
+    pub check_hardening: bool,
 }
 
 impl Default for ExecGuardConfig {
@@ -82,6 +84,7 @@ impl Default for ExecGuardConfig {
             trust: Trust::default(),
             always_allowed: Vec::new(),
             refresh_every: Duration::from_secs(30),
+            check_hardening: true,
         }
     }
 }
@@ -105,6 +108,9 @@ struct Inner {
     granted: Mutex<HashMap<i32, (PathBuf, Instant)>>,
     recent: Mutex<HashMap<(i32, String), Instant>>,
     counters: ExecCounters,
+    /// The device's hardening, checked at start and on every refresh.
+    hardening: Mutex<Vec<super::hardening::Item>>,
+    check_hardening: bool,
     refresh_every: Duration,
     stop: AtomicBool,
     wake: Mutex<bool>,
@@ -157,6 +163,12 @@ impl ExecGuard {
             granted: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             counters: ExecCounters::default(),
+            hardening: Mutex::new(if config.check_hardening {
+                super::hardening::gather()
+            } else {
+                Vec::new()
+            }),
+            check_hardening: config.check_hardening,
             refresh_every: config.refresh_every.max(Duration::from_secs(1)),
             stop: AtomicBool::new(false),
             wake: Mutex::new(false),
@@ -256,6 +268,40 @@ impl Enforcer for ExecGuard {
         "exec"
     }
 
+    /// Armed, or weakened when the device lacks hardening the guard relies on.
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        use crate::enforcer::{GuardHealth, GuardState, HardeningCheck};
+        let items = self
+            .inner
+            .hardening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let missing: Vec<&str> = items
+            .iter()
+            .filter(|i| !i.ok)
+            .map(|i| i.name.as_str())
+            .collect();
+        let state = if self.threads.iter().any(|t| t.is_finished()) {
+            GuardState::Failed("the exec guard stopped answering".into())
+        } else if missing.is_empty() {
+            GuardState::Armed
+        } else {
+            GuardState::Weakened(format!("missing {}", missing.join(", ")))
+        };
+        let mut h = GuardHealth::new("exec", state);
+        h.hardening = items
+            .into_iter()
+            .map(|i| HardeningCheck {
+                item: i.name,
+                ok: i.ok,
+                found: i.found,
+                fix: i.fix,
+            })
+            .collect();
+        vec![h]
+    }
+
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
         *self.inner.policy.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy.clone());
         self.inner.refresh();
@@ -319,6 +365,10 @@ impl Inner {
                 return;
             }
             self.refresh();
+            if self.check_hardening {
+                *self.hardening.lock().unwrap_or_else(|p| p.into_inner()) =
+                    super::hardening::gather();
+            }
         }
     }
 

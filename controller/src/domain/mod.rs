@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod camera;
+pub mod device_health;
 pub mod emergency;
 pub mod enrollment;
 pub mod phone;

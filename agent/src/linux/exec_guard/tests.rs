@@ -116,6 +116,7 @@ impl Device {
                 },
                 always_allowed: Vec::new(),
                 refresh_every: Duration::from_secs(3600),
+                check_hardening: false,
             },
             sink,
         )
