@@ -332,3 +332,70 @@ fn d5_a_linux_agent_reports_its_guards_and_what_weakens_them() {
     );
     agent.stop();
 }
+
+/// The agent's systemd unit, as shipped.
+fn agent_unit() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/dist/haven-agent.service");
+    std::fs::read_to_string(path).expect("agent/dist/haven-agent.service")
+}
+
+// clause D1: boot does not open the door — the guards arm before anyone logs in, with no wait
+// for the network, and the agent is restarted whatever happens to it.
+#[test]
+fn d1_the_agent_unit_arms_before_user_sessions_without_waiting_for_the_network() {
+    let unit = agent_unit();
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for wanted in [
+        "Type=notify",
+        "Before=systemd-user-sessions.service",
+        "Wants=haven-firewall.service",
+        "After=haven-firewall.service",
+        "Restart=always",
+        "OOMScoreAdjust=-1000",
+        "StartLimitIntervalSec=0",
+    ] {
+        assert!(lines.contains(&wanted), "the unit lacks {wanted}");
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| !l.starts_with('#') && l.contains("network-online")),
+        "the guards must not wait for the network"
+    );
+}
+
+// clause D1: the unit is valid and its sandbox is what systemd calls at most "medium"
+// exposure (it runs as root on purpose); skipped where systemd-analyze is missing.
+#[test]
+fn d1_systemd_accepts_the_agent_unit() {
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED d1_systemd_accepts_the_agent_unit: no systemd-analyze");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    // `verify` checks that the program exists: point it at the built agent.
+    let unit = agent_unit().replace("/usr/local/bin/haven-agent", &agent_bin().to_string_lossy());
+    let path = dir.path().join("haven-agent.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=60"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        security.status.success(),
+        "exposure above 6.0: {}",
+        String::from_utf8_lossy(&security.stdout)
+    );
+}
