@@ -126,7 +126,7 @@ struct LinuxArgs {
     #[arg(long = "app-always-allow", value_name = "NAME")]
     app_always_allow: Vec<String>,
     /// A camera device to guard; a `*` in the file name matches any text (repeatable)
-    /// [default: /dev/video*]
+    /// [default: /dev/video*, /dev/media*, /dev/v4l-subdev*]
     #[arg(long = "camera-path", value_name = "PATH")]
     camera_path: Vec<PathBuf>,
     /// Where the contact screening service listens: a phone's dialer or messaging app asks
