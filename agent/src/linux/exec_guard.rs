@@ -94,6 +94,8 @@ impl Default for ExecGuardConfig {
 pub struct ExecCounters {
     pub events: AtomicU64,
     pub refused: AtomicU64,
+    /// Time spent deciding and answering, in nanoseconds (for benchmarks).
+    pub busy_ns: AtomicU64,
 }
 
 struct Inner {
@@ -107,6 +109,9 @@ struct Inner {
     /// Per process: the interpreter or loader its last allowed file named, and when.
     granted: Mutex<HashMap<i32, (PathBuf, Instant)>>,
     recent: Mutex<HashMap<(i32, String), Instant>>,
+    /// Refusals go to the reporting thread: writing the journal opens files, and an open on
+    /// a watched filesystem made by the answering thread would wait for itself.
+    refusals: Mutex<Option<std::sync::mpsc::Sender<Refusal>>>,
     counters: ExecCounters,
     /// The device's hardening, checked at start and on every refresh.
     hardening: Mutex<Vec<super::hardening::Item>>,
@@ -115,6 +120,14 @@ struct Inner {
     stop: AtomicBool,
     wake: Mutex<bool>,
     woken: Condvar,
+}
+
+/// What the reporting thread is handed for one refusal.
+struct Refusal {
+    pid: i32,
+    path: String,
+    reason: BlockReason,
+    uid: Option<u32>,
 }
 
 /// Refuses programs the plan does not allow before they run. Its threads stop when it is
@@ -162,6 +175,7 @@ impl ExecGuard {
             sink,
             granted: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(None),
             counters: ExecCounters::default(),
             hardening: Mutex::new(if config.check_hardening {
                 super::hardening::gather()
@@ -217,6 +231,22 @@ impl ExecGuard {
         let spawn_err = |cause| GuardError::Start { guard, cause };
         let mut threads = Vec::new();
         {
+            let (tx, rx) = std::sync::mpsc::channel::<Refusal>();
+            *inner.refusals.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+            let inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("haven-exec-report".into())
+                    .spawn(move || {
+                        // Ends when the sender is dropped (the guard stopping).
+                        for r in rx {
+                            inner.report(r.pid, &r.path, r.reason, r.uid);
+                        }
+                    })
+                    .map_err(spawn_err)?,
+            );
+        }
+        {
             let inner = inner.clone();
             threads.push(
                 std::thread::Builder::new()
@@ -255,6 +285,13 @@ impl ExecGuard {
 impl Drop for ExecGuard {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
+        drop(
+            self.inner
+                .refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         *self.inner.wake.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.inner.woken.notify_all();
         for t in self.threads.drain(..) {
@@ -415,6 +452,7 @@ impl Inner {
         // SAFETY: the kernel opened this fd for us in the event; we own it and close it
         // exactly once, when `file` goes out of scope (after the answer is written).
         let file = unsafe { File::from_raw_fd(event.fd) };
+        let started = Instant::now();
         self.counters.events.fetch_add(1, Ordering::Relaxed);
         let (allow, refusal) = self.decide(&file, event);
         let r = response(event.fd, allow);
@@ -432,9 +470,18 @@ impl Inner {
                 io::Error::last_os_error()
             );
         }
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters.busy_ns.fetch_add(took, Ordering::Relaxed);
         if let Some((path, reason, uid)) = refusal {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            self.report(event.pid, &path, reason, uid);
+            if let Some(tx) = &*self.refusals.lock().unwrap_or_else(|p| p.into_inner()) {
+                let _ = tx.send(Refusal {
+                    pid: event.pid,
+                    path,
+                    reason,
+                    uid,
+                });
+            }
         }
     }
 
@@ -451,6 +498,18 @@ impl Inner {
             // parent): never stop what cannot be governed.
             return (true, None);
         }
+        let exec = event.mask & libc::FAN_OPEN_EXEC_PERM != 0;
+        let meta = file.metadata();
+        if !exec {
+            // Most opens are of data: answered from the file's first bytes (cached), before
+            // anything is read about the process.
+            let code = meta.as_ref().is_ok_and(|m| {
+                m.is_file() && matches!(self.cache.kind(file, m), FileKind::Elf { code: true, .. })
+            });
+            if !code {
+                return (true, None);
+            }
+        }
         let pid = u32::try_from(event.pid).unwrap_or(0);
         let uid = procfs::uid(pid);
         if !is_childs(uid) || pid == std::process::id() {
@@ -459,7 +518,7 @@ impl Inner {
         // A child's process from here on: anything that cannot be read is refused.
         let refuse = |path: String, reason| (false, Some((path, reason, uid)));
         let unknown = "an unreadable file".to_string();
-        let Ok(meta) = file.metadata() else {
+        let Ok(meta) = meta else {
             return refuse(unknown, rules.rules().not_allowed_reason());
         };
         if !meta.is_file() {
@@ -469,12 +528,8 @@ impl Inner {
             return refuse(unknown, rules.rules().not_allowed_reason());
         };
         let path_text = path.to_string_lossy().into_owned();
-        let exec = event.mask & libc::FAN_OPEN_EXEC_PERM != 0;
         let kind = self.cache.kind(file, &meta);
         let how = if !exec {
-            if !matches!(kind, FileKind::Elf { code: true, .. }) {
-                return (true, None); // data, not program code
-            }
             FileUse::Library
         } else if self.take_grant(event.pid, &path) {
             FileUse::Granted
