@@ -259,9 +259,11 @@ fn main() {
         .expect("apply");
     let before = guard.counters().events.load(Ordering::Relaxed);
     let busy_before = guard.counters().busy_ns.load(Ordering::Relaxed);
+    let decide_before = guard.counters().decide_ns.load(Ordering::Relaxed);
     let armed_exec = execs(uid, &prog, a.runs);
     let events = guard.counters().events.load(Ordering::Relaxed) - before;
     let busy = guard.counters().busy_ns.load(Ordering::Relaxed) - busy_before;
+    let decide = guard.counters().decide_ns.load(Ordering::Relaxed) - decide_before;
     let armed_open = opens(uid, &data, a.opens);
     let armed_lib = lib.as_ref().and_then(|l| opens(uid, l, a.opens));
     guard
@@ -289,8 +291,10 @@ fn main() {
     );
     if events > 0 {
         println!(
-            "guard's own time:        {:.1} µs per event on average ({events} events)",
-            busy as f64 / events as f64 / 1e3
+            "guard's own time:        {:.1} µs per event on average, {:.1} µs of it deciding \
+             ({events} events: an exec is two, the exec and the open that follows it)",
+            busy as f64 / events as f64 / 1e3,
+            decide as f64 / events as f64 / 1e3
         );
     }
     let show = |o: Option<f64>| o.map_or("-".to_string(), |v| format!("{v:.2} µs"));

@@ -96,6 +96,8 @@ pub struct ExecCounters {
     pub refused: AtomicU64,
     /// Time spent deciding and answering, in nanoseconds (for benchmarks).
     pub busy_ns: AtomicU64,
+    /// Of which deciding alone (before the answer is written).
+    pub decide_ns: AtomicU64,
 }
 
 struct Inner {
@@ -112,6 +114,11 @@ struct Inner {
     /// Refusals go to the reporting thread: writing the journal opens files, and an open on
     /// a watched filesystem made by the answering thread would wait for itself.
     refusals: Mutex<Option<std::sync::mpsc::Sender<Refusal>>>,
+    /// The last exec allowed (pid, device, inode): the kernel follows it with a plain open
+    /// event for the same file, already decided.
+    last_exec: Mutex<Option<(i32, u64, u64)>>,
+    /// Interpreter and loader paths with symlinks followed (cleared on every refresh).
+    real_paths: Mutex<HashMap<PathBuf, PathBuf>>,
     counters: ExecCounters,
     /// The device's hardening, checked at start and on every refresh.
     hardening: Mutex<Vec<super::hardening::Item>>,
@@ -176,6 +183,8 @@ impl ExecGuard {
             granted: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             refusals: Mutex::new(None),
+            last_exec: Mutex::new(None),
+            real_paths: Mutex::new(HashMap::new()),
             counters: ExecCounters::default(),
             hardening: Mutex::new(if config.check_hardening {
                 super::hardening::gather()
@@ -383,6 +392,10 @@ impl Inner {
         let resolved = resolve(&app_rules, &self.essentials, &self.trust, &self.cache);
         let rules = Arc::new(ExecRules::new(app_rules, resolved));
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        self.real_paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn refresh_loop(&self) {
@@ -455,6 +468,10 @@ impl Inner {
         let started = Instant::now();
         self.counters.events.fetch_add(1, Ordering::Relaxed);
         let (allow, refusal) = self.decide(&file, event);
+        let decided = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters
+            .decide_ns
+            .fetch_add(decided, Ordering::Relaxed);
         let r = response(event.fd, allow);
         // SAFETY: r is 8 live bytes, exactly a struct fanotify_response.
         let written = unsafe {
@@ -501,6 +518,15 @@ impl Inner {
         let exec = event.mask & libc::FAN_OPEN_EXEC_PERM != 0;
         let meta = file.metadata();
         if !exec {
+            use std::os::unix::fs::MetadataExt;
+            // The open that follows an exec this guard just allowed.
+            if let Ok(m) = &meta {
+                let mut last = self.last_exec.lock().unwrap_or_else(|p| p.into_inner());
+                if *last == Some((event.pid, m.dev(), m.ino())) {
+                    *last = None;
+                    return (true, None);
+                }
+            }
             // Most opens are of data: answered from the file's first bytes (cached), before
             // anything is read about the process.
             let code = meta.as_ref().is_ok_and(|m| {
@@ -554,6 +580,9 @@ impl Inner {
         match rules.decide(&facts) {
             AppVerdict::Allow => {
                 if exec {
+                    use std::os::unix::fs::MetadataExt;
+                    *self.last_exec.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((event.pid, meta.dev(), meta.ino()));
                     self.grant_next(event.pid, &path, &kind);
                 }
                 (true, None)
