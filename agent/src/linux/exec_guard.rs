@@ -537,7 +537,7 @@ impl Inner {
             }
         }
         let pid = u32::try_from(event.pid).unwrap_or(0);
-        let uid = procfs::uid(pid);
+        let uid = account_of(pid);
         if !is_childs(uid) || pid == std::process::id() {
             return (true, None);
         }
@@ -652,6 +652,18 @@ impl Inner {
                 reason.words()
             ),
         ));
+    }
+}
+
+/// The account a process acts for. `/proc/PID` is owned by the process's effective uid, one
+/// `stat` away: a child's uid there is a child's process. Otherwise (root, a system account,
+/// or a process that made itself non-dumpable, whose folder then shows root) the real uid is
+/// read from `/proc/PID/status`, so a child cannot hide behind `prctl`.
+fn account_of(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(format!("/proc/{pid}")) {
+        Ok(m) if is_childs(Some(m.uid())) => Some(m.uid()),
+        _ => procfs::uid(pid),
     }
 }
 
