@@ -467,7 +467,15 @@ impl Inner {
         let file = unsafe { File::from_raw_fd(event.fd) };
         let started = Instant::now();
         self.counters.events.fetch_add(1, Ordering::Relaxed);
-        let (allow, refusal) = self.decide(&file, event);
+        // Whatever happens, this event is answered: an unanswered one would hold the process
+        // (and, on the root filesystem, every exec on the machine). A bug that panics while
+        // deciding lets that one file through rather than stopping the device.
+        let decided =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decide(&file, event)));
+        let (allow, refusal) = decided.unwrap_or_else(|_| {
+            warn!("exec guard: a decision failed unexpectedly; that file was let through");
+            (true, None)
+        });
         let decided = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.counters
             .decide_ns
