@@ -153,6 +153,11 @@ impl ExecRules {
         if content.is_some_and(|c| self.blocked.contains(&c)) {
             return AppVerdict::Stop(BlockReason::Blocked);
         }
+        // Content that had to be read and was not (too big to read in time, unreadable) may
+        // be a blocked program: refused, the safer answer for a child's process.
+        if content.is_none() && self.sizes.contains(&f.size) {
+            return AppVerdict::Stop(BlockReason::Blocked);
+        }
         let only_allowed = self.rules.only_allowed();
         match f.how {
             FileUse::Library => {
@@ -280,6 +285,12 @@ mod tests {
             )
         };
         assert_eq!(r.decide(&unread), stop);
+        // The right size but not read in time: refused rather than guessed.
+        let unread_copy = FileFacts {
+            content: None,
+            ..copy
+        };
+        assert_eq!(r.decide(&unread_copy), stop);
         // Not a child's process: the guard leaves it to the kill backstop.
         let root = FileFacts {
             uid: Some(0),

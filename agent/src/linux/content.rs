@@ -263,11 +263,22 @@ impl ContentCache {
     /// The content of the open file, from the cache or read now. `None` when it is too big
     /// or could not be read.
     pub fn content(&self, file: &File, meta: &std::fs::Metadata) -> Option<Content> {
+        self.content_within(file, meta, MAX_HASHED)
+    }
+
+    /// Like [`ContentCache::content`], reading at most `limit` bytes when it is not cached
+    /// (the exec guard's answering thread bounds how long a process waits).
+    pub fn content_within(
+        &self,
+        file: &File,
+        meta: &std::fs::Metadata,
+        limit: u64,
+    ) -> Option<Content> {
         let cached = self.cached(meta);
         if let Some(content) = cached.as_ref().and_then(|e| e.content) {
             return Some(content);
         }
-        if meta.size() > MAX_HASHED {
+        if meta.size() > limit.min(MAX_HASHED) {
             return None;
         }
         let content = hash(file).ok()?;

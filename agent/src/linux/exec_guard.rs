@@ -49,6 +49,10 @@ use crate::report::{Blocked, BlockedSink};
 const POLL_MS: libc::c_int = 250;
 /// An interpreter or loader named by an allowed file must follow it within this time.
 const GRANT_FOR: Duration = Duration::from_secs(5);
+/// The most the answering thread reads of a file not yet known (about a tenth of a second):
+/// the deadline that keeps every other exec on the device from waiting long. Allowed apps are
+/// read ahead, when the plan is resolved, so this is only ever a child's own file.
+const HASH_ON_ANSWER: u64 = 64 * 1024 * 1024;
 /// The same refusal of the same process is reported once.
 const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
@@ -573,7 +577,7 @@ impl Inner {
         let trusted = is_trusted(&path, &meta, &self.trust);
         let size = std::os::unix::fs::MetadataExt::size(&meta);
         let content = if rules.needs_content(&path_text, size) {
-            self.cache.content(file, &meta)
+            self.cache.content_within(file, &meta, HASH_ON_ANSWER)
         } else {
             None
         };
