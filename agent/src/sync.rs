@@ -530,8 +530,11 @@ impl SyncClient {
         S: Stream<Item = Result<ControllerMessage, tonic::Status>> + Unpin,
     {
         let mut received: u64 = 0;
-        // What the hello said about the guards; a heartbeat repeats it only when it changed.
+        // What the hello said about the guards; a heartbeat repeats it only when it changed,
+        // and the guards are looked at every few seconds for that.
         let mut guards_sent = self.guard_report();
+        let mut guard_check = tokio::time::interval_at(Instant::now() + GUARD_CHECK, GUARD_CHECK);
+        guard_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let period = self.config.heartbeat.max(Duration::from_secs(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -609,6 +612,22 @@ impl SyncClient {
                         return closed(received);
                     }
                     debug!("heartbeat sent");
+                }
+                _ = guard_check.tick() => {
+                    // A guard that fails (or recovers) is told at once, not at the next beat.
+                    let guards = self.guard_report();
+                    if guards != guards_sent {
+                        let beat = Up::Heartbeat(Heartbeat {
+                            inventory: None,
+                            guards: Some(guards.clone()),
+                        });
+                        if let Err(mpsc::error::TrySendError::Closed(_)) =
+                            tx.try_send(AgentMessage { body: Some(beat) })
+                        {
+                            return closed(received);
+                        }
+                        guards_sent = guards;
+                    }
                 }
                 _ = request_check.tick(), if has_spool => {
                     if !self.offer_requests(&mut offer, &tx) {
@@ -924,6 +943,9 @@ fn lost(url: &str, status: &tonic::Status, accepted: bool, healthy: bool) -> Ses
         healthy: healthy && !refused,
     }
 }
+
+/// How often the guards' state is compared with what the controller was last told.
+const GUARD_CHECK: Duration = Duration::from_secs(5);
 
 /// What the controller is told about an enforcer's guards.
 pub fn guard_report(enforcer: &dyn Enforcer) -> haven_proto::agent::v1::GuardReport {
@@ -1518,5 +1540,49 @@ mod tests {
             matches!(&got, Some(AgentMessage { body: Some(Up::Violations(b)) }) if b.violations.len() == 1),
             "{got:?}"
         );
+    }
+
+    // clause D1, D5: what the controller is told about the guards.
+    #[test]
+    fn d5_the_guard_report_names_each_guard_its_state_and_the_hardening_once() {
+        use crate::enforcer::{
+            CompositeEnforcer, EnforcerKind, FailedGuard, GuardHealth, GuardState, HardeningCheck,
+        };
+        use haven_proto::agent::v1::GuardState as Wire;
+        struct Exec;
+        impl Enforcer for Exec {
+            fn name(&self) -> &'static str {
+                "exec"
+            }
+            fn apply(&mut self, _p: &DevicePolicy) -> Result<(), crate::enforcer::EnforceError> {
+                Ok(())
+            }
+            fn health(&self) -> Vec<GuardHealth> {
+                let mut h = GuardHealth::new("exec", GuardState::Weakened("missing x".into()));
+                h.hardening = vec![HardeningCheck {
+                    item: "noexec on /tmp".into(),
+                    ok: false,
+                    found: "/ mounted without noexec".into(),
+                    fix: "mount /tmp noexec".into(),
+                }];
+                vec![h.clone(), h]
+            }
+        }
+        let linux = CompositeEnforcer::new(
+            "linux",
+            vec![
+                Box::new(Exec),
+                Box::new(FailedGuard::new("camera", "no fanotify")),
+            ],
+        );
+        let r = guard_report(&linux);
+        assert_eq!(r.enforcer, "linux");
+        assert_eq!(r.guards.len(), 3);
+        assert_eq!(r.guards[0].state, Wire::Weakened as i32);
+        assert_eq!(r.guards[2].state, Wire::Failed as i32);
+        assert_eq!(r.guards[2].reason, "no fanotify");
+        assert_eq!(r.hardening.len(), 1, "each item once");
+        let log = guard_report(EnforcerKind::Log.build().as_ref());
+        assert_eq!(log.guards[0].state, Wire::NotEnforcing as i32);
     }
 }
