@@ -19,12 +19,20 @@
 //!   the programs a desktop session needs ([`SESSION_ESSENTIALS`], plus any the device's
 //!   installer adds), so that "only the agreed apps" does not mean "no desktop at all".
 //!
+//! What a file *is* counts, not what it is called: when only allowed apps may run, a name
+//! allows a program only in a trusted place (root-owned, not writable by the child:
+//! [`ProcessFacts::trusted`]), and the session essentials are allowed only at the trusted
+//! paths the guard resolved them to, never by name — `cp python3 ~/bash` is not `bash`.
+//! [`exec`] holds the decision made before a program runs, by content.
+//!
 //! An app on the blocked list is stopped whoever runs it (root included): a manager named it,
 //! and a child must not get round a block by finding another account.
 
 use haven_proto::agent::v1::DevicePolicy;
 
 use crate::core::{AppMode, effective};
+
+pub mod exec;
 
 /// The first uid of an ordinary person's account (`UID_MIN` in `/etc/login.defs`).
 pub const FIRST_CHILD_UID: u32 = 1000;
@@ -87,6 +95,12 @@ enum Matcher {
 }
 
 impl Matcher {
+    fn text(&self) -> &str {
+        match self {
+            Matcher::Path(s) | Matcher::Name(s) => s,
+        }
+    }
+
     fn parse(entry: &str) -> Option<Self> {
         let entry = entry.trim();
         if entry.is_empty() {
@@ -137,6 +151,9 @@ pub struct ProcessFacts<'a> {
     pub uid: Option<u32>,
     /// Never to be stopped: process 1, a kernel thread, the agent or a process it runs under.
     pub essential: bool,
+    /// The executable lies in a trusted place: root-owned, under a system location, and not
+    /// writable by the child (the guard checks the file and every folder above it).
+    pub trusted: bool,
 }
 
 impl ProcessFacts<'_> {
@@ -158,6 +175,12 @@ pub enum BlockReason {
     NotAllowed,
     /// Apps are locked down, and it is not one of the allowed apps.
     LockedDown,
+    /// The system's program loader was started directly (`ld.so ./prog`), which would run a
+    /// program without the program itself being checked.
+    Loader,
+    /// Program code from a place the child can write to (an `LD_PRELOAD` library, a
+    /// program's own library), while only allowed apps may run.
+    UntrustedCode,
 }
 
 impl BlockReason {
@@ -166,6 +189,12 @@ impl BlockReason {
             BlockReason::Blocked => "it is blocked in the child's plan",
             BlockReason::NotAllowed => "only the apps agreed in the child's plan may run",
             BlockReason::LockedDown => "apps are locked down",
+            BlockReason::Loader => {
+                "programs may not be started through the system's program loader"
+            }
+            BlockReason::UntrustedCode => {
+                "only the apps agreed in the child's plan may run, and this code is not part of one"
+            }
         }
     }
 }
@@ -192,9 +221,10 @@ enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRules {
     mode: Mode,
-    /// Session essentials plus what the device's installer added; only matter when only
-    /// allowed apps may run.
-    always_allowed: Vec<Matcher>,
+    /// The trusted paths the session essentials and the installer's additions resolved to;
+    /// only matter when only allowed apps may run. Paths only: an essential is never
+    /// allowed by its name.
+    always_allowed: Vec<String>,
 }
 
 impl Default for AppRules {
@@ -214,8 +244,10 @@ fn matchers(entries: &[String]) -> Vec<Matcher> {
 }
 
 impl AppRules {
-    /// The rules `policy` sets, where `always_allowed` are extra programs (beyond
-    /// [`SESSION_ESSENTIALS`]) this device needs even when only allowed apps may run.
+    /// The rules `policy` sets, where `always_allowed` are the full paths of the programs
+    /// this device needs even when only allowed apps may run: the [`SESSION_ESSENTIALS`] and
+    /// the installer's additions, resolved by the platform guard to trusted files. An entry
+    /// that is not a full path is ignored: a name is what a child can copy.
     pub fn from_policy(policy: &DevicePolicy, always_allowed: &[String]) -> Self {
         let e = effective(policy);
         let locked = e
@@ -235,14 +267,59 @@ impl AppRules {
                 },
             },
         };
-        let mut always: Vec<Matcher> = SESSION_ESSENTIALS
+        let always = always_allowed
             .iter()
-            .filter_map(|e| Matcher::parse(e))
+            .map(|e| e.trim())
+            .filter(|e| e.starts_with('/'))
+            .map(str::to_string)
             .collect();
-        always.extend(matchers(always_allowed));
         Self {
             mode,
             always_allowed: always,
+        }
+    }
+
+    /// The program names and paths the plan blocks (for resolving them to files' contents).
+    pub fn blocked_entries(&self) -> Vec<&str> {
+        match &self.mode {
+            Mode::AllowUnlessBlocked { blocked } => blocked.iter().map(Matcher::text).collect(),
+            Mode::OnlyAllowed { .. } => Vec::new(),
+        }
+    }
+
+    /// The program names and paths the plan allows, when only allowed apps may run.
+    pub fn allowed_entries(&self) -> Vec<&str> {
+        match &self.mode {
+            Mode::OnlyAllowed { allowed, .. } => allowed.iter().map(Matcher::text).collect(),
+            Mode::AllowUnlessBlocked { .. } => Vec::new(),
+        }
+    }
+
+    /// The trusted paths of the essentials and the installer's additions.
+    pub fn always_allowed(&self) -> &[String] {
+        &self.always_allowed
+    }
+
+    /// True when only allowed apps may run (an allow list or an apps lockdown).
+    pub fn only_allowed(&self) -> bool {
+        matches!(self.mode, Mode::OnlyAllowed { .. })
+    }
+
+    /// Why a program that is not allowed was stopped (only-allowed mode), else `Blocked`.
+    pub fn not_allowed_reason(&self) -> BlockReason {
+        match &self.mode {
+            Mode::OnlyAllowed { reason, .. } => *reason,
+            Mode::AllowUnlessBlocked { .. } => BlockReason::Blocked,
+        }
+    }
+
+    /// Whether a blocked entry names this executable path or kernel name.
+    pub fn blocked_by_name(&self, exe: Option<&str>, comm: &str) -> bool {
+        match &self.mode {
+            Mode::AllowUnlessBlocked { blocked } => blocked
+                .iter()
+                .any(|m| exe.is_some_and(|exe| m.matches_exe(exe)) || m.matches_comm(comm)),
+            Mode::OnlyAllowed { .. } => false,
         }
     }
 
@@ -262,14 +339,12 @@ impl AppRules {
             return AppVerdict::Allow;
         }
         match &self.mode {
-            Mode::AllowUnlessBlocked { blocked } => {
+            Mode::AllowUnlessBlocked { .. } => {
                 // Blocking looks at both names: a renamed copy keeps its script or kernel
                 // name, and a script keeps its own name in `comm` while its exe is the
-                // interpreter.
-                let hit = blocked
-                    .iter()
-                    .any(|m| p.exe.is_some_and(|exe| m.matches_exe(exe)) || m.matches_comm(p.comm));
-                if hit {
+                // interpreter. (A copy under a new name is caught by its content, before it
+                // runs, in [`exec`].)
+                if self.blocked_by_name(p.exe, p.comm) {
                     AppVerdict::Stop(BlockReason::Blocked)
                 } else {
                     AppVerdict::Allow
@@ -283,13 +358,14 @@ impl AppRules {
                 if !childs {
                     return AppVerdict::Allow;
                 }
-                // Allowing trusts the executable only: a process can rename its `comm` at
-                // will, so `comm` is used only when the executable cannot be read.
-                let named = |m: &Matcher| match p.exe {
-                    Some(exe) => m.matches_exe(exe),
-                    None => m.matches_comm(p.comm),
+                // Allowing trusts the executable only, and only in a trusted place: a process
+                // can rename its `comm` at will, and a child can copy any program under any
+                // name into a folder of their own.
+                let Some(exe) = p.exe.filter(|_| p.trusted) else {
+                    return AppVerdict::Stop(*reason);
                 };
-                if allowed.iter().any(named) || self.always_allowed.iter().any(named) {
+                let essential = self.always_allowed.iter().any(|path| path == exe);
+                if essential || allowed.iter().any(|m| m.matches_exe(exe)) {
                     AppVerdict::Allow
                 } else {
                     AppVerdict::Stop(*reason)
@@ -316,12 +392,14 @@ mod tests {
         }
     }
 
+    /// A child's process; executables under /usr and /opt stand for trusted places.
     fn child(exe: &'static str, comm: &'static str) -> ProcessFacts<'static> {
         ProcessFacts {
             exe: Some(exe),
             comm,
             uid: Some(1001),
             essential: false,
+            trusted: exe.starts_with("/usr/") || exe.starts_with("/opt/"),
         }
     }
 
@@ -383,6 +461,7 @@ mod tests {
             comm: "very-long-game-",
             uid: Some(1001),
             essential: false,
+            trusted: false,
         };
         assert_eq!(rules.decide(&p), AppVerdict::Stop(BlockReason::Blocked));
         let short = ProcessFacts {
@@ -404,6 +483,7 @@ mod tests {
             comm: "init",
             uid: Some(1001),
             essential: true,
+            trusted: false,
         };
         assert_eq!(rules.decide(&essential), AppVerdict::Allow);
     }
@@ -413,7 +493,12 @@ mod tests {
     fn d4_only_allowed_apps_run_for_a_childs_account() {
         let rules = AppRules::from_policy(
             &policy(AppDefault::Block, &["libreoffice"], &[]),
-            &["my-kiosk".to_string()],
+            &[
+                "/usr/bin/gnome-shell".to_string(),
+                "/usr/local/bin/my-kiosk".to_string(),
+                // A bare name is ignored: essentials are allowed by trusted path only.
+                "bash".to_string(),
+            ],
         );
         assert!(rules.needs_uid());
         let stop = AppVerdict::Stop(BlockReason::NotAllowed);
@@ -434,6 +519,7 @@ mod tests {
             rules.decide(&child("/usr/local/bin/my-kiosk", "my-kiosk")),
             AppVerdict::Allow
         );
+        assert_eq!(rules.always_allowed().len(), 2);
         // A renamed kernel name does not make an app allowed.
         assert_eq!(
             rules.decide(&child("/usr/bin/minecraft", "libreoffice")),
@@ -453,6 +539,33 @@ mod tests {
             ..child("/usr/bin/minecraft", "java")
         };
         assert_eq!(rules.decide(&unknown), stop);
+    }
+
+    // clause D4: `cp python3 ~/bash` is not bash, and `cp x ~/libreoffice` is not libreoffice.
+    #[test]
+    fn d4_a_copy_under_an_essential_or_allowed_name_in_a_childs_folder_is_not_allowed() {
+        let rules = AppRules::from_policy(
+            &policy(AppDefault::Block, &["libreoffice"], &[]),
+            &["/usr/bin/bash".to_string()],
+        );
+        let stop = AppVerdict::Stop(BlockReason::NotAllowed);
+        assert_eq!(
+            rules.decide(&child("/usr/bin/bash", "bash")),
+            AppVerdict::Allow
+        );
+        assert_eq!(rules.decide(&child("/home/amira/bash", "bash")), stop);
+        assert_eq!(
+            rules.decide(&child("/tmp/libreoffice", "libreoffice")),
+            stop
+        );
+        // A trusted file that merely shares an essential's name elsewhere is not it either.
+        assert_eq!(rules.decide(&child("/usr/games/bash", "bash")), stop);
+        // An unreadable executable is never allowed by its kernel name.
+        let hidden = ProcessFacts {
+            exe: None,
+            ..child("/usr/bin/bash", "bash")
+        };
+        assert_eq!(rules.decide(&hidden), stop);
     }
 
     // clause D4, GD4

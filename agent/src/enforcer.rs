@@ -41,6 +41,137 @@ pub trait Enforcer: Send {
     /// has no notification area of its own yet, so the default does nothing; enforcers that
     /// own a way to reach the child override it.
     fn tell_child(&mut self, _message: &str) {}
+
+    /// How each of its guards stands (D1, D5): staff must be able to tell a device that
+    /// enforces from one that only says so. The default has nothing to report.
+    fn health(&self) -> Vec<GuardHealth> {
+        Vec::new()
+    }
+}
+
+/// How one guard stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardState {
+    Armed,
+    /// Enforcing, but with something missing (the reason says what).
+    Weakened(String),
+    /// Not enforcing its area at all.
+    Failed(String),
+    /// A development enforcer: enforces nothing, by design.
+    NotEnforcing(String),
+}
+
+/// One hardening item a guard relies on (see `linux::hardening`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardeningCheck {
+    pub item: String,
+    pub ok: bool,
+    pub found: String,
+    /// The one line that fixes it (empty when ok).
+    pub fix: String,
+}
+
+/// A guard's state, with the hardening items it relies on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardHealth {
+    /// "apps", "exec", "camera", ...
+    pub guard: String,
+    pub state: GuardState,
+    pub hardening: Vec<HardeningCheck>,
+}
+
+impl GuardHealth {
+    pub fn new(guard: &str, state: GuardState) -> Self {
+        Self {
+            guard: guard.to_string(),
+            state,
+            hardening: Vec::new(),
+        }
+    }
+
+    /// True when the guard holds its area (armed, or weakened but enforcing).
+    pub fn enforcing(&self) -> bool {
+        matches!(self.state, GuardState::Armed | GuardState::Weakened(_))
+    }
+}
+
+/// True when every guard is armed (what `READY=1` to systemd waits for).
+pub fn all_armed(health: &[GuardHealth]) -> bool {
+    !health.is_empty()
+        && health
+            .iter()
+            .all(|h| matches!(h.state, GuardState::Armed | GuardState::Weakened(_)))
+}
+
+/// Stands in for a guard that could not start (failed) or was switched off while another
+/// guard covers its area (weakened), so the device says so (D5) while the others enforce.
+#[derive(Debug, Clone)]
+pub struct FailedGuard {
+    guard: &'static str,
+    state: GuardState,
+}
+
+impl FailedGuard {
+    /// The guard could not start: every policy acknowledgement says so too.
+    pub fn new(guard: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            guard,
+            state: GuardState::Failed(reason.into()),
+        }
+    }
+
+    /// The guard is not running, but its area is still enforced in a weaker way.
+    pub fn weakened(guard: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            guard,
+            state: GuardState::Weakened(reason.into()),
+        }
+    }
+}
+
+impl Enforcer for FailedGuard {
+    fn name(&self) -> &'static str {
+        self.guard
+    }
+
+    fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
+        match &self.state {
+            GuardState::Failed(reason) => Err(EnforceError::new(self.guard, reason.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn health(&self) -> Vec<GuardHealth> {
+        vec![GuardHealth::new(self.guard, self.state.clone())]
+    }
+}
+
+/// Wraps a development enforcer (`log`, `null`) so it says, to the person starting it and to
+/// the controller, that it enforces nothing.
+pub struct DevelopmentOnly<E>(pub E);
+
+impl<E: Enforcer> Enforcer for DevelopmentOnly<E> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
+        self.0.apply(policy)
+    }
+
+    fn tell_child(&mut self, message: &str) {
+        self.0.tell_child(message);
+    }
+
+    fn health(&self) -> Vec<GuardHealth> {
+        vec![GuardHealth::new(
+            self.0.name(),
+            GuardState::NotEnforcing(format!(
+                "--enforcer {} is for development only and enforces nothing",
+                self.0.name()
+            )),
+        )]
+    }
 }
 
 impl<E: Enforcer + ?Sized> Enforcer for Box<E> {
@@ -54,6 +185,10 @@ impl<E: Enforcer + ?Sized> Enforcer for Box<E> {
 
     fn tell_child(&mut self, message: &str) {
         (**self).tell_child(message);
+    }
+
+    fn health(&self) -> Vec<GuardHealth> {
+        (**self).health()
     }
 }
 
@@ -135,6 +270,11 @@ impl Enforcer for CompositeEnforcer {
             part.tell_child(message);
         }
     }
+
+    /// Every part's guards, in order.
+    fn health(&self) -> Vec<GuardHealth> {
+        self.parts.iter().flat_map(|p| p.health()).collect()
+    }
 }
 
 /// The enforcers `haven-agent run --enforcer` can choose from.
@@ -146,10 +286,11 @@ pub enum EnforcerKind {
 }
 
 impl EnforcerKind {
+    /// The enforcer, marked as development only (it reports itself as not enforcing).
     pub fn build(self) -> Box<dyn Enforcer> {
         match self {
-            EnforcerKind::Log => Box::new(LogEnforcer),
-            EnforcerKind::Null => Box::new(NullEnforcer),
+            EnforcerKind::Log => Box::new(DevelopmentOnly(LogEnforcer)),
+            EnforcerKind::Null => Box::new(DevelopmentOnly(NullEnforcer)),
         }
     }
 }
@@ -199,5 +340,50 @@ mod tests {
                 .apply(&crate::core::safe_default())
                 .is_ok()
         );
+    }
+
+    struct Guard(GuardState);
+    impl Enforcer for Guard {
+        fn name(&self) -> &'static str {
+            "camera"
+        }
+        fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
+            Ok(())
+        }
+        fn health(&self) -> Vec<GuardHealth> {
+            vec![GuardHealth::new("camera", self.0.clone())]
+        }
+    }
+
+    // clause D1, D5: the device can tell staff which guards hold.
+    #[test]
+    fn d5_a_composite_reports_every_guard_and_development_enforcers_say_they_enforce_nothing() {
+        let c = CompositeEnforcer::new(
+            "linux",
+            vec![
+                Box::new(LogEnforcer),
+                Box::new(Guard(GuardState::Armed)),
+                Box::new(FailedGuard::new("exec", "fanotify is missing")),
+            ],
+        );
+        let health = c.health();
+        assert_eq!(health.len(), 2, "the plain log part has nothing to say");
+        assert!(health[0].enforcing());
+        assert_eq!(
+            health[1].state,
+            GuardState::Failed("fanotify is missing".into())
+        );
+        assert!(!all_armed(&health));
+        assert!(all_armed(&health[..1]));
+        assert!(!all_armed(&[]));
+        for kind in [EnforcerKind::Log, EnforcerKind::Null] {
+            let h = kind.build().health();
+            assert!(
+                matches!(&h[0].state, GuardState::NotEnforcing(r) if r.contains("development only")),
+                "{h:?}"
+            );
+        }
+        let weakened = GuardHealth::new("exec", GuardState::Weakened("noexec".into()));
+        assert!(weakened.enforcing() && all_armed(&[weakened]));
     }
 }

@@ -89,11 +89,11 @@ struct EnrollArgs {
     force: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EnforcerArg {
-    /// Print each decision to standard output
+    /// Print each decision to standard output (development only: enforces nothing)
     Log,
-    /// Do nothing (benchmarks)
+    /// Do nothing (benchmarks; development only: enforces nothing)
     Null,
     /// Enforce on this Linux device: apps, camera, contacts and filtered web (needs root)
     Linux,
@@ -101,9 +101,9 @@ enum EnforcerArg {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// How decisions are enforced
-    #[arg(long, value_enum, default_value = "log")]
-    enforcer: EnforcerArg,
+    /// How decisions are enforced [default: linux as root, else log]
+    #[arg(long, value_enum)]
+    enforcer: Option<EnforcerArg>,
     /// Seconds between heartbeats
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     heartbeat_secs: u64,
@@ -126,7 +126,7 @@ struct LinuxArgs {
     #[arg(long = "app-always-allow", value_name = "NAME")]
     app_always_allow: Vec<String>,
     /// A camera device to guard; a `*` in the file name matches any text (repeatable)
-    /// [default: /dev/video*]
+    /// [default: /dev/video*, /dev/media*, /dev/v4l-subdev*]
     #[arg(long = "camera-path", value_name = "PATH")]
     camera_path: Vec<PathBuf>,
     /// Where the contact screening service listens: a phone's dialer or messaging app asks
@@ -148,6 +148,11 @@ struct LinuxArgs {
     /// sets it)
     #[arg(long)]
     dns_firewall: bool,
+    /// A path on a filesystem whose programs are checked before they run (repeatable)
+    /// [default: every mounted filesystem]; `none` switches the exec guard off (tests), and
+    /// blocked apps are then stopped just after they start
+    #[arg(long = "exec-filesystem", value_name = "PATH")]
+    exec_filesystem: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -286,7 +291,24 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let journal = Arc::new(journal.echo_to_stdout(true));
     let sink: Arc<dyn BlockedSink> = journal.clone();
-    let mut enforcer = match args.enforcer {
+    // A device enforces for real unless someone chose otherwise (D1).
+    let chosen = args.enforcer.unwrap_or(if is_root() {
+        EnforcerArg::Linux
+    } else {
+        EnforcerArg::Log
+    });
+    if chosen != EnforcerArg::Linux {
+        warn!(
+            "--enforcer {} is for development only: it enforces nothing, and this device tells \
+             staff so (use --enforcer linux, as root, on a child's device)",
+            if chosen == EnforcerArg::Log {
+                "log"
+            } else {
+                "null"
+            }
+        );
+    }
+    let mut enforcer = match chosen {
         EnforcerArg::Log => EnforcerKind::Log.build(),
         EnforcerArg::Null => EnforcerKind::Null.build(),
         EnforcerArg::Linux => linux_enforcer(&args.linux, sink)?,
@@ -294,6 +316,20 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Enforce before anything else (and before any network): a device must be protected
     // while the controller is away, and also when its own state is damaged.
     let initial = sync::apply_startup_policy(Some(&state), enforcer.as_mut());
+    // systemd lets people log in only once every guard is armed (Type=notify).
+    let health = enforcer.health();
+    if haven_agent::enforcer::all_armed(&health) {
+        notify_systemd(std::env::var_os("NOTIFY_SOCKET").as_deref(), "READY=1");
+    } else {
+        warn!(
+            "not every guard is armed, so systemd is not told this device is ready: {}",
+            health
+                .iter()
+                .map(|h| format!("{} {:?}", h.guard, h.state))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
     let identity = match state.load_identity() {
         Ok((identity, _)) => identity,
         Err(StateError::Retired) => {
@@ -360,6 +396,7 @@ fn linux_enforcer(
             },
             sink.clone(),
         )?),
+        exec_guard(args, sink.clone()),
         Box::new(haven_agent::linux::CameraGuard::start(
             haven_agent::linux::CameraGuardConfig {
                 paths: if args.camera_path.is_empty() {
@@ -375,6 +412,59 @@ fn linux_enforcer(
         web_filter(args, sink.clone()),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
+}
+
+/// The exec guard (D4): refuses programs before they run. The kill backstop (the app guard)
+/// still runs if it cannot start, and the device says so.
+fn exec_guard(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+    use haven_agent::enforcer::FailedGuard;
+    if args.exec_filesystem.iter().any(|p| p.as_os_str() == "none") {
+        return Box::new(FailedGuard::weakened(
+            "exec",
+            "switched off (--exec-filesystem none): blocked apps are stopped just after they \
+             start instead of before",
+        ));
+    }
+    let config = haven_agent::linux::ExecGuardConfig {
+        always_allowed: args.app_always_allow.clone(),
+        exec_filesystems: args.exec_filesystem.clone(),
+        ..Default::default()
+    };
+    match haven_agent::linux::ExecGuard::start(config, sink) {
+        Ok(guard) => Box::new(guard),
+        Err(e) => {
+            error!("{e}; blocked apps are stopped just after they start instead of before");
+            Box::new(FailedGuard::new("exec", e.to_string()))
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Tells systemd something (`READY=1`) over `$NOTIFY_SOCKET`, as `sd_notify` does: one
+/// datagram to a path, or to an abstract socket when the name starts with `@`. Nothing to
+/// tell when not started by systemd; a failure is logged, never fatal.
+fn notify_systemd(socket: Option<&std::ffi::OsStr>, state: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(socket) = socket.filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let bytes = socket.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name)
+        }
+        None => SocketAddr::from_pathname(std::path::Path::new(socket)),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        warn!("could not tell systemd {state}: {e}");
+    }
 }
 
 /// The contact screening guard. If its socket cannot be opened the agent still starts and
@@ -588,4 +678,24 @@ fn show_status(state: &StateDir, json: bool) -> anyhow::Result<()> {
         print!("{}", status::render_text(&report));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // clause D1: systemd hears READY=1 on the socket it named.
+    #[test]
+    fn d1_ready_is_sent_to_the_notify_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        notify_systemd(Some(path.as_os_str()), "READY=1");
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        // Not started by systemd, or a socket that is gone: nothing happens.
+        notify_systemd(None, "READY=1");
+        notify_systemd(Some(dir.path().join("gone").as_os_str()), "READY=1");
+    }
 }

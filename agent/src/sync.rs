@@ -454,6 +454,11 @@ impl SyncClient {
         }
     }
 
+    /// The enforcer's guards as the controller reads them (D1, D5).
+    fn guard_report(&self) -> haven_proto::agent::v1::GuardReport {
+        guard_report(self.enforcer.as_ref())
+    }
+
     fn inventory(&self) -> Inventory {
         match &self.config.inventory {
             InventorySource::Live { storage_path } => inventory::collect_for(storage_path),
@@ -479,10 +484,12 @@ impl SyncClient {
         };
         let started = Instant::now();
         let (tx, rx) = mpsc::channel::<AgentMessage>(OUTBOX);
+        // How the guards stand goes with the hello, and again whenever it changes (D1, D5).
         let hello = Up::Hello(Hello {
             applied_policy_version: self.state().applied_version(),
             agent_version: AGENT_VERSION.to_string(),
             inventory: Some(self.inventory()),
+            guards: Some(self.guard_report()),
         });
         // The outbox is empty, so this cannot fail or wait; the hello is the first message.
         let _ = tx.try_send(AgentMessage { body: Some(hello) });
@@ -523,6 +530,11 @@ impl SyncClient {
         S: Stream<Item = Result<ControllerMessage, tonic::Status>> + Unpin,
     {
         let mut received: u64 = 0;
+        // What the hello said about the guards; a heartbeat repeats it only when it changed,
+        // and the guards are looked at every few seconds for that.
+        let mut guards_sent = self.guard_report();
+        let mut guard_check = tokio::time::interval_at(Instant::now() + GUARD_CHECK, GUARD_CHECK);
+        guard_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let period = self.config.heartbeat.max(Duration::from_secs(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -585,7 +597,13 @@ impl SyncClient {
                     }
                 },
                 _ = heartbeat.tick() => {
-                    let beat = Up::Heartbeat(Heartbeat { inventory: Some(self.inventory()) });
+                    let guards = self.guard_report();
+                    let changed = (guards != guards_sent).then(|| guards.clone());
+                    let beat = Up::Heartbeat(Heartbeat {
+                        inventory: Some(self.inventory()),
+                        guards: changed,
+                    });
+                    guards_sent = guards;
                     // A full outbox means the controller is not reading: skip this beat rather
                     // than stall the loop; the next one carries fresher inventory anyway.
                     if let Err(mpsc::error::TrySendError::Closed(_)) =
@@ -594,6 +612,22 @@ impl SyncClient {
                         return closed(received);
                     }
                     debug!("heartbeat sent");
+                }
+                _ = guard_check.tick() => {
+                    // A guard that fails (or recovers) is told at once, not at the next beat.
+                    let guards = self.guard_report();
+                    if guards != guards_sent {
+                        let beat = Up::Heartbeat(Heartbeat {
+                            inventory: None,
+                            guards: Some(guards.clone()),
+                        });
+                        if let Err(mpsc::error::TrySendError::Closed(_)) =
+                            tx.try_send(AgentMessage { body: Some(beat) })
+                        {
+                            return closed(received);
+                        }
+                        guards_sent = guards;
+                    }
                 }
                 _ = request_check.tick(), if has_spool => {
                     if !self.offer_requests(&mut offer, &tx) {
@@ -806,6 +840,7 @@ impl SyncClient {
             Some(CommandKind::RefreshInventory(_)) => {
                 let beat = Up::Heartbeat(Heartbeat {
                     inventory: Some(self.inventory()),
+                    guards: Some(self.guard_report()),
                 });
                 let _ = tx.send(AgentMessage { body: Some(beat) }).await;
                 (ok(command.id), false)
@@ -906,6 +941,48 @@ fn lost(url: &str, status: &tonic::Status, accepted: bool, healthy: bool) -> Ses
         reason,
         refused,
         healthy: healthy && !refused,
+    }
+}
+
+/// How often the guards' state is compared with what the controller was last told.
+const GUARD_CHECK: Duration = Duration::from_secs(5);
+
+/// What the controller is told about an enforcer's guards.
+pub fn guard_report(enforcer: &dyn Enforcer) -> haven_proto::agent::v1::GuardReport {
+    use crate::enforcer::GuardState as S;
+    use haven_proto::agent::v1::{GuardHardening, GuardReport, GuardState, GuardStatus};
+    let health = enforcer.health();
+    let mut hardening: Vec<GuardHardening> = Vec::new();
+    let guards = health
+        .into_iter()
+        .map(|h| {
+            for item in h.hardening {
+                if !hardening.iter().any(|x| x.item == item.item) {
+                    hardening.push(GuardHardening {
+                        item: item.item,
+                        ok: item.ok,
+                        found: item.found,
+                        fix: item.fix,
+                    });
+                }
+            }
+            let (state, reason) = match h.state {
+                S::Armed => (GuardState::Armed, String::new()),
+                S::Weakened(r) => (GuardState::Weakened, r),
+                S::Failed(r) => (GuardState::Failed, r),
+                S::NotEnforcing(r) => (GuardState::NotEnforcing, r),
+            };
+            GuardStatus {
+                guard: h.guard,
+                state: state as i32,
+                reason,
+            }
+        })
+        .collect();
+    GuardReport {
+        enforcer: enforcer.name().to_string(),
+        guards,
+        hardening,
     }
 }
 
@@ -1463,5 +1540,49 @@ mod tests {
             matches!(&got, Some(AgentMessage { body: Some(Up::Violations(b)) }) if b.violations.len() == 1),
             "{got:?}"
         );
+    }
+
+    // clause D1, D5: what the controller is told about the guards.
+    #[test]
+    fn d5_the_guard_report_names_each_guard_its_state_and_the_hardening_once() {
+        use crate::enforcer::{
+            CompositeEnforcer, EnforcerKind, FailedGuard, GuardHealth, GuardState, HardeningCheck,
+        };
+        use haven_proto::agent::v1::GuardState as Wire;
+        struct Exec;
+        impl Enforcer for Exec {
+            fn name(&self) -> &'static str {
+                "exec"
+            }
+            fn apply(&mut self, _p: &DevicePolicy) -> Result<(), crate::enforcer::EnforceError> {
+                Ok(())
+            }
+            fn health(&self) -> Vec<GuardHealth> {
+                let mut h = GuardHealth::new("exec", GuardState::Weakened("missing x".into()));
+                h.hardening = vec![HardeningCheck {
+                    item: "noexec on /tmp".into(),
+                    ok: false,
+                    found: "/ mounted without noexec".into(),
+                    fix: "mount /tmp noexec".into(),
+                }];
+                vec![h.clone(), h]
+            }
+        }
+        let linux = CompositeEnforcer::new(
+            "linux",
+            vec![
+                Box::new(Exec),
+                Box::new(FailedGuard::new("camera", "no fanotify")),
+            ],
+        );
+        let r = guard_report(&linux);
+        assert_eq!(r.enforcer, "linux");
+        assert_eq!(r.guards.len(), 3);
+        assert_eq!(r.guards[0].state, Wire::Weakened as i32);
+        assert_eq!(r.guards[2].state, Wire::Failed as i32);
+        assert_eq!(r.guards[2].reason, "no fanotify");
+        assert_eq!(r.hardening.len(), 1, "each item once");
+        let log = guard_report(EnforcerKind::Log.build().as_ref());
+        assert_eq!(log.guards[0].state, Wire::NotEnforcing as i32);
     }
 }

@@ -243,3 +243,165 @@ fn d2_im1_the_camera_is_refused_while_off_allowed_when_agreed_and_taken_back_whe
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     agent.stop();
 }
+
+// clauses D1, D5: an agent that enforces nothing says so, and staff see it — in the device
+// list, in `device show`, and as a tampering violation.
+#[test]
+fn d1_d5_a_development_enforcer_shows_as_not_enforcing_and_raises_a_violation() {
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("tablet");
+    agent.start();
+    assert!(
+        agent
+            .stderr
+            .wait_for("is for development only", WAIT)
+            .is_some(),
+        "{}",
+        agent.stderr.text()
+    );
+    let device = eventually("the device to report its guards", WAIT, || {
+        let list = home.admin.json(&["device", "list"]);
+        let d = list.as_array()?.first()?.clone();
+        (!d["enforcement"].as_str()?.is_empty()).then_some(d)
+    });
+    assert_eq!(
+        device["enforcement"], "not enforcing: the log enforcer enforces nothing",
+        "{device}"
+    );
+    let table = home.admin.ok(&["device", "list"]);
+    assert!(table.contains("not enforcing"), "{table}");
+    let shown = home
+        .admin
+        .ok(&["device", "show", device["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains("enforcing:    not enforcing: the log enforcer enforces nothing")
+            && shown.contains("log guard: not enforcing"),
+        "{shown}"
+    );
+    let raised = eventually("a tampering violation", WAIT, || {
+        let list = home.manager.json(&["violations", "--kind", "tampering"]);
+        let rows = list.as_array().cloned().unwrap_or_default();
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    agent.stop();
+    // Reconnecting in the same state is not a new violation.
+    agent.start();
+    first_report(&home);
+    assert_eq!(
+        home.manager
+            .json(&["violations", "--kind", "tampering"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+fn first_report(home: &Home) {
+    eventually("the device to be online", WAIT, || {
+        let list = home.admin.json(&["device", "list"]);
+        list.as_array()?
+            .first()?
+            .get("online")?
+            .as_bool()?
+            .then_some(())
+    });
+}
+
+// clauses D1, D4, D5: a real agent reports each guard; with the exec guard switched off (as
+// in these tests) it is enforcing, weakened, and says why.
+#[test]
+fn d5_a_linux_agent_reports_its_guards_and_what_weakens_them() {
+    if skip_unless_root("d5_a_linux_agent_reports_its_guards_and_what_weakens_them") {
+        return;
+    }
+    let p = plan_home();
+    let cam = stand_in_camera(&p);
+    let mut agent = start_linux_agent(&p, &cam);
+    let device = eventually("the device to report its guards", WAIT, || {
+        let list = p.home.admin.json(&["device", "list"]);
+        let d = list.as_array()?.first()?.clone();
+        (!d["enforcement"].as_str()?.is_empty()).then_some(d)
+    });
+    let words = device["enforcement"].as_str().unwrap();
+    assert!(
+        words.starts_with("enforcing, weakened:") && words.contains("exec guard: switched off"),
+        "{device}"
+    );
+    let shown = p
+        .home
+        .admin
+        .ok(&["device", "show", device["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains("camera guard: armed") && shown.contains("apps guard: armed"),
+        "{shown}"
+    );
+    agent.stop();
+}
+
+/// The agent's systemd unit, as shipped.
+fn agent_unit() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/dist/haven-agent.service");
+    std::fs::read_to_string(path).expect("agent/dist/haven-agent.service")
+}
+
+// clause D1: boot does not open the door — the guards arm before anyone logs in, with no wait
+// for the network, and the agent is restarted whatever happens to it.
+#[test]
+fn d1_the_agent_unit_arms_before_user_sessions_without_waiting_for_the_network() {
+    let unit = agent_unit();
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for wanted in [
+        "Type=notify",
+        "Before=systemd-user-sessions.service",
+        "Wants=haven-firewall.service",
+        "After=haven-firewall.service",
+        "Restart=always",
+        "OOMScoreAdjust=-1000",
+        "StartLimitIntervalSec=0",
+    ] {
+        assert!(lines.contains(&wanted), "the unit lacks {wanted}");
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| !l.starts_with('#') && l.contains("network-online")),
+        "the guards must not wait for the network"
+    );
+}
+
+// clause D1: the unit is valid and its sandbox is what systemd calls at most "medium"
+// exposure (it runs as root on purpose); skipped where systemd-analyze is missing.
+#[test]
+fn d1_systemd_accepts_the_agent_unit() {
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED d1_systemd_accepts_the_agent_unit: no systemd-analyze");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    // `verify` checks that the program exists: point it at the built agent.
+    let unit = agent_unit().replace("/usr/local/bin/haven-agent", &agent_bin().to_string_lossy());
+    let path = dir.path().join("haven-agent.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=60"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        security.status.success(),
+        "exposure above 6.0: {}",
+        String::from_utf8_lossy(&security.stdout)
+    );
+}

@@ -31,6 +31,7 @@ async fn try_sync(channel: Channel) -> Result<(), tonic::Status> {
             applied_policy_version: 0,
             agent_version: "test".into(),
             inventory: None,
+            ..Default::default()
         })),
     };
     let mut stream = client

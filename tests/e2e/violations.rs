@@ -57,6 +57,7 @@ impl DeviceLink {
                     applied_policy_version: applied,
                     agent_version: "test-device".into(),
                     inventory: None,
+                    ..Default::default()
                 })),
             })
             .await

@@ -559,6 +559,9 @@ impl Agent {
             ("--screening-socket", socket.as_str()),
             ("--dns-listen", dns.as_str()),
             ("--dns-upstream", upstream.as_str()),
+            // The exec guard would watch every filesystem of this machine: its own tests
+            // watch only a tmpfs they mount.
+            ("--exec-filesystem", "none"),
         ] {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);

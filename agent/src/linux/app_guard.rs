@@ -24,10 +24,11 @@ use std::time::Duration;
 use haven_proto::agent::v1::ViolationKind;
 use tracing::{info, warn};
 
+use super::content::{self, Trust};
 use super::proc_events::{ProcEvent, ProcEvents};
 use super::procfs::{self, ProcessHandle};
 use super::{GuardError, describe_process};
-use crate::apps::{AppRules, AppVerdict, BlockReason, ProcessFacts};
+use crate::apps::{AppRules, AppVerdict, BlockReason, ProcessFacts, SESSION_ESSENTIALS};
 use crate::enforcer::{DevicePolicy, EnforceError, Enforcer};
 use crate::report::{Blocked, BlockedSink};
 
@@ -173,8 +174,28 @@ impl Enforcer for AppGuard {
         "apps"
     }
 
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        use crate::enforcer::{GuardHealth, GuardState};
+        let state = if self.threads.iter().any(|t| t.is_finished()) {
+            GuardState::Failed("the app guard stopped watching".into())
+        } else if self.hears_process_events() {
+            GuardState::Armed
+        } else {
+            GuardState::Weakened(
+                "the kernel's process events cannot be heard: running apps are looked at once \
+                 a second instead"
+                    .into(),
+            )
+        };
+        vec![GuardHealth::new("apps", state)]
+    }
+
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
-        let rules = Arc::new(AppRules::from_policy(policy, &self.inner.always_allowed));
+        // Essentials are allowed at the trusted paths they resolve to, never by name.
+        let mut names: Vec<String> = SESSION_ESSENTIALS.iter().map(|s| s.to_string()).collect();
+        names.extend(self.inner.always_allowed.iter().cloned());
+        let essentials = content::essential_paths(&names, &Trust::default());
+        let rules = Arc::new(AppRules::from_policy(policy, &essentials));
         *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
         // Apps already running when the policy changed are checked now, not at the next scan.
         self.inner.scan().map_err(|e| {
@@ -295,6 +316,7 @@ impl Inner {
         let exe = procfs::exe(pid);
         let comm = procfs::comm(pid).unwrap_or_default();
         let mut facts = ProcessFacts {
+            trusted: false,
             exe: exe.as_deref(),
             comm: &comm,
             uid: None,
@@ -302,6 +324,12 @@ impl Inner {
         };
         if rules.needs_uid() {
             facts.uid = procfs::uid(pid);
+            // Whether the executable lies in a trusted place (stat only).
+            facts.trusted = exe.as_deref().is_some_and(|exe| {
+                let path = std::path::Path::new(exe);
+                std::fs::metadata(path)
+                    .is_ok_and(|meta| content::is_trusted(path, &meta, &Trust::default()))
+            });
         }
         let AppVerdict::Stop(reason) = rules.decide(&facts) else {
             return false;

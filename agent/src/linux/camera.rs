@@ -11,10 +11,12 @@
 //! When the camera goes off, processes that already hold a camera open (found by reading the
 //! links in `/proc/*/fd`, which opens nothing) are stopped and reported.
 //!
-//! Camera nodes come and go (a USB camera plugged in later), so the patterns (`/dev/video*`
-//! by default) are looked at again every few seconds and new nodes are marked; a camera found
-//! while the camera is off has its holders stopped at once. No camera at all is not an error:
-//! the guard runs with nothing to watch and says so.
+//! Camera nodes come and go (a USB camera plugged in later). The folders of the patterns
+//! (`/dev/video*`, `/dev/media*`, `/dev/v4l-subdev*` by default) are watched with inotify, so
+//! a new node is marked the moment it appears; a camera found while the camera is off has its
+//! holders stopped at once (which also catches an opener that came between the node appearing
+//! and the mark). A slow rescan stays as the backstop. No camera at all is not an error: the
+//! guard runs with nothing to watch and says so.
 //!
 //! Note: to give the guard an event, the kernel opens the device on the guard's behalf (that
 //! is how fanotify works); the guard closes it at once and never reads from it.
@@ -53,15 +55,18 @@ const POLL_MS: libc::c_int = 250;
 pub struct CameraGuardConfig {
     /// Camera device paths; a `*` in the file name matches any text.
     pub paths: Vec<PathBuf>,
-    /// How often to look for cameras plugged in after start.
+    /// How often to look for cameras again (the backstop: new nodes are heard at once).
     pub rescan_every: Duration,
 }
 
 impl Default for CameraGuardConfig {
     fn default() -> Self {
         Self {
-            paths: vec![PathBuf::from("/dev/video*")],
-            rescan_every: Duration::from_secs(5),
+            paths: ["/dev/video*", "/dev/media*", "/dev/v4l-subdev*"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            rescan_every: Duration::from_secs(30),
         }
     }
 }
@@ -116,6 +121,9 @@ pub fn response(fd: i32, allow: bool) -> [u8; 8] {
 
 struct Inner {
     fan: OwnedFd,
+    /// Hears nodes appear in the patterns' folders; `None` when inotify is unavailable (the
+    /// rescan then is the only way new cameras are found).
+    appear: Option<OwnedFd>,
     allowed: AtomicBool,
     sink: Arc<dyn BlockedSink>,
     patterns: Vec<PathBuf>,
@@ -167,8 +175,10 @@ impl CameraGuard {
         }
         // SAFETY: the kernel just returned this fd to us and nothing else owns it.
         let fan = unsafe { OwnedFd::from_raw_fd(raw) };
+        let appear = watch_folders(&config.paths);
         let inner = Arc::new(Inner {
             fan,
+            appear,
             allowed: AtomicBool::new(false),
             sink,
             patterns: config.paths,
@@ -229,6 +239,16 @@ impl Drop for CameraGuard {
 impl Enforcer for CameraGuard {
     fn name(&self) -> &'static str {
         "camera"
+    }
+
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        use crate::enforcer::{GuardHealth, GuardState};
+        let state = if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            GuardState::Failed("the camera guard stopped answering".into())
+        } else {
+            GuardState::Armed
+        };
+        vec![GuardHealth::new("camera", state)]
     }
 
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
@@ -324,17 +344,26 @@ impl Inner {
         let mut buf = vec![0u8; 64 * 1024];
         let mut last_rescan = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            let mut pfd = libc::pollfd {
-                fd: self.fan.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: pfd is one live pollfd and we pass a count of 1.
-            let ready = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
-            if ready > 0 {
+            let mut pfds = [
+                libc::pollfd {
+                    fd: self.fan.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.appear.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: pfds is a live array of two pollfds and we pass its length; a negative
+            // fd is ignored by poll.
+            let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, POLL_MS) };
+            if ready > 0 && pfds[0].revents != 0 {
                 self.drain(&mut buf);
             }
-            if last_rescan.elapsed() >= self.rescan_every {
+            let appeared = ready > 0 && pfds[1].revents != 0 && self.drain_appear(&mut buf);
+            if appeared || last_rescan.elapsed() >= self.rescan_every {
                 last_rescan = Instant::now();
                 let added = self.mark_new();
                 if !added.is_empty() {
@@ -346,6 +375,28 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+
+    /// Empties the inotify queue; true when something appeared (what, the patterns decide).
+    fn drain_appear(&self, buf: &mut [u8]) -> bool {
+        let Some(fd) = &self.appear else {
+            return false;
+        };
+        let mut any = false;
+        loop {
+            // SAFETY: buf is a live, writable slice and the length passed is its length.
+            let n = unsafe {
+                libc::read(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast::<libc::c_void>(),
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                return any;
+            }
+            any = true;
         }
     }
 
@@ -476,6 +527,49 @@ impl Inner {
     }
 }
 
+/// An inotify descriptor watching the folders the patterns name, for nodes that appear
+/// (created, moved in, or their permissions set by udev). `None` when none can be watched.
+fn watch_folders(patterns: &[PathBuf]) -> Option<OwnedFd> {
+    // SAFETY: inotify_init1 takes a flag word and returns a new fd or -1.
+    let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if raw < 0 {
+        warn!(
+            "camera guard: cannot hear cameras appear ({}); looking for them on a timer",
+            io::Error::last_os_error()
+        );
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut folders: Vec<&Path> = patterns.iter().filter_map(|p| p.parent()).collect();
+    folders.sort();
+    folders.dedup();
+    let mut watching = 0;
+    for folder in folders {
+        let Ok(c) = CString::new(folder.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: c is a valid NUL-terminated path that outlives the call.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ATTRIB,
+            )
+        };
+        if wd < 0 {
+            warn!(
+                "camera guard: cannot hear cameras appear in {}: {}",
+                folder.display(),
+                io::Error::last_os_error()
+            );
+        } else {
+            watching += 1;
+        }
+    }
+    (watching > 0).then_some(fd)
+}
+
 /// Which of `cameras` process `pid` has open, if any. Only links that name a file are looked
 /// at further (sockets and pipes are skipped), and only with `stat`, which opens nothing.
 fn holding(pid: u32, cameras: &[(PathBuf, (u64, u64))]) -> Option<&Path> {
@@ -524,6 +618,7 @@ impl Who {
             comm: &self.comm,
             uid: self.uid,
             essential: false,
+            trusted: false,
         }
     }
 
@@ -648,6 +743,54 @@ mod tests {
             "{records:?}"
         );
         assert!(std::fs::File::open(&cam).is_err());
+    }
+
+    // clause D2, IM1: a camera plugged in later (video, media or v4l-subdev node) is guarded
+    // the moment it appears, not at the next scan. Needs root (fanotify); a temp folder
+    // stands in for /dev.
+    #[test]
+    fn d2_root_a_camera_node_that_appears_later_is_guarded_at_once() {
+        if !is_root() {
+            eprintln!(
+                "SKIPPED d2_root_a_camera_node_that_appears_later_is_guarded_at_once: needs root"
+            );
+            return;
+        }
+        let dev = tempfile::tempdir().unwrap();
+        let sink = Arc::new(crate::report::MemorySink::default());
+        let _guard = CameraGuard::start(
+            CameraGuardConfig {
+                paths: ["video*", "media*", "v4l-subdev*"]
+                    .iter()
+                    .map(|p| dev.path().join(p))
+                    .collect(),
+                // No scan will come in time: only hearing the node appear can guard it.
+                rescan_every: Duration::from_secs(3600),
+            },
+            sink.clone(),
+        )
+        .unwrap();
+        for name in ["video3", "media1", "v4l-subdev0"] {
+            let node = dev.path().join(name);
+            std::fs::write(&node, b"").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let refused = loop {
+                match std::fs::File::open(&node) {
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => break true,
+                    _ if Instant::now() > deadline => break false,
+                    _ => std::thread::sleep(Duration::from_millis(5)),
+                }
+            };
+            assert!(refused, "{name} was not guarded when it appeared");
+        }
+    }
+
+    #[test]
+    fn d2_the_default_guards_video_media_and_subdevice_nodes() {
+        let paths = CameraGuardConfig::default().paths;
+        for p in ["/dev/video*", "/dev/media*", "/dev/v4l-subdev*"] {
+            assert!(paths.contains(&PathBuf::from(p)), "{p}");
+        }
     }
 
     // clause D2: every open the kernel asks about is found in what it sends.

@@ -12,11 +12,15 @@
 
 pub mod app_guard;
 pub mod camera;
+pub mod content;
+pub mod exec_guard;
+pub mod hardening;
 pub mod proc_events;
 pub mod procfs;
 
 pub use app_guard::{AppGuard, AppGuardConfig};
 pub use camera::{CameraGuard, CameraGuardConfig};
+pub use exec_guard::{ExecGuard, ExecGuardConfig};
 
 /// Why a guard could not start. Each says what to do about it.
 #[derive(Debug, thiserror::Error)]

@@ -922,6 +922,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                     "free storage",
                     "agent",
                     "policy",
+                    "enforcing",
                 ],
                 devices.into_iter().map(device_row).collect(),
             );
@@ -1178,7 +1179,17 @@ fn device_row(d: api::Device) -> Vec<String> {
         bytes(inv.storage_free_bytes),
         inv.agent_version.clone(),
         policy_state(&d),
+        enforcement(&d),
     ]
+}
+
+/// "enforcing", "enforcing, weakened: …", "not enforcing: …" or "not reported" (D1, D5).
+fn enforcement(d: &api::Device) -> String {
+    if d.enforcement.is_empty() {
+        "not reported".into()
+    } else {
+        d.enforcement.clone()
+    }
 }
 
 fn print_device(d: &api::Device) {
@@ -1223,6 +1234,34 @@ fn print_device(d: &api::Device) {
         bytes(inv.storage_total_bytes)
     );
     println!("  agent:        {}", inv.agent_version);
+    println!("  enforcing:    {}", enforcement(d));
+    for g in &d.guards {
+        if g.reason.is_empty() {
+            println!("    {} guard: {}", g.guard, g.state);
+        } else {
+            println!("    {} guard: {} ({})", g.guard, g.state, g.reason);
+        }
+    }
+    if !d.hardening.is_empty() {
+        use crate::domain::device_health::{DeviceGuards, Hardening, hardening_lines};
+        let report = DeviceGuards {
+            hardening: d
+                .hardening
+                .iter()
+                .map(|h| Hardening {
+                    item: h.item.clone(),
+                    ok: h.ok,
+                    found: h.found.clone(),
+                    fix: h.fix.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        println!("  hardening:");
+        for line in hardening_lines(&report) {
+            println!("    {line}");
+        }
+    }
     println!("  certificate:  {}", d.certificate_fingerprint);
     if d.revoked_at_unix_ms > 0 {
         println!(

@@ -180,6 +180,9 @@ async fn serve_device(
             let _ = tx.try_send(Ok(message));
         }
     };
+    // Whether the device's guards hold, as it last said (an agent that never says is
+    // trusted as before); a device that does not enforce is never counted as locked.
+    let mut enforcing = true;
     while let Some(message) = inbound.message().await? {
         // The registry let go of this stream (revoked, replaced or shutting down): stop
         // listening to it too.
@@ -191,11 +194,14 @@ async fn serve_device(
             Some(Inbound::Hello(hello)) => {
                 let inventory = hello.inventory.as_ref().map(convert::inventory_json);
                 ctx.reports.seen(device_id, inventory, now);
+                if let Some(guards) = &hello.guards {
+                    enforcing = guards_reported(ctx, device_id, guards, now).await?;
+                }
                 if believed(ctx, device_id, hello.applied_policy_version, now).await? {
                     ctx.reports
                         .applied(device_id, hello.applied_policy_version, None, now);
                     ctx.acks
-                        .applied(device_id, hello.applied_policy_version, false);
+                        .applied(device_id, hello.applied_policy_version, !enforcing);
                 }
                 // The catch-up rule: a device that does not have the newest policy gets it now.
                 if let Some(data) = ctx.store.policy_data_for_device(device_id).await?
@@ -211,6 +217,9 @@ async fn serve_device(
             Some(Inbound::Heartbeat(beat)) => {
                 let inventory = beat.inventory.as_ref().map(convert::inventory_json);
                 ctx.reports.seen(device_id, inventory, now);
+                if let Some(guards) = &beat.guards {
+                    enforcing = guards_reported(ctx, device_id, guards, now).await?;
+                }
             }
             Some(Inbound::PolicyApplied(applied)) => {
                 if !believed(ctx, device_id, applied.version, now).await? {
@@ -219,7 +228,7 @@ async fn serve_device(
                 let error = clip(&applied.error, 512);
                 let error = (!error.is_empty()).then_some(error);
                 ctx.acks
-                    .applied(device_id, applied.version, error.is_some());
+                    .applied(device_id, applied.version, error.is_some() || !enforcing);
                 ctx.reports.applied(device_id, applied.version, error, now);
                 tracing::debug!(
                     device = device_id,
@@ -335,6 +344,45 @@ async fn believed(
             Ok(false)
         }
     }
+}
+
+/// Keeps what a device said about its guards and, when they do not all hold, raises a
+/// `tampering` violation (D1, D5) — once per device, state and day, so a device repeating
+/// itself on every reconnect is one record. Returns whether the device enforces.
+async fn guards_reported(
+    ctx: &Context,
+    device_id: &str,
+    report: &wire::GuardReport,
+    now: crate::domain::UnixMillis,
+) -> Result<bool, Status> {
+    use crate::domain::device_health;
+    use sha2::{Digest, Sha256};
+    let guards = convert::device_guards(report);
+    let json = serde_json::to_string(&guards)
+        .map_err(|e| Status::internal(format!("could not keep the guard report: {e}")))?;
+    ctx.reports.guards(device_id, json, now);
+    let holds = device_health::enforcement(Some(&guards)).holds();
+    if let Some((subject, detail)) = device_health::violation(&guards) {
+        let day = now / 86_400_000;
+        let digest = Sha256::digest(format!("{device_id}\n{detail}\n{day}"));
+        let id: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let record = ViolationRecord {
+            id: format!("guards-{id}"),
+            kind: "tampering".into(),
+            channel: "unspecified".into(),
+            subject,
+            detail: clip(&detail, 512),
+            occurred_at: now,
+        };
+        let recorded = ctx
+            .store
+            .record_violations(device_id, &[record], now)
+            .await?;
+        tracing::warn!(device = device_id, %detail, "device is not enforcing");
+        ctx.watch.violations(&recorded.new);
+        ctx.watch.tasks(&recorded.tasks);
+    }
+    Ok(holds)
 }
 
 /// The message that carries a staff answer to the child's device.

@@ -76,6 +76,13 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
 }
 
 pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
+    use crate::domain::device_health::{self, DeviceGuards};
+    let guards: Option<DeviceGuards> = d
+        .guards
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    let enforcement = device_health::enforcement(guards.as_ref()).words();
+    let guards = guards.unwrap_or_default();
     let inventory = d
         .inventory
         .as_deref()
@@ -99,6 +106,62 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
         certificate_fingerprint: d.cert_fingerprint,
         // Filled in by `Context::device_view`, which knows the configured time.
         not_reporting: false,
+        enforcement,
+        guards: guards
+            .guards
+            .into_iter()
+            .map(|g| admin::GuardStatus {
+                guard: g.guard,
+                state: g.state.as_str().to_string(),
+                reason: g.reason,
+            })
+            .collect(),
+        hardening: guards
+            .hardening
+            .into_iter()
+            .map(|h| admin::GuardHardening {
+                item: h.item,
+                ok: h.ok,
+                found: h.found,
+                fix: h.fix,
+            })
+            .collect(),
+    }
+}
+
+/// A device's guard report as the controller keeps it, each text clipped.
+pub fn device_guards(r: &wire::GuardReport) -> crate::domain::device_health::DeviceGuards {
+    use crate::domain::device_health::{DeviceGuards, Guard, GuardState, Hardening};
+    let state = |s: i32| match wire::GuardState::try_from(s) {
+        Ok(wire::GuardState::Armed) => GuardState::Armed,
+        Ok(wire::GuardState::Weakened) => GuardState::Weakened,
+        Ok(wire::GuardState::Failed) => GuardState::Failed,
+        Ok(wire::GuardState::NotEnforcing) => GuardState::NotEnforcing,
+        _ => GuardState::Unknown,
+    };
+    DeviceGuards {
+        enforcer: clip(&r.enforcer, 32),
+        guards: r
+            .guards
+            .iter()
+            .take(32)
+            .map(|g| Guard {
+                guard: clip(&g.guard, 32),
+                state: state(g.state),
+                reason: clip(&g.reason, 256),
+            })
+            .collect(),
+        hardening: r
+            .hardening
+            .iter()
+            .take(32)
+            .map(|h| Hardening {
+                item: clip(&h.item, 80),
+                ok: h.ok,
+                found: clip(&h.found, 200),
+                fix: clip(&h.fix, 300),
+            })
+            .collect(),
     }
 }
 

@@ -43,6 +43,14 @@ impl DeviceReports {
         });
     }
 
+    /// The device said how its guards stand (the JSON of `DeviceGuards`).
+    pub fn guards(&self, device_id: &str, guards: String, at: UnixMillis) {
+        self.with(device_id, |r| {
+            r.seen_at = r.seen_at.max(at);
+            r.guards = Some(guards);
+        });
+    }
+
     /// The device says it enforces `version` (with an error if it could not fully apply it).
     pub fn applied(&self, device_id: &str, version: u64, error: Option<String>, at: UnixMillis) {
         self.with(device_id, |r| {

@@ -841,6 +841,7 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
         seen_at: 39,
         inventory: Some("{\"os_name\":\"Linux\"}".into()),
         applied: Some((v - 1, None, 39)),
+        guards: Some("{\"enforcer\":\"linux\"}".into()),
     }])
     .await
     .unwrap();
@@ -852,6 +853,7 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
             seen_at: at,
             inventory: None,
             applied: Some((version, None, at)),
+            guards: None,
         }])
         .await
         .unwrap();
@@ -860,6 +862,11 @@ async fn policy_versions_grow_with_each_change(s: &impl Store) {
     assert_eq!(
         after.applied_version, v,
         "an older acknowledgement never wins"
+    );
+    assert_eq!(
+        after.guards.as_deref(),
+        Some("{\"enforcer\":\"linux\"}"),
+        "a report without guards keeps the last guard report"
     );
     assert_eq!(after.desired_version, v);
 }

@@ -113,6 +113,9 @@ pub struct DeviceRecord {
     pub apply_error: Option<String>,
     pub revoked_at: Option<UnixMillis>,
     pub revoked_reason: Option<String>,
+    /// What the device last said about its guards, as the JSON of
+    /// `domain::device_health::DeviceGuards` (D1, D5).
+    pub guards: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,6 +314,8 @@ pub struct DeviceReport {
     pub inventory: Option<String>,
     /// The newest policy version acknowledged: (version, error, when).
     pub applied: Option<(u64, Option<String>, UnixMillis)>,
+    /// The newest guard report, as JSON, if one came.
+    pub guards: Option<String>,
 }
 
 /// A new device, made when a code is redeemed.

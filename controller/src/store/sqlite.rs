@@ -924,7 +924,7 @@ impl ChildStore for SqliteStore {
 const DEVICE_SELECT: &str = "SELECT d.id, d.child_id, c.name AS child_name, c.home_id, \
      d.status, d.cert_fingerprint, d.enrolled_at, d.last_seen_at, d.inventory, \
      d.applied_version, d.applied_at, d.apply_error, d.revoked_at, d.revoked_reason, \
-     d.policy_version AS dv, d.policy_changed_at AS dat, \
+     d.guards, d.policy_version AS dv, d.policy_changed_at AS dat, \
      c.policy_version AS cv, c.policy_changed_at AS cat, \
      h.policy_version AS hv, h.policy_changed_at AS hat \
      FROM devices d JOIN children c ON c.id = d.child_id JOIN homes h ON h.id = c.home_id";
@@ -958,6 +958,7 @@ fn device_from_row(row: &SqliteRow) -> DeviceRecord {
         apply_error: row.get("apply_error"),
         revoked_at: row.get("revoked_at"),
         revoked_reason: row.get("revoked_reason"),
+        guards: row.get("guards"),
     }
 }
 
@@ -1175,10 +1176,14 @@ impl DeviceStore for SqliteStore {
         for r in reports {
             sqlx::query(
                 "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), \
-                 inventory = COALESCE(?, inventory) WHERE id = ?",
+                 inventory = COALESCE(?, inventory), guards = COALESCE(?, guards), \
+                 guards_at = CASE WHEN ? IS NULL THEN guards_at ELSE ? END WHERE id = ?",
             )
             .bind(r.seen_at)
             .bind(&r.inventory)
+            .bind(&r.guards)
+            .bind(&r.guards)
+            .bind(r.seen_at)
             .bind(&r.device_id)
             .execute(&mut *tx)
             .await
