@@ -126,7 +126,9 @@ fn idle_and_half_open_connections_do_not_stop_a_lockdown() {
         "--wait-secs",
         "20",
     ]);
-    assert!(out.contains("Every device has the lockdown"), "{out}");
+    // (A log agent enforces nothing, so the controller does not count it as locked; what
+    // matters here is that the lockdown reached it.)
+    assert!(out.contains("is in force for Amira Khan"), "{out}");
     assert!(
         agent
             .stdout
