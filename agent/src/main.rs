@@ -52,6 +52,46 @@ enum Command {
     /// Run only the web filter, with a block list, until stopped (benchmarks)
     #[command(hide = true)]
     DnsFilter(DnsFilterArgs),
+    /// Load the web filter's default-deny firewall for the child's accounts and exit (run at
+    /// boot by haven-firewall.service, before any network; needs root)
+    Firewall(FirewallArgs),
+}
+
+/// Whose traffic the web filter gates, and where its resolver answers (shared by `run` and
+/// `firewall`, so both load the same rules).
+#[derive(Debug, Clone, clap::Args)]
+struct WebGateArgs {
+    /// The child's accounts, whose traffic may reach only what the web filter resolved:
+    /// uids and ranges, e.g. 1000-1999,2005 (root is never filtered)
+    #[arg(long, value_name = "UIDS", env = "HAVEN_WEB_CHILD_UIDS",
+          default_value = haven_agent::web::nft::DEFAULT_CHILD_UIDS)]
+    web_child_uids: haven_agent::web::nft::IdRanges,
+    /// Groups gated the same way (e.g. a "children" group), as gids and ranges
+    #[arg(
+        long,
+        value_name = "GIDS",
+        env = "HAVEN_WEB_CHILD_GIDS",
+        default_value = ""
+    )]
+    web_child_gids: haven_agent::web::nft::IdRanges,
+}
+
+impl WebGateArgs {
+    fn accounts(&self) -> haven_agent::web::nft::ChildAccounts {
+        haven_agent::web::nft::ChildAccounts {
+            uids: self.web_child_uids.clone(),
+            gids: self.web_child_gids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct FirewallArgs {
+    /// Where the web filter will answer DNS (the one local service the child may reach)
+    #[arg(long, default_value = "127.0.0.1:53", value_name = "ADDR")]
+    dns_listen: std::net::SocketAddr,
+    #[command(flatten)]
+    gate: WebGateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,10 +184,12 @@ struct LinuxArgs {
     /// A folder of category lists for the web filter: `<category>/domains` or `<category>.txt`
     #[arg(long, value_name = "DIR")]
     filter_lists: Option<PathBuf>,
-    /// Install nftables rules so only the agent can reach DNS servers (root; the systemd unit
-    /// sets it)
+    /// Install nftables rules so the child's accounts reach only what the web filter resolved,
+    /// protected destinations and the filter itself (root; the systemd unit sets it)
     #[arg(long)]
     dns_firewall: bool,
+    #[command(flatten)]
+    gate: WebGateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,6 +257,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::CheckContact(args) = &cli.command {
         return Ok(check_contact(args));
     }
+    if let Command::Firewall(args) = &cli.command {
+        return firewall(args).map(|()| ExitCode::SUCCESS);
+    }
     let state = StateDir::resolve(cli.state_dir)?;
     match cli.command {
         Command::Enroll(args) => enroll(state, args).await.map(|()| ExitCode::SUCCESS),
@@ -223,7 +268,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Request(args) => Ok(make_request(&state, &args.text)),
         Command::CheckContact(args) => Ok(check_contact(&args)),
         Command::DnsFilter(args) => dns_filter(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Firewall(args) => firewall(&args).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `haven-agent firewall`: the web filter's rules with nothing resolved yet, so the child's
+/// accounts reach nothing but the (not yet running) filter until the agent starts (WB1).
+fn firewall(args: &FirewallArgs) -> anyhow::Result<()> {
+    use haven_agent::web::nft;
+    nft::apply(&nft::ruleset(args.dns_listen, &args.gate.accounts()))?;
+    println!(
+        "The web filter's firewall is loaded: accounts {} reach only what the filter resolves.",
+        args.gate.web_child_uids
+    );
+    Ok(())
 }
 
 async fn enroll(state: StateDir, args: EnrollArgs) -> anyhow::Result<()> {
@@ -409,6 +467,7 @@ fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer>
     let mut config = WebConfig::new(args.dns_listen, upstreams);
     config.lists_dir = args.filter_lists.clone();
     config.firewall = args.dns_firewall;
+    config.children = args.gate.accounts();
     haven_agent::web::start_or_report(config, sink)
 }
 

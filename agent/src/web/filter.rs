@@ -100,6 +100,10 @@ impl Rules {
 
     /// Decides for one name (any case, with or without the final dot).
     pub fn decide<'n>(&self, name: &'n str) -> Verdict<'n> {
+        // Protected destinations (Childline, NSPCC, ...) resolve whatever the policy says.
+        if haven_protected::is_protected_domain(name) {
+            return Verdict::Allowed;
+        }
         if !self.web_on {
             return Verdict::Refused;
         }

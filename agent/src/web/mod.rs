@@ -8,13 +8,16 @@
 //! - [`filter`] decides, for the policy in force, whether a name is refused, blocked or
 //!   resolved (pure).
 //! - [`resolver`] answers DNS with `hickory-proto` messages and forwards allowed names.
-//! - [`nft`] drops DNS from anything but the agent.
+//! - [`nft`] gates the child's traffic: only addresses the resolver gave out, protected
+//!   destinations and the agent's own resolver (DNS-gated egress).
+//! - [`egress`] feeds the resolver's answers into those firewall sets, off the answer path.
 //!
 //! [`WebFilter`] ties them together as an [`Enforcer`]: it starts with the web off (every
 //! name refused) and each policy swaps the rules in one step while the resolver keeps
 //! running.
 
 pub mod categories;
+pub mod egress;
 pub mod filter;
 pub mod list;
 pub mod nft;
@@ -51,9 +54,11 @@ pub struct WebConfig {
     pub workers: usize,
     /// One report per blocked name per this long.
     pub report_window: Duration,
-    /// Install the nftables rules that drop DNS from anything but the agent (root only; off in
-    /// tests, which must never touch the host's firewall).
+    /// Install the nftables rules that gate the child's traffic to what the resolver allowed,
+    /// and feed them (root only; off in tests, which must never touch the host's firewall).
     pub firewall: bool,
+    /// The accounts whose traffic is gated.
+    pub children: nft::ChildAccounts,
 }
 
 impl WebConfig {
@@ -66,6 +71,7 @@ impl WebConfig {
             workers: 1,
             report_window: Duration::from_secs(60),
             firewall: false,
+            children: nft::ChildAccounts::default(),
         }
     }
 }
@@ -75,7 +81,7 @@ pub enum WebError {
     #[error(transparent)]
     List(#[from] list::ListError),
     #[error(
-        "the web filter cannot answer on {addr}: {source} (choose another --dns-listen address, or run as root for port 53)"
+        "could not bind {addr} ({source}); choose another --dns-listen address, or run as root for port 53"
     )]
     Listen {
         addr: SocketAddr,
@@ -87,16 +93,31 @@ pub enum WebError {
     Firewall(#[from] nft::NftError),
 }
 
+/// Whether the web filter is doing its job, for staff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebHealth {
+    pub running: bool,
+    /// One line for staff: what is wrong, or what is in force.
+    pub detail: String,
+}
+
 /// The web filter as an enforcer.
 pub struct WebFilter {
     catalog: Catalog,
     resolver: Resolver,
+    /// What the web part of the last policy was, so a change empties the allowed sets.
+    last_web: Option<String>,
 }
 
 impl WebFilter {
     /// Loads the lists and starts the resolver with the web off; `apply` then puts a policy
     /// in force.
     pub fn start(config: WebConfig, sink: Arc<dyn BlockedSink>) -> Result<WebFilter, WebError> {
+        // clause WB1: the rules go in before anything that can fail, and stay if it does: a
+        // resolver that cannot start leaves the child's traffic default-deny, not open.
+        if config.firewall {
+            nft::apply(&nft::ruleset(config.listen, &config.children))?;
+        }
         if config.upstreams.is_empty() {
             return Err(WebError::NoUpstream);
         }
@@ -133,6 +154,7 @@ impl WebFilter {
                 workers: config.workers,
                 report_window: config.report_window,
                 upstream_mark: config.firewall.then_some(nft::UPSTREAM_MARK),
+                egress: config.firewall,
             },
             Rules::web_off(&catalog),
             sink,
@@ -141,13 +163,27 @@ impl WebFilter {
             addr: config.listen,
             source,
         })?;
-        if config.firewall {
-            nft::apply(
-                &nft::ruleset(resolver.local_addr(), nft::UPSTREAM_MARK),
-                None,
-            )?;
+        Ok(WebFilter {
+            catalog,
+            resolver,
+            last_web: None,
+        })
+    }
+
+    /// Whether the filter runs, and with the firewall in step; one line for staff.
+    pub fn health(&self) -> WebHealth {
+        match self.resolver.feed().and_then(egress::Feed::problem) {
+            Some(problem) => WebHealth {
+                running: true,
+                detail: format!(
+                    "web filter running, weakened: the firewall could not be updated ({problem}); sites may not open"
+                ),
+            },
+            None => WebHealth {
+                running: true,
+                detail: format!("web filter running on {}", self.local_addr()),
+            },
         }
-        Ok(WebFilter { catalog, resolver })
     }
 
     /// Where the resolver answers.
@@ -176,7 +212,20 @@ impl Enforcer for WebFilter {
         let rules = Rules::for_policy(policy, &self.catalog);
         let missing = rules.missing_categories.clone();
         tracing::info!("web filter: {}", rules.summary);
+        // clause WB1: addresses opened under the old rules close when the web part of the
+        // policy changes (turned off, a site blocked), not when their TTL runs out.
+        let web = format!(
+            "{}|{:?}",
+            rules.web_on(),
+            policy.web.as_ref().map(prost::Message::encode_to_vec)
+        );
         self.resolver.set_rules(rules);
+        if self.last_web.as_ref() != Some(&web) {
+            if let Some(feed) = self.resolver.feed() {
+                feed.flush_allowed();
+            }
+            self.last_web = Some(web);
+        }
         if missing.is_empty() {
             Ok(())
         } else {
@@ -199,6 +248,16 @@ impl Enforcer for WebFilter {
 #[derive(Debug)]
 pub struct NotRunning {
     pub reason: String,
+}
+
+impl NotRunning {
+    /// "web filter not running: could not bind 127.0.0.1:53 (…)".
+    pub fn health(&self) -> WebHealth {
+        WebHealth {
+            running: false,
+            detail: format!("web filter not running: {}", self.reason),
+        }
+    }
 }
 
 impl Enforcer for NotRunning {
@@ -238,5 +297,7 @@ impl BlockedSink for CountingSink {
     }
 }
 
+#[cfg(test)]
+mod egress_tests;
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use haven_proto::agent::v1::ViolationKind;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 
+use super::egress::{Feed, Gated, Then};
 use super::filter::{Rules, Verdict, describe};
 use crate::report::{Blocked, BlockedSink};
 
@@ -50,6 +51,9 @@ pub struct ResolverConfig {
     /// A firewall mark for the upstream socket, so nftables can let the agent's own queries
     /// out and drop everyone else's (needs root; ignored when it cannot be set).
     pub upstream_mark: Option<u32>,
+    /// Feed every allowed answer's addresses to the egress sets before answering (the
+    /// device's firewall then lets the child reach only those, WB1).
+    pub egress: bool,
 }
 
 /// Counts for the benchmark and logs; never names.
@@ -74,6 +78,7 @@ struct Shared {
     next_upstream: AtomicU64,
     stop: AtomicBool,
     counters: Counters,
+    feed: Option<Feed>,
 }
 
 /// A running resolver; stops (and joins its threads) when dropped.
@@ -112,6 +117,13 @@ impl Resolver {
             next_upstream: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            feed: if config.egress {
+                Some(Feed::start(udp.try_clone()?, |text| {
+                    super::nft::apply(text)
+                })?)
+            } else {
+                None
+            },
         });
         let mut threads = Vec::new();
         for i in 0..config.workers.max(1) {
@@ -166,6 +178,11 @@ impl Resolver {
 
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// The egress feed, when the resolver gates the child's traffic.
+    pub fn feed(&self) -> Option<&Feed> {
+        self.shared.feed.as_ref()
     }
 }
 
@@ -232,6 +249,12 @@ impl LocalRules {
 /// What to do with one query.
 enum Action {
     Reply(Vec<u8>),
+    /// Reply once the answer's addresses are in the egress sets for `ttl` seconds.
+    ReplyGated {
+        bytes: Vec<u8>,
+        gated: Arc<Gated>,
+        ttl: u32,
+    },
     Forward(Forward),
     Drop,
 }
@@ -243,6 +266,8 @@ struct Forward {
     key: Vec<u8>,
     question_len: usize,
     max_payload: u16,
+    /// A protected destination: its addresses go to the sets no policy empties.
+    protected: bool,
 }
 
 /// Decides what to answer to `packet`; everything the resolver does with a query goes
@@ -293,9 +318,15 @@ fn answer(shared: &Shared, rules: &Rules, packet: &[u8]) -> Action {
             let question = &packet[12..12 + question_len];
             let key: Vec<u8> = question.iter().map(u8::to_ascii_lowercase).collect();
             let max_payload = msg.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
-            if let Some(bytes) = shared.cache.get(&key) {
+            if let Some((bytes, gated, ttl)) = shared.cache.get(&key) {
                 shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Action::Reply(personalise(bytes, msg.metadata.id, question, max_payload));
+                let bytes = personalise(bytes, msg.metadata.id, question, max_payload);
+                return match (&shared.feed, gated) {
+                    (Some(feed), Some(gated)) if !feed.is_fresh(&gated) => {
+                        Action::ReplyGated { bytes, gated, ttl }
+                    }
+                    _ => Action::Reply(bytes),
+                };
             }
             Action::Forward(Forward {
                 packet: packet.to_vec(),
@@ -303,6 +334,7 @@ fn answer(shared: &Shared, rules: &Rules, packet: &[u8]) -> Action {
                 key,
                 question_len,
                 max_payload,
+                protected: shared.feed.is_some() && haven_protected::is_protected_domain(name),
             })
         }
     }
@@ -374,6 +406,9 @@ fn udp_worker(shared: &Shared, udp: &UdpSocket, upstream: &UdpSocket) {
             Action::Reply(bytes) => {
                 let _ = udp.send_to(&bytes, from);
             }
+            Action::ReplyGated { bytes, gated, ttl } => {
+                send_gated(shared, udp, gated, ttl, bytes, from);
+            }
             Action::Forward(f) => forward(shared, upstream, udp, f, from),
             Action::Drop => {}
         }
@@ -388,7 +423,31 @@ struct Pending {
     query: Query,
     key: Vec<u8>,
     max_payload: u16,
+    protected: bool,
     sent: Instant,
+}
+
+/// Sends `bytes` to `to` once `gated`'s addresses are in (at once without a feed, or when the
+/// feed is swamped).
+fn send_gated(
+    shared: &Shared,
+    udp: &UdpSocket,
+    gated: Arc<Gated>,
+    ttl: u32,
+    bytes: Vec<u8>,
+    to: SocketAddr,
+) {
+    let then = Then::Udp { bytes, to };
+    let then = match &shared.feed {
+        Some(feed) => match feed.submit(gated, ttl, then) {
+            Ok(()) => return,
+            Err(then) => then,
+        },
+        None => then,
+    };
+    if let Then::Udp { bytes, to } = then {
+        let _ = udp.send_to(&bytes, to);
+    }
 }
 
 fn forward(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket, f: Forward, from: SocketAddr) {
@@ -398,6 +457,7 @@ fn forward(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket, f: Forward, f
         key,
         question_len,
         max_payload,
+        protected,
     } = f;
     let Some(target) = shared.pick_upstream() else {
         if let Ok(bytes) = servfail(&query, u16::from_be_bytes([packet[0], packet[1]])) {
@@ -428,6 +488,7 @@ fn forward(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket, f: Forward, f
                 query,
                 key,
                 max_payload,
+                protected,
                 sent: Instant::now(),
             },
         );
@@ -453,6 +514,11 @@ fn servfail(query: &Query, id: u16) -> Result<Vec<u8>, hickory_proto::ProtoError
 }
 
 impl Shared {
+    /// How answers are gated: `Some(protected)` when the egress sets are fed.
+    fn gate(&self, protected: bool) -> Option<bool> {
+        self.feed.as_ref().map(|_| protected)
+    }
+
     fn pick_upstream(&self) -> Option<SocketAddr> {
         if self.upstreams.is_empty() {
             return None;
@@ -494,11 +560,18 @@ fn upstream_reader(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket) {
             }
         };
         let Some(p) = pending else { continue };
-        if let Ok(msg) = Message::from_vec(packet) {
-            shared.cache.insert(p.key.clone(), msg);
-        }
+        let gated = Message::from_vec(packet).ok().and_then(|msg| {
+            shared
+                .cache
+                .insert(p.key.clone(), msg, shared.gate(p.protected))
+        });
         let bytes = personalise(packet.to_vec(), p.client_id, &p.question, p.max_payload);
-        let _ = udp.send_to(&bytes, p.client);
+        match gated {
+            Some((gated, ttl)) => send_gated(shared, udp, gated, ttl, bytes, p.client),
+            None => {
+                let _ = udp.send_to(&bytes, p.client);
+            }
+        }
     }
 }
 
@@ -559,19 +632,26 @@ fn tcp_connection(shared: &Shared, mut stream: TcpStream, mark: Option<u32>) {
         }
         let bytes = match answer(shared, rules.get(shared), &packet) {
             Action::Reply(b) => b,
+            Action::ReplyGated { bytes, gated, ttl } => wait_gated(shared, gated, ttl, bytes),
             Action::Drop => return,
             Action::Forward(f) => match forward_blocking(shared, &f, mark) {
                 Some(upstream_answer) => {
-                    if let Ok(msg) = Message::from_vec(&upstream_answer) {
-                        shared.cache.insert(f.key.clone(), msg);
-                    }
+                    let gated = Message::from_vec(&upstream_answer).ok().and_then(|msg| {
+                        shared
+                            .cache
+                            .insert(f.key.clone(), msg, shared.gate(f.protected))
+                    });
                     let id = u16::from_be_bytes([packet[0], packet[1]]);
-                    personalise(
+                    let bytes = personalise(
                         upstream_answer,
                         id,
                         &packet[12..12 + f.question_len],
                         u16::MAX,
-                    )
+                    );
+                    match gated {
+                        Some((gated, ttl)) => wait_gated(shared, gated, ttl, bytes),
+                        None => bytes,
+                    }
                 }
                 None => match servfail(&f.query, u16::from_be_bytes([packet[0], packet[1]])) {
                     Ok(b) => b,
@@ -586,6 +666,18 @@ fn tcp_connection(shared: &Shared, mut stream: TcpStream, mark: Option<u32>) {
             return;
         }
     }
+}
+
+/// Waits (on a TCP connection's own thread) until `gated`'s addresses are in, then gives
+/// `bytes` back to send.
+fn wait_gated(shared: &Shared, gated: Arc<Gated>, ttl: u32, bytes: Vec<u8>) -> Vec<u8> {
+    if let Some(feed) = &shared.feed {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if feed.submit(gated, ttl, Then::Wake(tx)).is_ok() {
+            let _ = rx.recv_timeout(UPSTREAM_TIMEOUT);
+        }
+    }
+    bytes
 }
 
 /// Asks an upstream over TCP and waits (for the TCP path only).
@@ -621,6 +713,8 @@ struct Entry {
     expires: Instant,
     bytes: Vec<u8>,
     age: u64,
+    /// The answer's addresses, when the egress sets are fed.
+    gated: Option<Arc<Gated>>,
 }
 
 impl Cache {
@@ -637,7 +731,8 @@ impl Cache {
         &self.shards[(self.hasher.hash_one(key) as usize) % CACHE_SHARDS]
     }
 
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+    /// The answer, its addresses (when gated) and the seconds it has left.
+    fn get(&self, key: &[u8]) -> Option<(Vec<u8>, Option<Arc<Gated>>, u32)> {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let entry = shard.get_mut(key)?;
@@ -662,16 +757,27 @@ impl Cache {
             entry.bytes.shrink_to_fit();
             entry.age = age;
         }
-        Some(entry.bytes.clone())
+        let left = u32::try_from(entry.expires.duration_since(now).as_secs()).unwrap_or(MAX_TTL);
+        Some((entry.bytes.clone(), entry.gated.clone(), left))
     }
 
-    /// Keeps a NOERROR or NXDOMAIN answer for its smallest TTL; nothing else is kept.
-    fn insert(&self, key: Vec<u8>, mut msg: Message) {
+    /// Keeps a NOERROR or NXDOMAIN answer for its smallest TTL; nothing else is kept. With
+    /// `gate` (`Some(protected)`), gives back the answer's addresses and TTL to feed the egress
+    /// sets, whether or not it was kept (an answer with TTL 0 must still open its address).
+    fn insert(
+        &self,
+        key: Vec<u8>,
+        mut msg: Message,
+        gate: Option<bool>,
+    ) -> Option<(Arc<Gated>, u32)> {
+        let gated = gate.and_then(|protected| Gated::from_answer(&msg, protected));
+        let address_ttl = msg.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+        let fed = gated.clone().map(|g| (g, address_ttl));
         let code = msg.metadata.response_code;
         if msg.metadata.truncation
             || !(code == ResponseCode::NoError || code == ResponseCode::NXDomain)
         {
-            return;
+            return fed;
         }
         let ttl = msg
             .answers
@@ -682,10 +788,12 @@ impl Cache {
             .unwrap_or(DEFAULT_NEGATIVE_TTL)
             .min(MAX_TTL);
         if ttl == 0 {
-            return;
+            return fed;
         }
         msg.metadata.id = 0;
-        let Ok(mut bytes) = msg.to_vec() else { return };
+        let Ok(mut bytes) = msg.to_vec() else {
+            return fed;
+        };
         // `to_vec` reserves 512 bytes; tens of thousands of entries make that count.
         bytes.shrink_to_fit();
         let now = Instant::now();
@@ -695,6 +803,7 @@ impl Cache {
             expires: now + Duration::from_secs(u64::from(ttl)),
             bytes,
             age: 0,
+            gated,
         };
         let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= CACHE_PER_SHARD {
@@ -704,6 +813,7 @@ impl Cache {
             }
         }
         shard.insert(key, entry);
+        fed
     }
 }
 
