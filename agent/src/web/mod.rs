@@ -22,6 +22,7 @@ pub mod filter;
 pub mod list;
 pub mod nft;
 pub mod resolver;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct WebConfig {
     pub extra_lists: Vec<PathBuf>,
     /// Threads answering UDP queries.
     pub workers: usize,
+    /// DNS-over-TCP clients served at once (0: the resolver's default cap).
+    pub tcp_clients: usize,
     /// One report per blocked name per this long.
     pub report_window: Duration,
     /// Install the nftables rules that gate the child's traffic to what the resolver allowed,
@@ -69,6 +72,7 @@ impl WebConfig {
             lists_dir: None,
             extra_lists: Vec::new(),
             workers: 1,
+            tcp_clients: 0,
             report_window: Duration::from_secs(60),
             firewall: false,
             children: nft::ChildAccounts::default(),
@@ -154,6 +158,7 @@ impl WebFilter {
                 workers: config.workers,
                 report_window: config.report_window,
                 upstream_mark: config.firewall.then_some(nft::UPSTREAM_MARK),
+                tcp_clients: config.tcp_clients,
                 egress: config.firewall,
             },
             Rules::web_off(&catalog),
@@ -299,5 +304,7 @@ impl BlockedSink for CountingSink {
 
 #[cfg(test)]
 mod egress_tests;
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;
