@@ -181,6 +181,13 @@ struct LinuxArgs {
     /// [default: 9.9.9.9:53 and 149.112.112.112:53]
     #[arg(long, value_name = "ADDR")]
     dns_upstream: Vec<std::net::SocketAddr>,
+    /// Ask the upstreams over DNS over TLS, checking their certificate against this name
+    /// (e.g. dns.quad9.net; the default upstreams are then Quad9's on port 853)
+    #[arg(long, value_name = "NAME")]
+    dns_upstream_tls: Option<String>,
+    /// The certificate authorities for --dns-upstream-tls (PEM)
+    #[arg(long, value_name = "FILE", default_value = haven_agent::web::dot::SYSTEM_ROOTS)]
+    dns_upstream_ca: PathBuf,
     /// A folder of category lists for the web filter: `<category>/domains` or `<category>.txt`
     #[arg(long, value_name = "DIR")]
     filter_lists: Option<PathBuf>,
@@ -455,16 +462,31 @@ fn contact_screening(socket: &std::path::Path, sink: Arc<dyn BlockedSink>) -> Bo
 /// the first policy is applied. If it cannot start, the other guards still run and every
 /// policy acknowledgement says the web is not enforced.
 fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
-    use haven_agent::web::{DEFAULT_UPSTREAMS, WebConfig};
-    let upstreams = if args.dns_upstream.is_empty() {
+    use haven_agent::web::{DEFAULT_TLS_UPSTREAMS, DEFAULT_UPSTREAMS, WebConfig, dot::DotClient};
+    let defaults = if args.dns_upstream_tls.is_some() {
+        DEFAULT_TLS_UPSTREAMS
+    } else {
         DEFAULT_UPSTREAMS
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect()
+    };
+    let upstreams = if args.dns_upstream.is_empty() {
+        defaults.iter().filter_map(|a| a.parse().ok()).collect()
     } else {
         args.dns_upstream.clone()
     };
     let mut config = WebConfig::new(args.dns_listen, upstreams);
+    if let Some(name) = &args.dns_upstream_tls {
+        match DotClient::new(name, &args.dns_upstream_ca) {
+            Ok(client) => config.dot = Some(client),
+            Err(e) => {
+                // Never fall back to plain DNS when TLS was asked for: the filter is reported
+                // as not running (and the firewall keeps the child default-deny).
+                error!("{e}");
+                return Box::new(haven_agent::web::NotRunning {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
     config.lists_dir = args.filter_lists.clone();
     config.firewall = args.dns_firewall;
     config.children = args.gate.accounts();

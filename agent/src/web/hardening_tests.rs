@@ -216,3 +216,111 @@ fn wb1_tcp_clients_are_capped() {
         Some(ResponseCode::NXDomain)
     );
 }
+
+/// A DNS-over-TLS stand-in with a certificate for `dot.test`; gives its address and the
+/// certificate to trust.
+fn dot_upstream() -> (SocketAddr, rustls::pki_types::CertificateDer<'static>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["dot.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let der = cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(tcp) = stream else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                loop {
+                    let mut len = [0u8; 2];
+                    if tls.read_exact(&mut len).is_err() {
+                        return;
+                    }
+                    let mut q = vec![0u8; u16::from_be_bytes(len).into()];
+                    if tls.read_exact(&mut q).is_err() {
+                        return;
+                    }
+                    let q = Message::from_vec(&q).unwrap();
+                    let mut r = Message::response(q.metadata.id, OpCode::Query);
+                    r.queries = q.queries.clone();
+                    r.add_answer(Record::from_rdata(
+                        q.queries[0].name().clone(),
+                        300,
+                        RData::A(A(Ipv4Addr::new(192, 0, 2, 53))),
+                    ));
+                    let bytes = r.to_vec().unwrap();
+                    let _ = tls.write_all(&(bytes.len() as u16).to_be_bytes());
+                    let _ = tls.write_all(&bytes);
+                    let _ = tls.flush();
+                }
+            });
+        }
+    });
+    (addr, der)
+}
+
+fn start_dot(upstream: SocketAddr, client: dot::DotClient) -> WebFilter {
+    let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap(), vec![upstream]);
+    config.dot = Some(client);
+    let mut web = WebFilter::start(config, Arc::new(MemorySink::default())).unwrap();
+    web.apply(&DevicePolicy {
+        version: 1,
+        web: Some(WebRule {
+            allowed: true,
+            filter_profile: "strict".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    web
+}
+
+// DNS over TLS to the upstream, as an option: answers come over TLS from an upstream whose
+// certificate names the server given, and from no other.
+#[test]
+fn wb1_dns_over_tls_to_the_upstream_checks_its_certificate() {
+    let (up, cert) = dot_upstream();
+    let web = start_dot(
+        up,
+        dot::DotClient::with_roots("dot.test", vec![cert.clone()], "test").unwrap(),
+    );
+    for name in ["one.example.", "two.example.", "one.example."] {
+        assert_eq!(ask(web.local_addr(), name), ResponseCode::NoError);
+    }
+    assert_eq!(
+        ask(web.local_addr(), "www.facebook.com."),
+        ResponseCode::NXDomain,
+        "still filtered"
+    );
+    let wrong = start_dot(
+        up,
+        dot::DotClient::with_roots("other.test", vec![cert], "test").unwrap(),
+    );
+    assert_eq!(
+        ask(wrong.local_addr(), "one.example."),
+        ResponseCode::ServFail,
+        "a certificate for another name is refused"
+    );
+    assert!(matches!(
+        dot::DotClient::new("dot.test", std::path::Path::new("/nonexistent/roots.pem")),
+        Err(dot::DotError::Read { .. })
+    ));
+}

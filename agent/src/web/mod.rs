@@ -17,6 +17,7 @@
 //! running.
 
 pub mod categories;
+pub mod dot;
 pub mod egress;
 pub mod filter;
 pub mod list;
@@ -39,6 +40,8 @@ pub use resolver::{Resolver, ResolverConfig};
 
 /// Upstreams used when none is configured (Quad9, which also blocks known malware).
 pub const DEFAULT_UPSTREAMS: &[&str] = &["9.9.9.9:53", "149.112.112.112:53"];
+/// The same over DNS over TLS (`--dns-upstream-tls dns.quad9.net`).
+pub const DEFAULT_TLS_UPSTREAMS: &[&str] = &["9.9.9.9:853", "149.112.112.112:853"];
 
 /// How the web filter runs.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct WebConfig {
     pub workers: usize,
     /// DNS-over-TCP clients served at once (0: the resolver's default cap).
     pub tcp_clients: usize,
+    /// Ask the upstreams over TLS (their addresses then use port 853).
+    pub dot: Option<dot::DotClient>,
     /// One report per blocked name per this long.
     pub report_window: Duration,
     /// Install the nftables rules that gate the child's traffic to what the resolver allowed,
@@ -73,6 +78,7 @@ impl WebConfig {
             extra_lists: Vec::new(),
             workers: 1,
             tcp_clients: 0,
+            dot: None,
             report_window: Duration::from_secs(60),
             firewall: false,
             children: nft::ChildAccounts::default(),
@@ -159,6 +165,7 @@ impl WebFilter {
                 report_window: config.report_window,
                 upstream_mark: config.firewall.then_some(nft::UPSTREAM_MARK),
                 tcp_clients: config.tcp_clients,
+                dot: config.dot.clone(),
                 egress: config.firewall,
             },
             Rules::web_off(&catalog),

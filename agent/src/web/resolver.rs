@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use haven_proto::agent::v1::ViolationKind;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 
+use super::dot::DotClient;
 use super::egress::{Feed, Gated, Then};
 use super::filter::{Rules, Verdict, describe};
 use super::upstream::{self, Poller};
@@ -37,6 +39,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1_500);
 const MAX_IN_FLIGHT: usize = 8_192;
 /// DNS-over-TCP clients served at once; more are closed as they connect (a thread each).
 pub const MAX_TCP_CLIENTS: usize = 64;
+/// Threads asking upstreams over TLS, and the queries that may wait for them.
+const DOT_THREADS: usize = 4;
+const DOT_QUEUE: usize = 4_096;
 /// How often blocked threads look up to see whether they should stop.
 const POLL: Duration = Duration::from_millis(100);
 /// Cache bounds: entries per shard and shards.
@@ -60,6 +65,8 @@ pub struct ResolverConfig {
     pub upstream_mark: Option<u32>,
     /// DNS-over-TCP clients served at once (0: [`MAX_TCP_CLIENTS`]).
     pub tcp_clients: usize,
+    /// Ask the upstreams over TLS (port 853) instead of plain UDP.
+    pub dot: Option<DotClient>,
     /// Feed every allowed answer's addresses to the egress sets before answering (the
     /// device's firewall then lets the child reach only those, WB1).
     pub egress: bool,
@@ -91,6 +98,9 @@ struct Shared {
     tcp_clients: AtomicUsize,
     max_tcp_clients: usize,
     upstreams: Vec<SocketAddr>,
+    /// With DNS over TLS: the client, and the queue of the threads that use it.
+    dot: Option<DotClient>,
+    dot_queue: Option<SyncSender<Outgoing>>,
     next_upstream: AtomicU64,
     stop: AtomicBool,
     counters: Counters,
@@ -114,6 +124,10 @@ impl Resolver {
         let local = udp.local_addr()?;
         udp.set_read_timeout(Some(POLL))?;
         upstream::raise_file_limit();
+        let dot_queue = config
+            .dot
+            .as_ref()
+            .map(|_| std::sync::mpsc::sync_channel::<Outgoing>(DOT_QUEUE));
         let shared = Arc::new(Shared {
             rules: RwLock::new(Arc::new(rules)),
             generation: AtomicU64::new(1),
@@ -129,6 +143,8 @@ impl Resolver {
                 config.tcp_clients
             },
             upstreams: config.upstreams.clone(),
+            dot: config.dot.clone(),
+            dot_queue: dot_queue.as_ref().map(|(tx, _)| tx.clone()),
             next_upstream: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
@@ -156,6 +172,17 @@ impl Resolver {
                     .name("dns-upstream".into())
                     .spawn(move || upstream_reader(&shared, &udp))?,
             );
+        }
+        if let Some((_, rx)) = dot_queue {
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..DOT_THREADS {
+                let (shared, udp, rx) = (shared.clone(), udp.try_clone()?, rx.clone());
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("dns-tls-{i}"))
+                        .spawn(move || dot_worker(&shared, &udp, &rx))?,
+                );
+            }
         }
         // TCP on the same port, for answers too big for UDP; a resolver that cannot take TCP
         // still filters, so a busy port is a warning, not a failure.
@@ -501,7 +528,36 @@ fn forward(shared: &Shared, udp: &UdpSocket, f: Forward, from: SocketAddr) {
         first: shared.first_upstream(),
         tried: 0,
     };
-    ask_next(shared, udp, out);
+    match &shared.dot_queue {
+        // A full queue drops the query; the asker retries.
+        Some(queue) => {
+            let _ = queue.try_send(out);
+        }
+        None => ask_next(shared, udp, out),
+    }
+}
+
+/// A thread asking upstreams over TLS for queries from the UDP workers (which never wait).
+fn dot_worker(shared: &Shared, udp: &UdpSocket, queue: &Mutex<Receiver<Outgoing>>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let next = queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(POLL);
+        let Ok(out) = next else { continue };
+        match exchange_any(shared, &out.packet, &out.key) {
+            Some(answer) => deliver(shared, udp, out, &answer),
+            None => {
+                shared
+                    .counters
+                    .upstream_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Ok(bytes) = servfail(&out.query, out.client_id) {
+                    let _ = udp.send_to(&bytes, out.client);
+                }
+            }
+        }
+    }
 }
 
 /// Sends `out` to the next upstream not yet tried, from a fresh socket under a fresh random
@@ -639,6 +695,12 @@ fn answered(shared: &Shared, udp: &UdpSocket, p: Pending, packet: &[u8], id: u16
         ask_next(shared, udp, p.outgoing());
         return;
     }
+    deliver(shared, udp, p.outgoing(), packet);
+}
+
+/// An upstream's answer to `p`: cached, made the asker's own, and sent (once its addresses are
+/// in the egress sets, when they are fed).
+fn deliver(shared: &Shared, udp: &UdpSocket, p: Outgoing, packet: &[u8]) {
     let gated = Message::from_vec(packet).ok().and_then(|msg| {
         shared
             .cache
@@ -776,19 +838,29 @@ fn wait_gated(shared: &Shared, gated: Arc<Gated>, ttl: u32, bytes: Vec<u8>) -> V
 /// Asks the upstreams over TCP in turn, under a random id, until one answers (for the TCP
 /// path only).
 fn forward_blocking(shared: &Shared, f: &Forward) -> Option<Vec<u8>> {
+    exchange_any(shared, &f.packet, &f.key)
+}
+
+/// Asks the upstreams in turn over a stream (TCP, or TLS when configured), under a random id,
+/// until one answers the question asked.
+fn exchange_any(shared: &Shared, query: &[u8], key: &[u8]) -> Option<Vec<u8>> {
     let n = shared.upstreams.len();
     let first = shared.first_upstream();
     for i in 0..n {
         let target = shared.upstreams[(first + i) % n];
-        let mut packet = f.packet.clone();
+        let mut packet = query.to_vec();
         let id: u16 = rand::random();
         packet[0..2].copy_from_slice(&id.to_be_bytes());
+        let answer = match &shared.dot {
+            Some(dot) => dot.exchange(target, &packet, shared.mark, UPSTREAM_TIMEOUT),
+            None => ask_tcp(target, &packet, shared.mark),
+        };
         // Only the answer to the id and question asked counts; a failure code is the last
         // upstream's answer, or a reason to ask the next.
-        if let Some(answer) = ask_tcp(target, &packet, shared.mark)
-            && answer.len() >= 12 + f.key.len()
+        if let Some(answer) = answer
+            && answer.len() >= 12 + key.len()
             && answer[0..2] == packet[0..2]
-            && answer[12..12 + f.key.len()].eq_ignore_ascii_case(&f.key)
+            && answer[12..12 + key.len()].eq_ignore_ascii_case(key)
             && (!upstream_failed(&answer) || i + 1 == n)
         {
             return Some(answer);
