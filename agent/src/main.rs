@@ -511,6 +511,10 @@ struct DnsFilterArgs {
     /// Print each blocked name (once a minute at most) instead of only counting
     #[arg(long)]
     log_blocked: bool,
+    /// Gate egress as on a device: load the firewall and feed every answer's addresses to it
+    /// (root; run it in a network namespace of its own, as `dns-peer.sh GATE=1` does)
+    #[arg(long)]
+    gate: bool,
 }
 
 /// `haven-agent dns-filter`: the web filter alone, every list blocked, for benchmarks.
@@ -523,6 +527,7 @@ async fn dns_filter(args: DnsFilterArgs) -> anyhow::Result<()> {
     config.extra_lists = args.list;
     config.lists_dir = args.filter_lists;
     config.workers = args.threads;
+    config.firewall = args.gate;
     let sink: Arc<dyn BlockedSink> = if args.log_blocked {
         Arc::new(LogSink)
     } else {
@@ -556,6 +561,16 @@ async fn dns_filter(args: DnsFilterArgs) -> anyhow::Result<()> {
         n(&c.forwarded),
         n(&c.upstream_failures)
     );
+    if let Some(feed) = filter.resolver().feed() {
+        let f = &feed.counters;
+        println!(
+            "dns-filter: egress: {} nft transactions, {} addresses written, {:.3} s in nft, {} answers not held",
+            n(&f.batches),
+            n(&f.written),
+            n(&f.nft_nanos) as f64 / 1e9,
+            n(&f.overflow)
+        );
+    }
     Ok(())
 }
 

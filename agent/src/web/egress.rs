@@ -35,7 +35,7 @@ pub const TTL_CEILING: u32 = 3_600;
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Answers waiting for the writer; beyond this they go out at once (and the child's
 /// connection may be refused: the firewall fails closed, never open).
-const QUEUE: usize = 65_536;
+const QUEUE: usize = 8_192;
 /// Most addresses in one transaction.
 const BATCH: usize = 4_096;
 const POLL: Duration = Duration::from_millis(100);
@@ -64,13 +64,16 @@ impl Gated {
                 _ => None,
             })
             .collect();
-        (!addrs.is_empty()).then(|| {
-            Arc::new(Gated {
-                addrs: addrs.into_boxed_slice(),
-                protected,
-                until_ms: AtomicU64::new(0),
-                epoch: AtomicU64::new(0),
-            })
+        (!addrs.is_empty()).then(|| Gated::new(addrs, protected))
+    }
+
+    /// Addresses not taken from an answer (benchmarks, tests).
+    pub fn new(addrs: Vec<IpAddr>, protected: bool) -> Arc<Gated> {
+        Arc::new(Gated {
+            addrs: addrs.into_boxed_slice(),
+            protected,
+            until_ms: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -112,9 +115,67 @@ pub struct FeedCounters {
     pub overflow: AtomicU64,
 }
 
+/// What is in the sets: (address, protected) → until (ms since the feed started). Written by
+/// the writer after each transaction; read by the answer path, so a new name on an address
+/// already in (a CDN, say) answers at once instead of waiting for the writer.
+struct Present {
+    shards: Vec<Mutex<HashMap<(IpAddr, bool), u64>>>,
+}
+
+impl Present {
+    const SHARDS: usize = 16;
+
+    fn new() -> Present {
+        Present {
+            shards: (0..Self::SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    fn shard(
+        &self,
+        key: &(IpAddr, bool),
+    ) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, bool), u64>> {
+        let h = match key.0 {
+            IpAddr::V4(a) => u32::from(a) as usize,
+            IpAddr::V6(a) => (u128::from(a) as usize) ^ ((u128::from(a) >> 64) as usize),
+        };
+        self.shards[h % Self::SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &(IpAddr, bool)) -> u64 {
+        self.shard(key).get(key).copied().unwrap_or(0)
+    }
+
+    fn insert(&self, key: (IpAddr, bool), until: u64) {
+        self.shard(&key).insert(key, until);
+    }
+
+    /// Forgets the allowed addresses (a flush); or, with `expired_before`, the expired ones.
+    fn forget(&self, allowed: bool, expired_before: Option<u64>) {
+        for shard in &self.shards {
+            let mut m = shard.lock().unwrap_or_else(|p| p.into_inner());
+            m.retain(|(_, protected), until| {
+                (*protected || !allowed) && expired_before.is_none_or(|t| *until > t)
+            });
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
 /// The handle the resolver's threads use.
 pub struct Feed {
     tx: SyncSender<Msg>,
+    present: Arc<Present>,
     start: Instant,
     epoch: AtomicU64,
     stop: Arc<AtomicBool>,
@@ -136,12 +197,13 @@ impl Feed {
         let problem = Arc::new(Mutex::new(None));
         let counters = Arc::new(FeedCounters::default());
         let start = Instant::now();
+        let present = Arc::new(Present::new());
         let writer = Writer {
             rx,
             udp,
             start,
             write: Box::new(write),
-            present: HashMap::new(),
+            present: present.clone(),
             epoch: 0,
             stop: stop.clone(),
             problem: problem.clone(),
@@ -152,6 +214,7 @@ impl Feed {
             .spawn(move || writer.run())?;
         Ok(Feed {
             tx,
+            present,
             start,
             epoch: AtomicU64::new(0),
             stop,
@@ -165,11 +228,29 @@ impl Feed {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether `gated`'s addresses are in their sets for a while yet (the answer may go out now).
+    /// Whether `gated`'s addresses are in their sets for a while yet (the answer may go out
+    /// now). First its own stamp; failing that, what the writer last put in (and the stamp is
+    /// brought up to date), so only answers with an address not in go to the writer.
     pub fn is_fresh(&self, gated: &Gated) -> bool {
         let margin = u64::try_from(REFRESH_MARGIN.as_millis()).unwrap_or(u64::MAX);
-        gated.epoch.load(Ordering::Acquire) == self.epoch.load(Ordering::Acquire)
-            && gated.until_ms.load(Ordering::Acquire) > self.now_ms().saturating_add(margin)
+        let need = self.now_ms().saturating_add(margin);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if gated.epoch.load(Ordering::Acquire) == epoch
+            && gated.until_ms.load(Ordering::Acquire) > need
+        {
+            return true;
+        }
+        let mut until = u64::MAX;
+        for &addr in gated.addrs.iter() {
+            let known = self.present.get(&(addr, gated.protected));
+            if known <= need {
+                return false;
+            }
+            until = until.min(known);
+        }
+        gated.until_ms.store(until, Ordering::Release);
+        gated.epoch.store(epoch, Ordering::Release);
+        true
     }
 
     /// Adds `gated`'s addresses for `ttl` seconds (kept within the floor and ceiling), then
@@ -189,6 +270,9 @@ impl Feed {
     /// the firewall does not answer): from now on no answer counts as fed until it is fed
     /// again. Blocking on purpose: a flush must never be lost, and it is rare (a policy change).
     pub fn flush_allowed(&self) {
+        // Forgotten before the epoch moves, so no answer is stamped fresh under the new
+        // epoch from what was in before the flush.
+        self.present.forget(true, None);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
@@ -222,8 +306,8 @@ struct Writer {
     udp: UdpSocket,
     start: Instant,
     write: WriteFn,
-    /// What the writer last put in each set: (address, protected) → until (ms since start).
-    present: HashMap<(IpAddr, bool), u64>,
+    /// What the writer last put in each set (shared with the answer path).
+    present: Arc<Present>,
     epoch: u64,
     stop: Arc<AtomicBool>,
     problem: Arc<Mutex<Option<String>>>,
@@ -265,7 +349,7 @@ impl Writer {
         let mut text = String::new();
         if flushes > 0 {
             text.push_str(&nft::flush_allowed());
-            self.present.retain(|(_, protected), _| *protected);
+            self.present.forget(true, None);
             // In step with the feed's count, which moved once per flush asked for.
             self.epoch += flushes;
         }
@@ -276,7 +360,7 @@ impl Writer {
             for &addr in job.gated.addrs.iter() {
                 let key = (addr, job.gated.protected);
                 let until = now + u64::from(secs) * 1000;
-                let known = self.present.get(&key).copied().unwrap_or(0);
+                let known = self.present.get(&key);
                 // Never shorten an element another answer put in for longer.
                 if known > now + margin && known + margin >= until {
                     continue;
@@ -325,7 +409,7 @@ impl Writer {
                 );
             }
             if self.present.len() > 1_000_000 {
-                self.present.retain(|_, until| *until > now);
+                self.present.forget(false, Some(now));
             }
         }
         for job in jobs {
@@ -335,12 +419,7 @@ impl Writer {
                     .gated
                     .addrs
                     .iter()
-                    .map(|&a| {
-                        self.present
-                            .get(&(a, job.gated.protected))
-                            .copied()
-                            .unwrap_or(0)
-                    })
+                    .map(|&a| self.present.get(&(a, job.gated.protected)))
                     .min()
                     .unwrap_or(0);
                 job.gated.until_ms.store(until, Ordering::Release);
@@ -366,12 +445,10 @@ mod tests {
     use std::sync::mpsc::channel;
 
     fn gated(addrs: &[&str], protected: bool) -> Arc<Gated> {
-        Arc::new(Gated {
-            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        Gated::new(
+            addrs.iter().map(|a| a.parse().unwrap()).collect(),
             protected,
-            until_ms: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-        })
+        )
     }
 
     /// A feed whose "firewall" records each transaction.
@@ -424,6 +501,23 @@ mod tests {
         // A week-long TTL is cut to the ceiling.
         wait(&feed, gated(&["192.0.2.9"], true), 604_800);
         assert!(written.lock().unwrap()[1].contains("protected4 { 192.0.2.9 timeout 3600s }"));
+    }
+
+    // clause WB1: a new name on an address already in answers at once, without the writer.
+    #[test]
+    fn wb1_a_new_answer_on_an_address_already_in_needs_no_write() {
+        let (feed, written, _udp) = feed();
+        wait(&feed, gated(&["192.0.2.1"], false), 300);
+        let other = gated(&["192.0.2.1"], false);
+        assert!(feed.is_fresh(&other), "already in: no trip to the writer");
+        assert!(!feed.is_fresh(&gated(&["192.0.2.1", "192.0.2.2"], false)));
+        assert!(
+            !feed.is_fresh(&gated(&["192.0.2.1"], true)),
+            "not in the protected set"
+        );
+        feed.flush_allowed();
+        assert!(!feed.is_fresh(&other), "stale after a flush");
+        assert_eq!(written.lock().unwrap().len(), 2);
     }
 
     // clause WB1: a policy change empties the allowed sets and makes every answer stale.
