@@ -124,38 +124,26 @@ impl WebFilter {
     /// in force.
     pub fn start(config: WebConfig, sink: Arc<dyn BlockedSink>) -> Result<WebFilter, WebError> {
         // clause WB1: the rules go in before anything that can fail, and stay if it does: a
-        // resolver that cannot start leaves the child's traffic default-deny, not open.
-        if config.firewall {
-            nft::apply(&nft::ruleset(config.listen, &config.children))?;
+        // resolver that cannot start leaves the child's traffic default-deny, not open. Loaded
+        // on a thread of its own while the lists load, and waited for before the resolver
+        // answers, so it costs no start-up time.
+        let firewall = config.firewall.then(|| {
+            let text = nft::ruleset(config.listen, &config.children);
+            std::thread::Builder::new()
+                .name("web-firewall".into())
+                .spawn(move || nft::apply(&text))
+        });
+        let catalog = load_catalog(&config);
+        match firewall {
+            Some(Ok(thread)) => thread
+                .join()
+                .map_err(|_| nft::NftError::Refused("the firewall thread stopped".into()))??,
+            Some(Err(_)) => nft::apply(&nft::ruleset(config.listen, &config.children))?,
+            None => {}
         }
+        let catalog = catalog?;
         if config.upstreams.is_empty() {
             return Err(WebError::NoUpstream);
-        }
-        let mut catalog = match &config.lists_dir {
-            Some(dir) => {
-                let (catalog, imported) = Catalog::load(dir)?;
-                for i in imported {
-                    tracing::info!(
-                        "web filter: {} names for {} from {} ({} lines skipped)",
-                        i.stats.domains,
-                        i.category,
-                        i.path,
-                        i.stats.skipped
-                    );
-                }
-                catalog
-            }
-            None => Catalog::built_in(),
-        };
-        for path in &config.extra_lists {
-            let (set, stats) = DomainSet::load(path)?;
-            tracing::info!(
-                "web filter: {} names from {} ({} lines skipped)",
-                stats.domains,
-                path.display(),
-                stats.skipped
-            );
-            catalog.extend("blocklist", set);
         }
         let resolver = Resolver::start(
             ResolverConfig {
@@ -251,6 +239,37 @@ impl Enforcer for WebFilter {
             ))
         }
     }
+}
+
+/// The built-in categories, the lists folder and the extra lists of `config`.
+fn load_catalog(config: &WebConfig) -> Result<Catalog, WebError> {
+    let mut catalog = match &config.lists_dir {
+        Some(dir) => {
+            let (catalog, imported) = Catalog::load(dir)?;
+            for i in imported {
+                tracing::info!(
+                    "web filter: {} names for {} from {} ({} lines skipped)",
+                    i.stats.domains,
+                    i.category,
+                    i.path,
+                    i.stats.skipped
+                );
+            }
+            catalog
+        }
+        None => Catalog::built_in(),
+    };
+    for path in &config.extra_lists {
+        let (set, stats) = DomainSet::load(path)?;
+        tracing::info!(
+            "web filter: {} names from {} ({} lines skipped)",
+            stats.domains,
+            path.display(),
+            stats.skipped
+        );
+        catalog.extend("blocklist", set);
+    }
+    Ok(catalog)
 }
 
 /// Stands in for a web filter that could not start (its address taken, say): the agent keeps
