@@ -7,6 +7,7 @@ pub mod audit;
 pub mod camera;
 pub mod emergency;
 pub mod enrollment;
+pub mod filter;
 pub mod phone;
 pub mod plan;
 pub mod policy;
