@@ -35,7 +35,7 @@ pub const TTL_CEILING: u32 = 3_600;
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Answers waiting for the writer; beyond this they go out at once (and the child's
 /// connection may be refused: the firewall fails closed, never open).
-const QUEUE: usize = 8_192;
+const QUEUE: usize = 4_096;
 /// Most addresses in one transaction.
 const BATCH: usize = 4_096;
 const POLL: Duration = Duration::from_millis(100);
