@@ -52,6 +52,46 @@ enum Command {
     /// Run only the web filter, with a block list, until stopped (benchmarks)
     #[command(hide = true)]
     DnsFilter(DnsFilterArgs),
+    /// Load the web filter's default-deny firewall for the child's accounts and exit (run at
+    /// boot by haven-firewall.service, before any network; needs root)
+    Firewall(FirewallArgs),
+}
+
+/// Whose traffic the web filter gates, and where its resolver answers (shared by `run` and
+/// `firewall`, so both load the same rules).
+#[derive(Debug, Clone, clap::Args)]
+struct WebGateArgs {
+    /// The child's accounts, whose traffic may reach only what the web filter resolved:
+    /// uids and ranges, e.g. 1000-1999,2005 (root is never filtered)
+    #[arg(long, value_name = "UIDS", env = "HAVEN_WEB_CHILD_UIDS",
+          default_value = haven_agent::web::nft::DEFAULT_CHILD_UIDS)]
+    web_child_uids: haven_agent::web::nft::IdRanges,
+    /// Groups gated the same way (e.g. a "children" group), as gids and ranges
+    #[arg(
+        long,
+        value_name = "GIDS",
+        env = "HAVEN_WEB_CHILD_GIDS",
+        default_value = ""
+    )]
+    web_child_gids: haven_agent::web::nft::IdRanges,
+}
+
+impl WebGateArgs {
+    fn accounts(&self) -> haven_agent::web::nft::ChildAccounts {
+        haven_agent::web::nft::ChildAccounts {
+            uids: self.web_child_uids.clone(),
+            gids: self.web_child_gids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct FirewallArgs {
+    /// Where the web filter will answer DNS (the one local service the child may reach)
+    #[arg(long, default_value = "127.0.0.1:53", value_name = "ADDR")]
+    dns_listen: std::net::SocketAddr,
+    #[command(flatten)]
+    gate: WebGateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,11 +181,18 @@ struct LinuxArgs {
     /// [default: 9.9.9.9:53 and 149.112.112.112:53]
     #[arg(long, value_name = "ADDR")]
     dns_upstream: Vec<std::net::SocketAddr>,
+    /// Ask the upstreams over DNS over TLS, checking their certificate against this name
+    /// (e.g. dns.quad9.net; the default upstreams are then Quad9's on port 853)
+    #[arg(long, value_name = "NAME")]
+    dns_upstream_tls: Option<String>,
+    /// The certificate authorities for --dns-upstream-tls (PEM)
+    #[arg(long, value_name = "FILE", default_value = haven_agent::web::dot::SYSTEM_ROOTS)]
+    dns_upstream_ca: PathBuf,
     /// A folder of category lists for the web filter: `<category>/domains` or `<category>.txt`
     #[arg(long, value_name = "DIR")]
     filter_lists: Option<PathBuf>,
-    /// Install nftables rules so only the agent can reach DNS servers (root; the systemd unit
-    /// sets it)
+    /// Install nftables rules so the child's accounts reach only what the web filter resolved,
+    /// protected destinations and the filter itself (root; the systemd unit sets it)
     #[arg(long)]
     dns_firewall: bool,
     /// A path on a filesystem whose programs are checked before they run (repeatable)
@@ -153,6 +200,8 @@ struct LinuxArgs {
     /// blocked apps are then stopped just after they start
     #[arg(long = "exec-filesystem", value_name = "PATH")]
     exec_filesystem: Vec<PathBuf>,
+    #[command(flatten)]
+    gate: WebGateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +269,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::CheckContact(args) = &cli.command {
         return Ok(check_contact(args));
     }
+    if let Command::Firewall(args) = &cli.command {
+        return firewall(args).map(|()| ExitCode::SUCCESS);
+    }
     let state = StateDir::resolve(cli.state_dir)?;
     match cli.command {
         Command::Enroll(args) => enroll(state, args).await.map(|()| ExitCode::SUCCESS),
@@ -228,7 +280,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Request(args) => Ok(make_request(&state, &args.text)),
         Command::CheckContact(args) => Ok(check_contact(&args)),
         Command::DnsFilter(args) => dns_filter(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Firewall(args) => firewall(&args).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `haven-agent firewall`: the web filter's rules with nothing resolved yet, so the child's
+/// accounts reach nothing but the (not yet running) filter until the agent starts (WB1).
+fn firewall(args: &FirewallArgs) -> anyhow::Result<()> {
+    use haven_agent::web::nft;
+    nft::apply(&nft::ruleset(args.dns_listen, &args.gate.accounts()))?;
+    println!(
+        "The web filter's firewall is loaded: accounts {} reach only what the filter resolves.",
+        args.gate.web_child_uids
+    );
+    Ok(())
 }
 
 async fn enroll(state: StateDir, args: EnrollArgs) -> anyhow::Result<()> {
@@ -487,18 +552,34 @@ fn contact_screening(socket: &std::path::Path, sink: Arc<dyn BlockedSink>) -> Bo
 /// the first policy is applied. If it cannot start, the other guards still run and every
 /// policy acknowledgement says the web is not enforced.
 fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
-    use haven_agent::web::{DEFAULT_UPSTREAMS, WebConfig};
-    let upstreams = if args.dns_upstream.is_empty() {
+    use haven_agent::web::{DEFAULT_TLS_UPSTREAMS, DEFAULT_UPSTREAMS, WebConfig, dot::DotClient};
+    let defaults = if args.dns_upstream_tls.is_some() {
+        DEFAULT_TLS_UPSTREAMS
+    } else {
         DEFAULT_UPSTREAMS
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect()
+    };
+    let upstreams = if args.dns_upstream.is_empty() {
+        defaults.iter().filter_map(|a| a.parse().ok()).collect()
     } else {
         args.dns_upstream.clone()
     };
     let mut config = WebConfig::new(args.dns_listen, upstreams);
+    if let Some(name) = &args.dns_upstream_tls {
+        match DotClient::new(name, &args.dns_upstream_ca) {
+            Ok(client) => config.dot = Some(client),
+            Err(e) => {
+                // Never fall back to plain DNS when TLS was asked for: the filter is reported
+                // as not running (and the firewall keeps the child default-deny).
+                error!("{e}");
+                return Box::new(haven_agent::web::NotRunning {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
     config.lists_dir = args.filter_lists.clone();
     config.firewall = args.dns_firewall;
+    config.children = args.gate.accounts();
     haven_agent::web::start_or_report(config, sink)
 }
 
@@ -520,6 +601,10 @@ struct DnsFilterArgs {
     /// Print each blocked name (once a minute at most) instead of only counting
     #[arg(long)]
     log_blocked: bool,
+    /// Gate egress as on a device: load the firewall and feed every answer's addresses to it
+    /// (root; run it in a network namespace of its own, as `dns-peer.sh GATE=1` does)
+    #[arg(long)]
+    gate: bool,
 }
 
 /// `haven-agent dns-filter`: the web filter alone, every list blocked, for benchmarks.
@@ -532,6 +617,7 @@ async fn dns_filter(args: DnsFilterArgs) -> anyhow::Result<()> {
     config.extra_lists = args.list;
     config.lists_dir = args.filter_lists;
     config.workers = args.threads;
+    config.firewall = args.gate;
     let sink: Arc<dyn BlockedSink> = if args.log_blocked {
         Arc::new(LogSink)
     } else {
@@ -565,6 +651,16 @@ async fn dns_filter(args: DnsFilterArgs) -> anyhow::Result<()> {
         n(&c.forwarded),
         n(&c.upstream_failures)
     );
+    if let Some(feed) = filter.resolver().feed() {
+        let f = &feed.counters;
+        println!(
+            "dns-filter: egress: {} nft transactions, {} addresses written, {:.3} s in nft, {} answers not held",
+            n(&f.batches),
+            n(&f.written),
+            n(&f.nft_nanos) as f64 / 1e9,
+            n(&f.overflow)
+        );
+    }
     Ok(())
 }
 

@@ -6,9 +6,23 @@
 #   apt-get install -y dnsmasq-base unbound dnsperf bind9-dnsutils   # once (see that README)
 #   cargo build --release -p haven-agent
 #   tests/benches/dns-peer.sh            # RUNS=1 DUR=30 RATE=500 W=/tmp/dnsbench THREADS=1
+#   GATE=1 tests/benches/dns-peer.sh     # with DNS-gated egress on, as on a device (root): the
+#                                        # whole run moves into a network namespace it makes
+#                                        # and removes, so the host's firewall is never touched
 #
 # Prints one table row in the peer benchmark's format; raw figures in $W/haven-results.tsv.
 set -euo pipefail
+GATE=${GATE:-0}
+if [ "$GATE" = 1 ] && [ -z "${HAVEN_BENCH_NS:-}" ]; then
+  [ "$(id -u)" = 0 ] || { echo "GATE=1 needs root (it makes a network namespace)" >&2; exit 1; }
+  ns=haven-bench-dns-$$
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  rc=0
+  HAVEN_BENCH_NS=$ns ip netns exec "$ns" "$0" "$@" || rc=$?
+  ip netns delete "$ns"
+  exit $rc
+fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${BENCH:-$ROOT/../shared/bench/dns}
 W=${W:-/tmp/dnsbench} RUNS=${RUNS:-1} DUR=${DUR:-30} RATE=${RATE:-500} THREADS=${THREADS:-1}
@@ -48,6 +62,8 @@ UPPID=$!
 until [ "$(rcode $UP probe.example)" = NOERROR ]; do sleep 0.05; done
 
 HAVEN=("$AGENT" dns-filter --list "$W/blocklist.txt" --listen 127.0.0.1:$HV --upstream 127.0.0.1:$UP --threads "$THREADS")
+LABEL=haven
+if [ "$GATE" = 1 ]; then HAVEN+=(--gate); LABEL=haven-gated; fi
 : > haven-results.tsv
 for run in $(seq "$RUNS"); do
   echo "run $run/$RUNS: haven" >&2
@@ -71,11 +87,11 @@ for run in $(seq "$RUNS"); do
   f=haven-perf.out
   rss_end=$(awk '/VmRSS/{printf "%.1f", $2/1024}' /proc/$PID/status)
   nx=$(grep -oP 'NXDOMAIN \d+ \(\K[0-9.]+' "$f" || echo 0)
-  printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\t%s\t%s\t%s\t%s/%s\n' haven "$run" "$load" "$rss" "$rss_end" \
+  printf '%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\t%s\t%s\t%s\t%s/%s\n' "$LABEL" "$run" "$load" "$rss" "$rss_end" \
     "$(field "$f" 'Queries per second:')" "$(awk -v s="$(field "$f" 'Average Latency \(s\):')" 'BEGIN{print s*1000}')" \
     "$(p99 "$f")" "$(p99 haven-light.out)" "$nx" "$ok" "$n" >> haven-results.tsv
   kill $PID; wait $PID 2>/dev/null || true; PID=
-  tail -1 haven.log >&2
+  tail -2 haven.log >&2
 done
 
 echo
@@ -87,5 +103,5 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
 hdr = ["peer", "load s", "RSS MB", "RSS end", "qps", "avg ms", "p99 ms", f"p99@{sys.argv[2]}", "nx%", "checks"]
 print("| " + " | ".join(hdr) + " |\n|" + "---|" * len(hdr))
 med = [f"{statistics.median(float(r[i]) for r in rows):g}" for i in range(2, 10)]
-print("| " + " | ".join(["haven"] + med + [" ".join(sorted({r[10] for r in rows}))]) + " |")
+print("| " + " | ".join([rows[0][0]] + med + [" ".join(sorted({r[10] for r in rows}))]) + " |")
 PY

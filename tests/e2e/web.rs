@@ -209,3 +209,63 @@ fn wb4_real_ut1_category_lists_import() {
     }
     assert!(catalog.imported_categories().contains(&"vpn".to_string()));
 }
+
+// clause WB1: `haven-agent firewall` (what haven-firewall.service runs at boot) loads the
+// default-deny rules, inside a network namespace this test makes (never the host's); a
+// list of child accounts that includes root is refused with a one-line reason.
+#[test]
+fn wb1_the_boot_firewall_command_loads_the_rules_and_refuses_root() {
+    let refused = std::process::Command::new(agent_bin())
+        .args(["firewall", "--web-child-uids", "0-999"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("includes 0, which is root"), "{err}");
+
+    if skip_unless_root("wb1_the_boot_firewall_command_loads_the_rules_and_refuses_root") {
+        return;
+    }
+    if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED wb1_the_boot_firewall_command_loads_the_rules_and_refuses_root: needs nft"
+        );
+        return;
+    }
+    let ns = format!("haven-e2e-fw-{}", std::process::id());
+    let netns = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .arg("netns")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(netns(&["add", &ns]).status.success());
+    let agent = agent_bin();
+    let loaded = netns(&[
+        "exec",
+        &ns,
+        agent.to_str().unwrap(),
+        "firewall",
+        "--web-child-uids",
+        "61000-61999",
+    ]);
+    let listed = netns(&["exec", &ns, "nft", "list", "table", "inet", "haven_web"]);
+    netns(&["delete", &ns]);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("accounts 61000-61999"));
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        table.contains("meta skuid 61000-61999 jump child"),
+        "{table}"
+    );
+    assert!(table.contains("set allowed4"), "{table}");
+}

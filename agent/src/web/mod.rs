@@ -8,17 +8,22 @@
 //! - [`filter`] decides, for the policy in force, whether a name is refused, blocked or
 //!   resolved (pure).
 //! - [`resolver`] answers DNS with `hickory-proto` messages and forwards allowed names.
-//! - [`nft`] drops DNS from anything but the agent.
+//! - [`nft`] gates the child's traffic: only addresses the resolver gave out, protected
+//!   destinations and the agent's own resolver (DNS-gated egress).
+//! - [`egress`] feeds the resolver's answers into those firewall sets, off the answer path.
 //!
 //! [`WebFilter`] ties them together as an [`Enforcer`]: it starts with the web off (every
 //! name refused) and each policy swaps the rules in one step while the resolver keeps
 //! running.
 
 pub mod categories;
+pub mod dot;
+pub mod egress;
 pub mod filter;
 pub mod list;
 pub mod nft;
 pub mod resolver;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +40,8 @@ pub use resolver::{Resolver, ResolverConfig};
 
 /// Upstreams used when none is configured (Quad9, which also blocks known malware).
 pub const DEFAULT_UPSTREAMS: &[&str] = &["9.9.9.9:53", "149.112.112.112:53"];
+/// The same over DNS over TLS (`--dns-upstream-tls dns.quad9.net`).
+pub const DEFAULT_TLS_UPSTREAMS: &[&str] = &["9.9.9.9:853", "149.112.112.112:853"];
 
 /// How the web filter runs.
 #[derive(Debug, Clone)]
@@ -49,11 +56,17 @@ pub struct WebConfig {
     pub extra_lists: Vec<PathBuf>,
     /// Threads answering UDP queries.
     pub workers: usize,
+    /// DNS-over-TCP clients served at once (0: the resolver's default cap).
+    pub tcp_clients: usize,
+    /// Ask the upstreams over TLS (their addresses then use port 853).
+    pub dot: Option<dot::DotClient>,
     /// One report per blocked name per this long.
     pub report_window: Duration,
-    /// Install the nftables rules that drop DNS from anything but the agent (root only; off in
-    /// tests, which must never touch the host's firewall).
+    /// Install the nftables rules that gate the child's traffic to what the resolver allowed,
+    /// and feed them (root only; off in tests, which must never touch the host's firewall).
     pub firewall: bool,
+    /// The accounts whose traffic is gated.
+    pub children: nft::ChildAccounts,
 }
 
 impl WebConfig {
@@ -64,8 +77,11 @@ impl WebConfig {
             lists_dir: None,
             extra_lists: Vec::new(),
             workers: 1,
+            tcp_clients: 0,
+            dot: None,
             report_window: Duration::from_secs(60),
             firewall: false,
+            children: nft::ChildAccounts::default(),
         }
     }
 }
@@ -75,7 +91,7 @@ pub enum WebError {
     #[error(transparent)]
     List(#[from] list::ListError),
     #[error(
-        "the web filter cannot answer on {addr}: {source} (choose another --dns-listen address, or run as root for port 53)"
+        "could not bind {addr} ({source}); choose another --dns-listen address, or run as root for port 53"
     )]
     Listen {
         addr: SocketAddr,
@@ -87,44 +103,47 @@ pub enum WebError {
     Firewall(#[from] nft::NftError),
 }
 
+/// Whether the web filter is doing its job, for staff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebHealth {
+    pub running: bool,
+    /// One line for staff: what is wrong, or what is in force.
+    pub detail: String,
+}
+
 /// The web filter as an enforcer.
 pub struct WebFilter {
     catalog: Catalog,
     resolver: Resolver,
+    /// What the web part of the last policy was, so a change empties the allowed sets.
+    last_web: Option<String>,
 }
 
 impl WebFilter {
     /// Loads the lists and starts the resolver with the web off; `apply` then puts a policy
     /// in force.
     pub fn start(config: WebConfig, sink: Arc<dyn BlockedSink>) -> Result<WebFilter, WebError> {
+        // clause WB1: the rules go in before anything that can fail, and stay if it does: a
+        // resolver that cannot start leaves the child's traffic default-deny, not open. Loaded
+        // on a thread of its own while the lists load, and waited for before the resolver
+        // answers, so it costs no start-up time.
+        let firewall = config.firewall.then(|| {
+            let text = nft::ruleset(config.listen, &config.children);
+            std::thread::Builder::new()
+                .name("web-firewall".into())
+                .spawn(move || nft::apply(&text))
+        });
+        let catalog = load_catalog(&config);
+        match firewall {
+            Some(Ok(thread)) => thread
+                .join()
+                .map_err(|_| nft::NftError::Refused("the firewall thread stopped".into()))??,
+            Some(Err(_)) => nft::apply(&nft::ruleset(config.listen, &config.children))?,
+            None => {}
+        }
+        let catalog = catalog?;
         if config.upstreams.is_empty() {
             return Err(WebError::NoUpstream);
-        }
-        let mut catalog = match &config.lists_dir {
-            Some(dir) => {
-                let (catalog, imported) = Catalog::load(dir)?;
-                for i in imported {
-                    tracing::info!(
-                        "web filter: {} names for {} from {} ({} lines skipped)",
-                        i.stats.domains,
-                        i.category,
-                        i.path,
-                        i.stats.skipped
-                    );
-                }
-                catalog
-            }
-            None => Catalog::built_in(),
-        };
-        for path in &config.extra_lists {
-            let (set, stats) = DomainSet::load(path)?;
-            tracing::info!(
-                "web filter: {} names from {} ({} lines skipped)",
-                stats.domains,
-                path.display(),
-                stats.skipped
-            );
-            catalog.extend("blocklist", set);
         }
         let resolver = Resolver::start(
             ResolverConfig {
@@ -133,6 +152,9 @@ impl WebFilter {
                 workers: config.workers,
                 report_window: config.report_window,
                 upstream_mark: config.firewall.then_some(nft::UPSTREAM_MARK),
+                tcp_clients: config.tcp_clients,
+                dot: config.dot.clone(),
+                egress: config.firewall,
             },
             Rules::web_off(&catalog),
             sink,
@@ -141,13 +163,27 @@ impl WebFilter {
             addr: config.listen,
             source,
         })?;
-        if config.firewall {
-            nft::apply(
-                &nft::ruleset(resolver.local_addr(), nft::UPSTREAM_MARK),
-                None,
-            )?;
+        Ok(WebFilter {
+            catalog,
+            resolver,
+            last_web: None,
+        })
+    }
+
+    /// Whether the filter runs, and with the firewall in step; one line for staff.
+    pub fn web_health(&self) -> WebHealth {
+        match self.resolver.feed().and_then(egress::Feed::problem) {
+            Some(problem) => WebHealth {
+                running: true,
+                detail: format!(
+                    "web filter running, weakened: the firewall could not be updated ({problem}); sites may not open"
+                ),
+            },
+            None => WebHealth {
+                running: true,
+                detail: format!("web filter running on {}", self.local_addr()),
+            },
         }
-        Ok(WebFilter { catalog, resolver })
     }
 
     /// Where the resolver answers.
@@ -169,6 +205,21 @@ impl Enforcer for WebFilter {
         "web"
     }
 
+    /// Armed while the resolver answers and the firewall takes its updates; weakened (with the
+    /// reason) when the firewall could not be updated.
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        use crate::enforcer::{GuardHealth, GuardState};
+        let h = self.web_health();
+        let state = if !h.running {
+            GuardState::Failed(h.detail)
+        } else if h.detail.contains("weakened") {
+            GuardState::Weakened(h.detail)
+        } else {
+            GuardState::Armed
+        };
+        vec![GuardHealth::new("web", state)]
+    }
+
     /// Builds the new rules here, on the caller's thread, and swaps them in whole: queries
     /// never see half a policy. A category the device has no list for is reported (the rest
     /// is still enforced).
@@ -176,7 +227,20 @@ impl Enforcer for WebFilter {
         let rules = Rules::for_policy(policy, &self.catalog);
         let missing = rules.missing_categories.clone();
         tracing::info!("web filter: {}", rules.summary);
+        // clause WB1: addresses opened under the old rules close when the web part of the
+        // policy changes (turned off, a site blocked), not when their TTL runs out.
+        let web = format!(
+            "{}|{:?}",
+            rules.web_on(),
+            policy.web.as_ref().map(prost::Message::encode_to_vec)
+        );
         self.resolver.set_rules(rules);
+        if self.last_web.as_ref() != Some(&web) {
+            if let Some(feed) = self.resolver.feed() {
+                feed.flush_allowed();
+            }
+            self.last_web = Some(web);
+        }
         if missing.is_empty() {
             Ok(())
         } else {
@@ -192,6 +256,37 @@ impl Enforcer for WebFilter {
     }
 }
 
+/// The built-in categories, the lists folder and the extra lists of `config`.
+fn load_catalog(config: &WebConfig) -> Result<Catalog, WebError> {
+    let mut catalog = match &config.lists_dir {
+        Some(dir) => {
+            let (catalog, imported) = Catalog::load(dir)?;
+            for i in imported {
+                tracing::info!(
+                    "web filter: {} names for {} from {} ({} lines skipped)",
+                    i.stats.domains,
+                    i.category,
+                    i.path,
+                    i.stats.skipped
+                );
+            }
+            catalog
+        }
+        None => Catalog::built_in(),
+    };
+    for path in &config.extra_lists {
+        let (set, stats) = DomainSet::load(path)?;
+        tracing::info!(
+            "web filter: {} names from {} ({} lines skipped)",
+            stats.domains,
+            path.display(),
+            stats.skipped
+        );
+        catalog.extend("blocklist", set);
+    }
+    Ok(catalog)
+}
+
 /// Stands in for a web filter that could not start (its address taken, say): the agent keeps
 /// running its other guards, and every policy is reported as not enforced for the web, so
 /// staff see it. Names still do not resolve through the agent, and with `--dns-firewall`
@@ -201,9 +296,27 @@ pub struct NotRunning {
     pub reason: String,
 }
 
+impl NotRunning {
+    /// "web filter not running: could not bind 127.0.0.1:53 (…)".
+    pub fn web_health(&self) -> WebHealth {
+        WebHealth {
+            running: false,
+            detail: format!("web filter not running: {}", self.reason),
+        }
+    }
+}
+
 impl Enforcer for NotRunning {
     fn name(&self) -> &'static str {
         "web"
+    }
+
+    /// D1, D5: staff see "web filter not running: …", never a device that only says it filters.
+    fn health(&self) -> Vec<crate::enforcer::GuardHealth> {
+        vec![crate::enforcer::GuardHealth::new(
+            "web",
+            crate::enforcer::GuardState::Failed(self.web_health().detail),
+        )]
     }
 
     fn apply(&mut self, _policy: &DevicePolicy) -> Result<(), EnforceError> {
@@ -238,5 +351,9 @@ impl BlockedSink for CountingSink {
     }
 }
 
+#[cfg(test)]
+mod egress_tests;
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,11 +25,23 @@ use std::time::{Duration, Instant};
 use haven_proto::agent::v1::ViolationKind;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 
+use super::dot::DotClient;
+use super::egress::{Feed, Gated, Then};
 use super::filter::{Rules, Verdict, describe};
+use super::upstream::{self, Poller};
 use crate::report::{Blocked, BlockedSink};
 
-/// How long a forwarded query waits for its upstream before the asker gets SERVFAIL.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a forwarded query waits for one upstream before the next is asked; the asker
+/// gets SERVFAIL only when every upstream has failed.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// Queries in flight upstream at once (each holds a socket); beyond this a query is dropped
+/// and the asker retries.
+const MAX_IN_FLIGHT: usize = 8_192;
+/// DNS-over-TCP clients served at once; more are closed as they connect (a thread each).
+pub const MAX_TCP_CLIENTS: usize = 64;
+/// Threads asking upstreams over TLS, and the queries that may wait for them.
+const DOT_THREADS: usize = 4;
+const DOT_QUEUE: usize = 4_096;
 /// How often blocked threads look up to see whether they should stop.
 const POLL: Duration = Duration::from_millis(100);
 /// Cache bounds: entries per shard and shards.
@@ -50,6 +63,13 @@ pub struct ResolverConfig {
     /// A firewall mark for the upstream socket, so nftables can let the agent's own queries
     /// out and drop everyone else's (needs root; ignored when it cannot be set).
     pub upstream_mark: Option<u32>,
+    /// DNS-over-TCP clients served at once (0: [`MAX_TCP_CLIENTS`]).
+    pub tcp_clients: usize,
+    /// Ask the upstreams over TLS (port 853) instead of plain UDP.
+    pub dot: Option<DotClient>,
+    /// Feed every allowed answer's addresses to the egress sets before answering (the
+    /// device's firewall then lets the child reach only those, WB1).
+    pub egress: bool,
 }
 
 /// Counts for the benchmark and logs; never names.
@@ -61,6 +81,10 @@ pub struct Counters {
     pub cache_hits: AtomicU64,
     pub forwarded: AtomicU64,
     pub upstream_failures: AtomicU64,
+    /// Upstreams that failed and were followed by the next one.
+    pub upstream_retries: AtomicU64,
+    /// TCP clients turned away at the cap.
+    pub tcp_refused: AtomicU64,
 }
 
 struct Shared {
@@ -69,11 +93,18 @@ struct Shared {
     cache: Cache,
     reporter: Reporter,
     pending: Mutex<HashMap<u16, Pending>>,
-    next_id: AtomicU16,
+    poller: Poller,
+    mark: Option<u32>,
+    tcp_clients: AtomicUsize,
+    max_tcp_clients: usize,
     upstreams: Vec<SocketAddr>,
+    /// With DNS over TLS: the client, and the queue of the threads that use it.
+    dot: Option<DotClient>,
+    dot_queue: Option<SyncSender<Outgoing>>,
     next_upstream: AtomicU64,
     stop: AtomicBool,
     counters: Counters,
+    feed: Option<Feed>,
 }
 
 /// A running resolver; stops (and joins its threads) when dropped.
@@ -92,34 +123,46 @@ impl Resolver {
         let udp = UdpSocket::bind(config.listen)?;
         let local = udp.local_addr()?;
         udp.set_read_timeout(Some(POLL))?;
-        let upstream_bind: SocketAddr = match config.upstreams.first() {
-            Some(SocketAddr::V6(_)) => "[::]:0".parse().unwrap_or(local),
-            _ => "0.0.0.0:0".parse().unwrap_or(local),
-        };
-        let upstream = UdpSocket::bind(upstream_bind)?;
-        upstream.set_read_timeout(Some(POLL))?;
-        if let Some(mark) = config.upstream_mark {
-            set_mark(&upstream, mark);
-        }
+        upstream::raise_file_limit();
+        let dot_queue = config
+            .dot
+            .as_ref()
+            .map(|_| std::sync::mpsc::sync_channel::<Outgoing>(DOT_QUEUE));
         let shared = Arc::new(Shared {
             rules: RwLock::new(Arc::new(rules)),
             generation: AtomicU64::new(1),
             cache: Cache::new(),
             reporter: Reporter::new(sink, config.report_window),
             pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU16::new(rand::random()),
+            poller: Poller::new()?,
+            mark: config.upstream_mark,
+            tcp_clients: AtomicUsize::new(0),
+            max_tcp_clients: if config.tcp_clients == 0 {
+                MAX_TCP_CLIENTS
+            } else {
+                config.tcp_clients
+            },
             upstreams: config.upstreams.clone(),
+            dot: config.dot.clone(),
+            dot_queue: dot_queue.as_ref().map(|(tx, _)| tx.clone()),
             next_upstream: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            feed: if config.egress {
+                Some(Feed::start(udp.try_clone()?, |text| {
+                    super::nft::apply(text)
+                })?)
+            } else {
+                None
+            },
         });
         let mut threads = Vec::new();
         for i in 0..config.workers.max(1) {
-            let (shared, udp, upstream) = (shared.clone(), udp.try_clone()?, upstream.try_clone()?);
+            let (shared, udp) = (shared.clone(), udp.try_clone()?);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{i}"))
-                    .spawn(move || udp_worker(&shared, &udp, &upstream))?,
+                    .spawn(move || udp_worker(&shared, &udp))?,
             );
         }
         {
@@ -127,20 +170,30 @@ impl Resolver {
             threads.push(
                 std::thread::Builder::new()
                     .name("dns-upstream".into())
-                    .spawn(move || upstream_reader(&shared, &upstream, &udp))?,
+                    .spawn(move || upstream_reader(&shared, &udp))?,
             );
+        }
+        if let Some((_, rx)) = dot_queue {
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..DOT_THREADS {
+                let (shared, udp, rx) = (shared.clone(), udp.try_clone()?, rx.clone());
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("dns-tls-{i}"))
+                        .spawn(move || dot_worker(&shared, &udp, &rx))?,
+                );
+            }
         }
         // TCP on the same port, for answers too big for UDP; a resolver that cannot take TCP
         // still filters, so a busy port is a warning, not a failure.
         match TcpListener::bind(local) {
             Ok(listener) => {
                 let shared = shared.clone();
-                let mark = config.upstream_mark;
                 listener.set_nonblocking(true)?;
                 threads.push(
                     std::thread::Builder::new()
                         .name("dns-tcp".into())
-                        .spawn(move || tcp_acceptor(&shared, &listener, mark))?,
+                        .spawn(move || tcp_acceptor(&shared, &listener))?,
                 );
             }
             Err(e) => tracing::warn!("the web filter answers over UDP only: TCP {local}: {e}"),
@@ -167,6 +220,11 @@ impl Resolver {
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
+
+    /// The egress feed, when the resolver gates the child's traffic.
+    pub fn feed(&self) -> Option<&Feed> {
+        self.shared.feed.as_ref()
+    }
 }
 
 impl Drop for Resolver {
@@ -177,30 +235,6 @@ impl Drop for Resolver {
         }
     }
 }
-
-#[cfg(target_os = "linux")]
-fn set_mark(socket: &UdpSocket, mark: u32) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt with a valid fd and a u32 option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&raw const mark).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(
-            "could not mark the web filter's upstream socket: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_mark(_socket: &UdpSocket, _mark: u32) {}
 
 /// The rules a worker uses, refreshed only when the generation moves (no lock per query).
 struct LocalRules {
@@ -232,6 +266,12 @@ impl LocalRules {
 /// What to do with one query.
 enum Action {
     Reply(Vec<u8>),
+    /// Reply once the answer's addresses are in the egress sets for `ttl` seconds.
+    ReplyGated {
+        bytes: Vec<u8>,
+        gated: Arc<Gated>,
+        ttl: u32,
+    },
     Forward(Forward),
     Drop,
 }
@@ -243,6 +283,8 @@ struct Forward {
     key: Vec<u8>,
     question_len: usize,
     max_payload: u16,
+    /// A protected destination: its addresses go to the sets no policy empties.
+    protected: bool,
 }
 
 /// Decides what to answer to `packet`; everything the resolver does with a query goes
@@ -293,9 +335,15 @@ fn answer(shared: &Shared, rules: &Rules, packet: &[u8]) -> Action {
             let question = &packet[12..12 + question_len];
             let key: Vec<u8> = question.iter().map(u8::to_ascii_lowercase).collect();
             let max_payload = msg.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
-            if let Some(bytes) = shared.cache.get(&key) {
+            if let Some((bytes, gated, ttl)) = shared.cache.get(&key) {
                 shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Action::Reply(personalise(bytes, msg.metadata.id, question, max_payload));
+                let bytes = personalise(bytes, msg.metadata.id, question, max_payload);
+                return match (&shared.feed, gated) {
+                    (Some(feed), Some(gated)) if !feed.is_fresh(&gated) => {
+                        Action::ReplyGated { bytes, gated, ttl }
+                    }
+                    _ => Action::Reply(bytes),
+                };
             }
             Action::Forward(Forward {
                 packet: packet.to_vec(),
@@ -303,6 +351,7 @@ fn answer(shared: &Shared, rules: &Rules, packet: &[u8]) -> Action {
                 key,
                 question_len,
                 max_payload,
+                protected: shared.feed.is_some() && haven_protected::is_protected_domain(name),
             })
         }
     }
@@ -361,7 +410,7 @@ fn personalise(mut bytes: Vec<u8>, id: u16, question: &[u8], max_payload: u16) -
     bytes
 }
 
-fn udp_worker(shared: &Shared, udp: &UdpSocket, upstream: &UdpSocket) {
+fn udp_worker(shared: &Shared, udp: &UdpSocket) {
     let mut buf = vec![0u8; 4096];
     let mut rules = LocalRules::new(shared);
     while !shared.stop.load(Ordering::Relaxed) {
@@ -374,7 +423,10 @@ fn udp_worker(shared: &Shared, udp: &UdpSocket, upstream: &UdpSocket) {
             Action::Reply(bytes) => {
                 let _ = udp.send_to(&bytes, from);
             }
-            Action::Forward(f) => forward(shared, upstream, udp, f, from),
+            Action::ReplyGated { bytes, gated, ttl } => {
+                send_gated(shared, udp, gated, ttl, bytes, from);
+            }
+            Action::Forward(f) => forward(shared, udp, f, from),
             Action::Drop => {}
         }
     }
@@ -388,59 +440,183 @@ struct Pending {
     query: Query,
     key: Vec<u8>,
     max_payload: u16,
+    protected: bool,
     sent: Instant,
+    /// The query as sent (id aside), for the next upstream if this one fails.
+    packet: Vec<u8>,
+    /// The upstream asked first, and how many have been asked.
+    first: usize,
+    tried: usize,
+    /// This query's own socket, connected to the upstream it asked.
+    socket: UdpSocket,
 }
 
-fn forward(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket, f: Forward, from: SocketAddr) {
+/// A query on its way upstream, before it has a socket.
+struct Outgoing {
+    client: SocketAddr,
+    client_id: u16,
+    question: Vec<u8>,
+    query: Query,
+    key: Vec<u8>,
+    max_payload: u16,
+    protected: bool,
+    packet: Vec<u8>,
+    first: usize,
+    tried: usize,
+}
+
+impl Pending {
+    fn outgoing(self) -> Outgoing {
+        Outgoing {
+            client: self.client,
+            client_id: self.client_id,
+            question: self.question,
+            query: self.query,
+            key: self.key,
+            max_payload: self.max_payload,
+            protected: self.protected,
+            packet: self.packet,
+            first: self.first,
+            tried: self.tried,
+        }
+    }
+}
+
+/// Sends `bytes` to `to` once `gated`'s addresses are in (at once without a feed, or when the
+/// feed is swamped).
+fn send_gated(
+    shared: &Shared,
+    udp: &UdpSocket,
+    gated: Arc<Gated>,
+    ttl: u32,
+    bytes: Vec<u8>,
+    to: SocketAddr,
+) {
+    let then = Then::Udp { bytes, to };
+    let then = match &shared.feed {
+        Some(feed) => match feed.submit(gated, ttl, then) {
+            Ok(()) => return,
+            Err(then) => then,
+        },
+        None => then,
+    };
+    if let Then::Udp { bytes, to } = then {
+        let _ = udp.send_to(&bytes, to);
+    }
+}
+
+fn forward(shared: &Shared, udp: &UdpSocket, f: Forward, from: SocketAddr) {
     let Forward {
-        mut packet,
+        packet,
         query,
         key,
         question_len,
         max_payload,
+        protected,
     } = f;
-    let Some(target) = shared.pick_upstream() else {
-        if let Ok(bytes) = servfail(&query, u16::from_be_bytes([packet[0], packet[1]])) {
-            let _ = udp.send_to(&bytes, from);
-        }
-        return;
-    };
     let client_id = u16::from_be_bytes([packet[0], packet[1]]);
-    let id = {
-        let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-        // Fresh ids that are not in flight; with 65,536 in flight, the asker gets no answer
-        // and retries.
-        let mut id = None;
-        for _ in 0..64 {
-            let candidate = shared.next_id.fetch_add(1, Ordering::Relaxed) ^ 0x5a5a;
-            if !pending.contains_key(&candidate) {
-                id = Some(candidate);
-                break;
+    shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+    let out = Outgoing {
+        client: from,
+        client_id,
+        question: packet[12..12 + question_len].to_vec(),
+        query,
+        key,
+        max_payload,
+        protected,
+        packet,
+        first: shared.first_upstream(),
+        tried: 0,
+    };
+    match &shared.dot_queue {
+        // A full queue drops the query; the asker retries.
+        Some(queue) => {
+            let _ = queue.try_send(out);
+        }
+        None => ask_next(shared, udp, out),
+    }
+}
+
+/// A thread asking upstreams over TLS for queries from the UDP workers (which never wait).
+fn dot_worker(shared: &Shared, udp: &UdpSocket, queue: &Mutex<Receiver<Outgoing>>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let next = queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(POLL);
+        let Ok(out) = next else { continue };
+        match exchange_any(shared, &out.packet, &out.key) {
+            Some(answer) => deliver(shared, udp, out, &answer),
+            None => {
+                shared
+                    .counters
+                    .upstream_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Ok(bytes) = servfail(&out.query, out.client_id) {
+                    let _ = udp.send_to(&bytes, out.client);
+                }
             }
         }
-        let Some(id) = id else { return };
+    }
+}
+
+/// Sends `out` to the next upstream not yet tried, from a fresh socket under a fresh random
+/// id; when every upstream has been tried, the asker gets SERVFAIL.
+fn ask_next(shared: &Shared, udp: &UdpSocket, mut out: Outgoing) {
+    let n = shared.upstreams.len();
+    while out.tried < n {
+        let target = shared.upstreams[(out.first + out.tried) % n];
+        out.tried += 1;
+        if out.tried > 1 {
+            shared
+                .counters
+                .upstream_retries
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let Ok(socket) = upstream::socket_for(target, shared.mark) else {
+            continue;
+        };
+        let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_IN_FLIGHT {
+            return; // the asker retries; a flood must not exhaust the device's sockets
+        }
+        // A random id not in flight (with at most MAX_IN_FLIGHT of 65,536 taken, a few tries).
+        let Some(id) = (0..64)
+            .map(|_| rand::random::<u16>())
+            .find(|id| !pending.contains_key(id))
+        else {
+            return;
+        };
+        out.packet[0..2].copy_from_slice(&id.to_be_bytes());
+        if socket.send(&out.packet).is_err() || shared.poller.watch(&socket, u64::from(id)).is_err()
+        {
+            continue;
+        }
         pending.insert(
             id,
             Pending {
-                client: from,
-                client_id,
-                question: packet[12..12 + question_len].to_vec(),
-                query,
-                key,
-                max_payload,
+                client: out.client,
+                client_id: out.client_id,
+                question: out.question,
+                query: out.query,
+                key: out.key,
+                max_payload: out.max_payload,
+                protected: out.protected,
                 sent: Instant::now(),
+                packet: out.packet,
+                first: out.first,
+                tried: out.tried,
+                socket,
             },
         );
-        id
-    };
-    packet[0..2].copy_from_slice(&id.to_be_bytes());
-    shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
-    if upstream.send_to(&packet, target).is_err() {
-        // Left pending: the sweep answers SERVFAIL, one code path for every failure.
-        shared
-            .counters
-            .upstream_failures
-            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    shared
+        .counters
+        .upstream_failures
+        .fetch_add(1, Ordering::Relaxed);
+    if let Ok(bytes) = servfail(&out.query, out.client_id) {
+        let _ = udp.send_to(&bytes, out.client);
     }
 }
 
@@ -453,56 +629,100 @@ fn servfail(query: &Query, id: u16) -> Result<Vec<u8>, hickory_proto::ProtoError
 }
 
 impl Shared {
-    fn pick_upstream(&self) -> Option<SocketAddr> {
-        if self.upstreams.is_empty() {
-            return None;
-        }
+    /// How answers are gated: `Some(protected)` when the egress sets are fed.
+    fn gate(&self, protected: bool) -> Option<bool> {
+        self.feed.as_ref().map(|_| protected)
+    }
+
+    /// The upstream to ask first: each in turn, so the load is shared.
+    fn first_upstream(&self) -> usize {
         let i = self.next_upstream.fetch_add(1, Ordering::Relaxed) as usize;
-        self.upstreams.get(i % self.upstreams.len()).copied()
+        i % self.upstreams.len().max(1)
     }
 }
 
-fn upstream_reader(shared: &Shared, upstream: &UdpSocket, udp: &UdpSocket) {
+fn upstream_reader(shared: &Shared, udp: &UdpSocket) {
     let mut buf = vec![0u8; 65_535];
+    let mut tokens = Vec::new();
     let mut last_sweep = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         if last_sweep.elapsed() >= POLL {
             sweep(shared, udp);
             last_sweep = Instant::now();
         }
-        let (n, from) = match upstream.recv_from(&mut buf) {
-            Ok(got) => got,
-            Err(_) => continue,
-        };
-        // Answers only count from an upstream we asked, for an id we are waiting on, about
-        // the question we asked; anything else is dropped (spoofing, late duplicates).
-        if n < 12 || !shared.upstreams.contains(&from) {
-            continue;
-        }
-        let packet = &buf[..n];
-        let id = u16::from_be_bytes([packet[0], packet[1]]);
-        let pending = {
-            let mut map = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&id) {
-                Some(p)
-                    if packet.len() >= 12 + p.key.len()
-                        && packet[12..12 + p.key.len()].eq_ignore_ascii_case(&p.key) =>
-                {
-                    map.remove(&id)
+        shared.poller.wait(POLL, &mut tokens);
+        for &token in &tokens {
+            let Ok(id) = u16::try_from(token) else {
+                continue;
+            };
+            let taken = shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            let Some(p) = taken else { continue };
+            match p.socket.recv(&mut buf) {
+                Ok(n) => answered(shared, udp, p, &buf[..n], id),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    put_back(shared, id, p);
                 }
-                _ => None,
+                // Refused (nothing listening there) or unreachable: the next upstream.
+                Err(_) => ask_next(shared, udp, p.outgoing()),
             }
-        };
-        let Some(p) = pending else { continue };
-        if let Ok(msg) = Message::from_vec(packet) {
-            shared.cache.insert(p.key.clone(), msg);
         }
-        let bytes = personalise(packet.to_vec(), p.client_id, &p.question, p.max_payload);
-        let _ = udp.send_to(&bytes, p.client);
     }
 }
 
-/// Answers SERVFAIL to askers whose upstream never answered.
+fn put_back(shared: &Shared, id: u16, p: Pending) {
+    shared
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, p);
+}
+
+/// An answer on a query's own socket (only its upstream can send there). It counts only for
+/// the id and question asked; a failure code sends the query on to the next upstream.
+fn answered(shared: &Shared, udp: &UdpSocket, p: Pending, packet: &[u8], id: u16) {
+    if packet.len() < 12 + p.key.len()
+        || u16::from_be_bytes([packet[0], packet[1]]) != id
+        || !packet[12..12 + p.key.len()].eq_ignore_ascii_case(&p.key)
+    {
+        put_back(shared, id, p); // spoofed or stray: keep waiting for the real answer
+        return;
+    }
+    if upstream_failed(packet) && p.tried < shared.upstreams.len() {
+        ask_next(shared, udp, p.outgoing());
+        return;
+    }
+    deliver(shared, udp, p.outgoing(), packet);
+}
+
+/// An upstream's answer to `p`: cached, made the asker's own, and sent (once its addresses are
+/// in the egress sets, when they are fed).
+fn deliver(shared: &Shared, udp: &UdpSocket, p: Outgoing, packet: &[u8]) {
+    let gated = Message::from_vec(packet).ok().and_then(|msg| {
+        shared
+            .cache
+            .insert(p.key.clone(), msg, shared.gate(p.protected))
+    });
+    let bytes = personalise(packet.to_vec(), p.client_id, &p.question, p.max_payload);
+    match gated {
+        Some((gated, ttl)) => send_gated(shared, udp, gated, ttl, bytes, p.client),
+        None => {
+            let _ = udp.send_to(&bytes, p.client);
+        }
+    }
+}
+
+/// Whether an upstream's answer (at least a header) says it could not answer: SERVFAIL or
+/// REFUSED mean "ask someone else", NXDOMAIN and the rest are answers.
+fn upstream_failed(packet: &[u8]) -> bool {
+    let code = packet.get(3).map_or(0, |b| b & 0x0f);
+    code == ResponseCode::ServFail.low() || code == ResponseCode::Refused.low()
+}
+
+/// Sends queries whose upstream has not answered in time on to the next one.
 fn sweep(shared: &Shared, udp: &UdpSocket) {
     let expired: Vec<Pending> = {
         let mut map = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -514,24 +734,32 @@ fn sweep(shared: &Shared, udp: &UdpSocket) {
         old.iter().filter_map(|id| map.remove(id)).collect()
     };
     for p in expired {
-        shared
-            .counters
-            .upstream_failures
-            .fetch_add(1, Ordering::Relaxed);
-        if let Ok(bytes) = servfail(&p.query, p.client_id) {
-            let _ = udp.send_to(&bytes, p.client);
-        }
+        ask_next(shared, udp, p.outgoing());
     }
 }
 
-fn tcp_acceptor(shared: &Arc<Shared>, listener: &TcpListener, mark: Option<u32>) {
+fn tcp_acceptor(shared: &Arc<Shared>, listener: &TcpListener) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let shared = shared.clone();
-                let _ = std::thread::Builder::new()
+                // A thread per client, but never more than the cap: further clients are
+                // closed at once (they retry, or use UDP) rather than exhausting the device.
+                if shared.tcp_clients.fetch_add(1, Ordering::AcqRel) >= shared.max_tcp_clients {
+                    shared.tcp_clients.fetch_sub(1, Ordering::AcqRel);
+                    shared.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                }
+                let shared2 = shared.clone();
+                let spawned = std::thread::Builder::new()
                     .name("dns-tcp-conn".into())
-                    .spawn(move || tcp_connection(&shared, stream, mark));
+                    .spawn(move || {
+                        tcp_connection(&shared2, stream);
+                        shared2.tcp_clients.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    shared.tcp_clients.fetch_sub(1, Ordering::AcqRel);
+                }
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -540,7 +768,7 @@ fn tcp_acceptor(shared: &Arc<Shared>, listener: &TcpListener, mark: Option<u32>)
 
 /// One TCP client: length-prefixed queries, answered in order; forwarding is done in line,
 /// since TCP is the rare path.
-fn tcp_connection(shared: &Shared, mut stream: TcpStream, mark: Option<u32>) {
+fn tcp_connection(shared: &Shared, mut stream: TcpStream) {
     use std::io::{Read, Write};
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -559,19 +787,26 @@ fn tcp_connection(shared: &Shared, mut stream: TcpStream, mark: Option<u32>) {
         }
         let bytes = match answer(shared, rules.get(shared), &packet) {
             Action::Reply(b) => b,
+            Action::ReplyGated { bytes, gated, ttl } => wait_gated(shared, gated, ttl, bytes),
             Action::Drop => return,
-            Action::Forward(f) => match forward_blocking(shared, &f, mark) {
+            Action::Forward(f) => match forward_blocking(shared, &f) {
                 Some(upstream_answer) => {
-                    if let Ok(msg) = Message::from_vec(&upstream_answer) {
-                        shared.cache.insert(f.key.clone(), msg);
-                    }
+                    let gated = Message::from_vec(&upstream_answer).ok().and_then(|msg| {
+                        shared
+                            .cache
+                            .insert(f.key.clone(), msg, shared.gate(f.protected))
+                    });
                     let id = u16::from_be_bytes([packet[0], packet[1]]);
-                    personalise(
+                    let bytes = personalise(
                         upstream_answer,
                         id,
                         &packet[12..12 + f.question_len],
                         u16::MAX,
-                    )
+                    );
+                    match gated {
+                        Some((gated, ttl)) => wait_gated(shared, gated, ttl, bytes),
+                        None => bytes,
+                    }
                 }
                 None => match servfail(&f.query, u16::from_be_bytes([packet[0], packet[1]])) {
                     Ok(b) => b,
@@ -588,23 +823,71 @@ fn tcp_connection(shared: &Shared, mut stream: TcpStream, mark: Option<u32>) {
     }
 }
 
-/// Asks an upstream over TCP and waits (for the TCP path only).
-fn forward_blocking(shared: &Shared, f: &Forward, _mark: Option<u32>) -> Option<Vec<u8>> {
+/// Waits (on a TCP connection's own thread) until `gated`'s addresses are in, then gives
+/// `bytes` back to send.
+fn wait_gated(shared: &Shared, gated: Arc<Gated>, ttl: u32, bytes: Vec<u8>) -> Vec<u8> {
+    if let Some(feed) = &shared.feed {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if feed.submit(gated, ttl, Then::Wake(tx)).is_ok() {
+            let _ = rx.recv_timeout(UPSTREAM_TIMEOUT);
+        }
+    }
+    bytes
+}
+
+/// Asks the upstreams over TCP in turn, under a random id, until one answers (for the TCP
+/// path only).
+fn forward_blocking(shared: &Shared, f: &Forward) -> Option<Vec<u8>> {
+    exchange_any(shared, &f.packet, &f.key)
+}
+
+/// Asks the upstreams in turn over a stream (TCP, or TLS when configured), under a random id,
+/// until one answers the question asked.
+fn exchange_any(shared: &Shared, query: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+    let n = shared.upstreams.len();
+    let first = shared.first_upstream();
+    for i in 0..n {
+        let target = shared.upstreams[(first + i) % n];
+        let mut packet = query.to_vec();
+        let id: u16 = rand::random();
+        packet[0..2].copy_from_slice(&id.to_be_bytes());
+        let answer = match &shared.dot {
+            Some(dot) => dot.exchange(target, &packet, shared.mark, UPSTREAM_TIMEOUT),
+            None => ask_tcp(target, &packet, shared.mark),
+        };
+        // Only the answer to the id and question asked counts; a failure code is the last
+        // upstream's answer, or a reason to ask the next.
+        if let Some(answer) = answer
+            && answer.len() >= 12 + key.len()
+            && answer[0..2] == packet[0..2]
+            && answer[12..12 + key.len()].eq_ignore_ascii_case(key)
+            && (!upstream_failed(&answer) || i + 1 == n)
+        {
+            return Some(answer);
+        }
+        shared
+            .counters
+            .upstream_retries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    None
+}
+
+fn ask_tcp(target: SocketAddr, packet: &[u8], mark: Option<u32>) -> Option<Vec<u8>> {
     use std::io::{Read, Write};
-    let target = shared.pick_upstream()?;
     let mut s = TcpStream::connect_timeout(&target, UPSTREAM_TIMEOUT).ok()?;
+    if let Some(mark) = mark {
+        upstream::set_mark(&s, mark);
+    }
     s.set_read_timeout(Some(UPSTREAM_TIMEOUT)).ok()?;
-    let len = u16::try_from(f.packet.len()).ok()?;
+    let len = u16::try_from(packet.len()).ok()?;
     s.write_all(&len.to_be_bytes()).ok()?;
-    s.write_all(&f.packet).ok()?;
+    s.write_all(packet).ok()?;
     let mut len = [0u8; 2];
     s.read_exact(&mut len).ok()?;
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
     s.read_exact(&mut answer).ok()?;
-    (answer.len() >= 12 + f.key.len()
-        && answer[0..2] == f.packet[0..2]
-        && answer[12..12 + f.key.len()].eq_ignore_ascii_case(&f.key))
-    .then_some(answer)
+    Some(answer)
 }
 
 /// Upstream answers by question, kept for their TTL and served with the TTL counted down.
@@ -621,6 +904,8 @@ struct Entry {
     expires: Instant,
     bytes: Vec<u8>,
     age: u64,
+    /// The answer's addresses, when the egress sets are fed.
+    gated: Option<Arc<Gated>>,
 }
 
 impl Cache {
@@ -637,7 +922,8 @@ impl Cache {
         &self.shards[(self.hasher.hash_one(key) as usize) % CACHE_SHARDS]
     }
 
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+    /// The answer, its addresses (when gated) and the seconds it has left.
+    fn get(&self, key: &[u8]) -> Option<(Vec<u8>, Option<Arc<Gated>>, u32)> {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let entry = shard.get_mut(key)?;
@@ -662,16 +948,27 @@ impl Cache {
             entry.bytes.shrink_to_fit();
             entry.age = age;
         }
-        Some(entry.bytes.clone())
+        let left = u32::try_from(entry.expires.duration_since(now).as_secs()).unwrap_or(MAX_TTL);
+        Some((entry.bytes.clone(), entry.gated.clone(), left))
     }
 
-    /// Keeps a NOERROR or NXDOMAIN answer for its smallest TTL; nothing else is kept.
-    fn insert(&self, key: Vec<u8>, mut msg: Message) {
+    /// Keeps a NOERROR or NXDOMAIN answer for its smallest TTL; nothing else is kept. With
+    /// `gate` (`Some(protected)`), gives back the answer's addresses and TTL to feed the egress
+    /// sets, whether or not it was kept (an answer with TTL 0 must still open its address).
+    fn insert(
+        &self,
+        key: Vec<u8>,
+        mut msg: Message,
+        gate: Option<bool>,
+    ) -> Option<(Arc<Gated>, u32)> {
+        let gated = gate.and_then(|protected| Gated::from_answer(&msg, protected));
+        let address_ttl = msg.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+        let fed = gated.clone().map(|g| (g, address_ttl));
         let code = msg.metadata.response_code;
         if msg.metadata.truncation
             || !(code == ResponseCode::NoError || code == ResponseCode::NXDomain)
         {
-            return;
+            return fed;
         }
         let ttl = msg
             .answers
@@ -682,10 +979,12 @@ impl Cache {
             .unwrap_or(DEFAULT_NEGATIVE_TTL)
             .min(MAX_TTL);
         if ttl == 0 {
-            return;
+            return fed;
         }
         msg.metadata.id = 0;
-        let Ok(mut bytes) = msg.to_vec() else { return };
+        let Ok(mut bytes) = msg.to_vec() else {
+            return fed;
+        };
         // `to_vec` reserves 512 bytes; tens of thousands of entries make that count.
         bytes.shrink_to_fit();
         let now = Instant::now();
@@ -695,6 +994,7 @@ impl Cache {
             expires: now + Duration::from_secs(u64::from(ttl)),
             bytes,
             age: 0,
+            gated,
         };
         let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= CACHE_PER_SHARD {
@@ -704,6 +1004,7 @@ impl Cache {
             }
         }
         shard.insert(key, entry);
+        fed
     }
 }
 

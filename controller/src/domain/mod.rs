@@ -11,6 +11,7 @@ pub mod device_health;
 pub mod device_input;
 pub mod emergency;
 pub mod enrollment;
+pub mod filter;
 pub mod phone;
 pub mod plan;
 pub mod policy;
