@@ -14,9 +14,11 @@ pub mod app_guard;
 pub mod camera;
 pub mod proc_events;
 pub mod procfs;
+pub mod telephony;
 
 pub use app_guard::{AppGuard, AppGuardConfig};
 pub use camera::{CameraGuard, CameraGuardConfig};
+pub use telephony::{TelephonyConfig, TelephonyGuard};
 
 /// Why a guard could not start. Each says what to do about it.
 #[derive(Debug, thiserror::Error)]
