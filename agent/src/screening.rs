@@ -606,11 +606,21 @@ mod tests {
             r#"{"op":"text","to":"+447700900996","body":"hi"}"#,
         ] {
             let a = s.answer_line(line, NOON, false);
-            assert!(!a.allowed() && a.error.is_empty() && !a.reason.is_empty(), "{a:?}");
+            assert!(
+                !a.allowed() && a.error.is_empty() && !a.reason.is_empty(),
+                "{a:?}"
+            );
         }
-        assert!(sink.take().is_empty(), "nothing written for an untrusted asker");
+        assert!(
+            sink.take().is_empty(),
+            "nothing written for an untrusted asker"
+        );
         // The same question from a trusted account is recorded.
-        s.answer_line(r#"{"channel":"call","address":"+447700900999"}"#, NOON, true);
+        s.answer_line(
+            r#"{"channel":"call","address":"+447700900999"}"#,
+            NOON,
+            true,
+        );
         assert_eq!(sink.take().len(), 1);
     }
 
@@ -667,28 +677,73 @@ mod tests {
         let a = s.answer_line(r#"{"op":"call","to":"07700900123"}"#, NOON, true);
         assert!(a.allowed() && a.call == "/call/1", "{a:?}");
         let a = s.answer_line(r#"{"op":"call","to":"07700900999"}"#, NOON, true);
-        assert!(!a.allowed() && a.reason.contains("not one of your contacts"), "{a:?}");
-        assert_eq!(*phone.placed.lock().unwrap(), vec!["07700900123".to_string()]);
+        assert!(
+            !a.allowed() && a.reason.contains("not one of your contacts"),
+            "{a:?}"
+        );
+        assert_eq!(
+            *phone.placed.lock().unwrap(),
+            vec!["07700900123".to_string()]
+        );
 
-        phone.ringing.lock().unwrap().insert("/call/2".into(), "+447700900123".into());
-        phone.ringing.lock().unwrap().insert("/call/3".into(), "+447700900999".into());
-        assert!(s.answer_line(r#"{"op":"answer","call":"/call/2"}"#, NOON, true).allowed());
-        assert!(!s.answer_line(r#"{"op":"answer","call":"/call/3"}"#, NOON, true).allowed());
+        phone
+            .ringing
+            .lock()
+            .unwrap()
+            .insert("/call/2".into(), "+447700900123".into());
+        phone
+            .ringing
+            .lock()
+            .unwrap()
+            .insert("/call/3".into(), "+447700900999".into());
+        assert!(
+            s.answer_line(r#"{"op":"answer","call":"/call/2"}"#, NOON, true)
+                .allowed()
+        );
+        assert!(
+            !s.answer_line(r#"{"op":"answer","call":"/call/3"}"#, NOON, true)
+                .allowed()
+        );
         assert_eq!(*phone.answered.lock().unwrap(), vec!["/call/2".to_string()]);
 
-        let a = s.answer_line(r#"{"op":"text","to":"+447700900123","body":"see you at 5"}"#, NOON, true);
+        let a = s.answer_line(
+            r#"{"op":"text","to":"+447700900123","body":"see you at 5"}"#,
+            NOON,
+            true,
+        );
         assert!(a.allowed(), "{a:?}");
-        let a = s.answer_line(r#"{"op":"text","to":"+447700900999","body":"secret"}"#, NOON, true);
+        let a = s.answer_line(
+            r#"{"op":"text","to":"+447700900999","body":"secret"}"#,
+            NOON,
+            true,
+        );
         assert!(!a.allowed(), "{a:?}");
         assert_eq!(phone.sent.lock().unwrap().len(), 1);
         // The refused text is reported with its number, never its words.
         let reported = sink.take();
-        assert!(reported.iter().all(|r| !r.detail.contains("secret")), "{reported:?}");
-        assert!(reported.iter().any(|r| r.channel == Channel::Sms && r.subject == "+447700900999"));
+        assert!(
+            reported.iter().all(|r| !r.detail.contains("secret")),
+            "{reported:?}"
+        );
+        assert!(
+            reported
+                .iter()
+                .any(|r| r.channel == Channel::Sms && r.subject == "+447700900999")
+        );
 
         *phone.inbox.lock().unwrap() = vec![
-            InboxText { id: "1".into(), from: "+447700900123".into(), text: "hello".into(), at: String::new() },
-            InboxText { id: "2".into(), from: "+447700900999".into(), text: "stranger".into(), at: String::new() },
+            InboxText {
+                id: "1".into(),
+                from: "+447700900123".into(),
+                text: "hello".into(),
+                at: String::new(),
+            },
+            InboxText {
+                id: "2".into(),
+                from: "+447700900999".into(),
+                text: "stranger".into(),
+                at: String::new(),
+            },
         ];
         let a = s.answer_line(r#"{"op":"inbox"}"#, NOON, false);
         assert_eq!(a.inbox.len(), 1, "{a:?}");
@@ -700,13 +755,26 @@ mod tests {
         let (s, sink) = screener();
         for _ in 0..3 {
             let d = s.judge(Channel::Call, "+447700900999", NOON);
-            s.report(Attempt::Incoming("the call was hung up"), Channel::Call, "+447700900999", &d);
+            s.report(
+                Attempt::Incoming("the call was hung up"),
+                Channel::Call,
+                "+447700900999",
+                &d,
+            );
         }
         let d = s.judge(Channel::Call, "08001111", NOON);
-        s.report(Attempt::Incoming("the call was hung up"), Channel::Call, "08001111", &d);
+        s.report(
+            Attempt::Incoming("the call was hung up"),
+            Channel::Call,
+            "08001111",
+            &d,
+        );
         let reported = sink.take();
         assert_eq!(reported.len(), 1, "{reported:?}");
-        assert!(reported[0].detail.contains("tried to call this device"), "{reported:?}");
+        assert!(
+            reported[0].detail.contains("tried to call this device"),
+            "{reported:?}"
+        );
         assert!(reported[0].detail.contains("hung up"), "{reported:?}");
     }
 }

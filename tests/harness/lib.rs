@@ -745,3 +745,4 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);
+pub mod modem;

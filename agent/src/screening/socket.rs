@@ -219,7 +219,10 @@ fn serve(
         let started = Instant::now();
         let Ok(uid) = peer_uid(&stream) else {
             // Without knowing who asks, nothing could be recorded fairly; say so and go on.
-            refuse_now(&stream, "the service could not tell who is asking; ask again");
+            refuse_now(
+                &stream,
+                "the service could not tell who is asking; ask again",
+            );
             continue;
         };
         // Taken here, not in the client's thread, so a crowd of silent clients is refused at
@@ -420,7 +423,12 @@ mod tests {
         }
     }
 
-    fn started() -> (tempfile::TempDir, PathBuf, ContactScreening, Arc<MemorySink>) {
+    fn started() -> (
+        tempfile::TempDir,
+        PathBuf,
+        ContactScreening,
+        Arc<MemorySink>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("screening.sock");
         let sink = Arc::new(MemorySink::default());
@@ -506,8 +514,15 @@ mod tests {
         let _ = (&slow).write_all(b"\n");
         let mut reply = Vec::new();
         let _ = (&slow).read_to_end(&mut reply);
-        assert!(closed || reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
-        assert!(sink.take().is_empty(), "an unanswered question records nothing");
+        assert!(
+            closed || reply.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            sink.take().is_empty(),
+            "an unanswered question records nothing"
+        );
     }
 
     #[test]
@@ -524,7 +539,10 @@ mod tests {
         // This process is trusted (root or the agent's own account), so answered refusals are
         // recorded — but no more than the account's burst and what it earned meanwhile.
         let recorded = sink.take().len();
-        assert!(recorded < 60 && recorded + throttled == 60, "{recorded} + {throttled}");
+        assert!(
+            recorded < 60 && recorded + throttled == 60,
+            "{recorded} + {throttled}"
+        );
     }
 
     #[test]

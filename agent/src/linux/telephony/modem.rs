@@ -179,7 +179,10 @@ pub async fn sms_facts(conn: &zbus::Connection, path: &ObjectPath<'_>) -> zbus::
     let number = props.get(iface.clone(), "Number").await?;
     let state = props.get(iface, "State").await?;
     Ok(SmsFacts {
-        number: number.downcast_ref::<&str>().map(str::to_string).unwrap_or_default(),
+        number: number
+            .downcast_ref::<&str>()
+            .map(str::to_string)
+            .unwrap_or_default(),
         state: state.downcast_ref::<u32>().unwrap_or_default(),
     })
 }
@@ -201,7 +204,10 @@ pub async fn sms_for_child(
     Ok((facts, text(&all, "Text"), text(&all, "Timestamp")))
 }
 
-pub async fn voice(conn: &zbus::Connection, modem: &ObjectPath<'_>) -> zbus::Result<VoiceProxy<'static>> {
+pub async fn voice(
+    conn: &zbus::Connection,
+    modem: &ObjectPath<'_>,
+) -> zbus::Result<VoiceProxy<'static>> {
     VoiceProxy::builder(conn)
         .path(modem.to_owned())?
         .cache_properties(zbus::proxy::CacheProperties::No)
@@ -220,7 +226,10 @@ pub async fn messaging(
         .await
 }
 
-pub async fn call(conn: &zbus::Connection, path: &ObjectPath<'_>) -> zbus::Result<CallProxy<'static>> {
+pub async fn call(
+    conn: &zbus::Connection,
+    path: &ObjectPath<'_>,
+) -> zbus::Result<CallProxy<'static>> {
     CallProxy::builder(conn)
         .path(path.to_owned())?
         .cache_properties(zbus::proxy::CacheProperties::No)
@@ -228,7 +237,10 @@ pub async fn call(conn: &zbus::Connection, path: &ObjectPath<'_>) -> zbus::Resul
         .await
 }
 
-pub async fn sms(conn: &zbus::Connection, path: &ObjectPath<'_>) -> zbus::Result<SmsProxy<'static>> {
+pub async fn sms(
+    conn: &zbus::Connection,
+    path: &ObjectPath<'_>,
+) -> zbus::Result<SmsProxy<'static>> {
     SmsProxy::builder(conn)
         .path(path.to_owned())?
         .cache_properties(zbus::proxy::CacheProperties::No)
@@ -238,7 +250,9 @@ pub async fn sms(conn: &zbus::Connection, path: &ObjectPath<'_>) -> zbus::Result
 
 /// The modems ModemManager lists now: those with a Voice interface and those with a
 /// Messaging interface.
-pub async fn modems(conn: &zbus::Connection) -> zbus::Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)> {
+pub async fn modems(
+    conn: &zbus::Connection,
+) -> zbus::Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)> {
     let manager = zbus::fdo::ObjectManagerProxy::builder(conn)
         .destination(SERVICE)?
         .path(MANAGER_PATH)?

@@ -45,7 +45,11 @@ impl Phone {
         self.shared.runtime.block_on(async move {
             tokio::time::timeout(MODEM_TIMEOUT, op(conn))
                 .await
-                .unwrap_or_else(|_| Err(TelephoneError::Modem("the modem did not answer in time".into())))
+                .unwrap_or_else(|_| {
+                    Err(TelephoneError::Modem(
+                        "the modem did not answer in time".into(),
+                    ))
+                })
         })
     }
 }
@@ -62,8 +66,13 @@ async fn first(
     conn: &zbus::Connection,
     pick: fn((Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)) -> Vec<OwnedObjectPath>,
 ) -> Result<OwnedObjectPath, TelephoneError> {
-    let modems = modem::modems(conn).await.map_err(|_| TelephoneError::NoModem)?;
-    pick(modems).into_iter().next().ok_or(TelephoneError::NoModem)
+    let modems = modem::modems(conn)
+        .await
+        .map_err(|_| TelephoneError::NoModem)?;
+    pick(modems)
+        .into_iter()
+        .next()
+        .ok_or(TelephoneError::NoModem)
 }
 
 impl Telephone for Phone {

@@ -89,18 +89,24 @@ async fn watch_bus(shared: &Arc<Shared>, conn: &zbus::Connection, every: Duratio
                 texts.prune();
                 for path in voice {
                     if !calls.0.contains_key(&path) {
-                        let task = tokio::spawn(watch_calls(shared.clone(), conn.clone(), path.clone()));
+                        let task =
+                            tokio::spawn(watch_calls(shared.clone(), conn.clone(), path.clone()));
                         calls.0.insert(path, task);
                     }
                 }
                 for path in messaging {
                     if !texts.0.contains_key(&path) {
-                        let task = tokio::spawn(watch_texts(shared.clone(), conn.clone(), path.clone()));
+                        let task =
+                            tokio::spawn(watch_texts(shared.clone(), conn.clone(), path.clone()));
                         texts.0.insert(path, task);
                     }
                 }
-                let modems: std::collections::HashSet<&str> =
-                    calls.0.keys().chain(texts.0.keys()).map(|p| p.as_str()).collect();
+                let modems: std::collections::HashSet<&str> = calls
+                    .0
+                    .keys()
+                    .chain(texts.0.keys())
+                    .map(|p| p.as_str())
+                    .collect();
                 shared.set_state(if modems.is_empty() {
                     TelephonyState::NoModem("ModemManager lists no modem".into())
                 } else {
@@ -151,7 +157,10 @@ async fn watch_calls(shared: Arc<Shared>, conn: zbus::Connection, modem: OwnedOb
     }
     .await;
     if let Err(e) = result {
-        warn!("telephony guard: stopped watching calls on {}: {e}", modem.as_str());
+        warn!(
+            "telephony guard: stopped watching calls on {}: {e}",
+            modem.as_str()
+        );
     }
 }
 
@@ -192,7 +201,10 @@ async fn judge_call(shared: Arc<Shared>, conn: zbus::Connection, call: OwnedObje
         Err(e) => Err(e),
     };
     if let Err(e) = hung_up {
-        warn!("telephony guard: could not hang up call {}: {e}", call.as_str());
+        warn!(
+            "telephony guard: could not hang up call {}: {e}",
+            call.as_str()
+        );
     }
     let attempt = if facts.incoming() {
         Attempt::Incoming(CALL_ENDED)
@@ -209,13 +221,23 @@ async fn watch_texts(shared: Arc<Shared>, conn: zbus::Connection, modem: OwnedOb
         let messaging = modem::messaging(&conn, &modem).await?;
         let mut added = messaging.receive_added().await?;
         for text in messaging.list().await? {
-            tokio::spawn(judge_text(shared.clone(), conn.clone(), modem.clone(), text));
+            tokio::spawn(judge_text(
+                shared.clone(),
+                conn.clone(),
+                modem.clone(),
+                text,
+            ));
         }
         while let Some(signal) = added.next().await {
             match signal.args() {
                 Ok(args) => {
                     let text = OwnedObjectPath::from(args.path().to_owned());
-                    tokio::spawn(judge_text(shared.clone(), conn.clone(), modem.clone(), text));
+                    tokio::spawn(judge_text(
+                        shared.clone(),
+                        conn.clone(),
+                        modem.clone(),
+                        text,
+                    ));
                 }
                 Err(e) => debug!("an unreadable Messaging.Added signal: {e}"),
             }
@@ -224,7 +246,10 @@ async fn watch_texts(shared: Arc<Shared>, conn: zbus::Connection, modem: OwnedOb
     }
     .await;
     if let Err(e) = result {
-        warn!("telephony guard: stopped watching texts on {}: {e}", modem.as_str());
+        warn!(
+            "telephony guard: stopped watching texts on {}: {e}",
+            modem.as_str()
+        );
     }
 }
 
@@ -254,7 +279,10 @@ async fn judge_text(
         Err(e) => Err(e),
     };
     if let Err(e) = deleted {
-        warn!("telephony guard: could not delete text {}: {e}", text.as_str());
+        warn!(
+            "telephony guard: could not delete text {}: {e}",
+            text.as_str()
+        );
     }
     let attempt = if facts.received() {
         Attempt::Incoming(TEXT_WITHHELD)
