@@ -248,11 +248,17 @@ pub async fn sms(
         .await
 }
 
-/// The modems ModemManager lists now: those with a Voice interface and those with a
-/// Messaging interface.
-pub async fn modems(
-    conn: &zbus::Connection,
-) -> zbus::Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)> {
+/// The modems ModemManager lists now, by what they can do.
+#[derive(Debug, Default)]
+pub struct Modems {
+    /// Modems with the Voice interface (calls).
+    pub voice: Vec<OwnedObjectPath>,
+    /// Modems with the Messaging interface (texts).
+    pub messaging: Vec<OwnedObjectPath>,
+}
+
+/// The modems ModemManager lists now (through its object manager).
+pub async fn modems(conn: &zbus::Connection) -> zbus::Result<Modems> {
     let manager = zbus::fdo::ObjectManagerProxy::builder(conn)
         .destination(SERVICE)?
         .path(MANAGER_PATH)?
@@ -271,5 +277,5 @@ pub async fn modems(
     }
     voice.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     messaging.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    Ok((voice, messaging))
+    Ok(Modems { voice, messaging })
 }

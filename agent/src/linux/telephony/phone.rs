@@ -64,7 +64,7 @@ fn path(text: &str) -> Result<ObjectPath<'_>, TelephoneError> {
 
 async fn first(
     conn: &zbus::Connection,
-    pick: fn((Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)) -> Vec<OwnedObjectPath>,
+    pick: fn(modem::Modems) -> Vec<OwnedObjectPath>,
 ) -> Result<OwnedObjectPath, TelephoneError> {
     let modems = modem::modems(conn)
         .await
@@ -78,7 +78,7 @@ async fn first(
 impl Telephone for Phone {
     fn place_call(&self, number: &str) -> Result<String, TelephoneError> {
         self.with_modem(|conn| async move {
-            let modem = first(&conn, |(voice, _)| voice).await?;
+            let modem = first(&conn, |m| m.voice).await?;
             let voice = modem::voice(&conn, &modem).await.map_err(modem_error)?;
             let call = voice
                 .create_call(HashMap::from([("number", Value::from(number))]))
@@ -121,7 +121,7 @@ impl Telephone for Phone {
 
     fn send_text(&self, number: &str, body: &str) -> Result<(), TelephoneError> {
         self.with_modem(|conn| async move {
-            let modem = first(&conn, |(_, messaging)| messaging).await?;
+            let modem = first(&conn, |m| m.messaging).await?;
             let messaging = modem::messaging(&conn, &modem).await.map_err(modem_error)?;
             let sms = messaging
                 .create(HashMap::from([
@@ -141,7 +141,7 @@ impl Telephone for Phone {
 
     fn inbox(&self) -> Result<Vec<InboxText>, TelephoneError> {
         self.with_modem(|conn| async move {
-            let modem = first(&conn, |(_, messaging)| messaging).await?;
+            let modem = first(&conn, |m| m.messaging).await?;
             let messaging = modem::messaging(&conn, &modem).await.map_err(modem_error)?;
             let mut inbox = Vec::new();
             for sms in messaging.list().await.map_err(modem_error)? {

@@ -6,6 +6,7 @@
 //! never keeps a refused call ringing.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,21 +85,19 @@ async fn watch_bus(shared: &Arc<Shared>, conn: &zbus::Connection, every: Duratio
     let mut texts = Watchers::default();
     loop {
         match modem::modems(conn).await {
-            Ok((voice, messaging)) => {
+            Ok(found) => {
                 calls.prune();
                 texts.prune();
-                for path in voice {
-                    if !calls.0.contains_key(&path) {
-                        let task =
-                            tokio::spawn(watch_calls(shared.clone(), conn.clone(), path.clone()));
-                        calls.0.insert(path, task);
+                for path in found.voice {
+                    if let Entry::Vacant(slot) = calls.0.entry(path) {
+                        let path = slot.key().clone();
+                        slot.insert(tokio::spawn(watch_calls(shared.clone(), conn.clone(), path)));
                     }
                 }
-                for path in messaging {
-                    if !texts.0.contains_key(&path) {
-                        let task =
-                            tokio::spawn(watch_texts(shared.clone(), conn.clone(), path.clone()));
-                        texts.0.insert(path, task);
+                for path in found.messaging {
+                    if let Entry::Vacant(slot) = texts.0.entry(path) {
+                        let path = slot.key().clone();
+                        slot.insert(tokio::spawn(watch_texts(shared.clone(), conn.clone(), path)));
                     }
                 }
                 let modems: std::collections::HashSet<&str> = calls
