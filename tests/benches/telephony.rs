@@ -112,6 +112,7 @@ fn main() {
 
     let mut samples = Vec::with_capacity(calls as usize);
     let mut missed = 0u64;
+    let busy_ticks = thread_ticks("telephony");
     let run = Instant::now();
     for n in 0..calls {
         // A different stranger each time, so every call is decided and reported afresh.
@@ -154,17 +155,24 @@ fn main() {
         samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
 
-    // Idle: the guard waits on its signals and looks for new modems every 5 s.
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    println!(
+        "telephony: guard threads used {:.2} s of CPU for the {} calls",
+        thread_ticks("telephony").saturating_sub(busy_ticks) as f64 / hz,
+        samples.len()
+    );
+
+    // Idle: the guard waits on its signals and looks for new modems every 5 s.
     let before = thread_ticks("telephony");
     std::thread::sleep(Duration::from_secs(idle_secs));
     let used = thread_ticks("telephony").saturating_sub(before) as f64 / hz;
     println!(
         "telephony: idle for {idle_secs} s with one modem: guard threads used {:.3} s of CPU \
-         ({:.3}% of one core)",
+         ({:.3}% of one core; the clock tick is {:.0} ms)",
         used,
-        used / idle_secs as f64 * 100.0
+        used / idle_secs as f64 * 100.0,
+        1000.0 / hz
     );
     // Each refusal is reported once, after its hang-up; all have been by now.
     println!("telephony: {} refusals reported", sink.take().len());

@@ -91,13 +91,21 @@ async fn watch_bus(shared: &Arc<Shared>, conn: &zbus::Connection, every: Duratio
                 for path in found.voice {
                     if let Entry::Vacant(slot) = calls.0.entry(path) {
                         let path = slot.key().clone();
-                        slot.insert(tokio::spawn(watch_calls(shared.clone(), conn.clone(), path)));
+                        slot.insert(tokio::spawn(watch_calls(
+                            shared.clone(),
+                            conn.clone(),
+                            path,
+                        )));
                     }
                 }
                 for path in found.messaging {
                     if let Entry::Vacant(slot) = texts.0.entry(path) {
                         let path = slot.key().clone();
-                        slot.insert(tokio::spawn(watch_texts(shared.clone(), conn.clone(), path)));
+                        slot.insert(tokio::spawn(watch_texts(
+                            shared.clone(),
+                            conn.clone(),
+                            path,
+                        )));
                     }
                 }
                 let modems: std::collections::HashSet<&str> = calls
