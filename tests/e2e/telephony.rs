@@ -590,3 +590,138 @@ fn gd3_the_childs_account_is_refused_modemmanager_by_the_shipped_dbus_policy() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `(kind, subject, channel)` of every violation the controller stored.
+fn stored_violations(home: &Home) -> Vec<(String, String, String)> {
+    let list = home.manager.json(&["violations", "--limit", "1000"]);
+    let text = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    list.as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|v| (text(v, "kind"), text(v, "subject"), text(v, "channel")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// clause D3, GD3, R19
+#[test]
+fn d3_gd3_the_running_agent_hangs_up_an_unknown_caller_and_staff_see_it_once() {
+    const TEST: &str = "d3_gd3_the_running_agent_hangs_up_an_unknown_caller_and_staff_see_it_once";
+    // `--enforcer linux` also guards the camera with fanotify and apps with the process
+    // connector.
+    if skip_unless_root(TEST) {
+        return;
+    }
+    let Some(bus) = PrivateBus::start(TEST, "") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let modem = runtime.block_on(StandIn::start(&bus.address)).unwrap();
+    let home = Home::new();
+    let mut agent = home.enrolled_agent("phone");
+    agent.start_linux(&["--telephony-bus", &bus.address]);
+    assert!(
+        agent
+            .stderr
+            .wait_for("telephony guard: watching 1 modem", WAIT)
+            .is_some(),
+        "{}",
+        agent.stderr.text()
+    );
+    let version = home.change_policy("Childline", "0800 1111");
+    assert!(agent.wait_applied(version, WAIT), "{}", agent.stdout.text());
+
+    let stranger = runtime.block_on(modem.ring(STRANGER));
+    let childline = runtime.block_on(modem.ring("0800 1111"));
+    eventually("the stranger's call to be hung up", WAIT, || {
+        (modem.call_state(&stranger) == Some(call_state::TERMINATED)).then_some(())
+    });
+    // A second unknown caller, rung after Childline: once it is hung up, Childline's call has
+    // been decided too.
+    let marker = runtime.block_on(modem.ring("+447700900000"));
+    eventually("the second call to be hung up", WAIT, || {
+        (modem.call_state(&marker) == Some(call_state::TERMINATED)).then_some(())
+    });
+    assert_eq!(modem.call_state(&childline), Some(call_state::RINGING_IN));
+
+    let stored = eventually("both refusals to reach staff", WAIT, || {
+        let v = stored_violations(&home);
+        (v.len() >= 2).then_some(v)
+    });
+    let strangers: Vec<_> = stored.iter().filter(|(_, s, _)| s == STRANGER).collect();
+    assert_eq!(strangers.len(), 1, "{stored:?}");
+    assert_eq!(strangers[0].0, "unknown-contact");
+    assert_eq!(strangers[0].2, "call");
+    assert!(
+        stored.iter().all(|(_, s, _)| !s.contains("8001111")),
+        "{stored:?}"
+    );
+    agent.stop();
+}
+
+// clause GD3
+#[test]
+fn gd3_another_account_asking_the_screening_socket_writes_nothing_into_the_childs_record() {
+    const TEST: &str =
+        "gd3_another_account_asking_the_screening_socket_writes_nothing_into_the_childs_record";
+    if skip_unless_root(TEST) {
+        return;
+    }
+    let Some((uid, gid, _)) = existing_account("nobody") else {
+        eprintln!("SKIPPED {TEST}: needs the account nobody to play another account");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("screening.sock");
+    let sink = Arc::new(MemorySink::default());
+    let screener = Arc::new(Screener::new(plan(), sink.clone()));
+    let _screening =
+        ContactScreening::start_with(&socket, screener, ScreeningOptions::default()).unwrap();
+    let check_as = |uid: u32, gid: u32, number: &str| {
+        let mut cmd = Command::new(agent_bin());
+        cmd.args(["check-contact", "--screening-socket"])
+            .arg(&socket)
+            .args(["--channel", "call", number])
+            .env_clear();
+        // SAFETY: only async-signal-safe calls run between fork and exec, each checked.
+        unsafe {
+            cmd.pre_exec(move || {
+                let groups = [gid];
+                if libc::setgroups(1, groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().expect("run haven-agent check-contact")
+    };
+    // Any local account may ask, and is told the truth...
+    let out = check_as(uid, gid, STRANGER);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Not allowed:"));
+    assert_eq!(check_as(uid, gid, NAN).status.code(), Some(0));
+    // ...but only a trusted one (here root) puts "tried to call" into the child's record.
+    assert!(
+        sink.take().is_empty(),
+        "an untrusted account's question was recorded"
+    );
+    assert_eq!(check_as(0, 0, STRANGER).status.code(), Some(1));
+    let recorded = sink.take();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].subject, STRANGER);
+}

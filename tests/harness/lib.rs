@@ -500,12 +500,16 @@ impl Agent {
         // answers on: a test never binds the host's port 53 or sends DNS off the machine.
         let dns = format!("127.0.0.1:{}", free_port());
         let upstream = format!("127.0.0.1:{}", free_port());
+        // The telephony guard never looks at the host's system bus: unless the test gives
+        // its own private bus, it is pointed at one that is not there ("no modem").
+        let no_bus = format!("unix:path={}", self.state_dir.join("no-bus").display());
         let mut args: Vec<&str> = vec!["--enforcer", "linux"];
         for (flag, value) in [
             ("--camera-path", camera.as_str()),
             ("--screening-socket", socket.as_str()),
             ("--dns-listen", dns.as_str()),
             ("--dns-upstream", upstream.as_str()),
+            ("--telephony-bus", no_bus.as_str()),
         ] {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
