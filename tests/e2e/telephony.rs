@@ -26,6 +26,8 @@ use haven_tests::*;
 
 const NAN: &str = "+447700900123";
 const STRANGER: &str = "+447700900999";
+/// The stranger whose call [`Phone::settle`] waits for.
+const MARKER: &str = "+447700900000";
 
 fn address(channel: Channel, a: &str) -> ContactAddress {
     ContactAddress {
@@ -63,6 +65,8 @@ struct Phone {
     guard: TelephonyGuard,
     screener: Arc<Screener>,
     sink: Arc<MemorySink>,
+    /// Everything reported so far (the sink is drained into it).
+    seen: std::sync::Mutex<Vec<Blocked>>,
     modem: StandIn,
     runtime: tokio::runtime::Runtime,
     // Dropped last: the bus outlives everyone on it.
@@ -99,6 +103,7 @@ impl Phone {
             guard,
             screener,
             sink,
+            seen: std::sync::Mutex::new(Vec::new()),
             modem,
             runtime,
             bus,
@@ -119,18 +124,32 @@ impl Phone {
         });
     }
 
-    /// A stranger's call, rung after everything before it and waited for: once it is hung
-    /// up, the guard has decided every call that rang before it.
+    /// A stranger's call, rung after everything before it, waited for until it is hung up
+    /// and reported: the guard reports in order, so by then it has decided and reported every
+    /// call and text that came before.
     fn settle(&self) {
-        let marker = self.ring("+447700900000");
+        let marker = self.ring(MARKER);
         self.wait_hung_up(&marker);
+        eventually("the last call's report", WAIT, || {
+            self.drain();
+            let seen = self.seen.lock().unwrap();
+            seen.iter().any(|b| b.subject == MARKER).then_some(())
+        });
     }
 
+    fn drain(&self) {
+        self.seen.lock().unwrap().extend(self.sink.take());
+    }
+
+    /// What was reported (after [`Phone::settle`]), leaving out the settling calls.
     fn reports(&self) -> Vec<Blocked> {
-        self.sink
-            .take()
-            .into_iter()
-            .filter(|b| b.subject != "+447700900000")
+        self.drain();
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.subject != MARKER)
+            .cloned()
             .collect()
     }
 
@@ -226,6 +245,7 @@ fn d3_an_outgoing_call_to_a_blocked_number_is_hung_up_whichever_app_placed_it() 
     // Asking the agent to place it is refused, and nothing is dialled.
     let a = phone.answer(&format!(r#"{{"op":"call","to":"{STRANGER}"}}"#));
     assert!(!a.allowed() && a.call.is_empty(), "{a:?}");
+    phone.settle();
     let reports = phone.reports();
     assert!(
         reports.iter().any(|r| r.subject == STRANGER
@@ -368,6 +388,7 @@ fn d3_time_windows_apply_to_calls_both_ways() {
     phone.wait_hung_up(&incoming);
     let a = phone.answer(&format!(r#"{{"op":"call","to":"{NAN}"}}"#));
     assert!(!a.allowed() && a.reason.contains("between"), "{a:?}");
+    phone.settle();
     let reports = phone.reports();
     assert!(
         reports

@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     /// Woken when a new policy is applied, so calls already in progress are looked at again.
     pub(crate) recheck: tokio::sync::Notify,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// To the reporting thread, which hands refusals to the sink in order.
+    pub(crate) reports: std::sync::mpsc::Sender<watch::Refusal>,
 }
 
 impl Shared {
@@ -142,12 +144,22 @@ impl TelephonyGuard {
                 guard: "telephony guard",
                 cause,
             })?;
+        let (reports, refusals) = std::sync::mpsc::channel();
+        let reporter = screener.clone();
+        std::thread::Builder::new()
+            .name("telephony-report".into())
+            .spawn(move || watch::report_each(reporter, refusals))
+            .map_err(|cause| GuardError::Start {
+                guard: "telephony guard",
+                cause,
+            })?;
         let shared = Arc::new(Shared {
             screener,
             connection: Mutex::new(None),
             state: Mutex::new(TelephonyState::Starting),
             recheck: tokio::sync::Notify::new(),
             runtime: runtime.handle().clone(),
+            reports,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let s = shared.clone();

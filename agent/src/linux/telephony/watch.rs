@@ -218,9 +218,7 @@ async fn judge_call(shared: Arc<Shared>, conn: zbus::Connection, call: OwnedObje
     } else {
         Attempt::Outgoing(CALL_ENDED)
     };
-    shared
-        .screener
-        .report(attempt, Channel::Call, &facts.number, &decision);
+    report(&shared, attempt, Channel::Call, facts.number, decision);
 }
 
 async fn watch_texts(shared: Arc<Shared>, conn: zbus::Connection, modem: OwnedObjectPath) {
@@ -296,7 +294,50 @@ async fn judge_text(
     } else {
         Attempt::Outgoing(TEXT_STOPPED)
     };
-    shared
-        .screener
-        .report(attempt, Channel::Sms, &facts.number, &decision);
+    report(&shared, attempt, Channel::Sms, facts.number, decision);
+}
+
+/// Hands a refusal to the guard's reporting thread: the journal writes and fsyncs each record,
+/// and the next call must not wait for that. Reports keep their order.
+fn report(
+    shared: &Arc<Shared>,
+    attempt: Attempt,
+    channel: Channel,
+    number: String,
+    decision: crate::contacts::ContactDecision,
+) {
+    let refusal = Refusal {
+        attempt,
+        channel,
+        number,
+        decision,
+    };
+    let sent = shared.reports.send(refusal);
+    if let Err(std::sync::mpsc::SendError(refusal)) = sent {
+        // The reporting thread is gone: report here rather than lose it.
+        shared.screener.report(
+            refusal.attempt,
+            refusal.channel,
+            &refusal.number,
+            &refusal.decision,
+        );
+    }
+}
+
+/// One refusal on its way to the sink.
+pub(crate) struct Refusal {
+    attempt: Attempt,
+    channel: Channel,
+    number: String,
+    decision: crate::contacts::ContactDecision,
+}
+
+/// The reporting thread's loop: ends when the guard is gone.
+pub(super) fn report_each(
+    screener: Arc<crate::screening::Screener>,
+    refusals: std::sync::mpsc::Receiver<Refusal>,
+) {
+    for r in refusals {
+        screener.report(r.attempt, r.channel, &r.number, &r.decision);
+    }
 }
