@@ -476,13 +476,9 @@ fn existing_account(name: &str) -> Option<(u32, u32, String)> {
     Some((uid, gid, group))
 }
 
-/// Runs `dbus-send` on `bus` as `uid` with only `gid` as its group; its output.
-fn dbus_send_as(uid: u32, gid: u32, bus: &str, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new("dbus-send");
-    cmd.arg(format!("--bus={bus}"))
-        .args(["--print-reply", "--dest=org.freedesktop.ModemManager1"])
-        .args(args)
-        .env_clear();
+/// Makes `cmd` run as `uid` with only `gid` as its group (std's own `uid()` would leave the
+/// groups to the user database, which these accounts are not in).
+fn run_as(cmd: &mut Command, uid: u32, gid: u32) -> std::process::Output {
     // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) run between fork and
     // exec; each result is checked and turned into an error for the parent.
     unsafe {
@@ -497,7 +493,17 @@ fn dbus_send_as(uid: u32, gid: u32, bus: &str, args: &[&str]) -> std::process::O
             Ok(())
         });
     }
-    cmd.output().expect("run dbus-send")
+    cmd.output().expect("run a command as another account")
+}
+
+/// Runs `dbus-send` on `bus` as `uid` with only `gid` as its group; its output.
+fn dbus_send_as(uid: u32, gid: u32, bus: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("dbus-send");
+    cmd.arg(format!("--bus={bus}"))
+        .args(["--print-reply", "--dest=org.freedesktop.ModemManager1"])
+        .args(args)
+        .env_clear();
+    run_as(&mut cmd, uid, gid)
 }
 
 // clause D3, GD3
@@ -711,20 +717,7 @@ fn gd3_another_account_asking_the_screening_socket_writes_nothing_into_the_child
             .arg(&socket)
             .args(["--channel", "call", number])
             .env_clear();
-        // SAFETY: only async-signal-safe calls run between fork and exec, each checked.
-        unsafe {
-            cmd.pre_exec(move || {
-                let groups = [gid];
-                if libc::setgroups(1, groups.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.output().expect("run haven-agent check-contact")
+        run_as(&mut cmd, uid, gid)
     };
     // Any local account may ask, and is told the truth...
     let out = check_as(uid, gid, STRANGER);

@@ -19,6 +19,8 @@ use std::time::Instant;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
+// The names and values below are written out again here, not taken from the agent, on purpose:
+// a wrong name or number in the guard must make the tests fail, not agree with itself.
 pub const SERVICE: &str = "org.freedesktop.ModemManager1";
 pub const MANAGER_PATH: &str = "/org/freedesktop/ModemManager1";
 pub const MODEM_PATH: &str = "/org/freedesktop/ModemManager1/Modem/0";
