@@ -650,8 +650,21 @@ impl TextObject {
         String::new()
     }
     #[zbus(property)]
+    fn validity(&self) -> (u32, OwnedValue) {
+        // MM_SMS_VALIDITY_TYPE_UNKNOWN, no value.
+        (0, ov(0u32))
+    }
+    #[zbus(property)]
     fn class(&self) -> i32 {
         -1
+    }
+    #[zbus(property)]
+    fn teleservice_id(&self) -> u32 {
+        0
+    }
+    #[zbus(property)]
+    fn service_category(&self) -> u32 {
+        0
     }
     #[zbus(property)]
     fn delivery_report_request(&self) -> bool {

@@ -128,7 +128,8 @@ async fn watch_bus(shared: &Arc<Shared>, conn: &zbus::Connection, every: Duratio
                 shared.set_state(TelephonyState::NoModem(format!(
                     "ModemManager is not answering: {e}"
                 )));
-                if !conn.is_bus() || matches!(e, zbus::Error::InputOutput(_)) {
+                // The bus itself went away (dbus restarted): connect again from the start.
+                if matches!(e, zbus::Error::InputOutput(_)) {
                     return;
                 }
             }
