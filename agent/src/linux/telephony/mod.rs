@@ -204,6 +204,13 @@ impl TelephonyGuard {
 
 impl Drop for TelephonyGuard {
     fn drop(&mut self) {
+        // A `Phone` that outlives the guard then answers "no modem" instead of waiting on a
+        // runtime that has stopped.
+        *self
+            .shared
+            .connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
