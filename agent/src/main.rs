@@ -40,7 +40,7 @@ enum Command {
     /// Enroll this device with the command staff gave you (`haven device enroll`)
     Enroll(EnrollArgs),
     /// Enforce the policy and keep in sync with the controller (runs until stopped)
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Say whether this device is enrolled and what its policy allows (works offline)
     Status(StatusArgs),
     /// Ask staff for something or tell them what you think; it is sent when the device is
@@ -135,7 +135,8 @@ enum EnforcerArg {
     Log,
     /// Do nothing (benchmarks; development only: enforces nothing)
     Null,
-    /// Enforce on this Linux device: apps, camera, contacts and filtered web (needs root)
+    /// Enforce on this Linux device: apps, camera, contacts, calls and texts, and filtered web
+    /// (needs root)
     Linux,
 }
 
@@ -174,6 +175,15 @@ struct LinuxArgs {
     #[arg(long, value_name = "PATH", env = "HAVEN_AGENT_SCREENING_SOCKET",
           default_value = screening::DEFAULT_SOCKET)]
     screening_socket: PathBuf,
+    /// An account (uid) whose questions to the screening socket are trusted to be recorded
+    /// when refused, such as the phone's dialer; root and the agent are always trusted
+    /// (repeatable)
+    #[arg(long = "screening-trusted-uid", value_name = "UID")]
+    screening_trusted_uid: Vec<u32>,
+    /// The D-Bus bus ModemManager is on: `system`, or a bus address such as
+    /// unix:path=/run/dbus/system_bus_socket
+    #[arg(long, value_name = "ADDRESS", default_value = "system")]
+    telephony_bus: haven_agent::linux::telephony::TelephonyBus,
     /// Where the web filter answers DNS (point the device's resolver here)
     #[arg(long, default_value = "127.0.0.1:53", value_name = "ADDR")]
     dns_listen: std::net::SocketAddr,
@@ -275,7 +285,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let state = StateDir::resolve(cli.state_dir)?;
     match cli.command {
         Command::Enroll(args) => enroll(state, args).await.map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => run(state, args).await,
+        Command::Run(args) => run(state, *args).await,
         Command::Status(args) => show_status(&state, args.json).map(|()| ExitCode::SUCCESS),
         Command::Request(args) => Ok(make_request(&state, &args.text)),
         Command::CheckContact(args) => Ok(check_contact(&args)),
@@ -451,6 +461,12 @@ fn linux_enforcer(
     args: &LinuxArgs,
     sink: Arc<dyn BlockedSink>,
 ) -> anyhow::Result<Box<dyn Enforcer>> {
+    // One screener for the screening socket and the telephony guard, so a call asked about
+    // and then hung up is reported once.
+    let screener = Arc::new(screening::Screener::new(
+        haven_agent::core::safe_default(),
+        sink.clone(),
+    ));
     let parts: Vec<Box<dyn Enforcer>> = vec![
         Box::new(LogEnforcer),
         Box::new(haven_agent::linux::AppGuard::start(
@@ -473,7 +489,8 @@ fn linux_enforcer(
             },
             sink.clone(),
         )?),
-        contact_screening(&args.screening_socket, sink.clone()),
+        contact_screening(args, screener.clone()),
+        telephony_guard(args, screener),
         web_filter(args, sink.clone()),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
@@ -535,14 +552,38 @@ fn notify_systemd(socket: Option<&std::ffi::OsStr>, state: &str) {
 /// The contact screening guard. If its socket cannot be opened the agent still starts and
 /// enforces everything else (a device must never be left unprotected because one guard could
 /// not start); the problem is logged loudly for whoever looks after the device.
-fn contact_screening(socket: &std::path::Path, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
-    match ContactScreening::start(socket, sink) {
+fn contact_screening(args: &LinuxArgs, screener: Arc<screening::Screener>) -> Box<dyn Enforcer> {
+    let options = screening::ScreeningOptions {
+        trusted_uids: args.screening_trusted_uid.clone(),
+    };
+    match ContactScreening::start_with(&args.screening_socket, screener, options) {
         Ok(screening) => Box::new(screening),
         Err(e) => {
             error!(
                 "{e}; calls and messages cannot be screened until this is fixed (the rest of \
                  the policy is enforced)"
             );
+            Box::new(haven_agent::NullEnforcer)
+        }
+    }
+}
+
+/// The telephony guard (D3, GD3): hangs up and withholds what the plan does not allow, and
+/// lets the screening socket place, answer and relay calls and texts for the child. With no
+/// ModemManager it says "no modem" and keeps looking; the other guards are not affected.
+fn telephony_guard(args: &LinuxArgs, screener: Arc<screening::Screener>) -> Box<dyn Enforcer> {
+    use haven_agent::linux::{TelephonyConfig, TelephonyGuard};
+    let config = TelephonyConfig {
+        bus: args.telephony_bus.clone(),
+        ..Default::default()
+    };
+    match TelephonyGuard::start(config, screener.clone()) {
+        Ok(guard) => {
+            screener.set_telephone(Arc::new(guard.phone()));
+            Box::new(guard)
+        }
+        Err(e) => {
+            error!("{e}; calls and texts are not watched until this is fixed");
             Box::new(haven_agent::NullEnforcer)
         }
     }

@@ -19,5 +19,6 @@ mod requests;
 mod robustness;
 mod security;
 mod sync;
+mod telephony;
 mod violations;
 mod web;

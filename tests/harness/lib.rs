@@ -553,6 +553,9 @@ impl Agent {
         // answers on: a test never binds the host's port 53 or sends DNS off the machine.
         let dns = format!("127.0.0.1:{}", free_port());
         let upstream = format!("127.0.0.1:{}", free_port());
+        // The telephony guard never looks at the host's system bus: unless the test gives
+        // its own private bus, it is pointed at one that is not there ("no modem").
+        let no_bus = format!("unix:path={}", self.state_dir.join("no-bus").display());
         let mut args: Vec<&str> = vec!["--enforcer", "linux"];
         for (flag, value) in [
             ("--camera-path", camera.as_str()),
@@ -562,6 +565,7 @@ impl Agent {
             // The exec guard would watch every filesystem of this machine: its own tests
             // watch only a tmpfs they mount.
             ("--exec-filesystem", "none"),
+            ("--telephony-bus", no_bus.as_str()),
         ] {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
@@ -799,3 +803,4 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);
+pub mod modem;

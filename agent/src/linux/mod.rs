@@ -17,10 +17,12 @@ pub mod exec_guard;
 pub mod hardening;
 pub mod proc_events;
 pub mod procfs;
+pub mod telephony;
 
 pub use app_guard::{AppGuard, AppGuardConfig};
 pub use camera::{CameraGuard, CameraGuardConfig};
 pub use exec_guard::{ExecGuard, ExecGuardConfig};
+pub use telephony::{TelephonyConfig, TelephonyGuard};
 
 /// Why a guard could not start. Each says what to do about it.
 #[derive(Debug, thiserror::Error)]
