@@ -784,6 +784,8 @@ pub fn validate_revision(
         next.child_views.as_deref(),
         next.grounds.views_not_sought.as_deref(),
     )?;
+    // clause KP1, KP2: nothing new rests on an assessment past its review date.
+    check_current_assessments(previous, s, risk_assessments, today)?;
     // clause GD2, GD3, KP1: each contact approved anew, against their own assessment.
     check_contact_risks(
         previous,
@@ -1656,6 +1658,74 @@ pub fn in_force_for(since: UnixMillis, now: UnixMillis) -> String {
     }
 }
 
+/// Each permission a section grants, in words, with the risk assessment it rests on.
+fn permission_links(s: &CommunicationSection) -> Vec<(String, &str)> {
+    let mut links: Vec<(String, &str)> = Vec::new();
+    if let CameraPermission::On {
+        risk_assessment, ..
+    } = &s.camera
+    {
+        links.push(("the camera".into(), risk_assessment.trim()));
+    }
+    if let WebPermission::Filtered {
+        risk_assessment,
+        social_sites,
+        ..
+    } = &s.web
+    {
+        links.push(("the web".into(), risk_assessment.trim()));
+        for site in social_sites {
+            links.push((site.domain.clone(), site.risk_assessment.trim()));
+        }
+    }
+    if let Some(id) = &s.apps.risk_assessment {
+        links.push(("the allowed apps".into(), id.trim()));
+    }
+    for a in &s.letters {
+        links.push((
+            format!("letters with {}", a.with_whom.trim()),
+            a.risk_assessment.trim(),
+        ));
+    }
+    for a in &s.face_to_face {
+        links.push((
+            format!("visits with {}", a.with_whom.trim()),
+            a.risk_assessment.trim(),
+        ));
+    }
+    links
+}
+
+/// Clause KP1, KP2: a permission granted anew (or moved to another assessment) must rest on an
+/// assessment that is still current; one past its review date justifies nothing new — review
+/// the assessment first. Permissions carried over unchanged are not refused here: their
+/// review is listed by `reviews_due`. (Contacts have the same rule in `contact_risk`.)
+pub fn check_current_assessments(
+    previous: Option<&CommunicationSection>,
+    next: &CommunicationSection,
+    risk_assessments: &[RiskAssessment],
+    today: Date,
+) -> Result<(), Refusal> {
+    let before = previous.map(permission_links).unwrap_or_default();
+    for (what, id) in permission_links(next) {
+        if before.iter().any(|(w, i)| *w == what && *i == id) {
+            continue;
+        }
+        if let Some(ra) = risk_assessments.iter().find(|r| r.id == id)
+            && ra.review_by < today
+        {
+            return Err(Refusal::new(
+                "KP2",
+                format!(
+                    "{what} rests on risk assessment {id}, whose review date {} has passed: review the assessment first (`haven risk add`), then link the new one",
+                    ra.review_by
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The ids of every risk assessment a section points at.
 pub fn linked_assessments(s: &CommunicationSection) -> Vec<&str> {
     let mut ids: Vec<&str> = Vec::new();
@@ -2055,6 +2125,35 @@ pub(crate) mod tests {
             missing.message.replace("ra-nowhere", "X"),
             other.message.replace("ra-other-child", "X")
         );
+    }
+
+    // clause KP1, KP2: an assessment past its review date justifies no new camera, web, apps,
+    // letters or visits; what a revision carries over unchanged is not refused for it.
+    #[test]
+    fn kp1_kp2_an_assessment_past_its_review_date_justifies_no_new_permission() {
+        let mut old = assessments();
+        for ra in &mut old {
+            if ra.id == "ra-camera" {
+                ra.review_by = today().checked_sub(jiff::Span::new().days(1)).unwrap();
+            }
+        }
+        let s = full_section();
+        let r = validate_revision(
+            None,
+            &draft(s.clone()),
+            &old,
+            &protected(),
+            Role::Manager,
+            today(),
+        )
+        .unwrap_err();
+        assert_eq!(r.clause, "KP2", "{r}");
+        assert!(
+            r.message.contains("the camera") && r.message.contains("review the assessment first"),
+            "{r}"
+        );
+        // The camera was already on, on the same assessment: carried over, not refused here.
+        assert!(check_current_assessments(Some(&s), &s, &old, today()).is_ok());
     }
 
     // clause KP2: every kind of permission, not only contacts.
