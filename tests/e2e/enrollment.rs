@@ -154,3 +154,53 @@ fn staff_commands_read_as_tables_and_json() {
     let completions = home.admin.ok(&["completions", "bash"]);
     assert!(completions.contains("haven"));
 }
+
+// Issue 13: an IT person sees the codes that still work (never the codes themselves) and
+// cancels one sent to the wrong person; a device then cannot enroll with it. A code also dies
+// with the account of the member of staff who made it.
+#[test]
+fn codes_are_listed_without_the_code_cancelled_and_die_with_their_maker() {
+    let home = Home::new();
+    let made = home.admin.json(&["device", "enroll", "Amira", "--no-qr"]);
+    let code = made["code"].as_str().unwrap().to_string();
+    let listed = home.admin.json(&["device", "codes"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "usable");
+    assert!(
+        !listed[0].to_string().contains(&code[5..]),
+        "the code itself is never listed"
+    );
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let out = home.admin.ok(&["device", "cancel-code", &id]);
+    assert!(out.contains("no device can enroll with it"), "{out}");
+    assert!(
+        home.admin
+            .json(&["device", "codes"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let agent = Agent::new(&home.path("tablet"));
+    let r = agent.enroll(&home.controller, &code);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("cancelled"), "{}", r.stderr);
+
+    // A code made by a member of staff who is then revoked stops working.
+    let rita = home
+        .admin
+        .json(&["staff", "add", "--name", "Rita Admin", "--role", "admin"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = home
+        .admin
+        .as_token(&rita)
+        .json(&["device", "enroll", "Amira", "--no-qr"])["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    home.admin.ok(&["staff", "revoke", "Rita Admin"]);
+    let r = Agent::new(&home.path("phone")).enroll(&home.controller, &code);
+    assert!(!r.ok && r.stderr.contains("cancelled"), "{}", r.stderr);
+}

@@ -303,6 +303,20 @@ enum DeviceCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// List enrollment codes that still work (never the codes themselves, only their first
+    /// group); `--all` adds used, expired and cancelled ones.
+    Codes {
+        /// Only this child's codes.
+        #[arg(long)]
+        child: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Cancel an enrollment code that has not been used (sent to the wrong person, lost).
+    CancelCode {
+        /// The code's id (enr-…), as `haven device codes` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -938,6 +952,58 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 return json(&d);
             }
             print_device(&d);
+        }
+        Command::Device(DeviceCommand::Codes { child, all }) => {
+            let codes = s
+                .devices
+                .list_enrollment_codes(api::ListEnrollmentCodesRequest {
+                    child: child.unwrap_or_default(),
+                    all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .codes;
+            if as_json {
+                return json(&codes);
+            }
+            if codes.is_empty() {
+                println!(
+                    "No enrollment codes that still work. Make one with: haven device enroll CHILD"
+                );
+                return Ok(());
+            }
+            table(
+                &["id", "child", "code", "state", "made", "works until"],
+                codes
+                    .into_iter()
+                    .map(|c| {
+                        vec![
+                            c.id,
+                            c.child_name,
+                            c.hint,
+                            c.state,
+                            when(c.created_at_unix_ms),
+                            when(c.expires_at_unix_ms),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Command::Device(DeviceCommand::CancelCode { id }) => {
+            let c = s
+                .devices
+                .cancel_enrollment_code(api::CancelEnrollmentCodeRequest { id })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&c);
+            }
+            println!(
+                "Cancelled enrollment code {} ({}) for {}: no device can enroll with it now.",
+                c.id, c.hint, c.child_name
+            );
         }
         Command::Device(DeviceCommand::Revoke { device, reason }) => {
             let d = s

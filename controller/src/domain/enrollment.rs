@@ -57,18 +57,59 @@ pub enum CodeState {
     Usable,
     AlreadyUsed,
     Expired,
+    /// Cancelled by staff, or dead because the member of staff who made it was revoked or
+    /// the child it was for left (was archived): a code outlives neither.
+    Cancelled,
+}
+
+/// Why a code that was never used may have stopped working before it expired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodeLife {
+    pub cancelled: bool,
+    pub creator_revoked: bool,
+    pub child_archived: bool,
 }
 
 impl CodeState {
     pub fn of(used_at: Option<UnixMillis>, expires_at: UnixMillis, now: UnixMillis) -> Self {
+        Self::judge(used_at, expires_at, CodeLife::default(), now)
+    }
+
+    /// What a code is now, all things considered. Used beats everything (that device exists);
+    /// a cancelled code is cancelled even before it would have expired.
+    pub fn judge(
+        used_at: Option<UnixMillis>,
+        expires_at: UnixMillis,
+        life: CodeLife,
+        now: UnixMillis,
+    ) -> Self {
         if used_at.is_some() {
             CodeState::AlreadyUsed
+        } else if life.cancelled || life.creator_revoked || life.child_archived {
+            CodeState::Cancelled
         } else if now >= expires_at {
             CodeState::Expired
         } else {
             CodeState::Usable
         }
     }
+
+    /// One word for lists: usable, used, expired, cancelled.
+    pub fn word(self) -> &'static str {
+        match self {
+            CodeState::Usable => "usable",
+            CodeState::AlreadyUsed => "used",
+            CodeState::Expired => "expired",
+            CodeState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What staff see of a code in lists: its first group only, so a list never shows a usable
+/// code ("K7QD-…").
+pub fn code_hint(code: &str) -> String {
+    let first: String = code.chars().take(4).collect();
+    format!("{first}-…")
 }
 
 /// The refusal a device (and the person holding it) sees for a code that cannot be used.
@@ -83,6 +124,9 @@ pub fn refusal(state: Option<CodeState>) -> &'static str {
         Some(CodeState::Expired) => {
             "this enrollment code has expired: ask staff for a new one with `haven device enroll`"
         }
+        Some(CodeState::Cancelled) => {
+            "this enrollment code was cancelled (or the person who made it has left): ask staff for a new one with `haven device enroll`"
+        }
         Some(CodeState::Usable) => "this enrollment code can be used",
     }
 }
@@ -90,6 +134,45 @@ pub fn refusal(state: Option<CodeState>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A code dies when it is cancelled, when its maker is revoked or when the child leaves,
+    // and a list never shows enough of it to use it.
+    #[test]
+    fn a_code_dies_with_its_maker_or_its_child_or_when_cancelled() {
+        let live = CodeLife::default();
+        assert_eq!(CodeState::judge(None, 100, live, 50), CodeState::Usable);
+        for life in [
+            CodeLife {
+                cancelled: true,
+                ..live
+            },
+            CodeLife {
+                creator_revoked: true,
+                ..live
+            },
+            CodeLife {
+                child_archived: true,
+                ..live
+            },
+        ] {
+            assert_eq!(CodeState::judge(None, 100, life, 50), CodeState::Cancelled);
+            assert!(refusal(Some(CodeState::Cancelled)).contains("cancelled"));
+        }
+        assert_eq!(
+            CodeState::judge(
+                Some(10),
+                100,
+                CodeLife {
+                    cancelled: true,
+                    ..live
+                },
+                50
+            ),
+            CodeState::AlreadyUsed
+        );
+        assert_eq!(code_hint("K7QD-M2XP-9HTR"), "K7QD-…");
+        assert_eq!(CodeState::Cancelled.word(), "cancelled");
+    }
 
     #[test]
     fn codes_are_grouped_and_read_back_forgivingly() {

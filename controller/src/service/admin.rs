@@ -217,6 +217,20 @@ impl home_service_server::HomeService for AdminApi {
     }
 }
 
+fn enrollment_code(c: crate::store::EnrollmentRecord) -> EnrollmentCode {
+    EnrollmentCode {
+        id: c.id,
+        child_id: c.child_id,
+        child_name: c.child_name,
+        hint: c.hint,
+        created_at_unix_ms: c.created_at,
+        created_by: c.created_by,
+        expires_at_unix_ms: c.expires_at,
+        state: c.state.word().to_string(),
+        device_id: c.device_id.unwrap_or_default(),
+    }
+}
+
 fn protected_contact(
     c: crate::domain::policy::ProtectedContact,
     child_name: String,
@@ -348,10 +362,12 @@ impl device_service_server::DeviceService for AdminApi {
         let expires_at = now + i64::from(minutes) * 60_000;
         self.ctx
             .store
-            .create_enrollment(
+            .create_enrollment_with(
                 &Actor::staff(&who),
                 &child.id,
                 &auth::token_hash(&normalised),
+                &crate::ids::new_id("enr"),
+                &crate::domain::enrollment::code_hint(&code),
                 expires_at,
                 now,
             )
@@ -364,6 +380,59 @@ impl device_service_server::DeviceService for AdminApi {
             controller_url: self.ctx.public_url.clone(),
             ca_pin: self.ctx.pki.ca_pin.clone(),
         }))
+    }
+
+    async fn list_enrollment_codes(
+        &self,
+        request: Request<ListEnrollmentCodesRequest>,
+    ) -> Result<Response<ListEnrollmentCodesResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageDevices)
+            .await?;
+        let req = request.into_inner();
+        let child_id = self.ctx.child_filter(&who, &req.child).await?;
+        let codes = self
+            .ctx
+            .store
+            .list_enrollments(child_id.as_deref(), now_ms())
+            .await?;
+        Ok(Response::new(ListEnrollmentCodesResponse {
+            codes: codes
+                .into_iter()
+                .filter(|c| who.homes.covers(&c.home_id))
+                .filter(|c| req.all || c.state == crate::domain::enrollment::CodeState::Usable)
+                .map(enrollment_code)
+                .collect(),
+        }))
+    }
+
+    async fn cancel_enrollment_code(
+        &self,
+        request: Request<CancelEnrollmentCodeRequest>,
+    ) -> Result<Response<EnrollmentCode>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ManageDevices)
+            .await?;
+        let req = request.into_inner();
+        let id = required("code id", &req.id)?;
+        // Scoped like every other record: a code for a child in another home is "not found".
+        let known = self.ctx.store.list_enrollments(None, now_ms()).await?;
+        let Some(code) = known
+            .iter()
+            .find(|c| c.id == id && who.homes.covers(&c.home_id))
+        else {
+            return Err(Status::not_found(format!(
+                "no enrollment code {id:?}: see `haven device codes`"
+            )));
+        };
+        let cancelled = self
+            .ctx
+            .store
+            .cancel_enrollment(&Actor::staff(&who), &code.id, now_ms())
+            .await?;
+        Ok(Response::new(enrollment_code(cancelled)))
     }
 
     async fn list_devices(

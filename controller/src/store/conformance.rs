@@ -24,6 +24,7 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_failed_lockdown_writes_nothing(&fresh().await).await;
     a_removed_protected_contact_is_kept_and_can_be_added_again(&fresh().await).await;
     a_rotated_token_replaces_the_old_one(&fresh().await).await;
+    enrollment_codes_are_listed_cancelled_and_die_with_their_maker(&fresh().await).await;
     a_revision_opens_its_sanction_and_obligations_with_it(&fresh().await).await;
 }
 
@@ -624,6 +625,60 @@ fn staff<'a>(name: &'a str, role: Role, homes: &'a [String], token_hash: &'a str
         token_hint: "hvn_ab",
         token_expires_at: 1_000_000_000,
     }
+}
+
+// Issue 13: enrollment codes are listed by id and hint, cancelled once, and die with their
+// maker's account or their child's record.
+async fn enrollment_codes_are_listed_cancelled_and_die_with_their_maker(s: &impl Store) {
+    use crate::domain::enrollment::CodeState;
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let jo = s
+        .add_staff(
+            &admin(),
+            staff("Jo", Role::Staff, std::slice::from_ref(&h.id), "h-jo"),
+            3,
+        )
+        .await
+        .unwrap();
+    let ann = s
+        .add_staff(&admin(), staff("Ann", Role::Admin, &[], "h-ann"), 3)
+        .await
+        .unwrap();
+    let by_jo = Actor(jo.id.clone());
+    s.create_enrollment_with(&by_jo, &c.id, "hash-1", "enr-1", "AAAA-…", 1_000, 10)
+        .await
+        .unwrap();
+    s.create_enrollment_with(&admin(), &c.id, "hash-2", "enr-2", "BBBB-…", 1_000, 11)
+        .await
+        .unwrap();
+    let listed = s.list_enrollments(Some(&c.id), 20).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, "enr-2", "newest first");
+    assert!(listed.iter().all(|e| e.state == CodeState::Usable));
+    let cancelled = s.cancel_enrollment(&admin(), "enr-2", 30).await.unwrap();
+    assert_eq!(cancelled.state, CodeState::Cancelled);
+    assert!(matches!(
+        s.check_enrollment("hash-2", 31).await,
+        Ok((_, CodeState::Cancelled))
+    ));
+    assert!(matches!(
+        s.cancel_enrollment(&admin(), "enr-2", 32).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Jo leaves: the code Jo made dies with Jo's account.
+    s.revoke_staff(&Actor(ann.id.clone()), &jo.id, 40)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.check_enrollment("hash-1", 41).await,
+        Ok((_, CodeState::Cancelled))
+    ));
+    let audit = s.audit_entries(0, 1000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "device.enrollment.cancel"));
 }
 
 // A rotated token replaces the old one at once, with its new expiry, and is audited; a

@@ -318,6 +318,24 @@ pub struct DeviceReport {
     pub guards: Option<String>,
 }
 
+/// An enrollment code as staff see it in a list: never the code itself, only its hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrollmentRecord {
+    pub id: String,
+    pub child_id: String,
+    pub child_name: String,
+    pub home_id: String,
+    pub hint: String,
+    pub created_at: UnixMillis,
+    pub created_by: String,
+    pub expires_at: UnixMillis,
+    pub used_at: Option<UnixMillis>,
+    pub device_id: Option<String>,
+    pub cancelled_at: Option<UnixMillis>,
+    /// What the code is now (usable, used, expired, cancelled), judged at the time asked.
+    pub state: crate::domain::enrollment::CodeState,
+}
+
 /// A new device, made when a code is redeemed.
 #[derive(Clone, Debug)]
 pub struct NewDevice {
@@ -335,7 +353,35 @@ pub trait EnrollmentStore: Send + Sync {
         code_hash: &str,
         expires_at: UnixMillis,
         now: UnixMillis,
+    ) -> StoreResult<()> {
+        self.create_enrollment_with(actor, child_id, code_hash, "", "", expires_at, now)
+            .await
+    }
+    /// Creates a code with the id and hint staff will see it by in `haven device codes`.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_enrollment_with(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        code_hash: &str,
+        id: &str,
+        hint: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
     ) -> StoreResult<()>;
+    /// Every code made for `child_id` (or for every child), newest first, with its state now.
+    async fn list_enrollments(
+        &self,
+        child_id: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<EnrollmentRecord>>;
+    /// Cancels a code that has not been used (kept on record, audited).
+    async fn cancel_enrollment(
+        &self,
+        actor: &Actor,
+        id: &str,
+        now: UnixMillis,
+    ) -> StoreResult<EnrollmentRecord>;
     /// Whether a code could be used now, and for which child; nothing is changed.
     async fn check_enrollment(
         &self,

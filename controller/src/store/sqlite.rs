@@ -771,6 +771,44 @@ fn child_from_row(row: &SqliteRow) -> ChildRecord {
     }
 }
 
+/// An enrollment code with what decides whether it still works: its own cancellation, its
+/// maker's account and its child's record.
+const ENROLLMENT_SELECT: &str = "SELECT e.id, e.child_id, c.name AS child_name, c.home_id, \
+     e.hint, e.created_at, e.created_by, e.expires_at, e.used_at, e.device_id, e.cancelled_at, \
+     s.revoked_at AS creator_revoked_at, c.archived_at AS child_archived_at \
+     FROM enrollments e JOIN children c ON c.id = e.child_id \
+     LEFT JOIN staff s ON s.id = e.created_by";
+
+fn enrollment_from_row(row: &SqliteRow, now: UnixMillis) -> EnrollmentRecord {
+    use crate::domain::enrollment::CodeLife;
+    let used_at: Option<UnixMillis> = row.get("used_at");
+    let expires_at: UnixMillis = row.get("expires_at");
+    let cancelled_at: Option<UnixMillis> = row.get("cancelled_at");
+    let life = CodeLife {
+        cancelled: cancelled_at.is_some(),
+        creator_revoked: row
+            .get::<Option<UnixMillis>, _>("creator_revoked_at")
+            .is_some(),
+        child_archived: row
+            .get::<Option<UnixMillis>, _>("child_archived_at")
+            .is_some(),
+    };
+    EnrollmentRecord {
+        id: row.get::<Option<String>, _>("id").unwrap_or_default(),
+        child_id: row.get("child_id"),
+        child_name: row.get("child_name"),
+        home_id: row.get("home_id"),
+        hint: row.get("hint"),
+        created_at: row.get("created_at"),
+        created_by: row.get("created_by"),
+        expires_at,
+        used_at,
+        device_id: row.get("device_id"),
+        cancelled_at,
+        state: CodeState::judge(used_at, expires_at, life, now),
+    }
+}
+
 const CHILD_SELECT: &str = "SELECT c.id, c.home_id, h.name AS home_name, c.name, \
      c.date_of_birth, c.created_at, c.archived_at, c.archive_reason, \
      (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id AND d.status = 'active') AS devices \
@@ -964,24 +1002,33 @@ fn device_from_row(row: &SqliteRow) -> DeviceRecord {
 
 #[async_trait]
 impl EnrollmentStore for SqliteStore {
-    async fn create_enrollment(
+    async fn create_enrollment_with(
         &self,
         actor: &Actor,
         child_id: &str,
         code_hash: &str,
+        id: &str,
+        hint: &str,
         expires_at: UnixMillis,
         now: UnixMillis,
     ) -> StoreResult<()> {
+        let id = if id.is_empty() {
+            new_id("enr")
+        } else {
+            id.to_string()
+        };
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO enrollments (code_hash, child_id, created_at, created_by, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO enrollments (code_hash, child_id, created_at, created_by, expires_at, \
+             id, hint) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(code_hash)
         .bind(child_id)
         .bind(now)
         .bind(&actor.0)
         .bind(expires_at)
+        .bind(&id)
+        .bind(hint)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -990,11 +1037,76 @@ impl EnrollmentStore for SqliteStore {
             actor,
             "device.enrollment.create",
             child_id,
-            serde_json::json!({ "expires_at": expires_at }),
+            serde_json::json!({ "code": id, "expires_at": expires_at }),
             now,
         )
         .await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_enrollments(
+        &self,
+        child_id: Option<&str>,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<EnrollmentRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ENROLLMENT_SELECT} WHERE (? IS NULL OR e.child_id = ?) ORDER BY e.created_at DESC"
+        )))
+        .bind(child_id)
+        .bind(child_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(|r| enrollment_from_row(r, now)).collect())
+    }
+
+    async fn cancel_enrollment(
+        &self,
+        actor: &Actor,
+        id: &str,
+        now: UnixMillis,
+    ) -> StoreResult<EnrollmentRecord> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ENROLLMENT_SELECT} WHERE e.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "enrollment code",
+            key: id.to_string(),
+        })?;
+        let record = enrollment_from_row(&row, now);
+        if record.used_at.is_some() || record.cancelled_at.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "enrollment code {id} is already {}: there is nothing to cancel",
+                record.state.word()
+            )));
+        }
+        sqlx::query("UPDATE enrollments SET cancelled_at = ?, cancelled_by = ? WHERE id = ?")
+            .bind(now)
+            .bind(&actor.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "device.enrollment.cancel",
+            &record.child_id,
+            serde_json::json!({ "code": id }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(EnrollmentRecord {
+            cancelled_at: Some(now),
+            state: crate::domain::enrollment::CodeState::Cancelled,
+            ..record
+        })
     }
 
     async fn check_enrollment(
@@ -1002,18 +1114,16 @@ impl EnrollmentStore for SqliteStore {
         code_hash: &str,
         now: UnixMillis,
     ) -> StoreResult<(String, CodeState)> {
-        let row = sqlx::query(
-            "SELECT child_id, used_at, expires_at FROM enrollments WHERE code_hash = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ENROLLMENT_SELECT} WHERE e.code_hash = ?"
+        )))
         .bind(code_hash)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?
         .ok_or(StoreError::CodeUnusable(None))?;
-        Ok((
-            row.get("child_id"),
-            CodeState::of(row.get("used_at"), row.get("expires_at"), now),
-        ))
+        let record = enrollment_from_row(&row, now);
+        Ok((record.child_id, record.state))
     }
 
     async fn redeem_enrollment(
@@ -1023,19 +1133,19 @@ impl EnrollmentStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<DeviceRecord> {
         let mut tx = self.write().await?;
-        let row = sqlx::query(
-            "SELECT child_id, used_at, expires_at FROM enrollments WHERE code_hash = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ENROLLMENT_SELECT} WHERE e.code_hash = ?"
+        )))
         .bind(code_hash)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?
         .ok_or(StoreError::CodeUnusable(None))?;
-        let state = CodeState::of(row.get("used_at"), row.get("expires_at"), now);
-        if state != CodeState::Usable {
-            return Err(StoreError::CodeUnusable(Some(state)));
+        let record = enrollment_from_row(&row, now);
+        if record.state != CodeState::Usable {
+            return Err(StoreError::CodeUnusable(Some(record.state)));
         }
-        let child_id: String = row.get("child_id");
+        let child_id = record.child_id;
         let version = next_policy_version(&mut tx).await?;
         sqlx::query(
             "INSERT INTO devices (id, child_id, cert_fingerprint, status, enrolled_at, inventory, \
