@@ -350,6 +350,9 @@ impl Inner {
         {
             return false; // already stopped and reported
         }
+        // Whose it was, read before the kill: afterwards /proc/PID may already be gone and the
+        // report would say "unknown user".
+        let uid = facts.uid.or_else(|| procfs::uid(pid));
         if let Err(e) = handle.kill() {
             if e.raw_os_error() != Some(libc::ESRCH) {
                 warn!(
@@ -359,7 +362,6 @@ impl Inner {
             }
             return false;
         }
-        let uid = facts.uid.or_else(|| procfs::uid(pid));
         self.report(&facts, pid, uid, reason);
         true
     }
