@@ -455,8 +455,9 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The Linux guards as one enforcer. The log enforcer comes first so that every applied policy
-/// is still logged as `policy version N — ...`, whatever the guards do.
+/// The Linux guards as one enforcer. The log enforcer comes **last**: the composite applies
+/// every part whatever the others did, so every policy is still logged as
+/// `policy version N — ...`, and that line means every guard has already applied it.
 fn linux_enforcer(
     args: &LinuxArgs,
     sink: Arc<dyn BlockedSink>,
@@ -468,7 +469,6 @@ fn linux_enforcer(
         sink.clone(),
     ));
     let parts: Vec<Box<dyn Enforcer>> = vec![
-        Box::new(LogEnforcer),
         Box::new(haven_agent::linux::AppGuard::start(
             haven_agent::linux::AppGuardConfig {
                 scan_every: Duration::from_secs(args.app_scan_secs),
@@ -492,6 +492,7 @@ fn linux_enforcer(
         contact_screening(args, screener.clone()),
         telephony_guard(args, screener),
         web_filter(args, sink.clone()),
+        Box::new(LogEnforcer),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
 }
