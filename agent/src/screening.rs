@@ -302,6 +302,19 @@ impl Screener {
 
     /// Answers one line (without its newline). `trusted` says whether a refusal may be
     /// recorded: see the module documentation.
+    /// Whether a line asks about (or to call or text) a built-in protected contact: such a
+    /// question is answered whatever the asking account's rate limit says (R19), so no
+    /// flood — by a child or a misbehaving app — can make a dialer hear "no" for 999.
+    pub fn is_about_protected(line: &str) -> bool {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            return false;
+        };
+        ["address", "to"]
+            .iter()
+            .filter_map(|k| value.get(k).and_then(serde_json::Value::as_str))
+            .any(|a| haven_protected::builtin_for_number(a).is_some())
+    }
+
     pub fn answer_line(&self, line: &str, at: LocalTime, trusted: bool) -> Answer {
         let value: serde_json::Value = match serde_json::from_str(line.trim()) {
             Ok(v) => v,

@@ -321,10 +321,13 @@ fn handle(
     let deadline = started + DEADLINE;
     let answer = match read_line(&stream, deadline) {
         Ok(line) => {
-            let allowed = rate
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .allow(uid, Instant::now());
+            // R19: a question about 999 or a helpline is never throttled.
+            let protected = std::str::from_utf8(&line).is_ok_and(Screener::is_about_protected);
+            let allowed = protected
+                || rate
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allow(uid, Instant::now());
             if !allowed {
                 Answer::refused("too many questions from this account; wait a moment and ask again")
             } else {
@@ -536,6 +539,11 @@ mod tests {
             }
         }
         assert!(throttled > 0, "the flood was not throttled");
+        // clause R19: while the account is throttled, 999 and Childline are still answered.
+        for number in ["999", "0800 1111"] {
+            let a = ask(&path, "call", number).unwrap();
+            assert!(a.allowed(), "{number} while throttled: {a:?}");
+        }
         // This process is trusted (root or the agent's own account), so answered refusals are
         // recorded — but no more than the account's burst and what it earned meanwhile.
         let recorded = sink.take().len();
