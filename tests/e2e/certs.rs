@@ -282,6 +282,16 @@ fn d1_a_renewal_request_for_another_identity_is_refused() {
         }
     });
     assert_eq!(audit_count(&home, "device.certificate.renew"), 0);
+    // Asking to become another device is recorded as tampering for staff.
+    let violations = home.admin.json(&["violations", "--device", &my_id]);
+    assert!(
+        violations
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["kind"] == "tampering" && v["subject"] == "device certificate"),
+        "{violations}"
+    );
     assert_eq!(
         home.device(&their_id)["certificate_fingerprint"],
         their_fingerprint

@@ -197,7 +197,7 @@ impl AgentService for AgentApi {
             leaf: leaf.to_vec(),
             not_after,
             asked: false,
-            renewed: false,
+            tried: false,
         };
         let inbound = request.into_inner();
         tokio::spawn(async move {
@@ -473,9 +473,8 @@ struct Renewal {
     not_after: crate::domain::UnixMillis,
     /// The device was told renewal is due on this stream.
     asked: bool,
-    /// A renewed certificate was sent on this stream: one per connection, so a device cannot
-    /// fill the store with certificates.
-    renewed: bool,
+    /// The device asked for a renewal on this stream (one per connection).
+    tried: bool,
 }
 
 impl Renewal {
@@ -485,7 +484,7 @@ impl Renewal {
         now: crate::domain::UnixMillis,
         lifetime: device_cert::Lifetime,
     ) -> Option<ControllerMessage> {
-        if self.asked || self.renewed || !device_cert::renewal_due(self.not_after, now, lifetime) {
+        if self.asked || self.tried || !device_cert::renewal_due(self.not_after, now, lifetime) {
             return None;
         }
         self.asked = true;
@@ -515,25 +514,44 @@ async fn renew(
             })),
         })
     };
-    if renewal.renewed {
+    // One request per connection, and only when due (checked before any signing work), so a
+    // device cannot keep the controller busy or fill the store with certificates.
+    if renewal.tried {
         return refused(
-            "this connection already renewed its certificate: reconnect with the renewed one"
+            "this connection already asked for a renewal: reconnect and ask again when told to"
                 .into(),
         );
     }
-    let signed = match ctx.pki.sign_renewal(csr_pem, device_id, &renewal.leaf, now) {
-        Ok(signed) => signed,
-        Err(e) => return refused(e.to_string()),
-    };
+    renewal.tried = true;
     if !device_cert::renewal_due(renewal.not_after, now, ctx.pki.device_lifetime) {
         return refused(
             "this device's certificate is not due for renewal yet: the controller says when".into(),
         );
     }
+    let signed = match ctx.pki.sign_renewal(csr_pem, device_id, &renewal.leaf, now) {
+        Ok(signed) => signed,
+        Err(e @ PkiError::WrongIdentity { .. }) => {
+            // A device asking to become another is tampering (D5): recorded once a day.
+            let record = ViolationRecord {
+                id: format!("tampering:renewal:{}", now / 86_400_000),
+                kind: "tampering".into(),
+                channel: "unspecified".into(),
+                subject: "device certificate".into(),
+                detail: "asked for a certificate naming another device; refused".into(),
+                occurred_at: now,
+            };
+            let recorded = ctx
+                .store
+                .record_violations(device_id, std::slice::from_ref(&record), now)
+                .await?;
+            ctx.watch.violations(&recorded.new);
+            return refused(e.to_string());
+        }
+        Err(e) => return refused(e.to_string()),
+    };
     ctx.store
         .record_renewed_certificate(device_id, &signed.fingerprint, signed.not_after, now)
         .await?;
-    renewal.renewed = true;
     tracing::info!(
         device = device_id,
         not_after = signed.not_after,
