@@ -138,6 +138,54 @@ fn d7_a_short_lived_certificate_is_renewed_over_the_stream_and_the_device_keeps_
     assert_eq!(v["intact"], true, "{v}");
 }
 
+// clause D7: devices from before short-lived certificates (11 years) keep working and are moved
+// onto the short lifetime when they next connect; here a 397-day certificate stands in for
+// them, and the controller is restarted with the default 30 days.
+#[test]
+fn d7_a_long_lived_certificate_is_renewed_onto_the_short_lifetime_when_the_device_next_connects() {
+    let mut home = Home::new_with(&["--device-cert-days", "397"]);
+    let mut agent = home.enrolled_agent("tablet");
+    let id = device_id_of(&agent);
+    let day_ms = 86_400_000;
+    let long = home.device(&id)["certificate_not_after_unix_ms"]
+        .as_i64()
+        .unwrap();
+    home.controller.restart_with(&[]);
+    let shown = home.device(&id);
+    assert_eq!(shown["certificate_standing"], "long-lived", "{shown}");
+    assert!(
+        home.admin
+            .ok(&["device", "show", &id])
+            .contains("renewed onto the short lifetime when the device next connects")
+    );
+
+    agent.start();
+    assert!(
+        agent
+            .stderr
+            .wait_for("renewed this device's certificate", WAIT)
+            .is_some(),
+        "{}",
+        agent.stderr.text()
+    );
+    let d = eventually("the device to use its 30-day certificate", WAIT, || {
+        let d = home.device(&id);
+        let not_after = d["certificate_not_after_unix_ms"].as_i64()?;
+        (d["online"] == true && not_after < long - 300 * day_ms).then_some(d)
+    });
+    let now = jiff::Timestamp::now().as_millisecond();
+    let left = d["certificate_not_after_unix_ms"].as_i64().unwrap() - now;
+    assert!(left > 29 * day_ms && left <= 30 * day_ms, "{d}");
+    assert_eq!(d["certificate_standing"], "current");
+    // Renewed once, not again on every connection.
+    agent.stop();
+    agent.start();
+    eventually("the device to come back", WAIT, || {
+        (home.device(&id)["online"] == true).then_some(())
+    });
+    assert_eq!(audit_count(&home, "device.certificate.renew"), 1);
+}
+
 // clause D1: an identity that expired while the device was offline is refused by TLS itself;
 // the device says plainly what to do and keeps enforcing what it has.
 #[test]
