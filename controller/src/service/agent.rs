@@ -625,3 +625,36 @@ fn violation_records(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+
+    #[test]
+    fn d7_a_stream_is_told_to_renew_once_and_only_when_due() {
+        let life = device_cert::Lifetime::seconds(30);
+        let mut r = Renewal {
+            leaf: Vec::new(),
+            not_after: 30_000,
+            asked: false,
+            tried: false,
+        };
+        assert!(r.due(0, life).is_none(), "fresh: not due");
+        let told = r.due(21_000, life).expect("a third left: due");
+        assert!(matches!(
+            told.body,
+            Some(Outbound::RenewalDue(wire::CertificateRenewalDue {
+                not_after_unix_ms: 30_000
+            }))
+        ));
+        assert!(r.due(22_000, life).is_none(), "told once per stream");
+        // A device that asked by itself is not told again either.
+        let mut asked = Renewal {
+            leaf: Vec::new(),
+            not_after: 30_000,
+            asked: false,
+            tried: true,
+        };
+        assert!(asked.due(25_000, life).is_none());
+    }
+}
