@@ -120,13 +120,19 @@ pub async fn enroll_device(
 /// A fresh ECDSA P-256 key and a CSR for it, both PEM. The CSR's name does not matter: the
 /// controller decides the certificate's subject.
 pub fn new_key_and_csr() -> Result<(String, String), EnrollError> {
+    new_key_and_csr_for("haven-agent")
+}
+
+/// A fresh ECDSA P-256 key and a CSR naming `common_name`: a renewal names the device's own
+/// id, which the controller checks against the certificate the stream was opened with.
+pub fn new_key_and_csr_for(common_name: &str) -> Result<(String, String), EnrollError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| EnrollError::Key(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
         .map_err(|e| EnrollError::Key(e.to_string()))?;
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "haven-agent");
+        .push(rcgen::DnType::CommonName, common_name);
     let csr = params
         .serialize_request(&key)
         .and_then(|csr| csr.pem())

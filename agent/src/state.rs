@@ -8,6 +8,8 @@
 //! ca.pem           the controller's certificate authority, checked against the pin
 //! agent.toml       controller address, device id, child's display name, dates
 //! policy.pb        the last policy applied (prost-encoded DevicePolicy)
+//! device-renewed.pem  only while a renewal is being put in place: the renewed certificate
+//!                  and its new key together (see `save_renewed_identity`)
 //! ```
 //!
 //! The cached policy is what keeps a device safe across reboots while the controller is out
@@ -35,6 +37,7 @@ const CERT_FILE: &str = "device-cert.pem";
 const CA_FILE: &str = "ca.pem";
 const CONFIG_FILE: &str = "agent.toml";
 const POLICY_FILE: &str = "policy.pb";
+const RENEWED_FILE: &str = "device-renewed.pem";
 
 /// Why reading or writing the state folder failed, in words that say what to do.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,64 @@ impl StateDir {
     }
     pub fn policy_path(&self) -> PathBuf {
         self.root.join(POLICY_FILE)
+    }
+    pub fn renewed_path(&self) -> PathBuf {
+        self.root.join(RENEWED_FILE)
+    }
+
+    /// Keeps a renewed certificate and the new key made for it (D7), so that whenever the
+    /// power goes the device has a key and certificate that belong together: the pair is first
+    /// written as ONE file, atomically (the commit point), then copied over the key and
+    /// certificate files one by one, and only then is that file removed. A crash before the
+    /// commit leaves the old pair (which the controller accepts until the new one is first
+    /// used); a crash after it is finished by [`StateDir::load_identity`], which prefers the
+    /// renewed pair while its file exists.
+    pub fn save_renewed_identity(&self, cert_pem: &str, key_pem: &str) -> Result<(), StateError> {
+        let both = format!("{}\n{}", cert_pem.trim_end(), key_pem);
+        self.write(&self.renewed_path(), both.as_bytes(), 0o600)?;
+        self.finish_renewal().map(|_| ())
+    }
+
+    /// The renewed certificate and key waiting to be put in place, if any.
+    fn pending_renewal(&self) -> Result<Option<(String, String)>, StateError> {
+        let path = self.renewed_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        split_renewed(&text)
+            .map(Some)
+            .ok_or_else(|| StateError::Corrupt {
+                path,
+                reason: "it does not hold a certificate and a key".into(),
+            })
+    }
+
+    /// Puts a renewed pair in place over the key and certificate files; `true` if there was
+    /// one. Safe to repeat after a crash at any point.
+    fn finish_renewal(&self) -> Result<bool, StateError> {
+        let Some((cert, key)) = self.pending_renewal()? else {
+            return Ok(false);
+        };
+        self.write(&self.key_path(), key.as_bytes(), 0o600)?;
+        self.write(&self.cert_path(), cert.as_bytes(), 0o644)?;
+        fs::remove_file(self.renewed_path()).map_err(|source| StateError::Write {
+            path: self.renewed_path(),
+            source,
+        })?;
+        self.sync_root()?;
+        Ok(true)
+    }
+
+    /// The certificate this device connects with: a renewed one still being put in place, or
+    /// the one in `device-cert.pem`.
+    pub fn current_certificate(&self) -> Result<String, StateError> {
+        if let Some((cert, _)) = self.pending_renewal()? {
+            return Ok(cert);
+        }
+        let path = self.cert_path();
+        fs::read_to_string(&path).map_err(|source| StateError::Read { path, source })
     }
 
     /// Creates the folder (and parents) with mode 0700, and tightens it if it already existed:
@@ -298,11 +359,22 @@ impl StateDir {
         let read = |path: PathBuf| {
             fs::read_to_string(&path).map_err(|source| StateError::Read { path, source })
         };
+        // A renewal a crash interrupted: its pair is the one to use; put it in place now, or
+        // (if the folder cannot be written) use it from where it is.
+        let (cert_pem, key_pem) = match self.pending_renewal()? {
+            Some(pair) => {
+                if let Err(e) = self.finish_renewal() {
+                    tracing::warn!("{e}; using the renewed certificate from where it is");
+                }
+                pair
+            }
+            None => (read(self.cert_path())?, read(self.key_path())?),
+        };
         let identity = DeviceIdentity {
             controller_url: config.controller_url.clone(),
             ca_pem: read(self.ca_path())?,
-            cert_pem: read(self.cert_path())?,
-            key_pem: read(self.key_path())?,
+            cert_pem,
+            key_pem,
             device_id: config.device_id.clone(),
         };
         Ok((identity, config))
@@ -402,6 +474,18 @@ fn stage_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
             Err(e)
         }
     }
+}
+
+/// The certificate (through its END line) and the key after it, from a renewed pair.
+fn split_renewed(text: &str) -> Option<(String, String)> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let end = text.find(END)? + END.len();
+    let cert = format!("{}\n", text[..end].trim());
+    let key = text[end..].trim();
+    if !cert.starts_with("-----BEGIN CERTIFICATE-----") || !key.starts_with("-----BEGIN") {
+        return None;
+    }
+    Some((cert, format!("{key}\n")))
 }
 
 /// Whether this process runs as root. `/proc/self` belongs to the process's effective user,
@@ -550,6 +634,65 @@ mod tests {
         state.save_enrollment(&new, "Alex", "now").unwrap();
         assert_eq!(state.load_identity().unwrap().0, new);
         assert_eq!(state.load_policy().unwrap(), None);
+    }
+
+    const CERT2: &str = "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n";
+    const KEY2: &str = "-----BEGIN PRIVATE KEY-----\nNEWKEY\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn d7_a_renewed_identity_replaces_the_pair_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.save_enrollment(&identity(), "Sam", "now").unwrap();
+        state.save_renewed_identity(CERT2, KEY2).unwrap();
+        let (id, _) = state.load_identity().unwrap();
+        assert_eq!((id.cert_pem.as_str(), id.key_pem.as_str()), (CERT2, KEY2));
+        assert_eq!(id.device_id, "dev-1", "the same device");
+        assert!(!state.renewed_path().exists());
+        let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(state.key_path()), 0o600);
+        assert_eq!(state.current_certificate().unwrap(), CERT2);
+    }
+
+    /// Crash-safe: at every point of a renewal the device has a key and a certificate that
+    /// belong together — the old pair before the commit, the new pair after it.
+    #[test]
+    fn d7_a_crash_during_renewal_never_leaves_a_key_without_its_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.save_enrollment(&identity(), "Sam", "now").unwrap();
+        // Crash before the commit point: only a temporary file was written.
+        fs::write(
+            dir.path()
+                .join(format!(".{RENEWED_FILE}.tmp.{}", std::process::id())),
+            b"half",
+        )
+        .unwrap();
+        let (id, _) = state.load_identity().unwrap();
+        assert_eq!((id.cert_pem.as_str(), id.key_pem.as_str()), ("CERT", "KEY"));
+        // Crash after the commit and after the key was copied, before the certificate was:
+        // the files on their own do not match, but the renewed pair wins and is finished.
+        state
+            .write(
+                &state.renewed_path(),
+                format!("{CERT2}{KEY2}").as_bytes(),
+                0o600,
+            )
+            .unwrap();
+        state
+            .write(&state.key_path(), KEY2.as_bytes(), 0o600)
+            .unwrap();
+        assert_eq!(state.current_certificate().unwrap(), CERT2);
+        let (id, _) = state.load_identity().unwrap();
+        assert_eq!((id.cert_pem.as_str(), id.key_pem.as_str()), (CERT2, KEY2));
+        assert_eq!(fs::read_to_string(state.cert_path()).unwrap(), CERT2);
+        assert!(!state.renewed_path().exists());
+        // A damaged renewed file is reported, never half-used.
+        fs::write(state.renewed_path(), b"junk").unwrap();
+        assert!(matches!(
+            state.load_identity(),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub struct StatusReport {
     pub enrolled_at: Option<String>,
     pub retired_at: Option<String>,
     pub retired_reason: Option<String>,
+    /// When this device's certificate expires (D7); it is renewed while the device is online.
+    pub certificate_expires: Option<String>,
+    /// Set once the certificate has expired: the device cannot connect and must be enrolled
+    /// again with a new code. The cached policy stays enforced meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_expired: Option<String>,
     pub policy: PolicyReport,
     /// The child's requests, oldest first.
     pub requests: Vec<RequestReport>,
@@ -129,7 +135,17 @@ pub fn gather(state: &StateDir) -> Result<StatusReport, StateError> {
         Ok(records) => (records.into_iter().map(RequestReport::from).collect(), None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
+    let not_after = config
+        .as_ref()
+        .filter(|_| !retired)
+        .and_then(|_| state.current_certificate().ok())
+        .and_then(|pem| crate::identity::certificate_not_after(&pem));
+    let now = jiff::Timestamp::now().as_millisecond();
     Ok(StatusReport {
+        certificate_expires: not_after.map(crate::identity::when),
+        certificate_expired: not_after
+            .filter(|at| *at <= now)
+            .map(crate::identity::expired_message),
         state_dir: state.root().display().to_string(),
         enrolled: config.is_some() && !retired,
         retired,
@@ -323,6 +339,19 @@ pub fn render_text(r: &StatusReport) -> String {
             "  Enrolled:    {}",
             r.enrolled_at.as_deref().unwrap_or("")
         ));
+        match (&r.certificate_expired, &r.certificate_expires) {
+            (Some(expired), _) => {
+                let mut words = expired.clone();
+                if let Some(first) = words.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                line(format!("  {words}."));
+            }
+            (None, Some(at)) => line(format!(
+                "  Certificate: valid until {at} (renewed automatically while online)"
+            )),
+            (None, None) => {}
+        }
     } else {
         line(
             "This device is not enrolled in Haven yet. To enroll it, run the `haven-agent \
@@ -720,11 +749,18 @@ mod tests {
             enrolled_at: None,
             retired_at: None,
             retired_reason: None,
+            certificate_expires: None,
+            certificate_expired: Some(crate::identity::expired_message(1_740_000_000_000)),
             policy: policy_report(&policy),
             requests: Vec::new(),
             requests_problem: None,
         };
         let text = render_text(&report);
+        assert!(
+            text.contains("This device's certificate expired on 2025-02-19")
+                && text.contains("ask staff for a new enrollment code"),
+            "{text}"
+        );
         for expected in [
             "Contacts:  Nan (grandmother) between 4pm and 8pm on Saturdays and Sundays (calls are \
              paused for now)",

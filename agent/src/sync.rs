@@ -46,8 +46,8 @@ use haven_proto::agent::v1::agent_service_client::AgentServiceClient;
 use haven_proto::agent::v1::command::Kind as CommandKind;
 use haven_proto::agent::v1::controller_message::Body as Down;
 use haven_proto::agent::v1::{
-    AgentMessage, ChildRequestAnswer, Command, CommandResult, ControllerMessage, DevicePolicy,
-    Heartbeat, Hello, Inventory, PolicyApplied, ViolationBatch,
+    AgentMessage, CertificateRenewal, ChildRequestAnswer, Command, CommandResult,
+    ControllerMessage, DevicePolicy, Heartbeat, Hello, Inventory, PolicyApplied, ViolationBatch,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -108,6 +108,8 @@ pub enum SyncEvent {
     },
     /// The controller stored violations; `removed` records left the journal.
     ViolationsAcknowledged { removed: usize },
+    /// The certificate was renewed (new key made here) and kept; the loop reconnects with it.
+    CertificateRenewed { not_after_unix_ms: i64 },
 }
 
 /// How a call to [`run`] ended.
@@ -326,6 +328,15 @@ pub struct SyncClient {
     enforcer: Box<dyn Enforcer>,
     policy: Option<PolicyState>,
     backoff: Backoff,
+    /// The new key made for a renewal asked for on this stream, until its certificate comes.
+    renewal_key: Option<String>,
+}
+
+/// Why a stream is left on purpose.
+enum Stop {
+    Retired,
+    /// A renewed certificate was kept: reconnect with it.
+    Renewed,
 }
 
 /// The requests offered to the controller on the current stream, so each is sent once per
@@ -341,6 +352,8 @@ struct RequestOffer {
 /// How one session ended.
 enum SessionEnd {
     Retired,
+    /// The certificate was renewed: reconnect at once with the new one.
+    Renewed,
     Lost {
         reason: String,
         /// Refused by the controller (revoked or unknown device): retry at the cap.
@@ -359,6 +372,7 @@ impl SyncClient {
             enforcer,
             policy: None,
             backoff,
+            renewal_key: None,
         }
     }
 
@@ -381,7 +395,11 @@ impl SyncClient {
             None => apply_startup_policy(self.config.state.as_ref(), self.enforcer.as_mut()),
         };
         self.policy = Some(PolicyState::new(initial));
-        let endpoint = match self.endpoint() {
+        if let Some(expired) = self.expired() {
+            // Said once, plainly; the loop still tries, in case this device's clock is wrong.
+            error!("{expired}");
+        }
+        let mut endpoint = match self.endpoint() {
             Ok(endpoint) => endpoint,
             Err(e) => {
                 log_cannot_sync(&e, self.state().current());
@@ -400,11 +418,25 @@ impl SyncClient {
                     shutdown.await;
                     return Ok(RunOutcome::Retired);
                 }
+                SessionEnd::Renewed => {
+                    match self.endpoint() {
+                        Ok(renewed) => endpoint = renewed,
+                        // Cannot happen for PEMs that were just checked; the old certificate
+                        // works until the new one is first used, so keep going with it.
+                        Err(e) => warn!("{e}; reconnecting with the previous certificate"),
+                    }
+                    self.backoff.reset();
+                    continue;
+                }
                 SessionEnd::Lost {
                     reason,
                     refused,
                     healthy,
-                } => (reason, refused, healthy),
+                } => match self.expired() {
+                    // Offline past expiry: no TLS will accept this certificate again (D7).
+                    Some(expired) => (expired, true, false),
+                    None => (reason, refused, healthy),
+                },
             };
             if healthy {
                 self.backoff.reset();
@@ -440,6 +472,15 @@ impl SyncClient {
             // when a silently vanished controller must be noticed.
             .keep_alive_while_idle(true)
             .tcp_keepalive(Some(Duration::from_secs(60))))
+    }
+
+    /// The plain "expired: ask staff for a new code" message once this device's certificate
+    /// has expired.
+    fn expired(&self) -> Option<String> {
+        crate::identity::expired_at(
+            &self.config.identity.cert_pem,
+            jiff::Timestamp::now().as_millisecond(),
+        )
     }
 
     fn state(&self) -> &PolicyState {
@@ -572,7 +613,16 @@ impl SyncClient {
                 message = inbound.next() => match message {
                     Some(Ok(message)) => {
                         received += 1;
-                        if self.handle(message, &tx).await.is_break() {
+                        let stop = match self.handle(message, &tx).await {
+                            std::ops::ControlFlow::Continue(()) => None,
+                            std::ops::ControlFlow::Break(stop) => Some(stop),
+                        };
+                        if let Some(Stop::Renewed) = stop {
+                            // Hang up and come back with the new certificate; the controller
+                            // keeps the old one valid until then.
+                            return SessionEnd::Renewed;
+                        }
+                        if let Some(Stop::Retired) = stop {
                             // Let the acknowledgement go out before hanging up: end our side of
                             // the stream and give the controller a moment to close its own.
                             drop(tx);
@@ -648,12 +698,13 @@ impl SyncClient {
         }
     }
 
-    /// Handles one controller message. `Break` means the device was retired.
+    /// Handles one controller message. `Break` means the device was retired, or its
+    /// certificate renewed.
     async fn handle(
         &mut self,
         message: ControllerMessage,
         tx: &mpsc::Sender<AgentMessage>,
-    ) -> std::ops::ControlFlow<()> {
+    ) -> std::ops::ControlFlow<Stop> {
         use std::ops::ControlFlow;
         let reply = match message.body {
             Some(Down::Policy(policy)) => self.on_policy(*policy).map(Up::PolicyApplied),
@@ -665,8 +716,25 @@ impl SyncClient {
                     })
                     .await;
                 if retire {
-                    return ControlFlow::Break(());
+                    return ControlFlow::Break(Stop::Retired);
                 }
+                None
+            }
+            Some(Down::RenewalDue(_)) => self.on_renewal_due().map(Up::RenewCertificate),
+            Some(Down::RenewedCertificate(renewed)) => {
+                if self.on_renewed(&renewed.certificate_pem) {
+                    return ControlFlow::Break(Stop::Renewed);
+                }
+                None
+            }
+            Some(Down::RenewalRefused(refused)) => {
+                // The certificate in use keeps working until it expires; the controller asks
+                // again on the next connection.
+                self.renewal_key = None;
+                warn!(
+                    "the controller refused to renew this device's certificate: {}",
+                    refused.reason
+                );
                 None
             }
             Some(Down::RequestReceived(received)) => {
@@ -695,6 +763,57 @@ impl SyncClient {
             let _ = tx.send(AgentMessage { body: Some(body) }).await;
         }
         ControlFlow::Continue(())
+    }
+
+    /// Makes a new key here (it never leaves the device) and the renewal request for it,
+    /// naming this device (D7).
+    fn on_renewal_due(&mut self) -> Option<CertificateRenewal> {
+        match crate::enroll::new_key_and_csr_for(&self.config.identity.device_id) {
+            Ok((key_pem, csr_pem)) => {
+                info!("this device's certificate is due for renewal: asking with a new key");
+                self.renewal_key = Some(key_pem);
+                Some(CertificateRenewal { csr_pem })
+            }
+            Err(e) => {
+                warn!("{e}; the certificate will be renewed on a later connection");
+                None
+            }
+        }
+    }
+
+    /// Keeps a renewed certificate for the key made for it, crash-safe, and switches to it.
+    /// Returns whether the stream should be left to reconnect with it. Nothing changes unless
+    /// the pair is safely on disk: the controller stops accepting the old certificate once the
+    /// new one is used, so a restart must find the new one.
+    fn on_renewed(&mut self, cert_pem: &str) -> bool {
+        let Some(key_pem) = self.renewal_key.take() else {
+            warn!("the controller sent a certificate this device did not ask for; ignored");
+            return false;
+        };
+        if !crate::identity::certificate_matches_key(cert_pem, &key_pem) {
+            warn!("the renewed certificate is not for the key this device made; ignored");
+            return false;
+        }
+        if let Some(state) = &self.config.state
+            && let Err(e) = state.save_renewed_identity(cert_pem, &key_pem)
+        {
+            error!(
+                "{e}; keeping the current certificate, which works until it expires; renewal \
+                 will be asked again on the next connection"
+            );
+            return false;
+        }
+        let not_after = crate::identity::certificate_not_after(cert_pem).unwrap_or(0);
+        self.config.identity.cert_pem = cert_pem.to_string();
+        self.config.identity.key_pem = key_pem;
+        info!(
+            "renewed this device's certificate (valid until {}); reconnecting with it",
+            crate::identity::when(not_after)
+        );
+        self.emit(SyncEvent::CertificateRenewed {
+            not_after_unix_ms: not_after,
+        });
+        true
     }
 
     fn spool(&self) -> Option<RequestSpool> {
@@ -1053,7 +1172,7 @@ mod tests {
                 assert!(refused && !healthy);
                 assert!(reason.contains("revoked"), "{reason}");
             }
-            SessionEnd::Retired => panic!("not retired"),
+            SessionEnd::Retired | SessionEnd::Renewed => panic!("not lost"),
         }
     }
 
@@ -1211,6 +1330,81 @@ mod tests {
         );
     }
 
+    /// D7: asked to renew, the agent makes a new key and sends a request naming itself; the
+    /// certificate that comes back is kept (crash-safe, in the state folder) and the stream is
+    /// left to reconnect with it. A certificate for some other key is not kept.
+    #[tokio::test]
+    async fn d7_a_renewal_makes_a_new_key_keeps_the_certificate_and_reconnects() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let mut id = identity();
+        id.cert_pem = "OLD CERT".into();
+        id.key_pem = "OLD KEY".into();
+        state.save_enrollment(&id, "Sam", "now").unwrap();
+        let (mut c, _) = client(false, Some(state.clone()));
+        let due = ControllerMessage {
+            body: Some(Down::RenewalDue(Default::default())),
+        };
+        let (_, sent) = drive_script(&mut c, vec![Ok(due)]).await;
+        let csr_pem = sent
+            .iter()
+            .find_map(|m| match &m.body {
+                Some(Up::RenewCertificate(r)) => Some(r.csr_pem.clone()),
+                _ => None,
+            })
+            .expect("a renewal request was sent");
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(&csr_pem).unwrap();
+        assert_eq!(
+            csr.params
+                .distinguished_name
+                .get(&rcgen::DnType::CommonName),
+            Some(&rcgen::DnValue::Utf8String("d".into())),
+            "the request names this device"
+        );
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let renewed = |csr: rcgen::CertificateSigningRequestParams| ControllerMessage {
+            body: Some(Down::RenewedCertificate(
+                haven_proto::agent::v1::RenewedCertificate {
+                    certificate_pem: csr.signed_by(&issuer).unwrap().pem(),
+                    not_after_unix_ms: 0,
+                },
+            )),
+        };
+        // A certificate for a key this device did not make is ignored.
+        let (_, stranger_csr) = crate::enroll::new_key_and_csr_for("d").unwrap();
+        let stranger =
+            renewed(rcgen::CertificateSigningRequestParams::from_pem(&stranger_csr).unwrap());
+        let (end, _) = drive_script(&mut c, vec![Ok(stranger)]).await;
+        assert!(matches!(end, SessionEnd::Lost { .. }));
+        assert_eq!(state.load_identity().unwrap().0.cert_pem, "OLD CERT");
+        // Asked again; this time the certificate is for the new key.
+        let due = ControllerMessage {
+            body: Some(Down::RenewalDue(Default::default())),
+        };
+        let (_, sent) = drive_script(&mut c, vec![Ok(due)]).await;
+        let csr_pem = sent
+            .iter()
+            .find_map(|m| match &m.body {
+                Some(Up::RenewCertificate(r)) => Some(r.csr_pem.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let message = renewed(rcgen::CertificateSigningRequestParams::from_pem(&csr_pem).unwrap());
+        let (end, _) = drive_script(&mut c, vec![Ok(message)]).await;
+        assert!(matches!(end, SessionEnd::Renewed));
+        let (kept, _) = state.load_identity().unwrap();
+        assert_ne!(kept.key_pem, "OLD KEY");
+        assert!(crate::identity::certificate_matches_key(
+            &kept.cert_pem,
+            &kept.key_pem
+        ));
+        assert_eq!(kept.device_id, "d");
+        assert_eq!(c.config.identity.cert_pem, kept.cert_pem);
+    }
+
     fn retire_command() -> ControllerMessage {
         ControllerMessage {
             body: Some(Down::Command(Command {
@@ -1251,7 +1445,7 @@ mod tests {
     fn healthy_of(end: &SessionEnd) -> bool {
         match end {
             SessionEnd::Lost { healthy, .. } => *healthy,
-            SessionEnd::Retired => panic!("not retired"),
+            SessionEnd::Retired | SessionEnd::Renewed => panic!("not lost"),
         }
     }
 

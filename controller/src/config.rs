@@ -66,9 +66,24 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_STAFF_TOKEN_DAYS", value_name = "DAYS")]
     pub staff_token_days: Option<u32>,
 
+    /// How many days a device certificate lives; devices renew it over their open stream once
+    /// less than a third is left, with a new key made on the device. [default: 30]
+    #[arg(long, env = "HAVEN_DEVICE_CERT_DAYS", value_name = "DAYS")]
+    pub device_cert_days: Option<u32>,
+
+    /// Tests only: a device certificate lifetime in seconds (wins over --device-cert-days), so
+    /// renewal and expiry can be seen in a test run.
+    #[arg(
+        long,
+        env = "HAVEN_DEVICE_CERT_SECONDS",
+        value_name = "SECS",
+        hide = true
+    )]
+    pub device_cert_seconds: Option<u64>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
     /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
-    /// staff_token_days). [default:
+    /// staff_token_days, device_cert_days). [default:
     /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -86,6 +101,7 @@ struct FileConfig {
     bank_holidays_file: Option<PathBuf>,
     max_connections: Option<usize>,
     staff_token_days: Option<u32>,
+    device_cert_days: Option<u32>,
 }
 
 /// Settings after every source has been merged.
@@ -100,6 +116,8 @@ pub struct ServeConfig {
     pub bank_holidays_file: Option<PathBuf>,
     pub max_connections: usize,
     pub staff_token_days: u32,
+    /// How long a device certificate signed from now on lives.
+    pub device_cert_lifetime: crate::domain::device_cert::Lifetime,
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -159,6 +177,19 @@ impl ServeArgs {
                 "staff_token_days must be between 1 and 3650: it is how long a staff token works before it must be rotated"
             );
         }
+        let device_cert_days = self
+            .device_cert_days
+            .or(file.device_cert_days)
+            .unwrap_or(crate::domain::device_cert::DEFAULT_LIFETIME_DAYS);
+        if device_cert_days == 0 || device_cert_days > 397 {
+            anyhow::bail!(
+                "device_cert_days must be between 1 and 397: it is how long a device certificate works before the device renews it"
+            );
+        }
+        let device_cert_lifetime = match self.device_cert_seconds {
+            Some(secs) => crate::domain::device_cert::Lifetime::seconds(secs),
+            None => crate::domain::device_cert::Lifetime::days(device_cert_days),
+        };
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -184,6 +215,7 @@ impl ServeArgs {
             bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
             max_connections,
             staff_token_days,
+            device_cert_lifetime,
         })
     }
 }
@@ -203,6 +235,8 @@ mod tests {
             bank_holidays_file: None,
             max_connections: None,
             staff_token_days: None,
+            device_cert_days: None,
+            device_cert_seconds: None,
             config: Some(config.to_path_buf()),
         }
     }
@@ -242,6 +276,33 @@ mod tests {
         flagged.not_reporting_after_secs = Some(0);
         let err = format!("{:#}", flagged.resolve().unwrap_err());
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn d7_device_certificates_live_thirty_days_unless_configured() {
+        use crate::domain::device_cert::Lifetime;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haven.toml");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            args(&file).resolve().unwrap().device_cert_lifetime,
+            Lifetime::days(30)
+        );
+        std::fs::write(&file, "device_cert_days = 7\n").unwrap();
+        assert_eq!(
+            args(&file).resolve().unwrap().device_cert_lifetime,
+            Lifetime::days(7)
+        );
+        let mut seconds = args(&file);
+        seconds.device_cert_seconds = Some(6);
+        assert_eq!(
+            seconds.resolve().unwrap().device_cert_lifetime,
+            Lifetime::seconds(6)
+        );
+        let mut zero = args(&file);
+        zero.device_cert_days = Some(0);
+        let err = format!("{:#}", zero.resolve().unwrap_err());
+        assert!(err.contains("between 1 and 397"), "{err}");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             dir.display()
         )
     })?;
-    let (pki, first_start) = Pki::load_or_create(dir, &config.tls_names)?;
+    let (mut pki, first_start) = Pki::load_or_create(dir, &config.tls_names)?;
+    pki.device_lifetime = config.device_cert_lifetime;
     let db_path = dir.join("haven.db");
     let store = Arc::new(
         SqliteStore::open(&db_path)

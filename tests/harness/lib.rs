@@ -261,6 +261,12 @@ impl Controller {
         *self = fresh;
     }
 
+    /// Restarts on the same port and data directory with other `haven serve` flags.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -317,6 +317,13 @@ enum DeviceCommand {
         /// The code's id (enr-…), as `haven device codes` shows it.
         id: String,
     },
+    /// Devices whose certificate is due for renewal and not renewed (offline since), or
+    /// expired (they must be enrolled again with a new code).
+    Expiring {
+        /// Only this child's devices.
+        #[arg(long)]
+        child: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -953,6 +960,47 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             }
             print_device(&d);
         }
+        Command::Device(DeviceCommand::Expiring { child }) => {
+            let devices = s
+                .devices
+                .list_expiring_devices(api::ListExpiringDevicesRequest {
+                    child: child.unwrap_or_default(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .devices;
+            if as_json {
+                return json(&devices);
+            }
+            if devices.is_empty() {
+                println!("Every device's certificate is current: nothing to do.");
+                return Ok(());
+            }
+            table(
+                &[
+                    "id",
+                    "child",
+                    "state",
+                    "last heard",
+                    "certificate expires",
+                    "what to do",
+                ],
+                devices
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.id.clone(),
+                            d.child_name.clone(),
+                            device_state(d).into(),
+                            when(d.last_seen_at_unix_ms),
+                            when(d.certificate_not_after_unix_ms),
+                            d.certificate_standing_words.clone(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
         Command::Device(DeviceCommand::Codes { child, all }) => {
             let codes = s
                 .devices
@@ -1329,6 +1377,18 @@ fn print_device(d: &api::Device) {
         }
     }
     println!("  certificate:  {}", d.certificate_fingerprint);
+    if d.certificate_not_after_unix_ms > 0 {
+        println!(
+            "  cert expires: {} ({}: {})",
+            when(d.certificate_not_after_unix_ms),
+            d.certificate_standing,
+            d.certificate_standing_words
+        );
+    } else {
+        println!(
+            "  cert expires: not known yet (recorded when the device next connects; it is then renewed onto the short lifetime)"
+        );
+    }
     if d.revoked_at_unix_ms > 0 {
         println!(
             "  revoked:      {} ({})",

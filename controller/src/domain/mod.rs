@@ -7,6 +7,7 @@ pub mod audit;
 pub mod camera;
 pub mod child_voice;
 pub mod contact_risk;
+pub mod device_cert;
 pub mod device_health;
 pub mod device_input;
 pub mod emergency;

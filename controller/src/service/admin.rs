@@ -450,13 +450,45 @@ impl device_service_server::DeviceService for AdminApi {
             .store
             .list_devices(child_id.as_deref(), req.include_revoked)
             .await?;
-        Ok(Response::new(ListDevicesResponse {
-            devices: devices
-                .into_iter()
-                .filter(|d| who.homes.covers(&d.home_id))
-                .map(|d| self.ctx.device_view(d))
-                .collect(),
-        }))
+        Ok(Response::new(
+            ListDevicesResponse {
+                devices: devices
+                    .into_iter()
+                    .filter(|d| who.homes.covers(&d.home_id))
+                    .map(|d| self.ctx.device_view(d))
+                    .collect(),
+            }
+            .with_certificates(&self.ctx)
+            .await?,
+        ))
+    }
+
+    async fn list_expiring_devices(
+        &self,
+        request: Request<ListExpiringDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ReadRecords)
+            .await?;
+        let req = request.into_inner();
+        let child_id = self.ctx.child_filter(&who, &req.child).await?;
+        let now = now_ms();
+        // Due and not renewed: less than a third of the lifetime left (a device online then
+        // would have renewed), or already expired.
+        let before = now.saturating_add(self.ctx.pki.device_lifetime.millis() / 3);
+        let mut devices = Vec::new();
+        for cert in self.ctx.store.certificates_expiring(before).await? {
+            let d = self.ctx.store.find_device(&cert.device_id).await?;
+            if who.homes.covers(&d.home_id) && child_id.as_deref().is_none_or(|c| c == d.child_id) {
+                devices.push(self.ctx.device_view(d));
+            }
+        }
+        Ok(Response::new(
+            ListDevicesResponse { devices }
+                .with_certificates(&self.ctx)
+                .await?,
+        ))
     }
 
     async fn show_device(
@@ -472,7 +504,9 @@ impl device_service_server::DeviceService for AdminApi {
             .ctx
             .device_for(&who, required("device", &req.device)?)
             .await?;
-        Ok(Response::new(self.ctx.device_view(d)))
+        let mut view = self.ctx.device_view(d);
+        self.ctx.add_certificate(&mut view).await?;
+        Ok(Response::new(view))
     }
 
     async fn revoke_device(
@@ -786,5 +820,40 @@ impl audit_service_server::AuditService for AdminApi {
             first_broken_entry: 0,
             reason: String::new(),
         }))
+    }
+}
+
+/// Fills in when each device's certificate expires and how it stands (D7).
+trait WithCertificates: Sized {
+    async fn with_certificates(self, ctx: &Context) -> Result<Self, Status>;
+}
+
+impl WithCertificates for ListDevicesResponse {
+    async fn with_certificates(mut self, ctx: &Context) -> Result<Self, Status> {
+        for d in &mut self.devices {
+            ctx.add_certificate(d).await?;
+        }
+        Ok(self)
+    }
+}
+
+impl Context {
+    /// Adds the device's certificate expiry and standing to its staff view (D7).
+    pub async fn add_certificate(&self, view: &mut Device) -> Result<(), Status> {
+        use crate::domain::device_cert::{Standing, standing};
+        let Some(cert) = self.store.current_certificate(&view.id).await? else {
+            return Ok(());
+        };
+        let s = standing(cert.not_after, now_ms(), self.pki.device_lifetime);
+        view.certificate_not_after_unix_ms = cert.not_after;
+        view.certificate_standing = match s {
+            Standing::Current => "current",
+            Standing::RenewalOverdue => "renewal overdue",
+            Standing::Expired => "expired",
+            Standing::LongLived => "long-lived",
+        }
+        .into();
+        view.certificate_standing_words = s.words().into();
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! `haven.agent.v1.AgentService`: enrollment, and the one long-lived stream to each device.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use haven_proto::agent::v1::{
     self as wire, AgentMessage, ControllerMessage, EnrollRequest, EnrollResponse,
@@ -14,12 +15,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::clip;
 use super::{Context, convert, fanout::policy_message, now_ms};
+use crate::domain::device_cert;
 use crate::domain::enrollment::{CodeState, normalise_code, refusal};
 use crate::domain::policy::is_protected_attempt;
 use crate::ids::new_id;
 use crate::pki::PkiError;
 use crate::service::auth::token_hash;
-use crate::store::{NewDevice, ViolationRecord};
+use crate::store::{CertificateUse, NewDevice, StoreError, ViolationRecord};
 
 /// How many messages may wait for a slow device before pushes to it are dropped (it catches
 /// up from its version on reconnect).
@@ -59,12 +61,14 @@ impl AgentService for AgentApi {
             return Err(Status::failed_precondition(refusal(Some(state))));
         }
         let device_id = new_id("dev");
-        let (certificate_pem, fingerprint) = self
+        let signed = self
             .ctx
             .pki
-            .sign_device(&req.csr_pem, &device_id)
+            .sign_device(&req.csr_pem, &device_id, now)
             .map_err(|e| match e {
-                PkiError::BadRequest(_) => Status::invalid_argument(e.to_string()),
+                PkiError::BadRequest(_) | PkiError::WrongKeyType(_) => {
+                    Status::invalid_argument(e.to_string())
+                }
                 other => {
                     tracing::error!(error = %other, "could not sign a device certificate");
                     Status::internal(
@@ -79,16 +83,25 @@ impl AgentService for AgentApi {
                 &code_hash,
                 NewDevice {
                     id: device_id.clone(),
-                    cert_fingerprint: fingerprint,
+                    cert_fingerprint: signed.fingerprint.clone(),
                     inventory: req.inventory.as_ref().map(convert::inventory_json),
                 },
                 now,
             )
             .await?;
+        // When it expires, for staff (D7); the enrollment's audit entry holds the certificate.
+        if let Err(e) = self
+            .ctx
+            .store
+            .certificate_in_use(&device_id, &signed.fingerprint, signed.not_after, now)
+            .await
+        {
+            tracing::warn!(device = %device_id, error = %e, "could not note when the new device's certificate expires");
+        }
         tracing::info!(device = %device_id, child = %child_id, "device enrolled");
         Ok(Response::new(EnrollResponse {
             device_id,
-            certificate_pem,
+            certificate_pem: signed.certificate_pem,
             ca_certificate_pem: self.ctx.pki.ca_pem.clone(),
             child_display_name: device
                 .child_name
@@ -114,16 +127,31 @@ impl AgentService for AgentApi {
         let leaf = certs.first().ok_or_else(|| {
             Status::unauthenticated("no device certificate was presented: enroll this device first")
         })?;
-        let device = self
-            .ctx
-            .store
-            .device_by_fingerprint(&pin_of(leaf))
-            .await?
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "this device certificate is not known to this controller: enroll the device again",
-                )
-            })?;
+        let fingerprint = pin_of(leaf);
+        let now = now_ms();
+        let not_after = crate::pki::not_after_of(leaf).ok_or_else(|| {
+            Status::unauthenticated(
+                "this device certificate cannot be read: enroll the device again",
+            )
+        })?;
+        let unknown = || {
+            Status::unauthenticated(
+                "this device certificate is not known to this controller: enroll the device again",
+            )
+        };
+        // The certificate in use, or a renewed one on its first use (D7).
+        let device = match self.ctx.store.device_by_fingerprint(&fingerprint).await? {
+            Some(device) => device,
+            None => {
+                let id = self
+                    .ctx
+                    .store
+                    .device_for_renewed_certificate(&fingerprint, now)
+                    .await?
+                    .ok_or_else(unknown)?;
+                self.ctx.store.find_device(&id).await?
+            }
+        };
         if device.status != "active" {
             return Ok(Response::new(retired_stream(
                 device
@@ -131,6 +159,20 @@ impl AgentService for AgentApi {
                     .as_deref()
                     .unwrap_or("removed by staff"),
             )));
+        }
+        match self
+            .ctx
+            .store
+            .certificate_in_use(&device.id, &fingerprint, not_after, now)
+            .await
+        {
+            Ok(CertificateUse::SwitchedToRenewed) => tracing::info!(
+                device = %device.id,
+                "device connected with its renewed certificate; the old one no longer works"
+            ),
+            Ok(CertificateUse::Current) => {}
+            Err(StoreError::Conflict(_)) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
         }
         let (tx, rx) = mpsc::channel(OUTBOX_DEPTH);
         let connection = self
@@ -142,7 +184,7 @@ impl AgentService for AgentApi {
             })?;
         // Staff may have revoked the device between the check above and registering it; look
         // again now that a revoke would find it in the registry.
-        let still = self.ctx.store.device_by_fingerprint(&pin_of(leaf)).await?;
+        let still = self.ctx.store.find_device(&device.id).await.ok();
         if still.is_none_or(|d| d.status != "active") {
             self.ctx.registry.remove(&device.id, connection);
             return Ok(Response::new(retired_stream("removed by staff")));
@@ -151,10 +193,18 @@ impl AgentService for AgentApi {
         let weak = tx.downgrade();
         drop(tx);
         let ctx = self.ctx.clone();
+        let renewal = Renewal {
+            leaf: leaf.to_vec(),
+            not_after,
+            asked: false,
+            tried: false,
+        };
         let inbound = request.into_inner();
         tokio::spawn(async move {
             let device_id = device.id.clone();
-            if let Err(status) = serve_device(&ctx, &device_id, weak.clone(), inbound).await {
+            if let Err(status) =
+                serve_device(&ctx, &device_id, weak.clone(), inbound, renewal).await
+            {
                 tracing::info!(device = %device_id, reason = %status.message(), "device stream ended");
                 // Say why, so the device backs off instead of reconnecting at once.
                 if let Some(tx) = weak.upgrade() {
@@ -174,6 +224,7 @@ async fn serve_device(
     device_id: &str,
     outbox: mpsc::WeakSender<Result<ControllerMessage, Status>>,
     mut inbound: Streaming<AgentMessage>,
+    mut renewal: Renewal,
 ) -> Result<(), Status> {
     let send = |message: ControllerMessage| {
         if let Some(tx) = outbox.upgrade() {
@@ -183,7 +234,31 @@ async fn serve_device(
     // Whether the device's guards hold, as it last said (an agent that never says is
     // trusted as before); a device that does not enforce is never counted as locked.
     let mut enforcing = true;
-    while let Some(message) = inbound.message().await? {
+    // Whether the certificate is due is checked on Hello and again on this timer (D7).
+    let lifetime = ctx.pki.device_lifetime;
+    let every = Duration::from_millis(
+        u64::try_from(device_cert::check_every_ms(lifetime)).unwrap_or(3_600_000),
+    );
+    let mut renewal_check = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    renewal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = tokio::select! {
+            // `Streaming::message` keeps its state in the stream, so losing this race to the
+            // timer loses no message.
+            message = inbound.message() => match message? {
+                Some(message) => message,
+                None => break,
+            },
+            _ = renewal_check.tick() => {
+                if outbox.upgrade().is_none() {
+                    return Ok(());
+                }
+                if let Some(due) = renewal.due(now_ms(), lifetime) {
+                    send(due);
+                }
+                continue;
+            }
+        };
         // The registry let go of this stream (revoked, replaced or shutting down): stop
         // listening to it too.
         if outbox.upgrade().is_none() {
@@ -213,6 +288,12 @@ async fn serve_device(
                 for answer in ctx.store.answers_for_device(device_id).await? {
                     send(answer_message(answer));
                 }
+                if let Some(due) = renewal.due(now, lifetime) {
+                    send(due);
+                }
+            }
+            Some(Inbound::RenewCertificate(request)) => {
+                send(renew(ctx, device_id, &mut renewal, &request.csr_pem, now).await?);
             }
             Some(Inbound::Heartbeat(beat)) => {
                 let inventory = beat.inventory.as_ref().map(convert::inventory_json);
@@ -385,6 +466,105 @@ async fn guards_reported(
     Ok(holds)
 }
 
+/// The certificate a device's stream was opened with, and where its renewal stands (D7).
+struct Renewal {
+    /// The verified certificate (DER) that opened this stream.
+    leaf: Vec<u8>,
+    not_after: crate::domain::UnixMillis,
+    /// The device was told renewal is due on this stream.
+    asked: bool,
+    /// The device asked for a renewal on this stream (one per connection).
+    tried: bool,
+}
+
+impl Renewal {
+    /// The message telling the device to renew, once per stream, when its certificate is due.
+    fn due(
+        &mut self,
+        now: crate::domain::UnixMillis,
+        lifetime: device_cert::Lifetime,
+    ) -> Option<ControllerMessage> {
+        if self.asked || self.tried || !device_cert::renewal_due(self.not_after, now, lifetime) {
+            return None;
+        }
+        self.asked = true;
+        Some(ControllerMessage {
+            body: Some(Outbound::RenewalDue(wire::CertificateRenewalDue {
+                not_after_unix_ms: self.not_after,
+            })),
+        })
+    }
+}
+
+/// Signs a renewal asked for on this device's own stream, records it (audited) and returns
+/// the message for the device: the new certificate, or why not. The device is the one whose
+/// verified certificate opened the stream; the request cannot name another.
+async fn renew(
+    ctx: &Context,
+    device_id: &str,
+    renewal: &mut Renewal,
+    csr_pem: &str,
+    now: crate::domain::UnixMillis,
+) -> Result<ControllerMessage, Status> {
+    let refused = |reason: String| {
+        tracing::warn!(device = device_id, %reason, "certificate renewal refused");
+        Ok(ControllerMessage {
+            body: Some(Outbound::RenewalRefused(wire::CertificateRenewalRefused {
+                reason,
+            })),
+        })
+    };
+    // One request per connection, and only when due (checked before any signing work), so a
+    // device cannot keep the controller busy or fill the store with certificates.
+    if renewal.tried {
+        return refused(
+            "this connection already asked for a renewal: reconnect and ask again when told to"
+                .into(),
+        );
+    }
+    renewal.tried = true;
+    if !device_cert::renewal_due(renewal.not_after, now, ctx.pki.device_lifetime) {
+        return refused(
+            "this device's certificate is not due for renewal yet: the controller says when".into(),
+        );
+    }
+    let signed = match ctx.pki.sign_renewal(csr_pem, device_id, &renewal.leaf, now) {
+        Ok(signed) => signed,
+        Err(e @ PkiError::WrongIdentity { .. }) => {
+            // A device asking to become another is tampering (D5): recorded once a day.
+            let record = ViolationRecord {
+                id: format!("tampering:renewal:{}", now / 86_400_000),
+                kind: "tampering".into(),
+                channel: "unspecified".into(),
+                subject: "device certificate".into(),
+                detail: "asked for a certificate naming another device; refused".into(),
+                occurred_at: now,
+            };
+            let recorded = ctx
+                .store
+                .record_violations(device_id, std::slice::from_ref(&record), now)
+                .await?;
+            ctx.watch.violations(&recorded.new);
+            return refused(e.to_string());
+        }
+        Err(e) => return refused(e.to_string()),
+    };
+    ctx.store
+        .record_renewed_certificate(device_id, &signed.fingerprint, signed.not_after, now)
+        .await?;
+    tracing::info!(
+        device = device_id,
+        not_after = signed.not_after,
+        "device certificate renewed"
+    );
+    Ok(ControllerMessage {
+        body: Some(Outbound::RenewedCertificate(wire::RenewedCertificate {
+            certificate_pem: signed.certificate_pem,
+            not_after_unix_ms: signed.not_after,
+        })),
+    })
+}
+
 /// The message that carries a staff answer to the child's device.
 pub fn answer_message(r: crate::store::ChildRequestRecord) -> ControllerMessage {
     ControllerMessage {
@@ -444,4 +624,37 @@ fn violation_records(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+
+    #[test]
+    fn d7_a_stream_is_told_to_renew_once_and_only_when_due() {
+        let life = device_cert::Lifetime::seconds(30);
+        let mut r = Renewal {
+            leaf: Vec::new(),
+            not_after: 30_000,
+            asked: false,
+            tried: false,
+        };
+        assert!(r.due(0, life).is_none(), "fresh: not due");
+        let told = r.due(21_000, life).expect("a third left: due");
+        assert!(matches!(
+            told.body,
+            Some(Outbound::RenewalDue(wire::CertificateRenewalDue {
+                not_after_unix_ms: 30_000
+            }))
+        ));
+        assert!(r.due(22_000, life).is_none(), "told once per stream");
+        // A device that asked by itself is not told again either.
+        let mut asked = Renewal {
+            leaf: Vec::new(),
+            not_after: 30_000,
+            asked: false,
+            tried: true,
+        };
+        assert!(asked.due(25_000, life).is_none());
+    }
 }

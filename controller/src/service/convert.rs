@@ -126,6 +126,8 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
                 fix: h.fix,
             })
             .collect(),
+        // Filled in by `Context::add_certificate`, which asks the store (D7).
+        ..Default::default()
     }
 }
 

@@ -26,6 +26,10 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     a_rotated_token_replaces_the_old_one(&fresh().await).await;
     enrollment_codes_are_listed_cancelled_and_die_with_their_maker(&fresh().await).await;
     a_revision_opens_its_sanction_and_obligations_with_it(&fresh().await).await;
+    d7_a_renewed_certificate_finds_the_same_device_and_replaces_the_old_one_at_first_use(
+        &fresh().await,
+    )
+    .await;
 }
 
 // Issue 12 (RM5): a revision that reduces telephone access writes its sanction and obligations
@@ -1209,6 +1213,126 @@ async fn every_change_is_in_an_intact_audit_chain(s: &impl Store) {
     );
     assert_eq!(verify_chain(&entries), Ok(4));
     assert_eq!(s.audit_entries(2, 1).await.unwrap()[0].seq, 3);
+}
+
+// Issue 13 (D7): a renewed certificate is on record for the same device, works before its
+// first use alongside the old one, and replaces it at first use; expired, superseded and
+// other devices' certificates find nothing.
+async fn d7_a_renewed_certificate_finds_the_same_device_and_replaces_the_old_one_at_first_use(
+    s: &impl Store,
+) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let d = enrolled(s, &c.id, "code", "fp-old").await;
+    let other = enrolled(s, &c.id, "code-2", "fp-other").await;
+    // Not known until the device is seen with it (enrolled before certificates were recorded).
+    assert_eq!(s.current_certificate(&d.id).await.unwrap(), None);
+    assert_eq!(
+        s.certificate_in_use(&d.id, "fp-old", 5_000, 100)
+            .await
+            .unwrap(),
+        CertificateUse::Current
+    );
+    let current = s.current_certificate(&d.id).await.unwrap().unwrap();
+    assert_eq!(
+        (current.fingerprint.as_str(), current.not_after),
+        ("fp-old", 5_000)
+    );
+    assert_eq!(current.first_used_at, Some(100));
+    // Seen again: nothing changes.
+    assert_eq!(
+        s.certificate_in_use(&d.id, "fp-old", 5_000, 150)
+            .await
+            .unwrap(),
+        CertificateUse::Current
+    );
+
+    s.record_renewed_certificate(&d.id, "fp-new", 9_000, 200)
+        .await
+        .unwrap();
+    // Both work until the new one is first used.
+    assert_eq!(
+        s.device_by_fingerprint("fp-old").await.unwrap().unwrap().id,
+        d.id
+    );
+    assert_eq!(
+        s.device_for_renewed_certificate("fp-new", 300)
+            .await
+            .unwrap(),
+        Some(d.id.clone())
+    );
+    assert_eq!(
+        s.device_for_renewed_certificate("fp-new", 9_000)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        s.device_for_renewed_certificate("fp-old", 300)
+            .await
+            .unwrap(),
+        None,
+        "the one in use is found by device_by_fingerprint"
+    );
+    // Another device cannot take it.
+    assert!(matches!(
+        s.certificate_in_use(&other.id, "fp-new", 9_000, 300).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.certificates_expiring(6_000).await.unwrap()[0].fingerprint,
+        "fp-old"
+    );
+
+    assert_eq!(
+        s.certificate_in_use(&d.id, "fp-new", 9_000, 400)
+            .await
+            .unwrap(),
+        CertificateUse::SwitchedToRenewed
+    );
+    let device = s.device_by_fingerprint("fp-new").await.unwrap().unwrap();
+    assert_eq!(device.id, d.id, "the same device");
+    assert!(s.device_by_fingerprint("fp-old").await.unwrap().is_none());
+    assert_eq!(
+        s.device_for_renewed_certificate("fp-old", 400)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        s.certificate_in_use(&d.id, "fp-old", 5_000, 450).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let current = s.current_certificate(&d.id).await.unwrap().unwrap();
+    assert_eq!(
+        (current.not_after, current.first_used_at),
+        (9_000, Some(400))
+    );
+    assert!(s.certificates_expiring(6_000).await.unwrap().is_empty());
+
+    // A removed device is not renewed; each renewal and switch is audited, chain intact.
+    s.revoke_device(&admin(), &other.id, "left", 500)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.record_renewed_certificate(&other.id, "fp-x", 9_000, 600)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.record_renewed_certificate("dev-nobody", "fp-y", 9_000, 600)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"device.certificate.renew"));
+    assert!(actions.contains(&"device.certificate.use"));
+    assert!(verify_chain(&entries).is_ok());
 }
 
 #[tokio::test]

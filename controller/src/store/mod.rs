@@ -397,6 +397,73 @@ pub trait EnrollmentStore: Send + Sync {
     ) -> StoreResult<DeviceRecord>;
 }
 
+/// A device certificate on record (D7): the one in use, a renewed one not yet used, or an
+/// older one a renewal replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    pub fingerprint: String,
+    pub device_id: String,
+    pub issued_at: UnixMillis,
+    pub not_after: UnixMillis,
+    /// When the device first connected with it (then it is the one in use).
+    pub first_used_at: Option<UnixMillis>,
+    /// When a newer certificate took its place; it opens no stream after that.
+    pub superseded_at: Option<UnixMillis>,
+}
+
+/// What happened when a device connected with a certificate (see
+/// [`DeviceCertStore::certificate_in_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateUse {
+    /// The certificate already in use (or one first seen now, from before certificates were
+    /// recorded).
+    Current,
+    /// The device's first connection with a renewed certificate: it is now the one in use and
+    /// every older one is superseded.
+    SwitchedToRenewed,
+}
+
+/// Short-lived device certificates and their renewal (D7).
+#[async_trait]
+pub trait DeviceCertStore: Send + Sync {
+    /// Records a certificate signed on renewal for an active device, with its audit entry. The
+    /// certificate in use stays valid until the device first connects with the new one.
+    async fn record_renewed_certificate(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+    /// The device a renewed certificate not yet used belongs to: a certificate the store
+    /// recorded, not superseded and not expired at `now`. (The certificate in use is found by
+    /// [`DeviceStore::device_by_fingerprint`].)
+    async fn device_for_renewed_certificate(
+        &self,
+        fingerprint: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Option<String>>;
+    /// The device connected with `fingerprint` (valid until `not_after`, read from the
+    /// certificate itself). A renewed certificate's first use makes it the one in use and
+    /// supersedes every older one (audited); a certificate the store has no row for yet (one
+    /// made before renewal existed) is recorded as it is, which is telemetry, not audited.
+    async fn certificate_in_use(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: UnixMillis,
+        now: UnixMillis,
+    ) -> StoreResult<CertificateUse>;
+    /// The certificate a device uses now, if the store knows when it expires.
+    async fn current_certificate(&self, device_id: &str) -> StoreResult<Option<DeviceCertificate>>;
+    /// The certificates in use of every active device whose certificate expires before
+    /// `before`, soonest first (devices near expiry that have not renewed).
+    async fn certificates_expiring(
+        &self,
+        before: UnixMillis,
+    ) -> StoreResult<Vec<DeviceCertificate>>;
+}
+
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
     async fn list_devices(
@@ -902,6 +969,7 @@ pub trait Store:
     + ChildStore
     + EnrollmentStore
     + DeviceStore
+    + DeviceCertStore
     + PolicyStore
     + ViolationStore
     + AuditStore
@@ -921,6 +989,7 @@ impl<T> Store for T where
         + ChildStore
         + EnrollmentStore
         + DeviceStore
+        + DeviceCertStore
         + PolicyStore
         + ViolationStore
         + AuditStore
