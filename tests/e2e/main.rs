@@ -6,6 +6,7 @@
 
 mod agent;
 mod audit;
+mod backup;
 mod children;
 mod contacts;
 mod device_limits;
