@@ -66,9 +66,20 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_STAFF_TOKEN_DAYS", value_name = "DAYS")]
     pub staff_token_days: Option<u32>,
 
+    /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9464; off
+    /// unless given. Only a loopback address unless --metrics-allow-remote: the metrics have
+    /// no login or TLS.
+    #[arg(long, env = "HAVEN_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Allow --metrics-listen on an address other machines can reach (a private monitoring
+    /// network, or behind an authenticating proxy).
+    #[arg(long, env = "HAVEN_METRICS_ALLOW_REMOTE")]
+    pub metrics_allow_remote: bool,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
     /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
-    /// staff_token_days). [default:
+    /// staff_token_days, metrics_listen, metrics_allow_remote). [default:
     /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -86,6 +97,8 @@ struct FileConfig {
     bank_holidays_file: Option<PathBuf>,
     max_connections: Option<usize>,
     staff_token_days: Option<u32>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_allow_remote: Option<bool>,
 }
 
 /// Settings after every source has been merged.
@@ -100,6 +113,7 @@ pub struct ServeConfig {
     pub bank_holidays_file: Option<PathBuf>,
     pub max_connections: usize,
     pub staff_token_days: u32,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -159,6 +173,14 @@ impl ServeArgs {
                 "staff_token_days must be between 1 and 3650: it is how long a staff token works before it must be rotated"
             );
         }
+        let metrics_listen = self.metrics_listen.or(file.metrics_listen);
+        if let Some(addr) = metrics_listen {
+            crate::metrics::check_listen(
+                addr,
+                self.metrics_allow_remote || file.metrics_allow_remote.unwrap_or(false),
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -184,6 +206,7 @@ impl ServeArgs {
             bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
             max_connections,
             staff_token_days,
+            metrics_listen,
         })
     }
 }
@@ -203,6 +226,8 @@ mod tests {
             bank_holidays_file: None,
             max_connections: None,
             staff_token_days: None,
+            metrics_listen: None,
+            metrics_allow_remote: false,
             config: Some(config.to_path_buf()),
         }
     }
@@ -242,6 +267,23 @@ mod tests {
         flagged.not_reporting_after_secs = Some(0);
         let err = format!("{:#}", flagged.resolve().unwrap_err());
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_remote_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haven.toml");
+        std::fs::write(&file, "metrics_listen = \"0.0.0.0:9464\"\n").unwrap();
+        let err = format!("{:#}", args(&file).resolve().unwrap_err());
+        assert!(err.contains("--metrics-allow-remote"), "{err}");
+        let mut allowed = args(&file);
+        allowed.metrics_allow_remote = true;
+        assert_eq!(
+            allowed.resolve().unwrap().metrics_listen,
+            Some("0.0.0.0:9464".parse().unwrap())
+        );
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(args(&file).resolve().unwrap().metrics_listen, None);
     }
 
     #[test]

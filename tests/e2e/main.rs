@@ -13,6 +13,7 @@ mod device_limits;
 mod emergency;
 mod enrollment;
 mod guards;
+mod metrics;
 mod plans;
 mod protected;
 mod records;
