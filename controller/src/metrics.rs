@@ -327,6 +327,19 @@ async fn refresh(ctx: &Context, now: UnixMillis) -> Result<(), crate::store::Sto
             *overdue.entry(o.kind).or_default() += 1;
         }
     }
+    // GD3: a manager's decision on an unknown contact, due by the next working day.
+    let tasks = ctx
+        .store
+        .manager_tasks(None, false)
+        .await?
+        .into_iter()
+        .filter(|t| t.closed_at.is_none())
+        .filter(|t| {
+            let opened = t.first_attempt_at.min(t.opened_at);
+            crate::domain::violations::task_due(opened, &t.time_zone, &ctx.holidays) < now
+        })
+        .count() as i64;
+    overdue.insert("manager_task".into(), tasks);
     let reviews = lockdowns
         .iter()
         .filter(|l| review_overdue(l.review_at, l.lifted_at, now))
