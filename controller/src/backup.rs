@@ -64,6 +64,10 @@ pub enum BackupError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{0} is inside the data directory: write backups elsewhere (a copy on the same disk is lost with it, and the next backup would carry this one)"
+    )]
+    InsideDataDir(PathBuf),
     #[error("the database could not be copied: {0}")]
     Database(String),
     #[error(
@@ -213,6 +217,16 @@ pub async fn backup(
     if !database.is_file() {
         return Err(BackupError::NoDatabase(data_dir.to_path_buf()));
     }
+    let out_dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let (Ok(a), Ok(b)) = (out_dir.canonicalize(), data_dir.canonicalize())
+        && a.starts_with(&b)
+    {
+        return Err(BackupError::InsideDataDir(out.to_path_buf()));
+    }
+    remove_stale_snapshots(data_dir);
     // The snapshot holds children's records unencrypted for a moment: inside the data
     // directory (owner-only), in a folder of its own that is removed whatever happens.
     let scratch = Scratch::new(data_dir.join(format!(
@@ -298,6 +312,24 @@ pub async fn backup(
     }
     result?;
     Ok(summary)
+}
+
+/// Removes snapshot folders left by a backup that was killed (its process is gone): they hold
+/// an unencrypted copy of the database.
+fn remove_stale_snapshots(data_dir: &Path) {
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".backup-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Reads exactly `n` bytes of `r` into `w`, hashing them.
@@ -619,6 +651,25 @@ mod tests {
         // Never over a directory that holds something.
         let err = restore(&file, &to, &key).await.unwrap_err();
         assert!(matches!(err, BackupError::NotEmpty(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_never_written_into_the_data_directory_and_stale_snapshots_go() {
+        let root = tempfile::tempdir().unwrap();
+        let data = controller_dir(root.path()).await;
+        // A snapshot folder left by a backup killed long ago (no such process).
+        let stale = data.join(".backup-999999999-1");
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join(DATABASE), b"old copy").unwrap();
+        let lock = Lock::Passphrase(pass("correct horse battery"));
+        let err = backup(&data, &data.join("b.age"), &lock, 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackupError::InsideDataDir(_)), "{err}");
+        backup(&data, &root.path().join("b.age"), &lock, 1)
+            .await
+            .unwrap();
+        assert!(!stale.exists());
     }
 
     #[tokio::test]
