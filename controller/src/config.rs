@@ -81,9 +81,20 @@ pub struct ServeArgs {
     )]
     pub device_cert_seconds: Option<u64>,
 
+    /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9464; off
+    /// unless given. Only a loopback address unless --metrics-allow-remote: the metrics have
+    /// no login or TLS.
+    #[arg(long, env = "HAVEN_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Allow --metrics-listen on an address other machines can reach (a private monitoring
+    /// network, or behind an authenticating proxy).
+    #[arg(long, env = "HAVEN_METRICS_ALLOW_REMOTE")]
+    pub metrics_allow_remote: bool,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
     /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
-    /// staff_token_days, device_cert_days). [default:
+    /// staff_token_days, device_cert_days, metrics_listen, metrics_allow_remote). [default:
     /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -102,6 +113,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     staff_token_days: Option<u32>,
     device_cert_days: Option<u32>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_allow_remote: Option<bool>,
 }
 
 /// Settings after every source has been merged.
@@ -118,6 +131,7 @@ pub struct ServeConfig {
     pub staff_token_days: u32,
     /// How long a device certificate signed from now on lives.
     pub device_cert_lifetime: crate::domain::device_cert::Lifetime,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -190,6 +204,14 @@ impl ServeArgs {
             Some(secs) => crate::domain::device_cert::Lifetime::seconds(secs),
             None => crate::domain::device_cert::Lifetime::days(device_cert_days),
         };
+        let metrics_listen = self.metrics_listen.or(file.metrics_listen);
+        if let Some(addr) = metrics_listen {
+            crate::metrics::check_listen(
+                addr,
+                self.metrics_allow_remote || file.metrics_allow_remote.unwrap_or(false),
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -216,6 +238,7 @@ impl ServeArgs {
             max_connections,
             staff_token_days,
             device_cert_lifetime,
+            metrics_listen,
         })
     }
 }
@@ -237,6 +260,8 @@ mod tests {
             staff_token_days: None,
             device_cert_days: None,
             device_cert_seconds: None,
+            metrics_listen: None,
+            metrics_allow_remote: false,
             config: Some(config.to_path_buf()),
         }
     }
@@ -303,6 +328,23 @@ mod tests {
         zero.device_cert_days = Some(0);
         let err = format!("{:#}", zero.resolve().unwrap_err());
         assert!(err.contains("between 1 and 397"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_remote_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haven.toml");
+        std::fs::write(&file, "metrics_listen = \"0.0.0.0:9464\"\n").unwrap();
+        let err = format!("{:#}", args(&file).resolve().unwrap_err());
+        assert!(err.contains("--metrics-allow-remote"), "{err}");
+        let mut allowed = args(&file);
+        allowed.metrics_allow_remote = true;
+        assert_eq!(
+            allowed.resolve().unwrap().metrics_listen,
+            Some("0.0.0.0:9464".parse().unwrap())
+        );
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(args(&file).resolve().unwrap().metrics_listen, None);
     }
 
     #[test]

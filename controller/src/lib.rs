@@ -4,12 +4,14 @@
 //! Layers, inner to outer: `domain` (pure rules) → `store` (narrow storage traits and their
 //! backends) → `service` (gRPC adapters) → `server` and `cli` (processes and people).
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod files;
 pub mod ids;
 pub mod incoming;
+pub mod metrics;
 pub mod pki;
 pub mod registry;
 pub mod server;

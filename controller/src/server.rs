@@ -87,6 +87,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.staff_token_days,
     )
     .await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("could not listen for metrics on {addr}: choose another with --metrics-listen")
+        })?),
+        None => None,
+    };
     let stop = stop_signals()?;
     announce(
         dir,
@@ -115,6 +121,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         sessions: Default::default(),
         staff_token_days: config.staff_token_days,
         first_login_file: std::sync::Mutex::new(Some(first_login_path(dir)).filter(|p| p.exists())),
+    });
+    let metrics = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            println!("  metrics:             http://{addr}/metrics");
+        }
+        tokio::spawn(crate::metrics::serve(listener, ctx.clone()))
     });
     // Attempts counted over a device's budget become one summary record a minute.
     let summaries = {
@@ -250,6 +262,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         } => tracing::warn!("connections did not close within 10 s; stopping anyway"),
     }
     flusher.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     summaries.abort();
     ctx.limits
         .write_summaries(ctx.store.as_ref(), now_ms())

@@ -6,6 +6,7 @@
 
 mod agent;
 mod audit;
+mod backup;
 mod certs;
 mod children;
 mod contacts;
@@ -13,6 +14,7 @@ mod device_limits;
 mod emergency;
 mod enrollment;
 mod guards;
+mod metrics;
 mod plans;
 mod protected;
 mod records;

@@ -2,6 +2,7 @@
 //! use to look after children's devices. Nouns then verbs (`haven child list`), `--json` on
 //! every read, one line and a non-zero exit on any error.
 
+pub mod backup;
 pub mod camera;
 pub mod client;
 pub mod documents;
@@ -185,6 +186,14 @@ enum Command {
     /// Complete, sign off, or record the talk with the child about a sanction.
     #[command(subcommand)]
     Sanction(emergency::SanctionCommand),
+    /// Write an encrypted backup of this machine's controller (database, keys, certificates,
+    /// settings) to FILE; safe while `haven serve` runs. Run on the controller machine.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new or empty data directory, checking it first.
+    Restore(backup::RestoreArgs),
+    /// Make an age key pair for backups that need no passphrase on the controller.
+    #[command(name = "backup-key")]
+    BackupKey(backup::BackupKeyArgs),
     /// Print shell completions, e.g. `haven completions bash > /etc/bash_completion.d/haven`.
     Completions {
         #[arg(value_enum)]
@@ -542,6 +551,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )),
             }
         }
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
+        Command::BackupKey(args) => backup::backup_key(args),
         Command::Risk(RiskCommand::Template) => {
             print!("{}", plans::RISK_TEMPLATE);
             Ok(())
@@ -1244,7 +1256,12 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 ));
             }
         }
-        Command::Serve(_) | Command::Login { .. } | Command::Completions { .. } => {
+        Command::Serve(_)
+        | Command::Login { .. }
+        | Command::Completions { .. }
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::BackupKey(_) => {
             unreachable!("handled before connecting")
         }
     }

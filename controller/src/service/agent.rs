@@ -42,12 +42,14 @@ impl AgentService for AgentApi {
         let peer = request.remote_addr().map(|a| a.ip());
         let now = now_ms();
         if !self.ctx.limits.enroll_allowed(peer, now) {
+            crate::metrics::enrollment_refused("too_many_wrong_codes");
             return Err(Status::resource_exhausted(
                 "too many wrong enrollment codes from this network address: wait an hour, then try again with the code staff gave you",
             ));
         }
         let req = request.into_inner();
         let Some(code) = normalise_code(&req.code) else {
+            crate::metrics::enrollment_refused("not_a_code");
             self.ctx.limits.enroll_failed(peer, now);
             return Err(Status::invalid_argument(
                 "that is not an enrollment code: codes look like K7QD-M2XP-9HTR; check what staff gave you",
@@ -57,6 +59,7 @@ impl AgentService for AgentApi {
         let code_hash = token_hash(&code);
         let (child_id, state) = self.ctx.store.check_enrollment(&code_hash, now).await?;
         if state != CodeState::Usable {
+            crate::metrics::enrollment_refused("code_not_usable");
             self.ctx.limits.enroll_failed(peer, now);
             return Err(Status::failed_precondition(refusal(Some(state))));
         }
@@ -306,6 +309,7 @@ async fn serve_device(
                 if !believed(ctx, device_id, applied.version, now).await? {
                     continue;
                 }
+                crate::metrics::policy_applied(applied.version, now);
                 let error = clip(&applied.error, 512);
                 let error = (!error.is_empty()).then_some(error);
                 ctx.acks
@@ -330,7 +334,9 @@ async fn serve_device(
                 // Within the device's budget; the rest is counted into a summary record
                 // (written every minute) and acknowledged, so one device cannot flood the store.
                 let admitted = ctx.limits.admit(device_id, &records, now);
+                crate::metrics::violations(0, records.len().saturating_sub(admitted));
                 records.truncate(admitted);
+                let _timer = crate::metrics::store_write("violations");
                 let recorded = ctx
                     .store
                     .record_violations(device_id, &records, now)
@@ -342,6 +348,7 @@ async fn serve_device(
                     tasks = recorded.tasks.len(),
                     "violations stored"
                 );
+                crate::metrics::violations(recorded.new.len(), 0);
                 // Only what was newly stored goes to watchers: a resend is not news.
                 ctx.watch.violations(&recorded.new);
                 ctx.watch.tasks(&recorded.tasks);

@@ -845,6 +845,7 @@ impl EmergencyApi {
             )
             .await?;
         let written = started.elapsed();
+        crate::metrics::lockdown_started(record.policy_version, now, written);
         self.ctx
             .push_lockdown(&record, record.policy_version, now)
             .await;

@@ -111,6 +111,7 @@ impl Context {
         changed_at: UnixMillis,
     ) -> StoreResult<PushReport> {
         let started = Instant::now();
+        crate::metrics::policy_issued(version, changed_at);
         let mut targets = self.registry.targets_in_home(home_id);
         if let Some(child) = only_child {
             targets.retain(|t| t.child_id == child);
@@ -176,6 +177,7 @@ impl Context {
                 Delivery::Offline => report.offline += 1,
             }
         }
+        crate::metrics::policy_pushed(report.sent);
         tracing::info!(
             home = home_id,
             version,

@@ -73,6 +73,7 @@ impl DeviceReports {
         // Small transactions: a staff change waiting for the write lock should wait for one
         // chunk, not for ten thousand acknowledgements.
         for (i, chunk) in batch.chunks(CHUNK).enumerate() {
+            let _timer = crate::metrics::store_write("device_reports");
             if let Err(e) = store.record_device_reports(chunk).await {
                 // Put back what was not written, unless something newer arrived meanwhile.
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,6 +24,7 @@ use crate::domain::sanction::{self, SanctionRecord};
 use crate::domain::{DeviceStatus, HomeScope, Role, UnixMillis};
 use crate::ids::new_id;
 
+pub mod backup;
 mod certs;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
