@@ -66,9 +66,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_STAFF_TOKEN_DAYS", value_name = "DAYS")]
     pub staff_token_days: Option<u32>,
 
+    /// Sign a checkpoint of the audit trail this often, in seconds (and once at start).
+    /// [default: 3600]
+    #[arg(long, env = "HAVEN_CHECKPOINT_EVERY_SECS", value_name = "SECS")]
+    pub checkpoint_every_secs: Option<u64>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
     /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
-    /// staff_token_days). [default:
+    /// staff_token_days, checkpoint_every_secs). [default:
     /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -86,6 +91,7 @@ struct FileConfig {
     bank_holidays_file: Option<PathBuf>,
     max_connections: Option<usize>,
     staff_token_days: Option<u32>,
+    checkpoint_every_secs: Option<u64>,
 }
 
 /// Settings after every source has been merged.
@@ -100,6 +106,7 @@ pub struct ServeConfig {
     pub bank_holidays_file: Option<PathBuf>,
     pub max_connections: usize,
     pub staff_token_days: u32,
+    pub checkpoint_every: std::time::Duration,
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -159,6 +166,15 @@ impl ServeArgs {
                 "staff_token_days must be between 1 and 3650: it is how long a staff token works before it must be rotated"
             );
         }
+        let checkpoint_every = self
+            .checkpoint_every_secs
+            .or(file.checkpoint_every_secs)
+            .unwrap_or(crate::service::audit::DEFAULT_CHECKPOINT_EVERY_SECS);
+        if checkpoint_every == 0 {
+            anyhow::bail!(
+                "checkpoint_every_secs must be at least 1: it is how often the audit trail is signed"
+            );
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -184,6 +200,7 @@ impl ServeArgs {
             bank_holidays_file: self.bank_holidays_file.or(file.bank_holidays_file),
             max_connections,
             staff_token_days,
+            checkpoint_every: std::time::Duration::from_secs(checkpoint_every),
         })
     }
 }
@@ -203,6 +220,7 @@ mod tests {
             bank_holidays_file: None,
             max_connections: None,
             staff_token_days: None,
+            checkpoint_every_secs: None,
             config: Some(config.to_path_buf()),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod camera;
+pub mod checkpoint;
 pub mod child_voice;
 pub mod contact_risk;
 pub mod device_health;
@@ -15,6 +16,7 @@ pub mod filter;
 pub mod phone;
 pub mod plan;
 pub mod policy;
+pub mod reads;
 pub mod records;
 pub mod reports;
 pub mod restriction;
@@ -22,6 +24,7 @@ pub mod risk;
 pub mod role;
 pub mod sanction;
 pub mod tokens;
+pub mod trail;
 pub mod violations;
 pub mod working_days;
 
