@@ -43,13 +43,30 @@ impl RecordFact {
     }
 }
 
+/// How many violations a device has stored: each batch is one entry listing the new ids, so
+/// violations are compared by count per device (bounded memory however many there are).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViolationCount {
+    pub device_id: String,
+    pub stored: u64,
+    /// When the first was received, to order disagreements.
+    pub first_at: UnixMillis,
+}
+
+/// Everything the records claim, for `Agreement::first_disagreement`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordFacts {
+    pub facts: Vec<RecordFact>,
+    pub violations: Vec<ViolationCount>,
+}
+
 /// The id a plan revision is known by here.
 pub fn plan_revision_id(child_id: &str, number: i64) -> String {
     format!("{child_id} revision {number}")
 }
 
 /// The kinds of record this check covers (and so whose "made" entries must have a record).
-pub const COVERED: [&str; 13] = [
+pub const COVERED: [&str; 14] = [
     "staff member",
     "home",
     "child",
@@ -63,6 +80,7 @@ pub const COVERED: [&str; 13] = [
     "photography approval",
     "off-duty report",
     "manager task",
+    "child request",
 ];
 
 /// What one audit entry witnessed.
@@ -91,6 +109,8 @@ pub fn witnessed(e: &AuditEntry) -> Vec<Fact> {
         "off_duty_report.acknowledge" => out.push(f("off-duty report", s, "acknowledged")),
         "manager_task.open" => out.push(f("manager task", s, "made")),
         "manager_task.close" => out.push(f("manager task", s, "closed")),
+        "child_request.add" => out.push(f("child request", text("request"), "made")),
+        "child_request.answer" => out.push(f("child request", text("request"), "answered")),
         "lockdown.lift" => out.push(f("lockdown", s, "lifted")),
         "sanction.complete" => out.push(f("sanction", s, "completed")),
         "sanction.sign_off" => out.push(f("sanction", s, "signed off")),
@@ -141,6 +161,14 @@ pub enum Disagreement {
         kind: &'static str,
         id: String,
     },
+    #[error(
+        "device {device_id} has {stored} stored violations but its audit entries record {recorded}"
+    )]
+    Violations {
+        device_id: String,
+        stored: u64,
+        recorded: u64,
+    },
 }
 
 /// Collects what the entries witnessed, one page at a time, then compares with the records.
@@ -148,10 +176,23 @@ pub enum Disagreement {
 pub struct Agreement {
     /// Each fact an entry witnessed, with the first entry that did (seq, time).
     seen: HashMap<Fact, (i64, UnixMillis)>,
+    /// Violations each device's `violations.record` entries list, with the first entry's time.
+    violations: HashMap<String, (u64, UnixMillis)>,
 }
 
 impl Agreement {
     pub fn push(&mut self, e: &AuditEntry) {
+        if e.action == "violations.record" {
+            let ids = serde_json::from_str::<serde_json::Value>(&e.detail)
+                .ok()
+                .and_then(|d| d.get("ids").and_then(|v| v.as_array()).map(Vec::len))
+                .unwrap_or(0);
+            let slot = self
+                .violations
+                .entry(e.subject.clone())
+                .or_insert((0, e.at));
+            slot.0 += ids as u64;
+        }
         for fact in witnessed(e) {
             self.seen.entry(fact).or_insert((e.seq, e.at));
         }
@@ -159,15 +200,15 @@ impl Agreement {
 
     /// The earliest disagreement between `records` and the entries pushed so far: a record
     /// fact with no entry, or a "made" entry of a covered kind with no record.
-    pub fn first_disagreement(&self, records: &[RecordFact]) -> Option<Disagreement> {
+    pub fn first_disagreement(&self, records: &RecordFacts) -> Option<Disagreement> {
         let mut worst: Option<(UnixMillis, i64, Disagreement)> = None;
         let mut consider = |at: UnixMillis, seq: i64, d: Disagreement| {
             if worst.as_ref().is_none_or(|(a, s, _)| (at, seq) < (*a, *s)) {
                 worst = Some((at, seq, d));
             }
         };
-        let present: HashSet<&Fact> = records.iter().map(|r| &r.fact).collect();
-        for r in records {
+        let present: HashSet<&Fact> = records.facts.iter().map(|r| &r.fact).collect();
+        for r in &records.facts {
             if !self.seen.contains_key(&r.fact) {
                 consider(
                     r.at,
@@ -193,6 +234,31 @@ impl Agreement {
                 );
             }
         }
+        let stored: HashMap<&str, &ViolationCount> = records
+            .violations
+            .iter()
+            .map(|v| (v.device_id.as_str(), v))
+            .collect();
+        let mut devices: HashSet<&str> = stored.keys().copied().collect();
+        devices.extend(self.violations.keys().map(String::as_str));
+        for device in devices {
+            let (recorded, entry_at) = self.violations.get(device).copied().unwrap_or((0, 0));
+            let (kept, kept_at) = stored
+                .get(device)
+                .map(|v| (v.stored, v.first_at))
+                .unwrap_or((0, entry_at));
+            if kept != recorded {
+                consider(
+                    kept_at.min(if recorded > 0 { entry_at } else { kept_at }),
+                    0,
+                    Disagreement::Violations {
+                        device_id: device.to_string(),
+                        stored: kept,
+                        recorded,
+                    },
+                );
+            }
+        }
         worst.map(|(_, _, d)| d)
     }
 }
@@ -200,7 +266,7 @@ impl Agreement {
 /// `first_disagreement` over a whole trail at once.
 pub fn first_disagreement<'a>(
     entries: impl IntoIterator<Item = &'a AuditEntry>,
-    records: &[RecordFact],
+    records: &RecordFacts,
 ) -> Option<Disagreement> {
     let mut a = Agreement::default();
     for e in entries {
@@ -248,7 +314,14 @@ mod tests {
         ]
     }
 
-    fn records() -> Vec<RecordFact> {
+    fn records() -> RecordFacts {
+        RecordFacts {
+            facts: facts(),
+            violations: vec![],
+        }
+    }
+
+    fn facts() -> Vec<RecordFact> {
         vec![
             RecordFact::new("child", "chd-1", "made", 10),
             RecordFact::new("lockdown", "lck-1", "made", 20),
@@ -269,8 +342,10 @@ mod tests {
     #[test]
     fn r36_a_record_without_its_entry_is_named() {
         let mut r = records();
-        r.push(RecordFact::new("sanction", "snc-9", "made", 25));
-        r.push(RecordFact::new("obligation", "obl-9", "made", 35));
+        r.facts
+            .push(RecordFact::new("sanction", "snc-9", "made", 25));
+        r.facts
+            .push(RecordFact::new("obligation", "obl-9", "made", 35));
         let d = first_disagreement(&trail(), &r).unwrap();
         assert_eq!(
             d.to_string(),
@@ -289,10 +364,13 @@ mod tests {
     // clause R36
     #[test]
     fn r36_an_entry_whose_record_was_deleted_is_named() {
-        let r: Vec<RecordFact> = records()
-            .into_iter()
-            .filter(|r| r.fact.kind != "plan revision")
-            .collect();
+        let r = RecordFacts {
+            facts: facts()
+                .into_iter()
+                .filter(|r| r.fact.kind != "plan revision")
+                .collect(),
+            violations: vec![],
+        };
         let d = first_disagreement(&trail(), &r).unwrap();
         assert_eq!(
             d,
@@ -301,6 +379,46 @@ mod tests {
                 kind: "plan revision",
                 id: "chd-1 revision 1".into()
             }
+        );
+    }
+
+    // clause R36
+    #[test]
+    fn r36_violations_are_compared_by_count_per_device() {
+        let mut t = trail();
+        t.push(entry(
+            5,
+            "violations.record",
+            "dev-1",
+            serde_json::json!({ "ids": ["a", "b"] }),
+        ));
+        t.push(entry(
+            6,
+            "violations.record",
+            "dev-1",
+            serde_json::json!({ "ids": ["c"] }),
+        ));
+        let count = |stored| RecordFacts {
+            facts: facts(),
+            violations: vec![ViolationCount {
+                device_id: "dev-1".into(),
+                stored,
+                first_at: 50,
+            }],
+        };
+        assert_eq!(first_disagreement(&t, &count(3)), None);
+        assert_eq!(
+            first_disagreement(&t, &count(4)).unwrap().to_string(),
+            "device dev-1 has 4 stored violations but its audit entries record 3"
+        );
+        // Every row deleted: the entries still count them.
+        assert_eq!(
+            first_disagreement(&t, &records()),
+            Some(Disagreement::Violations {
+                device_id: "dev-1".into(),
+                stored: 0,
+                recorded: 3
+            })
         );
     }
 }

@@ -19,7 +19,7 @@ use crate::domain::emergency::ActiveLockdown;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::ProtectedContact;
 use crate::domain::reads::Read;
-use crate::domain::trail::RecordFact;
+use crate::domain::trail::RecordFacts;
 use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
 
 /// Why a storage operation failed, in words a person can act on.
@@ -906,8 +906,8 @@ pub trait TrailStore: Send + Sync {
     /// Every checkpoint kept, oldest first.
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
     /// What every covered record (`trail::COVERED`) says happened to it, each of which must
-    /// have its audit entry.
-    async fn record_facts(&self) -> StoreResult<Vec<RecordFact>>;
+    /// have its audit entry, and how many violations each device has stored.
+    async fn record_facts(&self) -> StoreResult<RecordFacts>;
 }
 
 /// A read of a child's records, with the reader's name.

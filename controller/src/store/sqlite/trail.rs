@@ -8,12 +8,12 @@ use super::{SqliteStore, db_err};
 use crate::domain::UnixMillis;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::reads::Read;
-use crate::domain::trail::{RecordFact, plan_revision_id};
+use crate::domain::trail::{RecordFact, RecordFacts, ViolationCount, plan_revision_id};
 use crate::store::{ReadRecord, ReadStore, StoreResult, TrailStore};
 
 /// Per covered kind: the query (id, then the time of each event, NULL when it has not
 /// happened) and the events those times stand for, in column order.
-const FACT_QUERIES: [(&str, &str, &[&str]); 12] = [
+const FACT_QUERIES: [(&str, &str, &[&str]); 13] = [
     (
         "staff member",
         "SELECT id, created_at, revoked_at FROM staff",
@@ -77,6 +77,11 @@ const FACT_QUERIES: [(&str, &str, &[&str]); 12] = [
         "SELECT id, opened_at, closed_at FROM manager_tasks",
         &["made", "closed"],
     ),
+    (
+        "child request",
+        "SELECT id, received_at, answered_at FROM child_requests",
+        &["made", "answered"],
+    ),
 ];
 
 #[async_trait]
@@ -119,7 +124,7 @@ impl TrailStore for SqliteStore {
             .collect())
     }
 
-    async fn record_facts(&self) -> StoreResult<Vec<RecordFact>> {
+    async fn record_facts(&self) -> StoreResult<RecordFacts> {
         // One read transaction: the records are compared as of one moment.
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let mut facts = Vec::new();
@@ -146,8 +151,22 @@ impl TrailStore for SqliteStore {
                 row.get("made_at"),
             ));
         }
+        let violations = sqlx::query(
+            "SELECT device_id, COUNT(*) AS n, MIN(received_at) AS first_at FROM violations \
+             GROUP BY device_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| ViolationCount {
+            device_id: r.get("device_id"),
+            stored: super::as_u64(r.get("n")),
+            first_at: r.get("first_at"),
+        })
+        .collect();
         tx.commit().await.map_err(db_err)?;
-        Ok(facts)
+        Ok(RecordFacts { facts, violations })
     }
 }
 
