@@ -317,7 +317,20 @@ fn r36_reads_of_a_childs_records_are_listed_for_a_subject_access_request() {
     assert!(by_jo.contains(&"plan history"), "{reads}");
     assert!(by_jo.contains(&"violations"), "{reads}");
 
-    // A read just before a clean stop is not lost.
+    // A list of the whole home is a read of each child it shows; and a read just before a
+    // clean stop is not lost.
+    home.manager.ok(&[
+        "lockdown",
+        "Amira",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "Threats in messages",
+        "--channels",
+        "messages",
+        "--wait-secs",
+        "0",
+    ]);
     jo.ok(&["lockdowns"]);
     jo.ok(&["camera", "incidents", "Amira"]);
     home.controller.restart();
@@ -325,6 +338,15 @@ fn r36_reads_of_a_childs_records_are_listed_for_a_subject_access_request() {
     assert!(
         table.contains("Jo Carer") && table.contains("camera incidents"),
         "{table}"
+    );
+    let reads = home.manager.json(&["audit", "reads", "--child", "Amira"]);
+    assert!(
+        reads["reads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["staff_name"] == "Jo Carer" && r["what"] == "lockdowns"),
+        "{reads}"
     );
 
     // Care staff cannot see who read what.
