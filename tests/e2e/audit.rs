@@ -353,3 +353,33 @@ fn r36_reads_of_a_childs_records_are_listed_for_a_subject_access_request() {
     let err = jo.fails(&["audit", "reads", "--child", "Amira"]);
     assert!(err.contains("only a manager or an administrator"), "{err}");
 }
+
+// clause R36: a checkpoint only vouches with the key that signed it
+#[test]
+fn r36_after_the_audit_key_is_replaced_old_checkpoints_are_said_not_to_be_checkable() {
+    let mut home = Home::new();
+    let file = keep_checkpoint(&home);
+    let key = home.controller.data_dir.join("audit-key.txt");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode, 0o600, "the audit key is the controller's alone");
+
+    // Restored without its key: a new one is made on start.
+    home.controller.stop();
+    std::fs::remove_file(&key).unwrap();
+    home.controller.restart();
+    let out = home.manager.ok(&["audit", "verify"]);
+    assert!(
+        out.contains("intact") && out.contains("signed by another key"),
+        "{out}"
+    );
+    let err = home.manager.fails(&[
+        "audit",
+        "verify",
+        "--since-checkpoint",
+        file.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not this controller's key"), "{err}");
+}

@@ -160,6 +160,12 @@ async fn verify(
             "{} signed checkpoints hold; every record has its audit entries.",
             r.checkpoints_checked
         );
+        if r.checkpoints_by_other_key > 0 {
+            println!(
+                "{} checkpoints kept here were signed by another key and could not be checked (the audit key was replaced, e.g. restored without audit-key.txt).",
+                r.checkpoints_by_other_key
+            );
+        }
     }
     Ok(())
 }
