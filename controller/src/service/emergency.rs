@@ -739,6 +739,12 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .filter(|o| !req.overdue_only || o.state == "overdue")
             .collect();
         all.sort_by(|a, b| (a.due_at_unix_ms, &a.id).cmp(&(b.due_at_unix_ms, &b.id)));
+        self.ctx.note_reads(
+            &who,
+            all.iter()
+                .map(|o| o.child_id.as_str())
+                .filter(|c| !c.is_empty()),
+        );
         Ok(Response::new(ListObligationsResponse { obligations: all }))
     }
 
