@@ -352,6 +352,27 @@ fn r36_reads_of_a_childs_records_are_listed_for_a_subject_access_request() {
     // Care staff cannot see who read what.
     let err = jo.fails(&["audit", "reads", "--child", "Amira"]);
     assert!(err.contains("only a manager or an administrator"), "{err}");
+
+    // A manager of another home cannot learn anything about Amira, not even that she exists.
+    home.admin.ok(&["home", "add", "Elm House"]);
+    let other = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Eve Manager",
+        "--role",
+        "manager",
+        "--home",
+        "Elm House",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = home
+        .admin
+        .as_token(&other)
+        .fails(&["audit", "reads", "--child", "Amira"]);
+    assert!(err.contains("no child called"), "{err}");
 }
 
 // clause R36: a checkpoint only vouches with the key that signed it
