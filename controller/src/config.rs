@@ -92,9 +92,15 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_METRICS_ALLOW_REMOTE")]
     pub metrics_allow_remote: bool,
 
+    /// Sign a checkpoint of the audit trail this often, in seconds (and once at start).
+    /// [default: 3600]
+    #[arg(long, env = "HAVEN_CHECKPOINT_EVERY_SECS", value_name = "SECS")]
+    pub checkpoint_every_secs: Option<u64>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
     /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
-    /// staff_token_days, device_cert_days, metrics_listen, metrics_allow_remote). [default:
+    /// staff_token_days, device_cert_days, metrics_listen, metrics_allow_remote,
+    /// checkpoint_every_secs). [default:
     /// haven.toml in the data directory, if present]
     #[arg(long, env = "HAVEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -115,6 +121,7 @@ struct FileConfig {
     device_cert_days: Option<u32>,
     metrics_listen: Option<SocketAddr>,
     metrics_allow_remote: Option<bool>,
+    checkpoint_every_secs: Option<u64>,
 }
 
 /// Settings after every source has been merged.
@@ -132,6 +139,7 @@ pub struct ServeConfig {
     /// How long a device certificate signed from now on lives.
     pub device_cert_lifetime: crate::domain::device_cert::Lifetime,
     pub metrics_listen: Option<SocketAddr>,
+    pub checkpoint_every: std::time::Duration,
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -212,6 +220,15 @@ impl ServeArgs {
             )
             .map_err(anyhow::Error::msg)?;
         }
+        let checkpoint_every = self
+            .checkpoint_every_secs
+            .or(file.checkpoint_every_secs)
+            .unwrap_or(crate::service::audit::DEFAULT_CHECKPOINT_EVERY_SECS);
+        if checkpoint_every == 0 {
+            anyhow::bail!(
+                "checkpoint_every_secs must be at least 1: it is how often the audit trail is signed"
+            );
+        }
         if let Some(url) = &public_url {
             haven_proto::trust::host_port(url).map_err(|_| {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
@@ -239,6 +256,7 @@ impl ServeArgs {
             staff_token_days,
             device_cert_lifetime,
             metrics_listen,
+            checkpoint_every: std::time::Duration::from_secs(checkpoint_every),
         })
     }
 }
@@ -262,6 +280,7 @@ mod tests {
             device_cert_seconds: None,
             metrics_listen: None,
             metrics_allow_remote: false,
+            checkpoint_every_secs: None,
             config: Some(config.to_path_buf()),
         }
     }

@@ -4,6 +4,7 @@
 //! Layers, inner to outer: `domain` (pure rules) → `store` (narrow storage traits and their
 //! backends) → `service` (gRPC adapters) → `server` and `cli` (processes and people).
 
+pub mod audit_key;
 pub mod backup;
 pub mod cli;
 pub mod config;

@@ -47,6 +47,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     })?;
     let (mut pki, first_start) = Pki::load_or_create(dir, &config.tls_names)?;
     pki.device_lifetime = config.device_cert_lifetime;
+    // The audit trail's own key, never the CA's (R36).
+    let audit_key = Arc::new(crate::audit_key::AuditKey::load_or_create(dir)?);
     let db_path = dir.join("haven.db");
     let store = Arc::new(
         SqliteStore::open(&db_path)
@@ -121,6 +123,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         sessions: Default::default(),
         staff_token_days: config.staff_token_days,
         first_login_file: std::sync::Mutex::new(Some(first_login_path(dir)).filter(|p| p.exists())),
+        audit_key,
+        reads: Default::default(),
     });
     let metrics = metrics_listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
@@ -128,6 +132,33 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
         tokio::spawn(crate::metrics::serve(listener, ctx.clone()))
     });
+    // A signed checkpoint at start and then on schedule (R36).
+    let checkpoints = {
+        let ctx = ctx.clone();
+        let every = config.checkpoint_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = ctx.make_checkpoint().await {
+                    tracing::error!(error = %e.message(), "could not sign an audit checkpoint");
+                }
+            }
+        })
+    };
+    let read_flusher = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::service::audit::FLUSH_READS_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = ctx.reads.flush(ctx.store.as_ref()).await {
+                    tracing::warn!(error = %e, "could not write who read which records; will retry");
+                }
+            }
+        })
+    };
     // Attempts counted over a device's budget become one summary record a minute.
     let summaries = {
         let ctx = ctx.clone();
@@ -210,6 +241,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // Every request runs knowing its method, so a lookup of a child knows what was read.
+        .layer(crate::service::audit::MethodLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -273,6 +306,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     lifter.abort();
     if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {
         tracing::warn!(error = %e, "could not write the last device reports");
+    }
+    checkpoints.abort();
+    read_flusher.abort();
+    // Reads are never lost on a clean stop.
+    if let Err(e) = ctx.reads.flush(ctx.store.as_ref()).await {
+        tracing::warn!(error = %e, "could not write the last reads of children's records");
     }
     store.close().await;
     tracing::info!("stopped; the database is closed");

@@ -2,6 +2,7 @@
 //! use to look after children's devices. Nouns then verbs (`haven child list`), `--json` on
 //! every read, one line and a non-zero exit on any error.
 
+pub mod audit;
 pub mod backup;
 pub mod camera;
 pub mod client;
@@ -114,7 +115,7 @@ enum Command {
     PhotoApproval(records::PhotoApprovalCommand),
     /// The audit trail of every change (managers and administrators).
     #[command(subcommand)]
-    Audit(AuditCommand),
+    Audit(audit::AuditCommand),
     /// Risk assessments behind a child's arrangements: record and list them.
     #[command(subcommand)]
     Risk(RiskCommand),
@@ -383,12 +384,6 @@ pub enum PlanCommand {
     },
     /// Print a plan revision to fill in.
     Template,
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Prove the audit trail has not been altered, or name the first entry that was.
-    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1232,30 +1227,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             emergency::sanctions(&mut s.emergency, home, as_json).await?
         }
         Command::Sanction(cmd) => emergency::sanction(&mut s.emergency, cmd, as_json).await?,
-        Command::Audit(AuditCommand::Verify) => {
-            let r = s
-                .audit
-                .verify_audit(api::VerifyAuditRequest {})
-                .await
-                .map_err(explain)?
-                .into_inner();
-            if as_json {
-                json(&r)?;
-            } else if r.intact {
-                println!(
-                    "The audit trail is intact: all {} entries follow from one another and none was changed.",
-                    r.entries_checked
-                );
-            }
-            if !r.intact {
-                return Err(anyhow!(
-                    "the audit trail is NOT intact: entry {} fails because {} ({} entries before it are intact); keep a copy of the database and report this",
-                    r.first_broken_entry,
-                    r.reason,
-                    r.entries_checked
-                ));
-            }
-        }
+        Command::Audit(cmd) => audit::run(&mut s.audit, cmd, as_json).await?,
         Command::Serve(_)
         | Command::Login { .. }
         | Command::Completions { .. }

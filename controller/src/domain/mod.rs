@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod camera;
+pub mod checkpoint;
 pub mod child_voice;
 pub mod contact_risk;
 pub mod device_cert;
@@ -16,6 +17,7 @@ pub mod filter;
 pub mod phone;
 pub mod plan;
 pub mod policy;
+pub mod reads;
 pub mod records;
 pub mod reports;
 pub mod restriction;
@@ -23,6 +25,7 @@ pub mod risk;
 pub mod role;
 pub mod sanction;
 pub mod tokens;
+pub mod trail;
 pub mod violations;
 pub mod working_days;
 

@@ -39,6 +39,8 @@ pub enum Action {
     RecordSanctions,
     /// Sign a sanction record as accurate: the Registered Manager.
     SignOffSanctions,
+    /// See who read a child's records (subject access requests).
+    ListReads,
 }
 
 impl Action {
@@ -62,6 +64,7 @@ impl Action {
             Action::EmergencyAction => "take emergency action",
             Action::RecordSanctions => "record sanctions and notifications",
             Action::SignOffSanctions => "sign off a sanction record",
+            Action::ListReads => "see who read a child's records",
         }
     }
 
@@ -73,7 +76,7 @@ impl Action {
             Action::ManageStaff | Action::ManageHomes => &[Admin],
             Action::ManageChildren | Action::ManageDevices => &[Manager, Admin],
             Action::EditProtectedContacts => &[Manager],
-            Action::VerifyAudit => &[Manager, Admin],
+            Action::VerifyAudit | Action::ListReads => &[Manager, Admin],
             Action::RecordRiskAssessments | Action::RecordIncidents => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],
             Action::EmergencyAction | Action::RecordSanctions => &[Staff, Manager],

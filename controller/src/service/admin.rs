@@ -821,6 +821,77 @@ impl audit_service_server::AuditService for AdminApi {
             reason: String::new(),
         }))
     }
+    async fn make_checkpoint(
+        &self,
+        request: Request<MakeCheckpointRequest>,
+    ) -> Result<Response<AuditCheckpoint>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::VerifyAudit)
+            .await?;
+        let c = self.ctx.make_checkpoint().await?;
+        tracing::info!(staff = %who.id, entry = c.entry_seq, "checkpoint asked for");
+        Ok(Response::new(AuditCheckpoint {
+            text: self.ctx.checkpoint_text(&c),
+            entry: c.entry_seq,
+            entry_hash: c.entry_hash,
+            entries: c.entries,
+            at_unix_ms: c.at,
+            key_id: c.key_id,
+            signature: c.signature,
+            public_key: hex::encode(self.ctx.audit_key.public().as_bytes()),
+        }))
+    }
+
+    async fn check_audit(
+        &self,
+        request: Request<CheckAuditRequest>,
+    ) -> Result<Response<CheckAuditResponse>, Status> {
+        self.ctx
+            .authorize(request.metadata(), Action::VerifyAudit)
+            .await?;
+        let req = request.into_inner();
+        Ok(Response::new(self.ctx.check_audit(&req.checkpoint).await?))
+    }
+
+    async fn list_reads(
+        &self,
+        request: Request<ListReadsRequest>,
+    ) -> Result<Response<ListReadsResponse>, Status> {
+        let who = self
+            .ctx
+            .authorize(request.metadata(), Action::ListReads)
+            .await?;
+        let req = request.into_inner();
+        let child = self.ctx.child_for(&who, &req.child).await?;
+        // What was read a moment ago is listed too: write the batch first.
+        if let Err(e) = self.ctx.reads.flush(self.ctx.store.as_ref()).await {
+            tracing::warn!(error = %e, "could not write the latest reads; listing what is stored");
+        }
+        let limit = match req.limit {
+            0 => 1_000,
+            n => n.min(10_000),
+        };
+        let reads = self
+            .ctx
+            .store
+            .reads_of_child(&child.id, req.since_unix_ms, limit)
+            .await?;
+        Ok(Response::new(ListReadsResponse {
+            child_id: child.id,
+            child_name: child.name,
+            reads: reads
+                .into_iter()
+                .map(|r| RecordRead {
+                    at_unix_ms: r.read.at,
+                    staff_id: r.read.staff_id,
+                    staff_name: r.staff_name,
+                    child_id: r.read.child_id,
+                    what: r.read.what,
+                })
+                .collect(),
+        }))
+    }
 }
 
 /// Fills in when each device's certificate expires and how it stands (D7).

@@ -144,8 +144,12 @@ impl Context {
 /// with the very same "not found" a missing record gets, so a request can never tell a child
 /// in another home from no child at all.
 impl Context {
+    /// Every staff lookup of a child comes here, so this is where a read of the child's
+    /// records is noted (when the request is a read: `domain::reads::what_was_read`).
     pub async fn child_for(&self, who: &StaffIdentity, key: &str) -> Result<ChildRecord, Status> {
-        Ok(self.store.find_child_within(key, &who.homes).await?)
+        let child = self.store.find_child_within(key, &who.homes).await?;
+        self.note_read(who, &child.id);
+        Ok(child)
     }
 
     pub async fn home_for(&self, who: &StaffIdentity, key: &str) -> Result<HomeRecord, Status> {
@@ -157,7 +161,9 @@ impl Context {
     pub async fn device_for(&self, who: &StaffIdentity, key: &str) -> Result<DeviceRecord, Status> {
         let device = self.store.find_device(key).await?;
         let home_id = device.home_id.clone();
-        in_scope(who, &home_id, "device", key, device)
+        let device = in_scope(who, &home_id, "device", key, device)?;
+        self.note_read(who, &device.child_id);
+        Ok(device)
     }
 
     /// The id of the home a list is narrowed to, or `None` when no home was named.

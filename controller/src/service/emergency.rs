@@ -565,6 +565,11 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             lockdowns: list
                 .into_iter()
                 .filter(|l| who.homes.covers(&l.home_id))
+                .inspect(|l| {
+                    if let Some(child) = &l.child_id {
+                        self.ctx.note_read(&who, child)
+                    }
+                })
                 .map(lockdown_record)
                 .collect(),
         }))
@@ -610,6 +615,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             sanctions: rows
                 .into_iter()
                 .filter(|s| who.homes.covers(&s.home_id))
+                .inspect(|s| self.ctx.note_read(&who, &s.child_id))
                 .map(|s| sanction(s, &obligations))
                 .collect(),
         }))
@@ -733,6 +739,12 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .filter(|o| !req.overdue_only || o.state == "overdue")
             .collect();
         all.sort_by(|a, b| (a.due_at_unix_ms, &a.id).cmp(&(b.due_at_unix_ms, &b.id)));
+        self.ctx.note_reads(
+            &who,
+            all.iter()
+                .map(|o| o.child_id.as_str())
+                .filter(|c| !c.is_empty()),
+        );
         Ok(Response::new(ListObligationsResponse { obligations: all }))
     }
 

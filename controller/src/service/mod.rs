@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod convert;
 pub mod emergency;
@@ -49,6 +50,10 @@ pub struct Context {
     pub staff_token_days: u32,
     /// The first administrator's login file, removed after the first successful login.
     pub first_login_file: std::sync::Mutex<Option<std::path::PathBuf>>,
+    /// The key that signs audit checkpoints (separate from the CA's).
+    pub audit_key: Arc<crate::audit_key::AuditKey>,
+    /// Reads of children's records waiting to be written (see `audit`).
+    pub reads: audit::ReadLog,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

@@ -431,6 +431,10 @@ impl plan_service_server::PlanService for PlanApi {
                     let on = date_in(&home.time_zone, incident.recorded_at);
                     items.insert(0, incident_review_item(incident, on));
                 }
+                if !items.is_empty() {
+                    // A child shown in the list of reviews due: a read of their plan.
+                    self.ctx.note_read(&who, &child.id);
+                }
                 for item in items {
                     reviews.push(ReviewDue {
                         child_id: child.id.clone(),

@@ -134,6 +134,11 @@ impl records_service_server::RecordsService for RecordsApi {
             reports: reports
                 .into_iter()
                 .filter(|r| who.homes.covers(&r.home_id))
+                .inspect(|r| {
+                    if let Some(child) = &r.child_id {
+                        self.ctx.note_read(&who, child)
+                    }
+                })
                 .map(report)
                 .collect(),
         }))
@@ -295,6 +300,7 @@ impl records_service_server::RecordsService for RecordsApi {
             requests: list
                 .into_iter()
                 .filter(|r| who.homes.covers(&r.home_id))
+                .inspect(|r| self.ctx.note_read(&who, &r.child_id))
                 .map(request_record)
                 .collect(),
         }))

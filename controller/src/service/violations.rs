@@ -353,6 +353,9 @@ impl violation_service_server::ViolationService for ViolationApi {
                 },
             })
             .await?;
+        // A home's list is a read of each child it shows (subject access requests).
+        self.ctx
+            .note_reads(&who, list.iter().map(|v| v.child_id.as_str()));
         Ok(Response::new(ListViolationsResponse {
             violations: list.into_iter().map(violation).collect(),
         }))
@@ -419,6 +422,7 @@ impl violation_service_server::ViolationService for ViolationApi {
             tasks: tasks
                 .into_iter()
                 .filter(|t| who.homes.covers(&t.home_id))
+                .inspect(|t| self.ctx.note_read(&who, &t.child_id))
                 .map(|t| task_with(t, &self.ctx.holidays, now_ms()))
                 .collect(),
         }))

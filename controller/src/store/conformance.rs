@@ -30,6 +30,108 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
         &fresh().await,
     )
     .await;
+    records_agree_with_the_trail_after_every_kind_of_write(&fresh).await;
+    checkpoints_are_kept_whole_oldest_first(&fresh().await).await;
+    reads_are_listed_per_child_newest_first(&fresh().await).await;
+}
+
+// clause R36: every write leaves records and audit entries that agree (`domain::trail`): the
+// scenarios above, each on a fresh store, then the comparison.
+async fn records_agree_with_the_trail_after_every_kind_of_write<S: Store>(
+    fresh: &impl AsyncFn() -> S,
+) {
+    async fn agrees(s: &impl Store, scenario: &str) {
+        let entries = s.audit_entries(0, 100_000).await.unwrap();
+        let facts = s.record_facts().await.unwrap();
+        assert!(!facts.facts.is_empty(), "{scenario}");
+        assert_eq!(
+            crate::domain::trail::first_disagreement(&entries, &facts),
+            None,
+            "{scenario}"
+        );
+    }
+    let s = fresh().await;
+    a_lockdown_is_written_whole_lifted_once_and_kept(&s).await;
+    agrees(&s, "lockdown").await;
+    let s = fresh().await;
+    a_revision_opens_its_sanction_and_obligations_with_it(&s).await;
+    agrees(&s, "plan revision opening a sanction").await;
+    let s = fresh().await;
+    revoked_devices_and_staff_stay_on_record(&s).await;
+    agrees(&s, "revocations").await;
+    let s = fresh().await;
+    reports_wait_for_a_manager_and_approvals_are_registered(&s).await;
+    agrees(&s, "reports and approvals").await;
+    let s = fresh().await;
+    a_child_who_left_is_archived_not_deleted(&s).await;
+    agrees(&s, "archived child").await;
+    let s = fresh().await;
+    unknown_contacts_open_one_grouped_manager_task(&s).await;
+    agrees(&s, "manager tasks").await;
+    let s = fresh().await;
+    plan_revisions_are_numbered_kept_and_never_overwritten(&s).await;
+    agrees(&s, "plan revisions").await;
+    let s = fresh().await;
+    a_rotated_token_replaces_the_old_one(&s).await;
+    agrees(&s, "staff").await;
+    let s = fresh().await;
+    violations_are_counted_once(&s).await;
+    agrees(&s, "violations").await;
+    let s = fresh().await;
+    a_childs_request_is_kept_once_and_answered_once(&s).await;
+    agrees(&s, "children's requests").await;
+}
+
+async fn checkpoints_are_kept_whole_oldest_first(s: &impl Store) {
+    use crate::domain::checkpoint::Checkpoint;
+    assert!(s.checkpoints().await.unwrap().is_empty());
+    let c = |seq: i64, at: i64| Checkpoint {
+        entry_seq: seq,
+        entry_hash: format!("hash-{seq}"),
+        entries: u64::try_from(seq).unwrap(),
+        at,
+        key_id: "0123456789abcdef".into(),
+        signature: "ab".repeat(64),
+    };
+    s.save_checkpoint(&c(7, 200)).await.unwrap();
+    s.save_checkpoint(&c(3, 100)).await.unwrap();
+    assert_eq!(s.checkpoints().await.unwrap(), vec![c(3, 100), c(7, 200)]);
+}
+
+async fn reads_are_listed_per_child_newest_first(s: &impl Store) {
+    use crate::domain::reads::Read;
+    let h = home(s, "Oak").await;
+    let jo = s
+        .add_staff(
+            &admin(),
+            staff("Jo", Role::Staff, std::slice::from_ref(&h.id), "h-jo"),
+            3,
+        )
+        .await
+        .unwrap();
+    let read = |at: i64, child: &str, what: &str| Read {
+        at,
+        staff_id: jo.id.clone(),
+        child_id: child.into(),
+        what: what.into(),
+    };
+    s.record_reads(&[]).await.unwrap();
+    s.record_reads(&[
+        read(10, "chd-a", "plan history"),
+        read(30, "chd-a", "violations"),
+        read(20, "chd-b", "violations"),
+    ])
+    .await
+    .unwrap();
+    let a = s.reads_of_child("chd-a", 0, 10).await.unwrap();
+    assert_eq!(
+        a.iter().map(|r| r.read.what.as_str()).collect::<Vec<_>>(),
+        ["violations", "plan history"]
+    );
+    assert_eq!(a[0].staff_name, "Jo");
+    assert_eq!(s.reads_of_child("chd-a", 11, 10).await.unwrap().len(), 1);
+    assert_eq!(s.reads_of_child("chd-a", 0, 1).await.unwrap().len(), 1);
+    assert!(s.reads_of_child("chd-c", 0, 10).await.unwrap().is_empty());
 }
 
 // Issue 12 (RM5): a revision that reduces telephone access writes its sanction and obligations

@@ -14,9 +14,12 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::camera::CameraIncident;
+use crate::domain::checkpoint::Checkpoint;
 use crate::domain::emergency::ActiveLockdown;
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::ProtectedContact;
+use crate::domain::reads::Read;
+use crate::domain::trail::RecordFacts;
 use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
 
 /// Why a storage operation failed, in words a person can act on.
@@ -961,6 +964,40 @@ pub trait AuditStore: Send + Sync {
     async fn audit_entries(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }
 
+/// Signed checkpoints of the audit trail, and what the records claim happened to them, to
+/// compare with the trail (R36).
+#[async_trait]
+pub trait TrailStore: Send + Sync {
+    /// Keeps a checkpoint (not an audited change: its signature is its proof).
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
+    /// Every checkpoint kept, oldest first.
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// What every covered record (`trail::COVERED`) says happened to it, each of which must
+    /// have its audit entry, and how many violations each device has stored.
+    async fn record_facts(&self) -> StoreResult<RecordFacts>;
+}
+
+/// A read of a child's records, with the reader's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub read: Read,
+    pub staff_name: String,
+}
+
+/// Who read which child's records (subject access requests).
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// Writes a batch of reads in one transaction.
+    async fn record_reads(&self, reads: &[Read]) -> StoreResult<()>;
+    /// Reads of one child at or after `since`, newest first, at most `limit`.
+    async fn reads_of_child(
+        &self,
+        child_id: &str,
+        since: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<ReadRecord>>;
+}
+
 /// Everything the controller needs from storage.
 pub trait Store:
     StaffStore
@@ -979,6 +1016,8 @@ pub trait Store:
     + LockdownStore
     + SanctionStore
     + ObligationStore
+    + TrailStore
+    + ReadStore
 {
 }
 
@@ -999,5 +1038,7 @@ impl<T> Store for T where
         + LockdownStore
         + SanctionStore
         + ObligationStore
+        + TrailStore
+        + ReadStore
 {
 }

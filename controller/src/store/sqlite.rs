@@ -26,6 +26,7 @@ use crate::ids::new_id;
 
 pub mod backup;
 mod certs;
+mod trail;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
