@@ -1,0 +1,174 @@
+//! SQLite side of [`ChildStore`]: children's records.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, append_audit, conflict, db_err, name_key, next_policy_version};
+use crate::domain::{HomeScope, UnixMillis};
+use crate::ids::new_id;
+use crate::store::{Actor, ChildRecord, ChildStore, StoreError, StoreResult};
+
+fn child_from_row(row: &SqliteRow) -> ChildRecord {
+    ChildRecord {
+        id: row.get("id"),
+        home_id: row.get("home_id"),
+        home_name: row.get("home_name"),
+        name: row.get("name"),
+        date_of_birth: row.get("date_of_birth"),
+        created_at: row.get("created_at"),
+        devices: u32::try_from(row.get::<i64, _>("devices")).unwrap_or(0),
+        archived_at: row.get("archived_at"),
+        archive_reason: row.get("archive_reason"),
+    }
+}
+
+const CHILD_SELECT: &str = "SELECT c.id, c.home_id, h.name AS home_name, c.name, \
+     c.date_of_birth, c.created_at, c.archived_at, c.archive_reason, \
+     (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id AND d.status = 'active') AS devices \
+     FROM children c JOIN homes h ON h.id = c.home_id";
+
+#[async_trait]
+impl ChildStore for SqliteStore {
+    async fn add_child(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        name: &str,
+        date_of_birth: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRecord> {
+        let id = new_id("chd");
+        let mut tx = self.write().await?;
+        let version = next_policy_version(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO children (id, home_id, name, name_key, date_of_birth, created_at, \
+             created_by, policy_version, policy_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(home_id)
+        .bind(name)
+        .bind(name_key(name))
+        .bind(date_of_birth)
+        .bind(now)
+        .bind(&actor.0)
+        .bind(version as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "child.add",
+            &id,
+            serde_json::json!({ "home": home_id, "name": name, "date_of_birth": date_of_birth }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.find_child(&id).await
+    }
+
+    async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CHILD_SELECT} WHERE (? IS NULL OR c.home_id = ?) ORDER BY h.name, c.name"
+        )))
+        .bind(home_id)
+        .bind(home_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(child_from_row).collect())
+    }
+
+    async fn archive_child(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        reason: &str,
+        now: UnixMillis,
+    ) -> StoreResult<ChildRecord> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "SELECT archived_at, (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id \
+             AND d.status = 'active') AS devices FROM children c WHERE c.id = ?",
+        )
+        .bind(child_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "child",
+            key: child_id.to_string(),
+        })?;
+        crate::domain::records::may_archive(
+            child_id,
+            row.get::<Option<i64>, _>("archived_at").is_some(),
+            row.get("devices"),
+        )
+        .map_err(conflict)?;
+        sqlx::query(
+            "UPDATE children SET archived_at = ?, archived_by = ?, archive_reason = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.0)
+        .bind(reason)
+        .bind(child_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "child.archive",
+            child_id,
+            serde_json::json!({ "reason": reason }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.find_child(child_id).await
+    }
+
+    async fn find_child_within(&self, key: &str, scope: &HomeScope) -> StoreResult<ChildRecord> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CHILD_SELECT} WHERE c.id = ? OR c.name_key = ? OR c.name_key LIKE ? ORDER BY c.id"
+        )))
+        .bind(key.trim())
+        .bind(name_key(key))
+        // Staff say "Amira", not "Amira Khan": a first name that fits one child is enough.
+        .bind(format!("{} %", name_key(key).replace(['%', '_'], "")))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        // Children outside the scope are dropped before matching, so they can neither be
+        // found nor make a name ambiguous (which would leak their ids).
+        let rows: Vec<SqliteRow> = rows
+            .into_iter()
+            .filter(|r| scope.covers(&r.get::<String, _>("home_id")))
+            .collect();
+        if let Some(exact) = rows.iter().find(|r| r.get::<String, _>("id") == key.trim()) {
+            return Ok(child_from_row(exact));
+        }
+        let full: Vec<&SqliteRow> = rows
+            .iter()
+            .filter(|r| r.get::<String, _>("name").to_lowercase() == name_key(key))
+            .collect();
+        if let [one] = full.as_slice() {
+            return Ok(child_from_row(one));
+        }
+        match rows.as_slice() {
+            [] => Err(StoreError::NotFound {
+                what: "child",
+                key: key.to_string(),
+            }),
+            [one] => Ok(child_from_row(one)),
+            many => Err(StoreError::Ambiguous {
+                what: "child",
+                key: key.to_string(),
+                ids: many.iter().map(|r| r.get("id")).collect(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! SQLite side of [`PlanStore`]: plans, risk assessments and their revisions.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::emergency::insert_opened;
+use super::{SqliteStore, append_audit, as_u64, db_err, next_policy_version};
+use crate::domain::UnixMillis;
+use crate::store::{Actor, Opened, PlanStore, StoreError, StoreResult, StoredDocument};
+
+pub(super) fn document_from_row(row: &SqliteRow) -> StoredDocument {
+    StoredDocument {
+        id: row.get("id"),
+        child_id: row.get("child_id"),
+        number: as_u64(row.get::<i64, _>("number")),
+        made_at: row.get("made_at"),
+        made_by: row.get("made_by"),
+        document: row.get("document"),
+    }
+}
+
+#[async_trait]
+impl PlanStore for SqliteStore {
+    async fn add_risk_assessment(
+        &self,
+        actor: &Actor,
+        id: &str,
+        child_id: &str,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<StoredDocument> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO risk_assessments (id, child_id, made_at, made_by, document) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(child_id)
+        .bind(now)
+        .bind(&actor.0)
+        .bind(document)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        append_audit(
+            &mut tx,
+            actor,
+            "risk_assessment.add",
+            child_id,
+            serde_json::json!({ "risk_assessment": id, "document": document }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(StoredDocument {
+            id: id.to_string(),
+            child_id: child_id.to_string(),
+            number: 0,
+            made_at: now,
+            made_by: actor.0.clone(),
+            document: document.to_string(),
+        })
+    }
+
+    async fn risk_assessments(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
+        let rows = sqlx::query(
+            "SELECT id, child_id, 0 AS number, made_at, made_by, document FROM risk_assessments \
+             WHERE child_id = ? ORDER BY made_at, id",
+        )
+        .bind(child_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(document_from_row).collect())
+    }
+
+    async fn add_plan_revision(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)> {
+        self.add_plan_revision_opening(
+            actor,
+            child_id,
+            expected_previous,
+            document,
+            &Opened::default(),
+            now,
+        )
+        .await
+    }
+
+    async fn add_plan_revision_opening(
+        &self,
+        actor: &Actor,
+        child_id: &str,
+        expected_previous: u64,
+        document: &str,
+        opened: &Opened,
+        now: UnixMillis,
+    ) -> StoreResult<(StoredDocument, u64)> {
+        let (sanctions, obligations) = (&opened.sanctions, &opened.obligations);
+        let mut tx = self.write().await?;
+        let latest: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(number), 0) AS n FROM plan_revisions WHERE child_id = ?",
+        )
+        .bind(child_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .get("n");
+        if as_u64(latest) != expected_previous {
+            return Err(StoreError::Conflict(format!(
+                "the plan changed while you were working on it (it is now at revision {latest}, \
+                 you started from {expected_previous}): look at `haven plan history` and make \
+                 your change again"
+            )));
+        }
+        let number = latest + 1;
+        sqlx::query(
+            "INSERT INTO plan_revisions (child_id, number, made_at, made_by, document) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(child_id)
+        .bind(number)
+        .bind(now)
+        .bind(&actor.0)
+        .bind(document)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let version = next_policy_version(&mut tx).await?;
+        sqlx::query("UPDATE children SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
+            .bind(version as i64)
+            .bind(now)
+            .bind(child_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        insert_opened(&mut tx, child_id, number, sanctions, obligations, now).await?;
+        append_audit(
+            &mut tx,
+            actor,
+            "plan.revision.add",
+            child_id,
+            serde_json::json!({
+                "revision": number,
+                "document": document,
+                "sanctions": sanctions.iter().map(|s| &s.id).collect::<Vec<_>>(),
+                "obligations": obligations.iter().map(|o| serde_json::json!({
+                    "id": o.id, "kind": o.kind, "due_at": o.due_at,
+                })).collect::<Vec<_>>(),
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((
+            StoredDocument {
+                id: format!("{child_id}/{number}"),
+                child_id: child_id.to_string(),
+                number: as_u64(number),
+                made_at: now,
+                made_by: actor.0.clone(),
+                document: document.to_string(),
+            },
+            version,
+        ))
+    }
+
+    async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
+        let rows = sqlx::query(
+            "SELECT child_id || '/' || number AS id, child_id, number, made_at, made_by, document \
+             FROM plan_revisions WHERE child_id = ? ORDER BY number",
+        )
+        .bind(child_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(document_from_row).collect())
+    }
+}
