@@ -11,7 +11,8 @@
 //! `devices.rs` (enrollment, devices, policy versions), `violations.rs` (violations, manager
 //! tasks), `audit_log.rs` (reading the trail), `documents.rs` (plans, risk assessments),
 //! `records.rs` (off-duty reports, children's requests), `emergency.rs` (lockdowns, sanctions,
-//! obligations), `certs.rs` (device certificates) and `backup.rs`.
+//! obligations), `certs.rs` (device certificates), `trail.rs` (checkpoints, record facts, reads)
+//! and `backup.rs`.
 
 use std::path::Path;
 use std::str::FromStr;
