@@ -39,6 +39,10 @@ pub enum Action {
     RecordSanctions,
     /// Sign a sanction record as accurate: the Registered Manager.
     SignOffSanctions,
+    /// Import a web filter category list: it affects every home (WB4).
+    ImportFilterLists,
+    /// Allow or deny a site for one home's devices, over the category lists (WB4).
+    EditWebExceptions,
 }
 
 impl Action {
@@ -62,6 +66,8 @@ impl Action {
             Action::EmergencyAction => "take emergency action",
             Action::RecordSanctions => "record sanctions and notifications",
             Action::SignOffSanctions => "sign off a sanction record",
+            Action::ImportFilterLists => "import web filter lists",
+            Action::EditWebExceptions => "change a home's web filter exceptions",
         }
     }
 
@@ -70,9 +76,9 @@ impl Action {
         use Role::*;
         match self {
             Action::ReadRecords => &[Staff, Manager, Admin],
-            Action::ManageStaff | Action::ManageHomes => &[Admin],
+            Action::ManageStaff | Action::ManageHomes | Action::ImportFilterLists => &[Admin],
             Action::ManageChildren | Action::ManageDevices => &[Manager, Admin],
-            Action::EditProtectedContacts => &[Manager],
+            Action::EditProtectedContacts | Action::EditWebExceptions => &[Manager],
             Action::VerifyAudit => &[Manager, Admin],
             Action::RecordRiskAssessments | Action::RecordIncidents => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],

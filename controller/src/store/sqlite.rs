@@ -24,6 +24,8 @@ use crate::domain::sanction::{self, SanctionRecord};
 use crate::domain::{DeviceStatus, HomeScope, Role, UnixMillis};
 use crate::ids::new_id;
 
+mod filter;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct SqliteStore {
