@@ -189,6 +189,17 @@ impl FilterStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<(WebExceptionRecord, u64)> {
         let mut tx = self.write().await?;
+        let home = sqlx::query("SELECT id FROM homes WHERE id = ?")
+            .bind(home_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if home.is_none() {
+            return Err(StoreError::NotFound {
+                what: "home",
+                key: home_id.to_string(),
+            });
+        }
         let before: Option<String> =
             sqlx::query("SELECT kind FROM home_web_exceptions WHERE home_id = ? AND domain = ?")
                 .bind(home_id)
