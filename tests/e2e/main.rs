@@ -11,6 +11,7 @@ mod contacts;
 mod device_limits;
 mod emergency;
 mod enrollment;
+mod filter;
 mod guards;
 mod plans;
 mod protected;
