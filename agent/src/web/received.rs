@@ -294,9 +294,7 @@ impl ReceivedLists {
         if (p.buf.len() as u64) < p.total {
             return None;
         }
-        let Some(p) = s.partial.remove(&category) else {
-            return None;
-        };
+        let p = s.partial.remove(&category)?;
         let full = if p.base == 0 {
             p.buf
         } else {
