@@ -90,7 +90,7 @@ fn wb1_wb4_imported_lists_block_on_the_device_and_a_homes_exception_opens_a_site
     if skip_unless_root(test) {
         return;
     }
-    let home = Home::new();
+    let mut home = Home::new();
     let lists = home.path("lists");
     std::fs::create_dir_all(lists.join("ut1/gambling")).unwrap();
     // The UT1 layout: <category>/domains.
@@ -270,6 +270,19 @@ fn wb1_wb4_imported_lists_block_on_the_device_and_a_homes_exception_opens_a_site
     // Names that resolved are never logged or reported.
     let all = format!("{}\n{}", oak.stdout.text(), oak.stderr.text());
     assert!(!all.contains("bbc"), "browsing history leaked:\n{all}");
+
+    // Offline and after a restart, the device keeps enforcing the lists it was sent.
+    home.controller.stop();
+    oak.stop();
+    oak.start_linux(&[
+        "--dns-listen",
+        &oak_dns.to_string(),
+        "--dns-upstream",
+        &upstream.to_string(),
+    ]);
+    until(oak_dns, "www.bets.example.", ResponseCode::NXDomain);
+    until(oak_dns, "adult.example.", ResponseCode::NXDomain);
+    until(oak_dns, "www.bbc.co.uk.", ResponseCode::NoError);
     oak.stop();
     elm.stop();
 }

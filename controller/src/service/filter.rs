@@ -34,6 +34,9 @@ pub const CHUNK_BYTES: usize = 512 * 1024;
 /// The largest list text accepted in one import (a million names is about 20 MB).
 pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
 
+/// Outbox slots a list delivery never takes, kept for policy pushes and acknowledgements.
+const OUTBOX_ROOM: usize = 12;
+
 type Messages = Arc<Vec<ControllerMessage>>;
 
 /// The lists in force and what has been encoded for devices, shared by every stream.
@@ -272,6 +275,11 @@ impl Context {
                 continue;
             };
             for m in messages.iter() {
+                // Leave room in the outbox for policies and acknowledgements: a push that
+                // finds it full takes the device for one too far behind and drops it.
+                while outbox.capacity() < OUTBOX_ROOM && !outbox.is_closed() {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
                 if outbox.send(Ok(m.clone())).await.is_err() {
                     return Ok(sent);
                 }
