@@ -311,6 +311,37 @@ pub fn names(bytes: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
     Ok(v)
 }
 
+/// The names of a compiled list laid end to end in one buffer, with where each starts (and
+/// the end of the last): one allocation for a million names, not a million.
+struct Flat {
+    data: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl Flat {
+    fn of(bytes: &[u8]) -> Result<Flat, FormatError> {
+        let cap = count(bytes)?.min(bytes.len());
+        let mut flat = Flat {
+            data: Vec::with_capacity(bytes.len() * 2),
+            starts: Vec::with_capacity(cap + 1),
+        };
+        for_each_name(bytes, |n| {
+            flat.starts.push(flat.data.len());
+            flat.data.extend_from_slice(n);
+        })?;
+        flat.starts.push(flat.data.len());
+        Ok(flat)
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        (i < self.len()).then(|| &self.data[self.starts[i]..self.starts[i + 1]])
+    }
+}
+
 /// The SHA-256 of compiled bytes, in hex: the name of a list version.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -318,30 +349,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The change from compiled list `old` to `new`: the names removed, then the names added.
 pub fn diff(old: &[u8], new: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let (old, new) = (names(old)?, names(new)?);
-    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    let (old, new) = (Flat::of(old)?, Flat::of(new)?);
+    let (mut removed, mut added): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
+    loop {
         match (old.get(i), new.get(j)) {
             (Some(a), Some(b)) if a == b => {
                 i += 1;
                 j += 1;
             }
             (Some(a), Some(b)) if a < b => {
-                removed.push(a.as_slice());
+                removed.push(a);
                 i += 1;
             }
-            (Some(_), Some(b)) => {
-                added.push(b.as_slice());
+            (Some(_), Some(b)) | (None, Some(b)) => {
+                added.push(b);
                 j += 1;
             }
             (Some(a), None) => {
-                removed.push(a.as_slice());
+                removed.push(a);
                 i += 1;
-            }
-            (None, Some(b)) => {
-                added.push(b.as_slice());
-                j += 1;
             }
             (None, None) => break,
         }
@@ -360,33 +387,32 @@ pub fn diff(old: &[u8], new: &[u8]) -> Result<Vec<u8>, FormatError> {
 pub fn apply(base: &[u8], change: &[u8]) -> Result<Vec<u8>, FormatError> {
     let mut r = Reader::new(change, CHANGE_MAGIC)?;
     let removed_len = r.varint()? as usize;
-    let removed = names(r.take(removed_len)?)?;
-    let added = names(r.take(r.rest())?)?;
-    let base = names(base)?;
+    let removed = Flat::of(r.take(removed_len)?)?;
+    let added = Flat::of(r.take(r.rest())?)?;
+    let base = Flat::of(base)?;
     let mut out: Vec<&[u8]> = Vec::with_capacity(base.len() + added.len());
     let (mut i, mut j, mut k) = (0, 0, 0);
-    while i < base.len() || k < added.len() {
-        let b = base.get(i);
-        let a = added.get(k);
-        let take_base = match (b, a) {
-            (Some(b), Some(a)) => b < a,
-            (Some(_), None) => true,
-            _ => false,
+    loop {
+        let (b, a) = (base.get(i), added.get(k));
+        let next_base = match (b, a) {
+            (None, None) => break,
+            (Some(b), Some(a)) if b < a => Some(b),
+            (Some(b), None) => Some(b),
+            _ => None,
         };
-        if take_base {
-            let name = base[i].as_slice();
-            while j < removed.len() && removed[j].as_slice() < name {
+        if let Some(b) = next_base {
+            while removed.get(j).is_some_and(|r| r < b) {
                 j += 1;
             }
-            if removed.get(j).is_none_or(|r| r.as_slice() != name) {
-                out.push(name);
+            if removed.get(j) != Some(b) {
+                out.push(b);
             }
             i += 1;
-        } else {
-            if b.is_some_and(|b| Some(b) == a) {
+        } else if let Some(a) = a {
+            if b == Some(a) {
                 i += 1; // already there: keep one
             }
-            out.push(added[k].as_slice());
+            out.push(a);
             k += 1;
         }
     }

@@ -51,8 +51,9 @@ pub struct FilterHub {
 struct HubState {
     /// The current version of every category; `None` until first read from the store.
     current: Option<Arc<Vec<FilterListRecord>>>,
-    /// Chunk messages by (category, from version or 0 for the whole list, to version).
-    encoded: HashMap<(String, u64, u64), Messages>,
+    /// Chunk messages by (category, from version or 0 for the whole list, to version),
+    /// made once: devices asking at the same time wait for the one making them.
+    encoded: HashMap<(String, u64, u64), Arc<tokio::sync::OnceCell<Option<Messages>>>>,
     /// The versions each connected device said it holds (or was since sent and installed).
     held: HashMap<String, Vec<ListVersion>>,
 }
@@ -184,9 +185,18 @@ impl Context {
         from: Option<u64>,
     ) -> Result<Option<Messages>, Status> {
         let key = (list.category.clone(), from.unwrap_or(0), list.version);
-        if let Some(m) = self.filters.state().encoded.get(&key).cloned() {
-            return Ok(Some(m));
-        }
+        let cell = self.filters.state().encoded.entry(key).or_default().clone();
+        let made = cell
+            .get_or_try_init(|| self.encode_payload(list, from))
+            .await?;
+        Ok(made.clone())
+    }
+
+    async fn encode_payload(
+        &self,
+        list: &FilterListRecord,
+        from: Option<u64>,
+    ) -> Result<Option<Messages>, Status> {
         let Some(full) = self
             .store
             .filter_list_bytes(&list.category, list.version)
@@ -206,16 +216,13 @@ impl Context {
                     .map_err(internal)?
             }
         };
-        let (category, sha, version) = (list.category.clone(), list.sha256.clone(), list.version);
-        let messages = Arc::new(chunk_messages(
-            &category,
-            version,
+        Ok(Some(Arc::new(chunk_messages(
+            &list.category,
+            list.version,
             from.unwrap_or(0),
-            &sha,
+            &list.sha256,
             payload,
-        ));
-        self.filters.state().encoded.insert(key, messages.clone());
-        Ok(Some(messages))
+        ))))
     }
 
     /// Sends a device the index of current lists and whatever it lacks. Waits for room in
