@@ -38,6 +38,8 @@ pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
 const OUTBOX_ROOM: usize = 12;
 
 type Messages = Arc<Vec<ControllerMessage>>;
+/// One payload's chunk messages, made by the first delivery that needs them.
+type Encoded = Arc<tokio::sync::OnceCell<Option<Messages>>>;
 
 /// The lists in force and what has been encoded for devices, shared by every stream.
 #[derive(Default)]
@@ -53,7 +55,7 @@ struct HubState {
     current: Option<Arc<Vec<FilterListRecord>>>,
     /// Chunk messages by (category, from version or 0 for the whole list, to version),
     /// made once: devices asking at the same time wait for the one making them.
-    encoded: HashMap<(String, u64, u64), Arc<tokio::sync::OnceCell<Option<Messages>>>>,
+    encoded: HashMap<(String, u64, u64), Encoded>,
     /// The versions each connected device said it holds (or was since sent and installed).
     held: HashMap<String, Vec<ListVersion>>,
 }
