@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // Keeps the message small in each device's outbox (a channel slot is the enum's size).
         .boxed(".haven.agent.v1.ControllerMessage.body.policy")
+        // A list chunk is encoded once and the same bytes shared by every device's copy.
+        .bytes(".haven.agent.v1.FilterListChunk.data")
         // Staff-facing records print as JSON (`haven … --json`) straight from the wire types.
         .type_attribute(
             ".haven.admin.v1",

@@ -47,6 +47,10 @@ pub trait Enforcer: Send {
     fn health(&self) -> Vec<GuardHealth> {
         Vec::new()
     }
+
+    /// The category lists the controller sent changed (WB4): an enforcer that uses them
+    /// takes them up and applies the policy in force again. The default has none.
+    fn lists_changed(&mut self) {}
 }
 
 /// How one guard stands.
@@ -163,6 +167,10 @@ impl<E: Enforcer> Enforcer for DevelopmentOnly<E> {
         self.0.tell_child(message);
     }
 
+    fn lists_changed(&mut self) {
+        self.0.lists_changed();
+    }
+
     fn health(&self) -> Vec<GuardHealth> {
         vec![GuardHealth::new(
             self.0.name(),
@@ -185,6 +193,10 @@ impl<E: Enforcer + ?Sized> Enforcer for Box<E> {
 
     fn tell_child(&mut self, message: &str) {
         (**self).tell_child(message);
+    }
+
+    fn lists_changed(&mut self) {
+        (**self).lists_changed();
     }
 
     fn health(&self) -> Vec<GuardHealth> {
@@ -268,6 +280,12 @@ impl Enforcer for CompositeEnforcer {
     fn tell_child(&mut self, message: &str) {
         for part in &mut self.parts {
             part.tell_child(message);
+        }
+    }
+
+    fn lists_changed(&mut self) {
+        for part in &mut self.parts {
+            part.lists_changed();
         }
     }
 

@@ -383,10 +383,15 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    // The category lists the controller sent, kept in the state folder (WB4): enforced from
+    // the start, before any network.
+    let lists = Arc::new(haven_agent::web::ReceivedLists::open(Some(
+        state.root().join("filter-lists"),
+    )));
     let mut enforcer = match chosen {
         EnforcerArg::Log => EnforcerKind::Log.build(),
         EnforcerArg::Null => EnforcerKind::Null.build(),
-        EnforcerArg::Linux => linux_enforcer(&args.linux, sink)?,
+        EnforcerArg::Linux => linux_enforcer(&args.linux, sink, lists.clone())?,
     };
     // Enforce before anything else (and before any network): a device must be protected
     // while the controller is away, and also when its own state is damaged.
@@ -444,6 +449,7 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
     config.initial_policy = Some(initial);
     config.state = Some(state);
     config.journal = Some(journal);
+    config.lists = Some(lists);
     match sync::run(config, enforcer, shutdown_signal()).await {
         Ok(RunOutcome::Retired) => {
             info!("stopped; this device stays on the safe default until it is enrolled again");
@@ -461,6 +467,7 @@ async fn run(state: StateDir, args: RunArgs) -> anyhow::Result<ExitCode> {
 fn linux_enforcer(
     args: &LinuxArgs,
     sink: Arc<dyn BlockedSink>,
+    lists: Arc<haven_agent::web::ReceivedLists>,
 ) -> anyhow::Result<Box<dyn Enforcer>> {
     // One screener for the screening socket and the telephony guard, so a call asked about
     // and then hung up is reported once.
@@ -491,7 +498,7 @@ fn linux_enforcer(
         )?),
         contact_screening(args, screener.clone()),
         telephony_guard(args, screener),
-        web_filter(args, sink.clone()),
+        web_filter(args, sink.clone(), lists),
         Box::new(LogEnforcer),
     ];
     Ok(Box::new(CompositeEnforcer::new("linux", parts)))
@@ -593,7 +600,11 @@ fn telephony_guard(args: &LinuxArgs, screener: Arc<screening::Screener>) -> Box<
 /// The web filter for `--enforcer linux`: starts answering at once, with the web off until
 /// the first policy is applied. If it cannot start, the other guards still run and every
 /// policy acknowledgement says the web is not enforced.
-fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer> {
+fn web_filter(
+    args: &LinuxArgs,
+    sink: Arc<dyn BlockedSink>,
+    lists: Arc<haven_agent::web::ReceivedLists>,
+) -> Box<dyn Enforcer> {
     use haven_agent::web::{DEFAULT_TLS_UPSTREAMS, DEFAULT_UPSTREAMS, WebConfig, dot::DotClient};
     let defaults = if args.dns_upstream_tls.is_some() {
         DEFAULT_TLS_UPSTREAMS
@@ -620,6 +631,7 @@ fn web_filter(args: &LinuxArgs, sink: Arc<dyn BlockedSink>) -> Box<dyn Enforcer>
         }
     }
     config.lists_dir = args.filter_lists.clone();
+    config.received = Some(lists);
     config.firewall = args.dns_firewall;
     config.children = args.gate.accounts();
     haven_agent::web::start_or_report(config, sink)

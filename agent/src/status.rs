@@ -98,6 +98,10 @@ pub struct WebReport {
     pub allowed_domains: Vec<String>,
     pub blocked_domains: Vec<String>,
     pub reason: String,
+    /// Categories the policy blocks that the controller has not yet sent a list for: the
+    /// web stays off until they arrive (WB4), so nothing here claims they are blocked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for_lists: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,7 +159,10 @@ pub fn gather(state: &StateDir) -> Result<StatusReport, StateError> {
         enrolled_at: config.as_ref().map(|c| c.enrolled_at.clone()),
         retired_at: config.as_ref().and_then(|c| c.retired_at.clone()),
         retired_reason: config.as_ref().and_then(|c| c.retired_reason.clone()),
-        policy: policy_report(&policy),
+        policy: with_lists(
+            policy_report(&policy),
+            &crate::web::received::waiting_in(&state.root().join("filter-lists")),
+        ),
         requests,
         requests_problem,
     })
@@ -207,6 +214,27 @@ fn always_reachable(policy: &DevicePolicy) -> Vec<ContactReport> {
         .collect()
 }
 
+/// The report with the categories still waiting for the controller's lists (`waiting`)
+/// taken out of what is blocked (WB4: the child is never told of protection the device does
+/// not have yet); the web filter keeps the web off until they arrive, and so does the report.
+pub fn with_lists(mut report: PolicyReport, waiting: &[String]) -> PolicyReport {
+    use crate::web::categories::canonical_category;
+    let (waiting, have): (Vec<String>, Vec<String>) =
+        std::mem::take(&mut report.web.blocked_categories)
+            .into_iter()
+            .partition(|c| waiting.iter().any(|w| *w == canonical_category(c)));
+    report.web.blocked_categories = have;
+    if report.web.allowed && !waiting.is_empty() {
+        report.web.allowed = false;
+        report.web.reason = format!(
+            "The internet comes on once the safety filter's lists for {} have arrived.",
+            waiting.join(", ")
+        );
+    }
+    report.web.waiting_for_lists = waiting;
+    report
+}
+
 /// What `policy` allows, for display.
 pub fn policy_report(policy: &DevicePolicy) -> PolicyReport {
     let e = core::effective(policy);
@@ -241,6 +269,7 @@ pub fn policy_report(policy: &DevicePolicy) -> PolicyReport {
             allowed_domains: web.allowed_domains,
             blocked_domains: web.blocked_domains,
             reason: web_reason,
+            waiting_for_lists: Vec::new(),
         },
         contacts: if contacts_locked {
             Vec::new()
@@ -777,6 +806,46 @@ mod tests {
         assert_eq!(
             json["policy"]["contacts"][0]["times"][0],
             "between 4pm and 8pm on Saturdays and Sundays"
+        );
+    }
+
+    // clause WB4: a category whose list has not arrived is never shown as blocked; the web is
+    // shown off until it arrives, as the filter enforces it.
+    #[test]
+    fn wb4_status_never_claims_a_category_whose_list_has_not_arrived() {
+        use haven_proto::agent::v1::WebRule;
+        let policy = DevicePolicy {
+            version: 4,
+            issued_at_unix_ms: 1,
+            web: Some(WebRule {
+                allowed: true,
+                filter_profile: "filtered".into(),
+                blocked_categories: vec![
+                    "adult".into(),
+                    "doh".into(),
+                    "gambling".into(),
+                    "social-networking".into(),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let all = with_lists(policy_report(&policy), &[]);
+        assert!(all.web.allowed);
+        assert!(all.web.waiting_for_lists.is_empty());
+        let waiting = with_lists(policy_report(&policy), &["gambling".into()]);
+        assert!(!waiting.web.allowed);
+        assert_eq!(waiting.web.waiting_for_lists, ["gambling"]);
+        assert!(
+            !waiting
+                .web
+                .blocked_categories
+                .contains(&"gambling".to_string())
+        );
+        assert!(
+            waiting.web.reason.contains("gambling"),
+            "{}",
+            waiting.web.reason
         );
     }
 }

@@ -47,7 +47,8 @@ use haven_proto::agent::v1::command::Kind as CommandKind;
 use haven_proto::agent::v1::controller_message::Body as Down;
 use haven_proto::agent::v1::{
     AgentMessage, CertificateRenewal, ChildRequestAnswer, Command, CommandResult,
-    ControllerMessage, DevicePolicy, Heartbeat, Hello, Inventory, PolicyApplied, ViolationBatch,
+    ControllerMessage, DevicePolicy, FilterListsHeld, Heartbeat, Hello, Inventory, PolicyApplied,
+    ViolationBatch,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -110,6 +111,8 @@ pub enum SyncEvent {
     ViolationsAcknowledged { removed: usize },
     /// The certificate was renewed (new key made here) and kept; the loop reconnects with it.
     CertificateRenewed { not_after_unix_ms: i64 },
+    /// A category list from the controller was installed (WB4).
+    FilterListInstalled { category: String, version: u64 },
 }
 
 /// How a call to [`run`] ended.
@@ -163,6 +166,8 @@ pub struct SyncConfig {
     /// How often a connected agent retries sending violations the outbound queue had no room
     /// for (new ones are sent at once, without waiting for this).
     pub violation_retry: Duration,
+    /// Where the category lists the controller sends are kept (WB4); `None` asks for none.
+    pub lists: Option<Arc<crate::web::ReceivedLists>>,
 }
 
 impl SyncConfig {
@@ -185,6 +190,7 @@ impl SyncConfig {
             request_poll: Duration::from_secs(2),
             journal: None,
             violation_retry: Duration::from_secs(1),
+            lists: None,
         }
     }
 }
@@ -534,6 +540,14 @@ impl SyncClient {
         });
         // The outbox is empty, so this cannot fail or wait; the hello is the first message.
         let _ = tx.try_send(AgentMessage { body: Some(hello) });
+        // Then which category lists it holds, so only what it lacks is sent (WB4).
+        if let Some(lists) = &self.config.lists {
+            let _ = tx.try_send(AgentMessage {
+                body: Some(Up::FilterListsHeld(FilterListsHeld {
+                    lists: lists.held_message(),
+                })),
+            });
+        }
         // A controller that takes the connection but never answers must not hold the device
         // forever: keepalive pings only notice a dead connection, not a stuck server.
         let opened = tokio::time::timeout(
@@ -753,6 +767,35 @@ impl SyncClient {
                 }
                 None
             }
+            Some(Down::FilterListIndex(index)) => {
+                if let Some(lists) = &self.config.lists
+                    && lists.on_index(&index)
+                {
+                    self.enforcer.lists_changed();
+                }
+                None
+            }
+            Some(Down::FilterListChunk(chunk)) => match &self.config.lists {
+                Some(lists) => {
+                    let lists = lists.clone();
+                    // Checking and loading a big list takes a moment: off the async threads.
+                    let done = tokio::task::spawn_blocking(move || lists.on_chunk(chunk))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(done) = &done
+                        && done.error.is_empty()
+                    {
+                        self.enforcer.lists_changed();
+                        self.emit(SyncEvent::FilterListInstalled {
+                            category: done.category.clone(),
+                            version: done.version,
+                        });
+                    }
+                    done.map(Up::FilterListInstalled)
+                }
+                None => None,
+            },
             // A message kind added after this agent was built: ignore it (forward compatible).
             None => {
                 debug!("ignoring an unknown message from the controller");

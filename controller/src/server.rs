@@ -122,6 +122,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         limits: Default::default(),
         sessions: Default::default(),
         staff_token_days: config.staff_token_days,
+        filters: Default::default(),
         first_login_file: std::sync::Mutex::new(Some(first_login_path(dir)).filter(|p| p.exists())),
         audit_key,
         reads: Default::default(),
@@ -269,6 +270,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .add_service(
             EmergencyServiceServer::new(EmergencyApi { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            haven_proto::admin::v1::filter_service_server::FilterServiceServer::new(
+                crate::service::filter::FilterApi { ctx: ctx.clone() },
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

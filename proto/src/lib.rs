@@ -21,4 +21,5 @@ pub mod admin {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/haven_descriptor.bin"));
 
+pub mod domain_list;
 pub mod trust;

@@ -14,7 +14,7 @@ use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
 
 /// A stand-in upstream resolver on loopback: every A query gets 192.0.2.1.
-fn stand_in_upstream() -> SocketAddr {
+pub(crate) fn stand_in_upstream() -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -40,7 +40,7 @@ fn stand_in_upstream() -> SocketAddr {
 }
 
 /// One A query; `None` if nothing answered within a second (the agent may be starting).
-fn ask(server: SocketAddr, name: &str) -> Option<Message> {
+pub(crate) fn ask(server: SocketAddr, name: &str) -> Option<Message> {
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(1)))
@@ -55,7 +55,7 @@ fn ask(server: SocketAddr, name: &str) -> Option<Message> {
     (r.metadata.id == q.metadata.id).then_some(r)
 }
 
-fn rcode(server: SocketAddr, name: &str) -> ResponseCode {
+pub(crate) fn rcode(server: SocketAddr, name: &str) -> ResponseCode {
     eventually(&format!("an answer for {name}"), WAIT, || {
         ask(server, name).map(|r| r.metadata.response_code)
     })

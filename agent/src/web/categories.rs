@@ -244,6 +244,18 @@ impl Catalog {
         self.categories.insert(category, Arc::new(merged));
     }
 
+    /// Adds a list the controller sent. It joins a built-in or local category of the same
+    /// name; otherwise it is blocked only when the policy names it (the controller's policy
+    /// says what the profile blocks, WB4).
+    pub fn add_received(&mut self, category: &str, set: Arc<DomainSet>) {
+        let category = canonical_category(category);
+        let merged = match self.categories.get(&category) {
+            Some(existing) => Arc::new(DomainSet::union(&[existing, &set])),
+            None => set,
+        };
+        self.categories.insert(category, merged);
+    }
+
     pub fn get(&self, category: &str) -> Option<&Arc<DomainSet>> {
         self.categories.get(&canonical_category(category))
     }

@@ -27,6 +27,11 @@ pub enum ListError {
     TooBig { path: String },
     #[error("could not build the domain list: {0}")]
     Build(String),
+    #[error("the compiled domain list {what} cannot be used: {source}")]
+    Compiled {
+        what: String,
+        source: haven_proto::domain_list::FormatError,
+    },
 }
 
 /// What importing a list found: how many names it holds and how many lines were skipped.
@@ -58,8 +63,7 @@ impl std::fmt::Debug for DomainSet {
     }
 }
 
-/// The longest a name can be (RFC 1035).
-const MAX_NAME: usize = 253;
+use haven_proto::domain_list::{MAX_NAME, prefix_of};
 
 impl DomainSet {
     /// Builds a set from names given in any of the list formats (see [`parse_line`]).
@@ -103,6 +107,49 @@ impl DomainSet {
             }
         }
         builder.finish().0
+    }
+
+    /// Loads a list in the controller's compiled form (already sorted and distinct, so one
+    /// pass and no sort); `what` names it in errors.
+    pub fn from_compiled(bytes: &[u8], what: &str) -> Result<DomainSet, ListError> {
+        let bad = |source| ListError::Compiled {
+            what: what.to_string(),
+            source,
+        };
+        let count = haven_proto::domain_list::count(bytes).map_err(bad)?;
+        // Never trust a count to size an allocation: the bytes bound how many names there are.
+        let cap = count.min(bytes.len());
+        let mut data = Vec::with_capacity(bytes.len());
+        let mut offsets = Vec::with_capacity(cap + 1);
+        let mut prefixes = Vec::with_capacity(cap);
+        let mut too_big = false;
+        haven_proto::domain_list::for_each_name(bytes, |rev| {
+            match u32::try_from(data.len()) {
+                Ok(at) => offsets.push(at),
+                Err(_) => too_big = true,
+            }
+            prefixes.push(prefix_of(rev));
+            data.extend_from_slice(rev);
+        })
+        .map_err(bad)?;
+        if too_big || u32::try_from(data.len()).is_err() {
+            return Err(ListError::TooBig {
+                path: what.to_string(),
+            });
+        }
+        if !prefixes.is_empty() {
+            offsets.push(data.len() as u32);
+        }
+        Ok(DomainSet {
+            data: data.into_boxed_slice(),
+            offsets: offsets.into_boxed_slice(),
+            prefixes: prefixes.into_boxed_slice(),
+        })
+    }
+
+    /// The set in the compiled form (the inverse of [`DomainSet::from_compiled`]).
+    pub fn to_compiled(&self) -> Vec<u8> {
+        haven_proto::domain_list::encode(self.keys(), self.len())
     }
 
     pub fn len(&self) -> usize {
@@ -174,14 +221,6 @@ impl DomainSet {
     pub fn contains_suffix_of(&self, name: &str) -> bool {
         self.matching(name).is_some()
     }
-}
-
-/// The first 8 bytes of a (reversed) name, zero-padded, as a number that sorts like the bytes.
-fn prefix_of(rev: &[u8]) -> u64 {
-    let mut prefix = [0u8; 8];
-    let n = rev.len().min(8);
-    prefix[..n].copy_from_slice(&rev[..n]);
-    u64::from_be_bytes(prefix)
 }
 
 /// Collects reversed names in one buffer and sorts them through a compact index.
@@ -296,144 +335,10 @@ fn give_memory_back() {
     }
 }
 
-/// What one line of a list holds.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Line<'a> {
-    /// Blank or a comment.
-    Empty,
-    /// Not something we can use; counted, never guessed at.
-    Skipped,
-    /// One or more names (a hosts line may list several), trimmed, without a trailing dot.
-    Names(Vec<&'a [u8]>),
-}
-
-/// Names a hosts file maps that are the machine itself, never sites.
-const HOSTS_BOILERPLATE: &[&str] = &[
-    "localhost",
-    "localhost.localdomain",
-    "local",
-    "broadcasthost",
-    "ip6-localhost",
-    "ip6-loopback",
-    "ip6-localnet",
-    "ip6-mcastprefix",
-    "ip6-allnodes",
-    "ip6-allrouters",
-    "ip6-allhosts",
-    "0.0.0.0",
-];
-
-/// Reads one line in any of the supported formats:
-/// - one domain a line: `example.com` (a leading `*.` or `.` is accepted: it is a suffix match
-///   anyway);
-/// - hosts files: `0.0.0.0 example.com other.example` (the address is ignored);
-/// - basic adblock rules: `||example.com^` (rules with options after `$`, exceptions `@@`,
-///   paths and wildcards are skipped: they say more than "this site").
-///
-/// Comments start with `#` or `!`; `[Adblock Plus 2.0]` headers are ignored.
-pub fn parse_line(line: &[u8]) -> Line<'_> {
-    let line = trim(line);
-    if line.is_empty() || line[0] == b'#' || line[0] == b'!' || line[0] == b'[' {
-        return Line::Empty;
-    }
-    // Drop a trailing comment (`example.com # tracker`).
-    let line = match line.iter().position(|&b| b == b'#') {
-        Some(i) => trim(&line[..i]),
-        None => line,
-    };
-    if let Some(rule) = line.strip_prefix(b"||") {
-        let rule = rule.strip_suffix(b"^").unwrap_or(rule);
-        return match clean_name(rule) {
-            Some(n) => Line::Names(vec![n]),
-            None => Line::Skipped,
-        };
-    }
-    let mut fields = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
-    let Some(first) = fields.next() else {
-        return Line::Empty;
-    };
-    let rest: Vec<&[u8]> = fields.collect();
-    if rest.is_empty() {
-        return match clean_name(first) {
-            Some(n) => Line::Names(vec![n]),
-            None => Line::Skipped,
-        };
-    }
-    // A hosts line: an address, then names.
-    if !looks_like_address(first) {
-        return Line::Skipped;
-    }
-    let names: Vec<&[u8]> = rest
-        .into_iter()
-        .filter_map(clean_name)
-        .filter(|n| {
-            !HOSTS_BOILERPLATE
-                .iter()
-                .any(|b| b.as_bytes().eq_ignore_ascii_case(n))
-        })
-        .collect();
-    if names.is_empty() {
-        Line::Skipped
-    } else {
-        Line::Names(names)
-    }
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() || *first == 0xEF || *first == 0xBB || *first == 0xBF {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
-}
-
-fn looks_like_address(s: &[u8]) -> bool {
-    s.iter()
-        .all(|b| b.is_ascii_hexdigit() || *b == b'.' || *b == b':')
-        && s.iter().any(|b| *b == b'.' || *b == b':')
-}
-
-/// A usable domain name, or `None`: letters, digits, `-` and `_` in labels of 1 to 63
-/// characters, at most 253 in all, not an IP address.
-fn clean_name(s: &[u8]) -> Option<&[u8]> {
-    let s = s
-        .strip_prefix(b"*.")
-        .or_else(|| s.strip_prefix(b"."))
-        .unwrap_or(s);
-    let s = s.strip_suffix(b".").unwrap_or(s);
-    if s.is_empty() || s.len() > MAX_NAME {
-        return None;
-    }
-    let mut all_numeric = true;
-    for label in s.split(|&b| b == b'.') {
-        if label.is_empty() || label.len() > 63 {
-            return None;
-        }
-        if !label
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-        {
-            return None;
-        }
-        all_numeric &= label.iter().all(u8::is_ascii_digit);
-    }
-    if all_numeric {
-        return None; // an IPv4 address
-    }
-    Some(s)
-}
+// The line formats and the compiled form are shared with the controller, which compiles the
+// category lists it sends (WB1, WB4).
+pub use haven_proto::domain_list::{Line, parse_line};
+use haven_proto::domain_list::{clean_name, trim};
 
 #[cfg(test)]
 mod tests {
@@ -496,6 +401,22 @@ mod tests {
         // localhost, ip6-localhost, options, exception, IP, spaces, empty label, bad bytes.
         assert_eq!(stats.skipped, 8, "{stats:?}");
         assert_eq!(stats.domains, 6);
+    }
+
+    // clause WB4: the controller's compiled form loads into the same table as the text.
+    #[test]
+    fn wb4_compiled_lists_load_without_sorting_and_match_the_same() {
+        let c =
+            haven_proto::domain_list::compile(b"Facebook.com\nbets.example\n0.0.0.0 x.example\n");
+        let set = DomainSet::from_compiled(&c.bytes, "test").unwrap();
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.matching("m.facebook.com"), Some("facebook.com"));
+        assert!(set.contains_suffix_of("www.bets.example"));
+        assert!(!set.contains_suffix_of("xfacebook.com"));
+        assert_eq!(set.to_compiled(), c.bytes);
+        let (text_set, _) = DomainSet::parse(b"facebook.com\nbets.example\nx.example\n");
+        assert_eq!(text_set.to_compiled(), c.bytes);
+        assert!(DomainSet::from_compiled(b"junk", "test").is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod egress;
 pub mod filter;
 pub mod list;
 pub mod nft;
+pub mod received;
 pub mod resolver;
 pub mod upstream;
 
@@ -36,6 +37,7 @@ use crate::report::BlockedSink;
 pub use categories::Catalog;
 pub use filter::{Rules, Verdict};
 pub use list::DomainSet;
+pub use received::ReceivedLists;
 pub use resolver::{Resolver, ResolverConfig};
 
 /// Upstreams used when none is configured (Quad9, which also blocks known malware).
@@ -67,6 +69,9 @@ pub struct WebConfig {
     pub firewall: bool,
     /// The accounts whose traffic is gated.
     pub children: nft::ChildAccounts,
+    /// The category lists the controller sent (kept in the state folder), on top of the
+    /// built-in ones and the lists folder.
+    pub received: Option<Arc<ReceivedLists>>,
 }
 
 impl WebConfig {
@@ -82,6 +87,7 @@ impl WebConfig {
             report_window: Duration::from_secs(60),
             firewall: false,
             children: nft::ChildAccounts::default(),
+            received: None,
         }
     }
 }
@@ -113,7 +119,17 @@ pub struct WebHealth {
 
 /// The web filter as an enforcer.
 pub struct WebFilter {
+    /// The built-in categories and the lists folder: what the device has without the
+    /// controller's lists.
+    base: Catalog,
+    received: Option<Arc<ReceivedLists>>,
+    /// `base` with the received lists: what rules are built from.
     catalog: Catalog,
+    /// The policy last applied, applied again when the lists change.
+    last_policy: Option<DevicePolicy>,
+    /// Categories the policy names that this device has no list for yet: the web stays off
+    /// until they arrive (fail closed), and staff are told.
+    waiting: Vec<String>,
     resolver: Resolver,
     /// What the web part of the last policy was, so a change empties the allowed sets.
     last_web: Option<String>,
@@ -141,7 +157,8 @@ impl WebFilter {
             Some(Err(_)) => nft::apply(&nft::ruleset(config.listen, &config.children))?,
             None => {}
         }
-        let catalog = catalog?;
+        let base = catalog?;
+        let catalog = with_received(&base, config.received.as_deref());
         if config.upstreams.is_empty() {
             return Err(WebError::NoUpstream);
         }
@@ -164,9 +181,13 @@ impl WebFilter {
             source,
         })?;
         Ok(WebFilter {
+            base,
+            received: config.received.clone(),
             catalog,
             resolver,
             last_web: None,
+            last_policy: None,
+            waiting: Vec::new(),
         })
     }
 
@@ -212,6 +233,11 @@ impl Enforcer for WebFilter {
         let h = self.web_health();
         let state = if !h.running {
             GuardState::Failed(h.detail)
+        } else if !self.waiting.is_empty() {
+            GuardState::Weakened(format!(
+                "waiting for the filter lists for: {}; the web stays off until they arrive",
+                self.waiting.join(", ")
+            ))
         } else if h.detail.contains("weakened") {
             GuardState::Weakened(h.detail)
         } else {
@@ -224,8 +250,23 @@ impl Enforcer for WebFilter {
     /// never see half a policy. A category the device has no list for is reported (the rest
     /// is still enforced).
     fn apply(&mut self, policy: &DevicePolicy) -> Result<(), EnforceError> {
-        let rules = Rules::for_policy(policy, &self.catalog);
-        let missing = rules.missing_categories.clone();
+        self.last_policy = Some(policy.clone());
+        let mut rules = Rules::for_policy(policy, &self.catalog);
+        // clause WB1, WB4: a category the policy blocks with no list here yet (the controller
+        // is still sending it) must not look blocked while it is not: the web stays off until
+        // the list arrives, and the guard says so to staff.
+        self.waiting = std::mem::take(&mut rules.missing_categories);
+        if !self.waiting.is_empty() && rules.web_on() {
+            tracing::warn!(
+                "web filter: no list yet for {}; the web stays off until it arrives",
+                self.waiting.join(", ")
+            );
+            rules = Rules::web_off(&self.catalog);
+            rules.summary = format!(
+                "web off until the filter lists arrive for: {}",
+                self.waiting.join(", ")
+            );
+        }
         tracing::info!("web filter: {}", rules.summary);
         // clause WB1: addresses opened under the old rules close when the web part of the
         // policy changes (turned off, a site blocked), not when their TTL runs out.
@@ -241,19 +282,25 @@ impl Enforcer for WebFilter {
             }
             self.last_web = Some(web);
         }
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(EnforceError::new(
-                "web",
-                format!(
-                    "this device has no list for the {} categor{}; everything else is filtered",
-                    missing.join(", "),
-                    if missing.len() == 1 { "y" } else { "ies" }
-                ),
-            ))
+        Ok(())
+    }
+
+    /// Takes up the lists the controller sent and applies the policy in force again.
+    fn lists_changed(&mut self) {
+        self.catalog = with_received(&self.base, self.received.as_deref());
+        if let Some(policy) = self.last_policy.clone() {
+            let _ = self.apply(&policy);
         }
     }
+}
+
+/// `base` with the lists the controller sent.
+fn with_received(base: &Catalog, received: Option<&ReceivedLists>) -> Catalog {
+    let mut catalog = base.clone();
+    for (category, set) in received.map(ReceivedLists::sets).unwrap_or_default() {
+        catalog.add_received(&category, set);
+    }
+    catalog
 }
 
 /// The built-in categories, the lists folder and the extra lists of `config`.

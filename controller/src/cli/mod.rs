@@ -8,6 +8,7 @@ pub mod camera;
 pub mod client;
 pub mod documents;
 pub mod emergency;
+pub mod filter;
 pub mod output;
 pub mod plans;
 pub mod records;
@@ -122,6 +123,10 @@ enum Command {
     /// The communication section of a child's Placement Plan: revise, show, history, diff, print.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// The web filter's category lists (import, list) and a home's own exceptions (allow,
+    /// deny, remove, exceptions).
+    #[command(subcommand)]
+    Filter(filter::FilterCommand),
     /// Emergency: withdraw a child's communication at once, for a protective reason only
     /// (never as a punishment). Protected contacts stay reachable.
     Lockdown(Box<emergency::LockdownArgs>),
@@ -473,6 +478,7 @@ struct Staff {
     records: api::records_service_client::RecordsServiceClient<Intercepted>,
     violations: api::violation_service_client::ViolationServiceClient<Intercepted>,
     emergency: api::emergency_service_client::EmergencyServiceClient<Intercepted>,
+    filter: filter::Filter,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -512,8 +518,10 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             bearer.clone(),
         ),
         emergency: api::emergency_service_client::EmergencyServiceClient::with_interceptor(
-            channel, bearer,
+            channel.clone(),
+            bearer.clone(),
         ),
+        filter: api::filter_service_client::FilterServiceClient::with_interceptor(channel, bearer),
     })
 }
 
@@ -966,6 +974,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 return json(&d);
             }
             print_device(&d);
+            filter::print_coverage(&mut s.filter, String::new(), d.id.clone()).await;
         }
         Command::Device(DeviceCommand::Expiring { child }) => {
             let devices = s
@@ -1203,7 +1212,22 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             )
             .await?
         }
-        Command::Plan(cmd) => plans::plan(&mut s.plans, cmd, as_json).await?,
+        Command::Plan(cmd) => {
+            // WB4: staff see what the filter really blocks, and any category without a list.
+            let note_for = match &cmd {
+                PlanCommand::Show {
+                    child,
+                    revision: None,
+                    toml: false,
+                } if !as_json => Some(child.clone()),
+                _ => None,
+            };
+            plans::plan(&mut s.plans, cmd, as_json).await?;
+            if let Some(child) = note_for {
+                filter::print_coverage(&mut s.filter, child, String::new()).await;
+            }
+        }
+        Command::Filter(cmd) => filter::filter(&mut s.filter, cmd, as_json).await?,
         Command::Lockdown(args) => emergency::lockdown(&mut s.emergency, *args, as_json).await?,
         Command::Restrict(args) => emergency::restrict(&mut s.emergency, *args, as_json).await?,
         Command::LockdownNote { id, ofsted_advice } => {

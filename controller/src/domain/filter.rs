@@ -97,6 +97,64 @@ pub fn profile_blocks(profile: &str, installed: &[String], social_allowed: bool)
     ProfileBlocks { blocked, missing }
 }
 
+/// What a home adds to each of its devices' web rules: the categories with a list installed
+/// on the controller, and the home's own exceptions (`haven filter allow/deny`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HomeWeb {
+    pub installed: Vec<String>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// Words for a category in the child's explanation.
+fn plain_words(category: &str) -> String {
+    match category {
+        "adult" => "adult content".into(),
+        SOCIAL_NETWORKING => "social networking".into(),
+        DOH => "private DNS services".into(),
+        other => other.replace('-', " "),
+    }
+}
+
+/// The compiled policy with the home's web part (WB1, WB4): the categories the profile really
+/// blocks (those with a list installed, plus social networking and DoH), the home's allowed
+/// sites (which win over a category list on the device, never over DoH or a protected site)
+/// and its denied ones. The child's explanation names only what is really blocked. With the
+/// web off nothing is added: there is nothing to filter.
+pub fn with_home_web(
+    mut policy: super::policy::CompiledPolicy,
+    home: &HomeWeb,
+) -> super::policy::CompiledPolicy {
+    if !policy.web_allowed {
+        return policy;
+    }
+    // Social networking stays blocked as a category; the plan's risk-assessed sites are let
+    // through one by one (WB2).
+    let blocks = profile_blocks(&policy.web_filter_profile, &home.installed, false);
+    policy
+        .web_allowed_domains
+        .extend(home.allow.iter().cloned());
+    policy.web_allowed_domains.sort();
+    policy.web_allowed_domains.dedup();
+    policy.web_blocked_domains = home.deny.clone();
+    policy.web_blocked_domains.sort();
+    policy.web_blocked_domains.dedup();
+    let words: Vec<String> = blocks
+        .for_child()
+        .iter()
+        .filter(|c| c.as_str() != DOH)
+        .map(|c| plain_words(c))
+        .collect();
+    if let Some((_, text)) = policy.explanations.iter_mut().find(|(t, _)| t == "web") {
+        text.push_str(&format!(
+            " The filter blocks sites about {}.",
+            super::plan::join_and(&words)
+        ));
+    }
+    policy.web_blocked_categories = blocks.blocked;
+    policy
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +228,47 @@ mod tests {
         assert!(strict.blocked.contains(&"chat".to_string()));
         assert!(strict.blocked.contains(&"vpn".to_string()));
         assert!(strict.missing.contains(&"stalkerware".to_string()));
+    }
+
+    // clause WB4: the policy names what the profile really blocks; the child is told only that.
+    #[test]
+    fn wb4_a_policy_blocks_the_installed_categories_and_tells_the_child_only_those() {
+        use crate::domain::policy::{CompiledPolicy, PolicyInputs, compile};
+        let base: CompiledPolicy = compile(&PolicyInputs {
+            version: 1,
+            issued_at: 0,
+            child_name: "Amira K",
+            protected_contacts: &[],
+            plan: None,
+            lockdowns: &[],
+        });
+        let mut on = base.clone();
+        on.web_allowed = true;
+        on.web_filter_profile = "filtered".into();
+        on.explanations.retain(|(t, _)| t != "web");
+        on.explanations
+            .push(("web".into(), "You can use the internet.".into()));
+        let home = HomeWeb {
+            installed: installed(&["adult", "drugs"]),
+            allow: vec!["games.example".into()],
+            deny: vec!["bad.example".into()],
+        };
+        let p = with_home_web(on, &home);
+        assert_eq!(
+            p.web_blocked_categories,
+            ["adult", "doh", "drugs", "social-networking"]
+        );
+        assert_eq!(p.web_allowed_domains, ["games.example"]);
+        assert_eq!(p.web_blocked_domains, ["bad.example"]);
+        let web = &p.explanations.iter().find(|(t, _)| t == "web").unwrap().1;
+        assert!(
+            web.contains("adult content, drugs and social networking"),
+            "{web}"
+        );
+        assert!(!web.contains("gambling"), "{web}");
+        // Web off: nothing to filter, nothing claimed.
+        let off = with_home_web(base.clone(), &home);
+        assert!(off.web_blocked_categories.is_empty() && off.web_allowed_domains.is_empty());
     }
 
     #[test]

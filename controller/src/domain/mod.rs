@@ -14,6 +14,7 @@ pub mod device_input;
 pub mod emergency;
 pub mod enrollment;
 pub mod filter;
+pub mod filter_lists;
 pub mod phone;
 pub mod plan;
 pub mod policy;

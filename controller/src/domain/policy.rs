@@ -195,6 +195,10 @@ pub struct CompiledPolicy {
     pub web_filter_profile: String,
     /// Social networking sites allowed one by one (WB2); empty when the web is off.
     pub web_allowed_domains: Vec<String>,
+    /// The categories the profile really blocks with the lists installed, and the home's own
+    /// blocked sites (WB4, `filter::with_home_web`); empty from `compile`.
+    pub web_blocked_categories: Vec<String>,
+    pub web_blocked_domains: Vec<String>,
     /// The people the plan allows, besides the protected contacts.
     pub contacts: Vec<CompiledContact>,
     pub protected_contacts: Vec<(String, String)>,
@@ -331,6 +335,8 @@ pub fn compile(inputs: &PolicyInputs<'_>) -> CompiledPolicy {
         apps_blocked,
         web_filter_profile,
         web_allowed_domains,
+        web_blocked_categories: Vec::new(),
+        web_blocked_domains: Vec::new(),
         contacts,
         protected_contacts: protected,
         explanations,

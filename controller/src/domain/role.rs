@@ -41,6 +41,10 @@ pub enum Action {
     SignOffSanctions,
     /// See who read a child's records (subject access requests).
     ListReads,
+    /// Import a web filter category list: it affects every home (WB4).
+    ImportFilterLists,
+    /// Allow or deny a site for one home's devices, over the category lists (WB4).
+    EditWebExceptions,
 }
 
 impl Action {
@@ -65,6 +69,8 @@ impl Action {
             Action::RecordSanctions => "record sanctions and notifications",
             Action::SignOffSanctions => "sign off a sanction record",
             Action::ListReads => "see who read a child's records",
+            Action::ImportFilterLists => "import web filter lists",
+            Action::EditWebExceptions => "change a home's web filter exceptions",
         }
     }
 
@@ -73,9 +79,9 @@ impl Action {
         use Role::*;
         match self {
             Action::ReadRecords => &[Staff, Manager, Admin],
-            Action::ManageStaff | Action::ManageHomes => &[Admin],
+            Action::ManageStaff | Action::ManageHomes | Action::ImportFilterLists => &[Admin],
             Action::ManageChildren | Action::ManageDevices => &[Manager, Admin],
-            Action::EditProtectedContacts => &[Manager],
+            Action::EditProtectedContacts | Action::EditWebExceptions => &[Manager],
             Action::VerifyAudit | Action::ListReads => &[Manager, Admin],
             Action::RecordRiskAssessments | Action::RecordIncidents => &[Staff, Manager],
             Action::ReportOffDutyContact => &[Staff, Manager, Admin],

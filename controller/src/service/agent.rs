@@ -205,8 +205,15 @@ impl AgentService for AgentApi {
         let inbound = request.into_inner();
         tokio::spawn(async move {
             let device_id = device.id.clone();
-            if let Err(status) =
-                serve_device(&ctx, &device_id, weak.clone(), inbound, renewal).await
+            if let Err(status) = serve_device(
+                &ctx,
+                &device_id,
+                &device.home_id,
+                weak.clone(),
+                inbound,
+                renewal,
+            )
+            .await
             {
                 tracing::info!(device = %device_id, reason = %status.message(), "device stream ended");
                 // Say why, so the device backs off instead of reconnecting at once.
@@ -215,6 +222,9 @@ impl AgentService for AgentApi {
                 }
             }
             ctx.registry.remove(&device_id, connection);
+            if !ctx.registry.is_online(&device_id) {
+                ctx.filters.disconnected(&device_id);
+            }
             tracing::info!(device = %device_id, "device disconnected");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -223,8 +233,9 @@ impl AgentService for AgentApi {
 
 /// Reads one device's messages until its stream ends.
 async fn serve_device(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     device_id: &str,
+    home_id: &str,
     outbox: mpsc::WeakSender<Result<ControllerMessage, Status>>,
     mut inbound: Streaming<AgentMessage>,
     mut renewal: Renewal,
@@ -285,7 +296,7 @@ async fn serve_device(
                 if let Some(data) = ctx.store.policy_data_for_device(device_id).await?
                     && data.version != hello.applied_policy_version
                 {
-                    send(policy_message(&data));
+                    send(policy_message(&data, &ctx.home_web(home_id).await?));
                 }
                 // Answers the device may have missed while it was away.
                 for answer in ctx.store.answers_for_device(device_id).await? {
@@ -386,6 +397,42 @@ async fn serve_device(
                         id: req.id,
                     })),
                 });
+            }
+            Some(Inbound::FilterListsHeld(held)) => {
+                // WB4: what it holds, then everything it lacks, on a task of its own (lists
+                // are big; this loop keeps reading the device meanwhile).
+                ctx.filters
+                    .set_held(device_id, super::filter::held_versions(&held.lists));
+                if let Some(tx) = outbox.upgrade() {
+                    let ctx = ctx.clone();
+                    let device_id = device_id.to_string();
+                    tokio::spawn(async move {
+                        if let Err(e) = ctx.deliver_lists(&device_id, tx).await {
+                            tracing::warn!(device = %device_id, error = %e.message(), "could not send filter lists");
+                        }
+                    });
+                }
+            }
+            Some(Inbound::FilterListInstalled(done)) => {
+                if done.error.is_empty() {
+                    let current = ctx.current_lists().await?;
+                    if let Some(list) = current
+                        .iter()
+                        .find(|l| l.category == done.category && l.version == done.version)
+                    {
+                        ctx.filters.installed(
+                            device_id,
+                            crate::domain::filter_lists::ListVersion {
+                                category: list.category.clone(),
+                                version: list.version,
+                                sha256: list.sha256.clone(),
+                            },
+                        );
+                    }
+                    tracing::info!(device = device_id, category = %clip(&done.category, 64), version = done.version, "filter list installed");
+                } else {
+                    tracing::warn!(device = device_id, category = %clip(&done.category, 64), version = done.version, error = %clip(&done.error, 256), "device could not install a filter list");
+                }
             }
             // A newer agent may send kinds this controller does not know: ignore them.
             None => {}

@@ -207,7 +207,8 @@ pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
             reason: p.web_reason,
             filter_profile: p.web_filter_profile,
             allowed_domains: p.web_allowed_domains,
-            ..Default::default()
+            blocked_categories: p.web_blocked_categories,
+            blocked_domains: p.web_blocked_domains,
         }),
         apps: Some(wire::AppRule {
             default: if p.apps_allowed_by_default {

@@ -16,6 +16,7 @@ use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
 use super::{Context, convert};
 use crate::domain::UnixMillis;
 use crate::domain::emergency::{ActiveLockdown, LockdownTarget};
+use crate::domain::filter::{HomeWeb, with_home_web};
 use crate::domain::plan::PlanRevision;
 use crate::domain::policy::{PolicyInputs, compile, protected_for_child};
 use crate::registry::Delivery;
@@ -28,7 +29,8 @@ pub struct PushReport {
     pub offline: usize,
 }
 
-pub fn policy_message(data: &PolicyData) -> ControllerMessage {
+/// The policy `data` compiles to, before the home's web part is added.
+pub fn compiled_policy(data: &PolicyData) -> crate::domain::policy::CompiledPolicy {
     // A stored revision that cannot be read compiles as no plan: the safe default, never
     // something wider than what was agreed.
     let revision: Option<PlanRevision> = data.plan.as_deref().and_then(|json| {
@@ -39,16 +41,23 @@ pub fn policy_message(data: &PolicyData) -> ControllerMessage {
             .ok()
     });
     let lockdowns: Vec<&ActiveLockdown> = data.lockdowns.iter().collect();
+    compile(&PolicyInputs {
+        version: data.version,
+        issued_at: data.changed_at,
+        child_name: &data.child_name,
+        protected_contacts: &data.protected_contacts,
+        plan: revision.as_ref().map(|r| &r.section),
+        lockdowns: &lockdowns,
+    })
+}
+
+/// The message carrying `data`'s policy with the home's web part (WB4: the categories with a
+/// list installed, the home's allowed and denied sites).
+pub fn policy_message(data: &PolicyData, web: &HomeWeb) -> ControllerMessage {
     ControllerMessage {
-        body: Some(Body::Policy(Box::new(convert::policy(compile(
-            &PolicyInputs {
-                version: data.version,
-                issued_at: data.changed_at,
-                child_name: &data.child_name,
-                protected_contacts: &data.protected_contacts,
-                plan: revision.as_ref().map(|r| &r.section),
-                lockdowns: &lockdowns,
-            },
+        body: Some(Body::Policy(Box::new(convert::policy(with_home_web(
+            compiled_policy(data),
+            web,
         ))))),
     }
 }
@@ -123,6 +132,7 @@ impl Context {
             return Ok(PushReport::default());
         }
         let inputs = self.store.home_policy_inputs(home_id).await?;
+        let web = self.home_web(home_id).await?;
         let loaded = started.elapsed();
         let children: HashMap<&str, &ChildPolicyInput> = inputs
             .children
@@ -153,23 +163,28 @@ impl Context {
             let message = compiled
                 .entry((target.child_id.as_str(), device_key))
                 .or_insert_with(|| {
-                    policy_message(&PolicyData {
-                        device_id: String::new(),
-                        version,
-                        changed_at,
-                        child_name: child.name.clone(),
-                        protected_contacts: protected_for_child(
-                            &inputs.protected_contacts,
-                            &child.child_id,
-                        ),
-                        plan: child.plan.clone(),
-                        lockdowns: inputs
-                            .lockdowns
-                            .iter()
-                            .filter(|l| l.applies_to(home_id, &child.child_id, &target.device_id))
-                            .cloned()
-                            .collect(),
-                    })
+                    policy_message(
+                        &PolicyData {
+                            device_id: String::new(),
+                            version,
+                            changed_at,
+                            child_name: child.name.clone(),
+                            protected_contacts: protected_for_child(
+                                &inputs.protected_contacts,
+                                &child.child_id,
+                            ),
+                            plan: child.plan.clone(),
+                            lockdowns: inputs
+                                .lockdowns
+                                .iter()
+                                .filter(|l| {
+                                    l.applies_to(home_id, &child.child_id, &target.device_id)
+                                })
+                                .cloned()
+                                .collect(),
+                        },
+                        &web,
+                    )
                 })
                 .clone();
             match self.registry.offer_to(target, message) {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod convert;
 pub mod emergency;
 pub mod fanout;
+pub mod filter;
 pub mod limits;
 pub mod plans;
 pub mod records;
@@ -48,6 +49,8 @@ pub struct Context {
     pub sessions: auth::StaffSessions,
     /// How many days a new or rotated staff token works.
     pub staff_token_days: u32,
+    /// The web filter's category lists as devices are sent them (WB4).
+    pub filters: filter::FilterHub,
     /// The first administrator's login file, removed after the first successful login.
     pub first_login_file: std::sync::Mutex<Option<std::path::PathBuf>>,
     /// The key that signs audit checkpoints (separate from the CA's).

@@ -33,6 +33,8 @@ pub async fn run_all<S: Store>(fresh: impl AsyncFn() -> S) {
     records_agree_with_the_trail_after_every_kind_of_write(&fresh).await;
     checkpoints_are_kept_whole_oldest_first(&fresh().await).await;
     reads_are_listed_per_child_newest_first(&fresh().await).await;
+    filter_lists_are_versioned_and_the_first_of_a_category_reaches_every_home(&fresh().await).await;
+    a_homes_web_exceptions_are_set_changed_removed_and_audited(&fresh().await).await;
 }
 
 // clause R36: every write leaves records and audit entries that agree (`domain::trail`): the
@@ -132,6 +134,157 @@ async fn reads_are_listed_per_child_newest_first(s: &impl Store) {
     assert_eq!(s.reads_of_child("chd-a", 11, 10).await.unwrap().len(), 1);
     assert_eq!(s.reads_of_child("chd-a", 0, 1).await.unwrap().len(), 1);
     assert!(s.reads_of_child("chd-c", 0, 10).await.unwrap().is_empty());
+}
+
+fn compiled_list(names: &str) -> (Vec<u8>, String) {
+    let c = haven_proto::domain_list::compile(names.as_bytes());
+    let sha = haven_proto::domain_list::sha256_hex(&c.bytes);
+    (c.bytes, sha)
+}
+
+// WB4: each import is a new version kept as one blob; the one before stays (for changes) and
+// older ones go; a category's first list gives every home a new policy version.
+async fn filter_lists_are_versioned_and_the_first_of_a_category_reaches_every_home(s: &impl Store) {
+    home(s, "Oak").await;
+    let elm = home(s, "Elm").await;
+    let c = s
+        .add_child(&admin(), &elm.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let device = enrolled(s, &c.id, "code", "fp").await;
+    let import = |names: &'static str, category: &'static str| async move {
+        let (bytes, sha) = compiled_list(names);
+        s.import_filter_list(
+            &admin(),
+            NewFilterList {
+                category,
+                source: "test lists",
+                licence: "CC0",
+                compiled: &bytes,
+                sha256: &sha,
+                domains: names.lines().count() as u64,
+                skipped: 0,
+            },
+            10,
+        )
+        .await
+        .unwrap()
+    };
+    assert!(s.filter_lists().await.unwrap().is_empty());
+    let first = import("bets.example\n", "gambling").await;
+    assert_eq!(first.list.version, 1);
+    let v = first
+        .policy_version
+        .expect("a new category changes every home's policy");
+    assert_eq!(s.find_device(&device.id).await.unwrap().desired_version, v);
+    assert_eq!(s.highest_policy_version().await.unwrap(), v);
+    let second = import("bets.example\ncasino.example\n", "gambling").await;
+    assert_eq!(second.list.version, 2);
+    assert_eq!(
+        second.policy_version, None,
+        "same categories: no policy change"
+    );
+    let third = import("casino.example\n", "gambling").await;
+    assert_eq!(third.list.version, 3);
+    import("adult.example\n", "adult").await;
+    let lists = s.filter_lists().await.unwrap();
+    let summary: Vec<(&str, u64)> = lists
+        .iter()
+        .map(|l| (l.category.as_str(), l.version))
+        .collect();
+    assert_eq!(summary, [("adult", 1), ("gambling", 3)]);
+    let gambling = &lists[1];
+    assert_eq!(gambling.source, "test lists");
+    assert_eq!(gambling.licence, "CC0");
+    assert_eq!(gambling.imported_by, "stf-admin");
+    let (bytes, sha) = compiled_list("casino.example\n");
+    assert_eq!(gambling.sha256, sha);
+    assert_eq!(gambling.compiled_bytes, bytes.len() as u64);
+    assert_eq!(
+        s.filter_list_bytes("gambling", 3).await.unwrap(),
+        Some(bytes)
+    );
+    assert!(
+        s.filter_list_bytes("gambling", 2).await.unwrap().is_some(),
+        "previous kept"
+    );
+    assert!(
+        s.filter_list_bytes("gambling", 1).await.unwrap().is_none(),
+        "older dropped"
+    );
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.action == "filter.list.import")
+            .count(),
+        4
+    );
+    assert_eq!(verify_chain(&entries), Ok(entries.len() as u64));
+}
+
+// WB4: a home's exceptions are one per domain; a change takes a new policy version for the
+// home; removing an unknown one is "not found" and writes nothing.
+async fn a_homes_web_exceptions_are_set_changed_removed_and_audited(s: &impl Store) {
+    let oak = home(s, "Oak").await;
+    let elm = home(s, "Elm").await;
+    let manager = Actor("stf-m".into());
+    let (e, v1) = s
+        .set_web_exception(&manager, &oak.id, "games.example", "allow", 20)
+        .await
+        .unwrap();
+    assert_eq!(e.kind, "allow");
+    assert_eq!(e.added_by, "stf-m");
+    assert!(matches!(
+        s.set_web_exception(&manager, &oak.id, "games.example", "allow", 21)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (_, v2) = s
+        .set_web_exception(&manager, &oak.id, "games.example", "deny", 22)
+        .await
+        .unwrap();
+    assert!(v2 > v1);
+    s.set_web_exception(&manager, &oak.id, "a.example", "allow", 23)
+        .await
+        .unwrap();
+    let list = s.web_exceptions(&oak.id).await.unwrap();
+    let got: Vec<(&str, &str)> = list
+        .iter()
+        .map(|e| (e.domain.as_str(), e.kind.as_str()))
+        .collect();
+    assert_eq!(got, [("a.example", "allow"), ("games.example", "deny")]);
+    assert!(s.web_exceptions(&elm.id).await.unwrap().is_empty());
+    let (removed, v3) = s
+        .remove_web_exception(&manager, &oak.id, "games.example", 24)
+        .await
+        .unwrap();
+    assert_eq!(removed.kind, "deny");
+    assert!(v3 > v2);
+    let before = s.audit_entries(0, 100).await.unwrap().len();
+    assert!(matches!(
+        s.remove_web_exception(&manager, &elm.id, "a.example", 25)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let missing = s
+        .set_web_exception(&manager, "hom-missing", "x.example", "deny", 26)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert!(s.web_exceptions("hom-missing").await.unwrap().is_empty());
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), before, "a refused change writes nothing");
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a.starts_with("home.web_exception"))
+            .count(),
+        4
+    );
 }
 
 // Issue 12 (RM5): a revision that reduces telephone access writes its sanction and obligations

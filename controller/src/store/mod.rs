@@ -54,6 +54,7 @@ fn list_command(what: &str) -> String {
         "lockdown" => "haven lockdowns --all".into(),
         "obligation" => "haven obligations --all".into(),
         "sanction" => "haven sanctions".into(),
+        "web exception" => "haven filter exceptions --home HOME".into(),
         _ => format!("haven {what} list"),
     }
 }
@@ -958,6 +959,95 @@ pub trait ObligationStore: Send + Sync {
     ) -> StoreResult<ObligationRecord>;
 }
 
+/// A version of a category list as stored (without its bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterListRecord {
+    /// Canonical category name (`domain::filter_lists::known_category`).
+    pub category: String,
+    pub version: u64,
+    pub domains: u64,
+    pub skipped: u64,
+    pub source: String,
+    pub licence: String,
+    /// SHA-256 (hex) of the compiled bytes.
+    pub sha256: String,
+    pub compiled_bytes: u64,
+    pub imported_at: UnixMillis,
+    /// Staff id of who imported it.
+    pub imported_by: String,
+}
+
+/// A compiled category list about to be stored.
+#[derive(Clone, Copy, Debug)]
+pub struct NewFilterList<'a> {
+    pub category: &'a str,
+    pub source: &'a str,
+    pub licence: &'a str,
+    pub compiled: &'a [u8],
+    pub sha256: &'a str,
+    pub domains: u64,
+    pub skipped: u64,
+}
+
+/// One of a home's own web exceptions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebExceptionRecord {
+    pub home_id: String,
+    pub domain: String,
+    /// `allow` or `deny`.
+    pub kind: String,
+    pub added_at: UnixMillis,
+    pub added_by: String,
+}
+
+/// What an import changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedList {
+    pub list: FilterListRecord,
+    /// The new policy version every home took because a category got its first list (what
+    /// profiles block changed); `None` for a new version of a category already installed.
+    pub policy_version: Option<u64>,
+}
+
+#[async_trait]
+pub trait FilterStore: Send + Sync {
+    /// Stores a new version of a category list with its audit entry, keeping the version
+    /// before it (so a device holding that one is sent only the change) and dropping older
+    /// ones. A category's first list gives every home a new policy version, in the same
+    /// transaction.
+    async fn import_filter_list(
+        &self,
+        actor: &Actor,
+        list: NewFilterList<'_>,
+        now: UnixMillis,
+    ) -> StoreResult<ImportedList>;
+    /// The current version of every category, by category name.
+    async fn filter_lists(&self) -> StoreResult<Vec<FilterListRecord>>;
+    /// The compiled bytes of one version, if it is still kept.
+    async fn filter_list_bytes(&self, category: &str, version: u64)
+    -> StoreResult<Option<Vec<u8>>>;
+    /// Adds or changes one of a home's exceptions (`allow` or `deny`), with its audit entry
+    /// and a new policy version for the home, which it returns.
+    async fn set_web_exception(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        domain: &str,
+        kind: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(WebExceptionRecord, u64)>;
+    /// Removes one of a home's exceptions (audited, new policy version for the home).
+    async fn remove_web_exception(
+        &self,
+        actor: &Actor,
+        home_id: &str,
+        domain: &str,
+        now: UnixMillis,
+    ) -> StoreResult<(WebExceptionRecord, u64)>;
+    /// A home's exceptions, by domain.
+    async fn web_exceptions(&self, home_id: &str) -> StoreResult<Vec<WebExceptionRecord>>;
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Entries in order, starting after `after_seq`, at most `limit`.
@@ -1018,6 +1108,7 @@ pub trait Store:
     + ObligationStore
     + TrailStore
     + ReadStore
+    + FilterStore
 {
 }
 
@@ -1040,5 +1131,6 @@ impl<T> Store for T where
         + ObligationStore
         + TrailStore
         + ReadStore
+        + FilterStore
 {
 }

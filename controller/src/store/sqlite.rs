@@ -41,6 +41,8 @@ mod records;
 mod staff;
 mod violations;
 
+mod filter;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct SqliteStore {
