@@ -272,12 +272,7 @@ async fn serve_device(
                 tracing::info!(device = device_id, command = %clip(&result.command_id, 64), ok = result.ok, "command result");
             }
             Some(Inbound::ChildRequest(req)) => {
-                let text = req.text.trim();
-                if req.id.is_empty() || req.id.len() > 64 || text.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "a request needs an id of 1 to 64 characters and some words",
-                    ));
-                }
+                let text = child_request_text(&req)?;
                 if !ctx.limits.admit_request(device_id, now) {
                     tracing::warn!(
                         device = device_id,
@@ -285,8 +280,6 @@ async fn serve_device(
                     );
                     continue;
                 }
-                // Kept whole (up to a generous limit): these are the child's own words.
-                let text: String = text.chars().take(2000).collect();
                 let new = ctx
                     .store
                     .record_child_request(device_id, &req.id, &text, req.made_at_unix_ms, now)
@@ -385,6 +378,18 @@ async fn guards_reported(
     Ok(holds)
 }
 
+/// The words of a child's request as they are stored, or why the request is refused.
+fn child_request_text(req: &wire::ChildRequest) -> Result<String, Status> {
+    let text = req.text.trim();
+    if req.id.is_empty() || req.id.len() > 64 || text.is_empty() {
+        return Err(Status::invalid_argument(
+            "a request needs an id of 1 to 64 characters and some words",
+        ));
+    }
+    // Kept whole (up to a generous limit): these are the child's own words.
+    Ok(text.chars().take(2000).collect())
+}
+
 /// The message that carries a staff answer to the child's device.
 pub fn answer_message(r: crate::store::ChildRequestRecord) -> ControllerMessage {
     ControllerMessage {
@@ -445,3 +450,7 @@ fn violation_records(
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "agent_fuzz.rs"]
+mod fuzz;
