@@ -188,3 +188,20 @@ fn fuzz_risk_documents() {
 fn the_templates_pass_every_check() {
     check_plan(plan_toml().as_bytes(), None, Role::Manager, &[assessment()]).expect("accepted");
 }
+
+// A document nested deeper than any form needs is refused with an error, not a stack
+// overflow (which no harness could catch: it aborts the process).
+#[test]
+fn deeply_nested_documents_are_refused_with_an_error() {
+    for depth in [1_000usize, 100_000] {
+        let toml = format!("reason = {}{}", "[".repeat(depth), "]".repeat(depth));
+        let json = format!("{{\"reason\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        for text in [toml, json] {
+            match to_json(&text) {
+                Err(e) => assert!(e.contains("fix it and try again"), "{e}"),
+                Ok(json) => assert!(plan_draft(&json, "chd-1", "stf-m", NOW).is_err()),
+            }
+            assert!(plan_draft(&text, "chd-1", "stf-m", NOW).is_err());
+        }
+    }
+}
