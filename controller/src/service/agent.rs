@@ -379,15 +379,27 @@ async fn guards_reported(
 }
 
 /// The words of a child's request as they are stored, or why the request is refused.
+/// Control characters are dropped but for line breaks and tabs: the words are shown in staff
+/// terminals, where an escape sequence could rewrite the screen (issue 13, fuzzing).
 fn child_request_text(req: &wire::ChildRequest) -> Result<String, Status> {
     let text = req.text.trim();
-    if req.id.is_empty() || req.id.len() > 64 || text.is_empty() {
+    if !good_id(&req.id) || text.is_empty() {
         return Err(Status::invalid_argument(
             "a request needs an id of 1 to 64 characters and some words",
         ));
     }
     // Kept whole (up to a generous limit): these are the child's own words.
-    Ok(text.chars().take(2000).collect())
+    Ok(text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .take(2000)
+        .collect())
+}
+
+/// An id a device made up for a record: 1 to 64 bytes, no control characters (it is shown to
+/// staff as it is). The agent's own are hex.
+fn good_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && !id.chars().any(char::is_control)
 }
 
 /// The message that carries a staff answer to the child's device.
@@ -424,9 +436,9 @@ fn violation_records(
     violations
         .iter()
         .map(|v| {
-            if v.id.is_empty() || v.id.len() > 64 {
+            if !good_id(&v.id) {
                 return Err(Status::invalid_argument(
-                    "every violation needs an id of 1 to 64 characters",
+                    "every violation needs an id of 1 to 64 characters, none of them control characters",
                 ));
             }
             let kind = wire::ViolationKind::try_from(v.kind)

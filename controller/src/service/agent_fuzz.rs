@@ -182,7 +182,7 @@ fn check(
             Ok(records) => {
                 prop_assert!(records.len() <= MAX_BATCH);
                 for r in &records {
-                    prop_assert!(!r.id.is_empty() && r.id.len() <= 64);
+                    prop_assert!(!r.id.is_empty() && r.id.len() <= 64 && no_controls(&r.id));
                     prop_assert!(r.subject.chars().count() <= 256 && no_controls(&r.subject));
                     prop_assert!(r.detail.chars().count() <= 512 && no_controls(&r.detail));
                     prop_assert!(r.occurred_at > 0 && r.occurred_at <= NOW);
@@ -210,7 +210,8 @@ fn check(
             }
             Ok(text) => {
                 prop_assert!(!text.is_empty() && text.chars().count() <= 2_000);
-                prop_assert!(!req.id.is_empty() && req.id.len() <= 64);
+                prop_assert!(no_controls(&text.replace(['\n', '\t'], " ")));
+                prop_assert!(!req.id.is_empty() && req.id.len() <= 64 && no_controls(&req.id));
             }
         },
         None => {}
@@ -242,4 +243,34 @@ fn the_seeds_decode() {
     for seed in seeds() {
         assert!(AgentMessage::decode(&seed[..]).is_ok());
     }
+}
+
+// Found while writing `fuzz_device_messages` (its properties now check it): a child's request
+// and a device's ids reached staff terminals with their control characters, so a device could
+// send an escape sequence that clears or retitles the screen of whoever lists them.
+#[test]
+fn issue13_a_device_cannot_put_terminal_escapes_in_front_of_staff() {
+    let req = wire::ChildRequest {
+        id: "req-1".into(),
+        text: "Can I \x1b[2Jphone Nan?\nOn Sunday\x07".into(),
+        made_at_unix_ms: NOW,
+    };
+    assert_eq!(
+        child_request_text(&req).expect("a request"),
+        "Can I [2Jphone Nan?\nOn Sunday"
+    );
+    let bad_id = wire::ChildRequest {
+        id: "req\x1b]0;owned\x07".into(),
+        ..req
+    };
+    assert_eq!(
+        child_request_text(&bad_id).map_err(|s| s.code()),
+        Err(Code::InvalidArgument)
+    );
+    let batch = [wire::Violation {
+        id: "v\x1b[2J".into(),
+        ..Default::default()
+    }];
+    let refused = violation_records(&batch, NOW).expect_err("refused");
+    assert!(refused.message().contains("control characters"));
 }
