@@ -14,6 +14,8 @@ pub mod contacts;
 pub mod core;
 pub mod enforcer;
 pub mod enroll;
+#[cfg(test)]
+mod fuzzing;
 pub mod identity;
 pub mod inventory;
 pub mod journal;

@@ -31,6 +31,8 @@
 //! A text's body passes straight to the modem and the inbox's words straight to the client:
 //! neither is stored or logged.
 
+#[cfg(test)]
+mod fuzz;
 mod limits;
 mod socket;
 

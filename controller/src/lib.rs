@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod files;
+#[cfg(test)]
+mod fuzzing;
 pub mod ids;
 pub mod incoming;
 pub mod metrics;

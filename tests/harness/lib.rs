@@ -241,6 +241,14 @@ impl Controller {
         child.wait().expect("wait for the controller")
     }
 
+    /// Kills with SIGKILL (no chance to flush or finish anything) and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops (if running) and starts again on the same port and data directory.
     pub fn restart(&mut self) {
         if self.child.is_some() {

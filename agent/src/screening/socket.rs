@@ -320,23 +320,17 @@ fn handle(
 ) {
     let deadline = started + DEADLINE;
     let answer = match read_line(&stream, deadline) {
-        Ok(line) => {
-            // R19: a question about 999 or a helpline is never throttled.
-            let protected = std::str::from_utf8(&line).is_ok_and(Screener::is_about_protected);
-            let allowed = protected
-                || rate
-                    .lock()
+        Ok(line) => answer_bytes(
+            screener,
+            &line,
+            LocalTime::now(),
+            options.trusts(uid),
+            || {
+                rate.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .allow(uid, Instant::now());
-            if !allowed {
-                Answer::refused("too many questions from this account; wait a moment and ask again")
-            } else {
-                match std::str::from_utf8(&line) {
-                    Ok(text) => screener.answer_line(text, LocalTime::now(), options.trusts(uid)),
-                    Err(_) => Answer::refused("the question is not UTF-8 text"),
-                }
-            }
-        }
+                    .allow(uid, Instant::now())
+            },
+        ),
         Err(ReadEnd::TooLong) => Answer::refused(format!(
             "the question is too long: at most {MAX_LINE} bytes on one line"
         )),
@@ -347,6 +341,28 @@ fn handle(
     // short deadline to take the answer.
     let _ = stream.set_write_timeout(Some(DEADLINE));
     let _ = write_answer(&stream, &answer);
+}
+
+/// The answer to one line as read from a client (any bytes, without the newline); `allow`
+/// asks the account's rate limit, which a question about a protected contact never waits on.
+pub(crate) fn answer_bytes(
+    screener: &Screener,
+    line: &[u8],
+    at: LocalTime,
+    trusted: bool,
+    allow: impl FnOnce() -> bool,
+) -> Answer {
+    // R19: a question about 999 or a helpline is never throttled.
+    let protected = std::str::from_utf8(line).is_ok_and(Screener::is_about_protected);
+    if !protected && !allow() {
+        return Answer::refused(
+            "too many questions from this account; wait a moment and ask again",
+        );
+    }
+    match std::str::from_utf8(line) {
+        Ok(text) => screener.answer_line(text, at, trusted),
+        Err(_) => Answer::refused("the question is not UTF-8 text"),
+    }
 }
 
 /// Why `check-contact` could not get an answer.

@@ -47,6 +47,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// Cache bounds: entries per shard and shards.
 const CACHE_SHARDS: usize = 16;
 const CACHE_PER_SHARD: usize = 16_384;
+/// And bytes per shard (64 MiB in all): a count alone let answers of up to 64 KiB each, from
+/// an upstream a child controls, grow the cache to gigabytes (found by the fuzz harness).
+const CACHE_BYTES_PER_SHARD: usize = 4 << 20;
 /// Answers with no TTL to go by (an empty NXDOMAIN) are kept this long.
 const DEFAULT_NEGATIVE_TTL: u32 = 30;
 const MAX_TTL: u32 = 86_400;
@@ -684,10 +687,7 @@ fn put_back(shared: &Shared, id: u16, p: Pending) {
 /// An answer on a query's own socket (only its upstream can send there). It counts only for
 /// the id and question asked; a failure code sends the query on to the next upstream.
 fn answered(shared: &Shared, udp: &UdpSocket, p: Pending, packet: &[u8], id: u16) {
-    if packet.len() < 12 + p.key.len()
-        || u16::from_be_bytes([packet[0], packet[1]]) != id
-        || !packet[12..12 + p.key.len()].eq_ignore_ascii_case(&p.key)
-    {
+    if !answers_question(packet, id, &p.key) {
         put_back(shared, id, p); // spoofed or stray: keep waiting for the real answer
         return;
     }
@@ -713,6 +713,14 @@ fn deliver(shared: &Shared, udp: &UdpSocket, p: Outgoing, packet: &[u8]) {
             let _ = udp.send_to(&bytes, p.client);
         }
     }
+}
+
+/// Whether `packet` is an answer to the query sent under `id` asking `key` (the question as
+/// sent, in lower case): anything else is spoofed or stray, and never read further.
+fn answers_question(packet: &[u8], id: u16, key: &[u8]) -> bool {
+    packet.len() >= 12 + key.len()
+        && u16::from_be_bytes([packet[0], packet[1]]) == id
+        && packet[12..12 + key.len()].eq_ignore_ascii_case(key)
 }
 
 /// Whether an upstream's answer (at least a header) says it could not answer: SERVFAIL or
@@ -858,9 +866,7 @@ fn exchange_any(shared: &Shared, query: &[u8], key: &[u8]) -> Option<Vec<u8>> {
         // Only the answer to the id and question asked counts; a failure code is the last
         // upstream's answer, or a reason to ask the next.
         if let Some(answer) = answer
-            && answer.len() >= 12 + key.len()
-            && answer[0..2] == packet[0..2]
-            && answer[12..12 + key.len()].eq_ignore_ascii_case(key)
+            && answers_question(&answer, id, key)
             && (!upstream_failed(&answer) || i + 1 == n)
         {
             return Some(answer);
@@ -892,7 +898,7 @@ fn ask_tcp(target: SocketAddr, packet: &[u8], mark: Option<u32>) -> Option<Vec<u
 
 /// Upstream answers by question, kept for their TTL and served with the TTL counted down.
 struct Cache {
-    shards: Vec<Mutex<HashMap<Vec<u8>, Entry>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -908,17 +914,49 @@ struct Entry {
     gated: Option<Arc<Gated>>,
 }
 
+/// One shard of the cache, and the bytes its entries hold.
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<Vec<u8>, Entry>,
+    bytes: usize,
+}
+
+impl Shard {
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes = self.bytes.saturating_sub(e.size(key));
+        }
+    }
+}
+
+impl Entry {
+    /// What the entry holds, as counted against [`CACHE_BYTES_PER_SHARD`] (the served copy
+    /// is re-encoded from the original with the same length).
+    fn size(&self, key: &[u8]) -> usize {
+        key.len() + 2 * self.original.len() + std::mem::size_of::<Entry>()
+    }
+}
+
 impl Cache {
+    /// The bytes all the shards hold, as counted.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes)
+            .sum()
+    }
+
     fn new() -> Cache {
         Cache {
             shards: (0..CACHE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
+                .map(|_| Mutex::new(Shard::default()))
                 .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Vec<u8>, Entry>> {
+    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
         &self.shards[(self.hasher.hash_one(key) as usize) % CACHE_SHARDS]
     }
 
@@ -926,7 +964,7 @@ impl Cache {
     fn get(&self, key: &[u8]) -> Option<(Vec<u8>, Option<Arc<Gated>>, u32)> {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let entry = shard.get_mut(key)?;
+        let entry = shard.entries.get_mut(key)?;
         if now >= entry.expires {
             shard.remove(key);
             return None;
@@ -997,13 +1035,20 @@ impl Cache {
             gated,
         };
         let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= CACHE_PER_SHARD {
-            shard.retain(|_, e| e.expires > now);
-            if shard.len() >= CACHE_PER_SHARD {
-                shard.clear(); // simple and bounded; the next queries refill it
+        shard.remove(&key);
+        let size = entry.size(&key);
+        if shard.entries.len() >= CACHE_PER_SHARD || shard.bytes + size > CACHE_BYTES_PER_SHARD {
+            shard.entries.retain(|_, e| e.expires > now);
+            shard.bytes = shard.entries.iter().map(|(k, e)| e.size(k)).sum();
+            if shard.entries.len() >= CACHE_PER_SHARD || shard.bytes + size > CACHE_BYTES_PER_SHARD
+            {
+                // simple and bounded; the next queries refill it
+                shard.entries.clear();
+                shard.bytes = 0;
             }
         }
-        shard.insert(key, entry);
+        shard.bytes += size;
+        shard.entries.insert(key, entry);
         fed
     }
 }
@@ -1045,3 +1090,7 @@ impl Reporter {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "resolver_fuzz.rs"]
+mod fuzz;

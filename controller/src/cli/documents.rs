@@ -21,7 +21,8 @@ pub fn read_as_json(path: &Path) -> anyhow::Result<String> {
     to_json(&text).map_err(|e| anyhow!("{} {e}", path.display()))
 }
 
-fn to_json(text: &str) -> Result<String, String> {
+/// TOML or JSON text as JSON text, or what is wrong with it.
+pub(crate) fn to_json(text: &str) -> Result<String, String> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(text)

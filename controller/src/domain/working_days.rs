@@ -792,3 +792,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "working_days_fuzz.rs"]
+mod fuzz;

@@ -248,6 +248,10 @@ async fn serve_device(
     // Whether the device's guards hold, as it last said (an agent that never says is
     // trusted as before); a device that does not enforce is never counted as locked.
     let mut enforcing = true;
+    // A device says once, after Hello, which lists it holds; a second claim on the same stream
+    // would only queue another full delivery behind the first (a device could fill the
+    // controller with them), so it is ignored (WB4, one device cannot hurt the others).
+    let mut lists_claimed = false;
     // Whether the certificate is due is checked on Hello and again on this timer (D7).
     let lifetime = ctx.pki.device_lifetime;
     let every = Duration::from_millis(
@@ -371,12 +375,7 @@ async fn serve_device(
                 tracing::info!(device = device_id, command = %clip(&result.command_id, 64), ok = result.ok, "command result");
             }
             Some(Inbound::ChildRequest(req)) => {
-                let text = req.text.trim();
-                if req.id.is_empty() || req.id.len() > 64 || text.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "a request needs an id of 1 to 64 characters and some words",
-                    ));
-                }
+                let text = child_request_text(&req)?;
                 if !ctx.limits.admit_request(device_id, now) {
                     tracing::warn!(
                         device = device_id,
@@ -384,8 +383,6 @@ async fn serve_device(
                     );
                     continue;
                 }
-                // Kept whole (up to a generous limit): these are the child's own words.
-                let text: String = text.chars().take(2000).collect();
                 let new = ctx
                     .store
                     .record_child_request(device_id, &req.id, &text, req.made_at_unix_ms, now)
@@ -398,7 +395,14 @@ async fn serve_device(
                     })),
                 });
             }
+            Some(Inbound::FilterListsHeld(_)) if lists_claimed => {
+                tracing::debug!(
+                    device = device_id,
+                    "a second list of held filter lists on one stream ignored"
+                );
+            }
             Some(Inbound::FilterListsHeld(held)) => {
+                lists_claimed = true;
                 // WB4: what it holds, then everything it lacks, on a task of its own (lists
                 // are big; this loop keeps reading the device meanwhile).
                 ctx.filters
@@ -619,6 +623,30 @@ async fn renew(
     })
 }
 
+/// The words of a child's request as they are stored, or why the request is refused.
+/// Control characters are dropped but for line breaks and tabs: the words are shown in staff
+/// terminals, where an escape sequence could rewrite the screen (issue 13, fuzzing).
+fn child_request_text(req: &wire::ChildRequest) -> Result<String, Status> {
+    let text = req.text.trim();
+    if !good_id(&req.id) || text.is_empty() {
+        return Err(Status::invalid_argument(
+            "a request needs an id of 1 to 64 characters and some words",
+        ));
+    }
+    // Kept whole (up to a generous limit): these are the child's own words.
+    Ok(text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .take(2000)
+        .collect())
+}
+
+/// An id a device made up for a record: 1 to 64 bytes, no control characters (it is shown to
+/// staff as it is). The agent's own are hex.
+fn good_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && !id.chars().any(char::is_control)
+}
+
 /// The message that carries a staff answer to the child's device.
 pub fn answer_message(r: crate::store::ChildRequestRecord) -> ControllerMessage {
     ControllerMessage {
@@ -653,9 +681,9 @@ fn violation_records(
     violations
         .iter()
         .map(|v| {
-            if v.id.is_empty() || v.id.len() > 64 {
+            if !good_id(&v.id) {
                 return Err(Status::invalid_argument(
-                    "every violation needs an id of 1 to 64 characters",
+                    "every violation needs an id of 1 to 64 characters, none of them control characters",
                 ));
             }
             let kind = wire::ViolationKind::try_from(v.kind)
@@ -712,3 +740,7 @@ mod renewal_tests {
         assert!(asked.due(25_000, life).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "agent_fuzz.rs"]
+mod fuzz;

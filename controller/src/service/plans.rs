@@ -23,7 +23,7 @@ use crate::domain::restriction::{
 };
 use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
-use crate::domain::{Action, StaffIdentity};
+use crate::domain::{Action, StaffIdentity, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{
     Actor, ChildRecord, HomeRecord, NewObligation, NewSanction, Opened, StoredDocument,
@@ -49,6 +49,42 @@ fn shape_error(what: &str, e: serde_json::Error) -> Status {
         "the {what} has a mistake ({e}): compare it with `haven {} template`",
         if what == "plan" { "plan" } else { "risk" }
     ))
+}
+
+/// A risk assessment as staff sent it, with what only the controller may fill in (its id,
+/// the child, the author, the time): the shape checks; the rules are the domain's.
+pub fn risk_draft(
+    json: &str,
+    id: &str,
+    child_id: &str,
+    author: &str,
+    now: UnixMillis,
+) -> Result<RiskAssessmentDraft, Status> {
+    let mut doc = document("risk assessment", json)?;
+    doc.insert("id".into(), Value::from(id));
+    doc.insert("child_id".into(), Value::from(child_id));
+    doc.insert("author".into(), Value::from(author));
+    doc.insert("made_at".into(), Value::from(now));
+    serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("risk assessment", e))
+}
+
+/// A plan revision as staff sent it, with what only the controller may fill in, and its
+/// section normalised: the shape checks; the rules are the domain's.
+pub fn plan_draft(
+    json: &str,
+    child_id: &str,
+    made_by: &str,
+    now: UnixMillis,
+) -> Result<PlanRevisionDraft, Status> {
+    let mut doc = document("plan", json)?;
+    doc.insert("child_id".into(), Value::from(child_id));
+    doc.insert("made_by".into(), Value::from(made_by));
+    doc.insert("made_at".into(), Value::from(now));
+    let mut draft: PlanRevisionDraft =
+        serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("plan", e))?;
+    draft.section =
+        normalise_section(&draft.section).map_err(|r| Status::invalid_argument(r.message))?;
+    Ok(draft)
 }
 
 pub fn parse_revision(doc: &StoredDocument) -> Option<PlanRevision> {
@@ -262,15 +298,9 @@ impl plan_service_server::PlanService for PlanApi {
         let req = request.into_inner();
         let child = self.ctx.child_for(&who, req.child.trim()).await?;
         let home = self.ctx.home_for(&who, &child.home_id).await?;
-        let mut doc = document("risk assessment", &req.document_json)?;
         let id = new_id("ra");
         let now = now_ms();
-        doc.insert("id".into(), Value::from(id.clone()));
-        doc.insert("child_id".into(), Value::from(child.id.clone()));
-        doc.insert("author".into(), Value::from(who.id.clone()));
-        doc.insert("made_at".into(), Value::from(now));
-        let draft: RiskAssessmentDraft = serde_json::from_value(Value::Object(doc))
-            .map_err(|e| shape_error("risk assessment", e))?;
+        let draft = risk_draft(&req.document_json, &id, &child.id, &who.id, now)?;
         let assessment = validate_risk_assessment(&draft, today_in(&home.time_zone))
             .map_err(|r| Status::failed_precondition(r.message))?;
         let json = serde_json::to_string(&assessment)
@@ -315,15 +345,7 @@ impl plan_service_server::PlanService for PlanApi {
         let home = self.ctx.home_for(&who, &child.home_id).await?;
         let history = self.ctx.store.plan_revisions(&child.id).await?;
         let previous = history.last().and_then(parse_revision);
-        let mut doc = document("plan", &req.document_json)?;
-        let now = now_ms();
-        doc.insert("child_id".into(), Value::from(child.id.clone()));
-        doc.insert("made_by".into(), Value::from(who.id.clone()));
-        doc.insert("made_at".into(), Value::from(now));
-        let mut draft: PlanRevisionDraft =
-            serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("plan", e))?;
-        draft.section =
-            normalise_section(&draft.section).map_err(|r| Status::invalid_argument(r.message))?;
+        let draft = plan_draft(&req.document_json, &child.id, &who.id, now_ms())?;
         let record = self
             .commit_revision(&who, &child, &home, previous, draft, req.based_on_revision)
             .await?;
@@ -453,3 +475,7 @@ impl plan_service_server::PlanService for PlanApi {
         Ok(Response::new(ListReviewsResponse { reviews }))
     }
 }
+
+#[cfg(test)]
+#[path = "plans_fuzz.rs"]
+mod fuzz;
