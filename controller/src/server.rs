@@ -227,11 +227,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServiceServer<AgentApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(haven_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: `v1`, and `v1alpha` for the clients that speak only that
+    // (older grpcurl, grpcio-reflection, Postman, Evans), so a local authority's developer can
+    // explore the API with whatever tool they have.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(haven_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
         .context("could not build the reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("could not build the reflection service (v1alpha)")?;
 
     let admin = || AdminApi { ctx: ctx.clone() };
     let router = Server::builder()
@@ -246,6 +255,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .layer(crate::service::audit::MethodLayer)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             AgentServiceServer::new(AgentApi { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

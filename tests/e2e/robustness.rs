@@ -307,6 +307,52 @@ fn the_standard_health_service_and_reflection_answer() {
             status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
+
+        // Reflection lists the staff and device services in both versions, so tools that
+        // speak only v1alpha (older grpcurl, grpcio-reflection, Postman, Evans) work too.
+        use tonic_reflection::pb::{v1, v1alpha};
+        let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        let answer = answers.message().await.unwrap().expect("a v1 answer");
+        let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            answer.message_response
+        else {
+            panic!("v1 reflection did not list services: {answer:?}");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"haven.admin.v1.ChildService"), "{names:?}");
+        assert!(names.contains(&"haven.agent.v1.AgentService"), "{names:?}");
+
+        let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+        let request = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1alpha")
+            .into_inner();
+        let answer = answers.message().await.unwrap().expect("a v1alpha answer");
+        let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            answer.message_response
+        else {
+            panic!("v1alpha reflection did not list services: {answer:?}");
+        };
+        let alpha: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(alpha.contains(&"haven.admin.v1.ChildService"), "{alpha:?}");
     });
 }
 
