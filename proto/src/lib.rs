@@ -22,4 +22,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/haven_descriptor.bin"));
 
 pub mod domain_list;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod trust;
