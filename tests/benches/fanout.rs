@@ -29,10 +29,11 @@ use futures::StreamExt;
 use haven_agent::enforcer::{EnforceError, Enforcer};
 use haven_agent::sync::{InventorySource, SyncConfig};
 use haven_proto::admin::v1 as api;
-use haven_proto::agent::v1::{DevicePolicy, Inventory};
+use haven_proto::agent::v1::DevicePolicy;
 use haven_tests::*;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+mod common;
+use common::*;
 
 /// Records, per agent, the newest version applied and when.
 struct Recorder {
@@ -54,18 +55,6 @@ impl Enforcer for Recorder {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// User + system CPU time of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -74,20 +63,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
     let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     utime + stime
-}
-
-fn raise_open_file_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a stack value we own.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -137,39 +112,6 @@ fn args() -> Args {
         i += 1;
     }
     a
-}
-
-async fn staff_channel(url: &str, ca: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .domain_name(haven_proto::trust::CONTROLLER_TLS_NAME),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    let v: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    r.metadata_mut().insert("authorization", v);
-    r
-}
-
-fn fixed_inventory() -> Inventory {
-    Inventory {
-        os_name: "BenchOS".into(),
-        os_version: "1".into(),
-        model: "simulated".into(),
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        storage_free_bytes: 1 << 30,
-        storage_total_bytes: 1 << 32,
-        ..Default::default()
-    }
 }
 
 async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {

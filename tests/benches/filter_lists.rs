@@ -33,11 +33,13 @@ use haven_agent::enforcer::{EnforceError, Enforcer};
 use haven_agent::sync::{InventorySource, SyncConfig, SyncEvent};
 use haven_agent::web::{DomainSet, ReceivedLists};
 use haven_proto::admin::v1 as api;
-use haven_proto::agent::v1::{DevicePolicy, Inventory};
+use haven_proto::agent::v1::DevicePolicy;
 use haven_proto::domain_list;
 use haven_tests::*;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
+
+mod common;
+use common::*;
 
 struct Args {
     devices: usize,
@@ -148,36 +150,6 @@ fn compile_part(lists: &[(String, PathBuf)]) {
     }
 }
 
-async fn staff_channel(url: &str, ca: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .domain_name(haven_proto::trust::CONTROLLER_TLS_NAME),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    let v: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    r.metadata_mut().insert("authorization", v);
-    r
-}
-
-fn fixed_inventory() -> Inventory {
-    Inventory {
-        os_name: "BenchOS".into(),
-        model: "simulated".into(),
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    }
-}
-
 /// Uploads a list as `haven filter import` does; returns the stored list and the time.
 async fn import(
     filter: &mut api::filter_service_client::FilterServiceClient<Channel>,
@@ -238,31 +210,6 @@ fn wait_all(what: &str, done: impl Fn() -> bool, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     true
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn raise_open_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a stack value we own.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
 }
 
 fn delivery_part(lists: &[(String, PathBuf)], million: Option<&Path>, n: usize) {

@@ -36,11 +36,13 @@ use haven_agent::journal::Journal;
 use haven_agent::report::Blocked;
 use haven_agent::sync::{InventorySource, SyncConfig};
 use haven_proto::admin::v1 as api;
-use haven_proto::agent::v1::{Inventory, ViolationKind};
+use haven_proto::agent::v1::ViolationKind;
 use haven_tests::*;
 use sqlx::ConnectOptions as _;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
+
+mod common;
+use common::*;
 
 const HOME: &str = "Soak House";
 /// What the devices journal, so the check counts only these.
@@ -109,50 +111,6 @@ impl Rng {
     }
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
-    }
-}
-
-fn raise_open_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a stack value we own.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
-async fn staff_channel(url: &str, ca: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .domain_name(haven_proto::trust::CONTROLLER_TLS_NAME),
-        )
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy()
-}
-
-fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    let v: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    r.metadata_mut().insert("authorization", v);
-    r
-}
-
-fn fixed_inventory() -> Inventory {
-    Inventory {
-        os_name: "SoakOS".into(),
-        os_version: "1".into(),
-        model: "simulated".into(),
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
     }
 }
 
