@@ -13,6 +13,7 @@ mod contacts;
 mod device_limits;
 mod emergency;
 mod enrollment;
+mod errors;
 mod filter;
 mod guards;
 mod metrics;
