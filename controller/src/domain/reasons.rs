@@ -77,6 +77,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn proto_readme_lists_every_reason() {
+        let readme = include_str!("../../../proto/README.md");
+        for r in ALL {
+            assert!(readme.contains(&format!("| `{r}` |")), "{r} is not in proto/README.md");
+        }
+    }
+
+    #[test]
     fn reasons_are_distinct_upper_snake() {
         let mut seen = std::collections::HashSet::new();
         for r in ALL {
