@@ -19,6 +19,7 @@ mod guards;
 mod metrics;
 mod plans;
 mod protected;
+mod python_client;
 mod records;
 mod requests;
 mod robustness;

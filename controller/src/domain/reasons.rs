@@ -80,7 +80,10 @@ mod tests {
     fn proto_readme_lists_every_reason() {
         let readme = include_str!("../../../proto/README.md");
         for r in ALL {
-            assert!(readme.contains(&format!("| `{r}` |")), "{r} is not in proto/README.md");
+            assert!(
+                readme.contains(&format!("| `{r}` |")),
+                "{r} is not in proto/README.md"
+            );
         }
     }
 
