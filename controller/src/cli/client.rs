@@ -114,23 +114,127 @@ impl Interceptor for Bearer {
     }
 }
 
-/// Turns a refusal from the controller into the one line a person reads.
+/// Turns a refusal from the controller into the one line a person reads. The controller's
+/// words never name this program's flags; the refusal's reason and the request fields it
+/// names (`service::errors`) let `haven` add its own: which flag to give, which command helps.
 pub fn explain(status: Status) -> anyhow::Error {
     let msg = status.message().trim();
+    let reading = crate::service::errors::read(&status);
     match status.code() {
         Code::Unavailable if msg.is_empty() || msg.contains("transport") => {
-            anyhow!("the controller is not reachable: check that it is running, then try again")
+            return anyhow!(
+                "the controller is not reachable: check that it is running, then try again"
+            );
         }
         Code::DeadlineExceeded => {
-            anyhow!("the controller did not answer in time: try again")
+            return anyhow!("the controller did not answer in time: try again");
         }
-        Code::Unimplemented => anyhow!(
-            "this controller does not know that command: it may be older than this `haven`; upgrade it"
+        Code::Unimplemented => {
+            return anyhow!(
+                "this controller does not know that command: it may be older than this `haven`; upgrade it"
+            );
+        }
+        _ if msg.is_empty() => {
+            return anyhow!(
+                "the controller refused the request ({})",
+                status.code().description()
+            );
+        }
+        _ => {}
+    }
+    let mut line = msg.to_string();
+    let flags: Vec<&str> = reading.fields.iter().filter_map(|f| flag_for(f)).collect();
+    if !flags.is_empty() {
+        line.push_str(&format!(" (give it with {})", flags.join(" or ")));
+    }
+    if let Some(hint) = hint_for(&reading.reason, msg) {
+        line.push_str(&format!(" ({hint})"));
+    }
+    anyhow!("{line}")
+}
+
+/// The `haven` flag that fills a request field, where a flag does.
+pub fn flag_for(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "note" => "--note",
+        "decision" => "--decision assess|refuse|no-action",
+        "spoke_with_imposer" => "--spoke-with",
+        "child_views" => "--views",
+        "behaviour" => "--behaviour",
+        "location" => "--location",
+        "steps_to_avoid" => "--steps",
+        "others_present" => "--present",
+        "effectiveness" => "--effectiveness",
+        "injury_and_treatment" => "--injury",
+        "by" => "--by",
+        "at" => "--at",
+        "how" => "--how",
+        "until" => "--until",
+        "review_at" => "--review",
+        "channels" => "--channels",
+        "arrangements" => "--channel letters|visits",
+        "advice" | "ofsted_advice" => "--ofsted-advice",
+        "what_happened" => "--what",
+        "device" => "--device ID",
+        "home" => "--home NAME",
+        "limit" | "page_size" => "--limit",
+        _ => return None,
+    })
+}
+
+/// What to do next for a reason, in this program's commands.
+fn hint_for(reason: &str, msg: &str) -> Option<&'static str> {
+    use crate::service::errors as r;
+    match reason {
+        r::TOKEN_EXPIRED => Some(
+            "an administrator gives a new one with `haven staff rotate NAME`; rotate yours before it expires with `haven login --rotate`",
         ),
-        _ if msg.is_empty() => anyhow!(
-            "the controller refused the request ({})",
-            status.code().description()
-        ),
-        _ => anyhow!("{msg}"),
+        r::TOKEN_INVALID if msg.starts_with("no staff token") => {
+            Some("run the `haven login …` line you were given")
+        }
+        r::PERMISSION_NEEDS_RISK_ASSESSMENT => {
+            Some("`haven risk template` gives the form; `haven risk record` records it")
+        }
+        r::PROTECTED_CONTACT_BUILT_IN => Some("`haven protected-contact list` shows the list"),
+        r::CHILD_HAS_ACTIVE_DEVICES => Some("`haven device list --child CHILD` lists them"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::errors;
+
+    #[test]
+    fn a_missing_field_is_named_by_its_flag() {
+        let e = explain(errors::bad_field("note", "say why the lockdown is lifted"));
+        assert_eq!(
+            e.to_string(),
+            "say why the lockdown is lifted (give it with --note)"
+        );
+    }
+
+    #[test]
+    fn a_reason_adds_this_programs_next_step() {
+        let status = errors::refusal(
+            Code::FailedPrecondition,
+            crate::domain::risk::Refusal::new("KP2", "calls with Mum have no risk assessment")
+                .because(errors::PERMISSION_NEEDS_RISK_ASSESSMENT),
+        );
+        let e = explain(status).to_string();
+        assert!(
+            e.starts_with("calls with Mum have no risk assessment ("),
+            "{e}"
+        );
+        assert!(e.contains("haven risk record"), "{e}");
+    }
+
+    #[test]
+    fn plain_words_stay_as_they_are() {
+        assert_eq!(
+            explain(Status::failed_precondition("nothing to do")).to_string(),
+            "nothing to do"
+        );
     }
 }

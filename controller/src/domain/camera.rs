@@ -36,7 +36,7 @@ pub fn validate_incident(what_happened: &str) -> Result<String, Refusal> {
     if text.is_empty() {
         return Err(Refusal::new(
             "IM2",
-            "say what happened with --what, e.g. --what \"photos shared in a group chat\"",
+            "say what happened, e.g. \"photos shared in a group chat\"",
         ));
     }
     if text.chars().count() > 4000 {
@@ -101,10 +101,7 @@ pub fn withdrawal(
     }
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(Refusal::new(
-            "IM2",
-            "say why the camera is withdrawn with --reason",
-        ));
+        return Err(Refusal::new("IM2", "say why the camera is withdrawn"));
     }
     let not_yet = ConsultRecord::NotConsulted {
         reason: "the camera was withdrawn at once after an incident (IM2); they are to be told \

@@ -221,24 +221,22 @@ pub enum EmergencyError {
     )]
     UnknownChannel(String),
     #[error(
-        "{0:?} is not a contact arrangement Haven records: use letters or visits (for calls, messages, web, camera or apps use `haven lockdown`)"
+        "{0:?} is not a contact arrangement Haven records: use letters or visits (calls, messages, web, camera and apps are withdrawn by a lockdown)"
     )]
     UnknownArrangement(String),
-    #[error(
-        "say which contact arrangement is restricted with --channel letters or --channel visits"
-    )]
+    #[error("say which contact arrangement is restricted: letters or visits")]
     NoArrangement,
-    #[error("say what happened with --note: the record needs it")]
+    #[error("say what happened: the record needs it")]
     NoteMissing,
-    #[error("the end time is not in the future: give a time after now with --until")]
+    #[error("the end time is not in the future: give a time after now")]
     UntilInPast,
-    #[error("the review time is not in the future: give a time after now with --review")]
+    #[error("the review time is not in the future: give a time after now")]
     ReviewInPast,
     #[error(
-        "give either --until or --review, not both: a lockdown either ends by itself or is reviewed"
+        "give either an end time or a review time, not both: a lockdown either ends by itself or is reviewed"
     )]
     UntilAndReview,
-    #[error("say whom to lock down: a child, --device ID or --home NAME")]
+    #[error("say whom to lock down: a child, one device or one home")]
     NoTarget,
     #[error("{0} is too long: keep it under {1} characters")]
     TooLong(&'static str, usize),

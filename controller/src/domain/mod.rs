@@ -19,6 +19,7 @@ pub mod phone;
 pub mod plan;
 pub mod policy;
 pub mod reads;
+pub mod reasons;
 pub mod records;
 pub mod reports;
 pub mod restriction;

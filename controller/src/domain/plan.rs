@@ -617,7 +617,8 @@ fn linked<'r>(
         return Err(Refusal::new(
             "KP2",
             format!("{what} has no risk assessment: record one and link it before allowing it"),
-        ));
+        )
+        .because(super::reasons::PERMISSION_NEEDS_RISK_ASSESSMENT));
     }
     match risk_assessments.iter().find(|r| r.id == id) {
         Some(r) if r.child_id == child_id => Ok(r),
@@ -628,7 +629,8 @@ fn linked<'r>(
             format!(
                 "{what} points at risk assessment {id:?}, which this child does not have: record one for this child and link it"
             ),
-        )),
+        )
+        .because(super::reasons::PERMISSION_NEEDS_RISK_ASSESSMENT)),
     }
 }
 

@@ -112,7 +112,8 @@ pub fn removal_target(
                 "{number} is {}, one of the contacts built into Haven that every child can always reach; no home can remove it",
                 builtin.name
             ),
-        ));
+        )
+        .because(crate::domain::reasons::PROTECTED_CONTACT_BUILT_IN));
     }
     let found = home
         .iter()
@@ -122,10 +123,9 @@ pub fn removal_target(
         Some(c) => Ok(RemovalTarget::Entry(c.clone())),
         None => Err(Refusal::new(
             "R19",
-            format!(
-                "{key} is not on this home's protected contacts list: see `haven protected-contact list`"
-            ),
-        )),
+            format!("{key} is not on this home's protected contacts list"),
+        )
+        .because(crate::domain::reasons::NOT_FOUND)),
     }
 }
 

@@ -162,7 +162,7 @@ pub fn may_archive(child_id: &str, archived: bool, active_devices: i64) -> Resul
     }
     if active_devices > 0 {
         return Err(Invalid(format!(
-            "{child_id} still has {active_devices} active device(s): revoke them first (`haven device list --child {child_id}`)"
+            "{child_id} still has {active_devices} active device(s): revoke them first"
         )));
     }
     Ok(())

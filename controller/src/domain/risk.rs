@@ -18,6 +18,9 @@ use super::UnixMillis;
 pub struct Refusal {
     pub clause: &'static str,
     pub message: String,
+    /// The stable reason programs read (`domain::reasons`); `RULE_NOT_MET` unless a more
+    /// precise one is given with [`Refusal::because`].
+    pub reason: &'static str,
 }
 
 impl Refusal {
@@ -25,7 +28,13 @@ impl Refusal {
         Refusal {
             clause,
             message: message.into(),
+            reason: super::reasons::RULE_NOT_MET,
         }
+    }
+
+    /// The same refusal with a more precise reason.
+    pub fn because(self, reason: &'static str) -> Self {
+        Refusal { reason, ..self }
     }
 }
 

@@ -156,11 +156,12 @@ pub struct SanctionCompletion {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SanctionError {
+    /// The words, and the field of the completion that is missing (for programs).
     #[error("the sanction record needs {0}: write \"none\" if there was none")]
-    Missing(&'static str),
-    #[error("say what the child said about it (their views) with --views")]
+    Missing(&'static str, &'static str),
+    #[error("say what the child said about it (their views)")]
     NoViews,
-    #[error("say what was done with --note")]
+    #[error("say what was done")]
     NoNote,
     #[error("sanction {0} was already completed: nothing was changed")]
     AlreadyCompleted(String),
@@ -175,7 +176,7 @@ pub enum SanctionError {
     )]
     AlreadyDiscussed(String),
     #[error(
-        "say that you spoke to the person who imposed the measure, and when, with --spoke-with (e.g. --spoke-with \"Jo Carer, 3 Dec\")"
+        "say that you spoke to the person who imposed the measure, and when (e.g. \"Jo Carer, 3 Dec\")"
     )]
     NotSpokenWithImposer,
 }
@@ -263,22 +264,28 @@ pub fn complete(
     c: &SanctionCompletion,
 ) -> Result<SanctionRecord, SanctionError> {
     let fields = [
-        ("the behaviour that led to it (--behaviour)", &c.behaviour),
-        ("where it happened (--location)", &c.location),
-        ("the steps taken to avoid it (--steps)", &c.steps_to_avoid),
-        ("who else was present (--present)", &c.others_present),
+        ("the behaviour that led to it", "behaviour", &c.behaviour),
+        ("where it happened", "location", &c.location),
         (
-            "its effectiveness and consequences (--effectiveness)",
+            "the steps taken to avoid it",
+            "steps_to_avoid",
+            &c.steps_to_avoid,
+        ),
+        ("who else was present", "others_present", &c.others_present),
+        (
+            "its effectiveness and consequences",
+            "effectiveness",
             &c.effectiveness,
         ),
         (
-            "any injury and medical treatment (--injury)",
+            "any injury and medical treatment",
+            "injury_and_treatment",
             &c.injury_and_treatment,
         ),
     ];
-    for (what, value) in fields {
+    for (what, field, value) in fields {
         if value.trim().is_empty() {
-            return Err(SanctionError::Missing(what));
+            return Err(SanctionError::Missing(what, field));
         }
     }
     Ok(SanctionRecord {
@@ -470,14 +477,12 @@ pub fn check_notification(
 ) -> Result<(String, NotifiedHow), String> {
     let by = by.trim();
     if by.is_empty() {
-        return Err("say who told the social worker with --by".into());
+        return Err("say who told the social worker".into());
     }
     let how: NotifiedHow = how.parse()?;
     // A minute's grace for clocks that differ a little between laptop and controller.
     if at > now + 60_000 {
-        return Err(
-            "the time of the notification is in the future: give when it happened with --at".into(),
-        );
+        return Err("the time of the notification is in the future: give when it happened".into());
     }
     Ok((by.to_string(), how))
 }
@@ -576,7 +581,9 @@ mod tests {
             effectiveness: "calmed down".into(),
             injury_and_treatment: "".into(),
         };
-        assert!(matches!(complete(&r, &c), Err(SanctionError::Missing(w)) if w.contains("injury")));
+        assert!(
+            matches!(complete(&r, &c), Err(SanctionError::Missing(w, "injury_and_treatment")) if w.contains("injury"))
+        );
         c.injury_and_treatment = "none".into();
         let done = complete(&r, &c).unwrap();
         assert_eq!(done.child_name, "Amira Khan");

@@ -461,31 +461,36 @@ pub fn close_task(
     if let Some(by) = closed_by {
         return Err(format!("task {id} was already closed by {by}"));
     }
-    let decision = match decision
-        .trim()
-        .to_ascii_lowercase()
-        .replace(['_', ' '], "-")
-        .as_str()
-    {
-        "assess" => TaskDecision::Assess,
-        "refuse" => TaskDecision::Refuse,
-        "no-action" | "none" => TaskDecision::NoAction,
-        "" => {
-            return Err(
-                "say what you decided with --decision assess, refuse or no-action".to_string(),
-            );
-        }
-        other => {
-            return Err(format!(
-                "{other:?} is not a decision: use --decision assess, refuse or no-action"
-            ));
-        }
-    };
+    let decision = task_decision(decision)?;
     let note = note.trim();
     if note.is_empty() {
-        return Err("say why with --note: the record needs it".to_string());
+        return Err("say why: the record needs it".to_string());
     }
     Ok((decision, note.to_string()))
+}
+
+/// A manager's decision on a task, from its words (GD3).
+pub fn task_decision(decision: &str) -> Result<TaskDecision, String> {
+    Ok(
+        match decision
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', ' '], "-")
+            .as_str()
+        {
+            "assess" => TaskDecision::Assess,
+            "refuse" => TaskDecision::Refuse,
+            "no-action" | "none" => TaskDecision::NoAction,
+            "" => {
+                return Err("say what you decided: assess, refuse or no-action".to_string());
+            }
+            other => {
+                return Err(format!(
+                    "{other:?} is not a decision: it is assess, refuse or no-action"
+                ));
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -723,13 +728,13 @@ mod tests {
         assert!(
             close_task("tsk-1", None, "", "x")
                 .unwrap_err()
-                .contains("--decision")
+                .contains("what you decided")
         );
         assert!(close_task("tsk-1", None, "maybe", "x").is_err());
         assert!(
             close_task("tsk-1", None, "no action", " ")
                 .unwrap_err()
-                .contains("--note")
+                .contains("say why")
         );
         assert!(
             close_task("tsk-1", Some("stf-m"), "assess", "x")

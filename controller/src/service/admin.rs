@@ -25,13 +25,18 @@ pub struct AdminApi {
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+    super::errors::invalid(e.to_string())
 }
 
 fn required<'a>(what: &str, value: &'a str) -> Result<&'a str, Status> {
     let v = value.trim();
     if v.is_empty() {
-        Err(Status::invalid_argument(format!("say which {what}")))
+        let field = match what {
+            "code id" => "id",
+            "staff member" => "staff",
+            other => other,
+        };
+        Err(super::errors::bad_field(field, format!("say which {what}")))
     } else {
         Ok(v)
     }
@@ -52,7 +57,7 @@ impl home_service_server::HomeService for AdminApi {
             req.time_zone.trim().to_string()
         };
         jiff::tz::TimeZone::get(&tz).map_err(|_| {
-            Status::invalid_argument(format!(
+            super::errors::invalid(format!(
                 "{tz:?} is not a time zone Haven knows: use a name like Europe/London"
             ))
         })?;
@@ -153,8 +158,14 @@ impl home_service_server::HomeService for AdminApi {
         let contact = required("contact", &req.contact)?;
         let reason = clean_name("reason", &req.reason).map_err(invalid)?;
         let own = self.ctx.store.list_protected_contacts(&home.id).await?;
-        let RemovalTarget::Entry(entry) =
-            removal_target(contact, &own).map_err(|r| Status::failed_precondition(r.message))?;
+        let RemovalTarget::Entry(entry) = removal_target(contact, &own).map_err(|r| {
+            let code = if r.reason == super::errors::NOT_FOUND {
+                tonic::Code::NotFound
+            } else {
+                tonic::Code::FailedPrecondition
+            };
+            super::errors::refusal(code, r)
+        })?;
         let (removed, version) = self
             .ctx
             .store
@@ -355,7 +366,7 @@ impl device_service_server::DeviceService for AdminApi {
             .ctx
             .child_for(&who, required("child", &req.child)?)
             .await?;
-        let minutes = validity_minutes(req.valid_for_minutes).map_err(Status::invalid_argument)?;
+        let minutes = validity_minutes(req.valid_for_minutes).map_err(super::errors::invalid)?;
         let code = code_from_random(random_bytes::<12>());
         let normalised = normalise_code(&code).unwrap_or_default();
         let now = now_ms();
@@ -423,7 +434,7 @@ impl device_service_server::DeviceService for AdminApi {
             .iter()
             .find(|c| c.id == id && who.homes.covers(&c.home_id))
         else {
-            return Err(Status::not_found(format!(
+            return Err(super::errors::not_found(format!(
                 "no enrollment code {id:?}: see `haven device codes`"
             )));
         };
@@ -556,7 +567,7 @@ impl staff_service_server::StaffService for AdminApi {
             homes.push(self.ctx.home_for(&who, key).await?.id);
         }
         if homes.is_empty() && role != Role::Admin {
-            return Err(Status::invalid_argument(format!(
+            return Err(super::errors::invalid(format!(
                 "say which home {} works in with --home (repeat it for several homes): \
                  staff and managers see only the children of their own homes",
                 name
@@ -635,10 +646,12 @@ impl staff_service_server::StaffService for AdminApi {
             "" => who.id.clone(),
             key => {
                 if !who.role.may(Action::ManageStaff) {
-                    return Err(Status::permission_denied(crate::domain::role::refusal(
-                        who.role,
-                        Action::ManageStaff,
-                    )));
+                    return Err(super::errors::refused(
+                        tonic::Code::PermissionDenied,
+                        super::errors::ROLE_NOT_ALLOWED,
+                        None,
+                        crate::domain::role::refusal(who.role, Action::ManageStaff),
+                    ));
                 }
                 let all = self.ctx.store.list_staff(false).await?;
                 let found: Vec<_> = all
@@ -648,18 +661,23 @@ impl staff_service_server::StaffService for AdminApi {
                 match found.as_slice() {
                     [one] => one.id.clone(),
                     [] => {
-                        return Err(Status::not_found(format!(
+                        return Err(super::errors::not_found(format!(
                             "no member of staff is called {key:?}: see `haven staff list`"
                         )));
                     }
                     many => {
-                        return Err(Status::invalid_argument(format!(
-                            "more than one member of staff is called {key:?}: use the id instead ({})",
-                            many.iter()
-                                .map(|m| m.id.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )));
+                        return Err(super::errors::refused(
+                            tonic::Code::InvalidArgument,
+                            super::errors::AMBIGUOUS_NAME,
+                            None,
+                            format!(
+                                "more than one member of staff is called {key:?}: use the id instead ({})",
+                                many.iter()
+                                    .map(|m| m.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
                     }
                 }
             }
@@ -729,7 +747,7 @@ impl staff_service_server::StaffService for AdminApi {
             .into_iter()
             .find(|m| m.id == key || m.name.eq_ignore_ascii_case(key))
             .ok_or_else(|| {
-                Status::not_found(format!(
+                super::errors::not_found(format!(
                     "no staff member called {key:?} was found: `haven staff list` shows them"
                 ))
             })?;

@@ -52,7 +52,7 @@ impl Context {
             after = last.seq;
             for e in &page {
                 verifier.push(e).map_err(|b| {
-                    Status::failed_precondition(format!(
+                    super::errors::conflict(format!(
                         "the audit trail is NOT intact: entry {} fails because {}; no checkpoint was signed. Keep a copy of the database and report this",
                         b.seq, b.reason
                     ))
@@ -61,7 +61,7 @@ impl Context {
             newest = page.into_iter().last();
         }
         let newest = newest.ok_or_else(|| {
-            Status::failed_precondition("the audit trail is empty: there is nothing to sign yet")
+            super::errors::conflict("the audit trail is empty: there is nothing to sign yet")
         })?;
         let c = checkpoint::sign(
             self.audit_key.signing(),
@@ -95,8 +95,8 @@ impl Context {
         };
         let mut checkpoints: Vec<(Checkpoint, &'static str)> = Vec::new();
         if !given.trim().is_empty() {
-            let (c, _public) = Checkpoint::from_text(given)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let (c, _public) =
+                Checkpoint::from_text(given).map_err(|e| super::errors::invalid(e.to_string()))?;
             r.checkpoint_given = true;
             checkpoints.push((c, "the checkpoint given"));
         }

@@ -44,6 +44,16 @@ impl Default for StaffSessions {
 pub const ACCESS_WITHDRAWN: &str =
     "your access was withdrawn by an administrator: this stream has ended";
 
+/// The status a revoked member of staff's open stream ends with.
+pub fn access_withdrawn() -> Status {
+    super::errors::refused(
+        tonic::Code::PermissionDenied,
+        super::errors::ACCESS_WITHDRAWN,
+        None,
+        ACCESS_WITHDRAWN,
+    )
+}
+
 impl StaffSessions {
     /// Ends every stream `staff_id` holds.
     pub fn withdraw(&self, staff_id: &str) {
@@ -78,7 +88,12 @@ impl Context {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
-                Status::unauthenticated("no staff token was sent: log in first with `haven login`")
+                super::errors::refused(
+                    tonic::Code::Unauthenticated,
+                    super::errors::TOKEN_INVALID,
+                    None,
+                    "no staff token was sent: log in first",
+                )
             })?;
         let token = header
             .strip_prefix("Bearer ")
@@ -89,12 +104,23 @@ impl Context {
             .staff_by_token(&token_hash(token), now_ms())
             .await?
             .ok_or_else(|| {
-                Status::unauthenticated(
+                super::errors::refused(
+                    tonic::Code::Unauthenticated,
+                    super::errors::TOKEN_INVALID,
+                    None,
                     "this staff token is not valid (mistyped or revoked): ask an administrator for a new one",
                 )
             })?;
-        crate::domain::tokens::check_not_expired(member.token_expires_at, now_ms())
-            .map_err(Status::unauthenticated)?;
+        crate::domain::tokens::check_not_expired(member.token_expires_at, now_ms()).map_err(
+            |e| {
+                super::errors::refused(
+                    tonic::Code::Unauthenticated,
+                    super::errors::TOKEN_EXPIRED,
+                    None,
+                    e,
+                )
+            },
+        )?;
         self.first_login_done();
         Ok(StaffIdentity {
             homes: HomeScope::for_member(member.role, member.homes),
@@ -135,7 +161,12 @@ impl Context {
             Ok(who)
         } else {
             tracing::info!(staff = %who.id, ?action, "refused: role may not");
-            Err(Status::permission_denied(role::refusal(who.role, action)))
+            Err(super::errors::refused(
+                tonic::Code::PermissionDenied,
+                super::errors::ROLE_NOT_ALLOWED,
+                None,
+                role::refusal(who.role, action),
+            ))
         }
     }
 }

@@ -11,17 +11,33 @@ use crate::store::{ChildRecord, DeviceRecord, HomeRecord, StaffRecord, StoreErro
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Status {
+        use super::errors::{self, refused};
+        use tonic::Code;
         let msg = e.to_string();
         match e {
-            StoreError::NotFound { .. } => Status::not_found(msg),
-            StoreError::Ambiguous { .. } => Status::invalid_argument(msg),
-            StoreError::Conflict(_) => Status::failed_precondition(msg),
-            StoreError::CodeUnusable(None) => Status::not_found(msg),
-            StoreError::CodeUnusable(Some(_)) => Status::failed_precondition(msg),
-            StoreError::DiskFull => Status::resource_exhausted(msg),
+            StoreError::NotFound { .. } => refused(Code::NotFound, errors::NOT_FOUND, None, msg),
+            StoreError::Ambiguous { .. } => {
+                refused(Code::InvalidArgument, errors::AMBIGUOUS_NAME, None, msg)
+            }
+            StoreError::Conflict(_) => errors::conflict(msg),
+            StoreError::CodeUnusable(None) => {
+                refused(Code::NotFound, errors::ENROLLMENT_CODE_UNUSABLE, None, msg)
+            }
+            StoreError::CodeUnusable(Some(_)) => refused(
+                Code::FailedPrecondition,
+                errors::ENROLLMENT_CODE_UNUSABLE,
+                None,
+                msg,
+            ),
+            StoreError::DiskFull => {
+                refused(Code::ResourceExhausted, errors::STORAGE_FULL, None, msg)
+            }
             StoreError::Database(detail) => {
                 tracing::error!(%detail, "database error");
-                Status::unavailable(
+                refused(
+                    Code::Unavailable,
+                    errors::STORE_UNAVAILABLE,
+                    None,
                     "the controller could not use its database; nothing was written. Try again; \
                      if it keeps failing, check the controller's log",
                 )

@@ -20,12 +20,13 @@ use tonic::{Request, Response, Status};
 use super::auth::in_scope;
 use super::{Context, now_ms};
 use crate::domain::emergency::{
-    LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND, review_overdue,
-    validate_lockdown, validate_restriction,
+    EmergencyError, LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND,
+    review_overdue, validate_lockdown, validate_restriction,
 };
 use crate::domain::sanction::{
-    LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionRecord,
-    check_discussion, check_notification, complete, obligations_after, planned_duration,
+    LockdownMeasure, ObligationKind, ObligationState, SanctionCompletion, SanctionError,
+    SanctionRecord, check_discussion, check_notification, complete, obligations_after,
+    planned_duration,
 };
 use crate::domain::violations::{TASK_OBLIGATION_KIND, task_due};
 use crate::domain::{Action, StaffIdentity, UnixMillis};
@@ -67,7 +68,44 @@ pub struct EmergencyApi {
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+    super::errors::invalid(e)
+}
+
+/// An emergency action refused, with the field it concerns and, for a reason that is not
+/// protective, its own stable reason and clause (RM3).
+fn emergency_error(e: EmergencyError) -> Status {
+    use super::errors::{LOCKDOWN_REASON_NOT_PROTECTIVE, bad_field, bad_fields, refusal_in};
+    match e {
+        EmergencyError::NotProtective(_) => refusal_in(
+            "reason",
+            crate::domain::risk::Refusal::new("RM3", e.to_string())
+                .because(LOCKDOWN_REASON_NOT_PROTECTIVE),
+        ),
+        EmergencyError::UnknownChannel(_) => bad_field("channels", e),
+        EmergencyError::UnknownArrangement(_) | EmergencyError::NoArrangement => {
+            bad_field("arrangements", e)
+        }
+        EmergencyError::NoteMissing => bad_field("note", e),
+        EmergencyError::UntilInPast => bad_field("until", e),
+        EmergencyError::ReviewInPast => bad_field("review_at", e),
+        EmergencyError::UntilAndReview => bad_fields(&["until", "review_at"], e),
+        EmergencyError::NoTarget => bad_fields(&["child", "device", "home"], e),
+        EmergencyError::TooLong(_, _) => invalid(e),
+    }
+}
+
+fn sanction_error(e: SanctionError) -> Status {
+    use super::errors::{bad_field, conflict};
+    match e {
+        SanctionError::Missing(_, field) => bad_field(field, e),
+        SanctionError::NoViews => bad_field("child_views", e),
+        SanctionError::NoNote => bad_field("note", e),
+        SanctionError::NotSpokenWithImposer => bad_field("spoke_with_imposer", e),
+        SanctionError::AlreadyCompleted(_)
+        | SanctionError::NotComplete(_)
+        | SanctionError::AlreadySignedOff(_)
+        | SanctionError::AlreadyDiscussed(_) => conflict(e.to_string()),
+    }
 }
 
 fn opt(ms: i64) -> Option<UnixMillis> {
@@ -327,8 +365,9 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .filter(|s| !s.trim().is_empty())
             .count();
         if given != 1 {
-            return Err(Status::invalid_argument(
-                "say whom to lock down: one child, or --device ID, or --home NAME",
+            return Err(super::errors::bad_fields(
+                &["child", "device", "home"],
+                "say whom to lock down: one child, one device or one home",
             ));
         }
         // Checked before any lookup, so a wrong reason is refused as itself.
@@ -343,14 +382,19 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             },
             now,
         )
-        .map_err(invalid)?;
+        .map_err(emergency_error)?;
         let (target, home_id, children) = if !req.child.trim().is_empty() {
             let c = self.ctx.child_for(&who, req.child.trim()).await?;
             if c.archived_at.is_some() {
-                return Err(Status::failed_precondition(format!(
-                    "{} has left the home (archived): there is nothing to lock down",
-                    c.name
-                )));
+                return Err(super::errors::refused(
+                    tonic::Code::FailedPrecondition,
+                    super::errors::CHILD_ARCHIVED,
+                    None,
+                    format!(
+                        "{} has left the home (archived): there is nothing to lock down",
+                        c.name
+                    ),
+                ));
             }
             (
                 LockdownTarget::Child(c.id.clone()),
@@ -360,10 +404,15 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         } else if !req.device.trim().is_empty() {
             let d = self.ctx.device_for(&who, req.device.trim()).await?;
             if d.status != "active" {
-                return Err(Status::failed_precondition(format!(
-                    "device {} was removed from Haven: there is nothing to lock down",
-                    d.id
-                )));
+                return Err(super::errors::refused(
+                    tonic::Code::FailedPrecondition,
+                    super::errors::DEVICE_REVOKED,
+                    None,
+                    format!(
+                        "device {} was removed from Haven: there is nothing to lock down",
+                        d.id
+                    ),
+                ));
             }
             let c = store.find_child(&d.child_id).await?;
             (
@@ -408,13 +457,18 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             &req.arrangements,
             now,
         )
-        .map_err(invalid)?;
+        .map_err(emergency_error)?;
         let c = self.ctx.child_for(&who, req.child.trim()).await?;
         if c.archived_at.is_some() {
-            return Err(Status::failed_precondition(format!(
-                "{} has left the home (archived): there is nothing to restrict",
-                c.name
-            )));
+            return Err(super::errors::refused(
+                tonic::Code::FailedPrecondition,
+                super::errors::CHILD_ARCHIVED,
+                None,
+                format!(
+                    "{} has left the home (archived): there is nothing to restrict",
+                    c.name
+                ),
+            ));
         }
         let home_id = c.home_id.clone();
         self.open(
@@ -454,7 +508,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         tokio::spawn(async move {
             tokio::select! {
                 () = withdrawn => {
-                    let _ = stopped.send(Err(Status::permission_denied(super::auth::ACCESS_WITHDRAWN))).await;
+                    let _ = stopped.send(Err(super::auth::access_withdrawn())).await;
                 }
                 () = async move {
             let deadline = tokio::time::Instant::now() + wait;
@@ -529,8 +583,9 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         let req = request.into_inner();
         let note = req.note.trim();
         if note.is_empty() {
-            return Err(Status::invalid_argument(
-                "say why the lockdown is lifted with --note",
+            return Err(super::errors::bad_field(
+                "note",
+                "say why the lockdown is lifted",
             ));
         }
         let now = now_ms();
@@ -586,8 +641,9 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         let req = request.into_inner();
         let advice = req.advice.trim();
         if advice.is_empty() {
-            return Err(Status::invalid_argument(
-                "say what Ofsted advised with --ofsted-advice",
+            return Err(super::errors::bad_field(
+                "advice",
+                "say what Ofsted advised",
             ));
         }
         self.lockdown_for(&who, req.id.trim()).await?;
@@ -643,9 +699,9 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 injury_and_treatment: req.injury_and_treatment,
             },
         )
-        .map_err(invalid)?;
+        .map_err(sanction_error)?;
         let json = serde_json::to_string(&done)
-            .map_err(|_| Status::internal("could not write the sanction record"))?;
+            .map_err(|_| super::errors::internal("could not write the sanction record"))?;
         let row = self
             .ctx
             .store
@@ -663,7 +719,18 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .authorize(request.metadata(), Action::SignOffSanctions)
             .await?;
         let req = request.into_inner();
-        self.sanction_for(&who, req.id.trim()).await?;
+        let found = self.sanction_for(&who, req.id.trim()).await?;
+        // clause RM5: checked here as well as in the write, so a refusal names its field.
+        crate::domain::sanction::sign_off(
+            &found.id,
+            crate::domain::sanction::SanctionSteps {
+                completed: found.completed_at.is_some(),
+                signed_off: found.signed_off_at.is_some(),
+                discussed: found.discussed_at.is_some(),
+            },
+            &req.spoke_with_imposer,
+        )
+        .map_err(sanction_error)?;
         let row = self
             .ctx
             .store
@@ -687,7 +754,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .authorize(request.metadata(), Action::RecordSanctions)
             .await?;
         let req = request.into_inner();
-        let views = check_discussion(&req.child_views).map_err(invalid)?;
+        let views = check_discussion(&req.child_views).map_err(sanction_error)?;
         self.sanction_for(&who, req.id.trim()).await?;
         let row = self
             .ctx
@@ -759,7 +826,16 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         let req = request.into_inner();
         let now = now_ms();
         let at = opt(req.at_unix_ms).unwrap_or(now);
-        let (by, how) = check_notification(&req.by, &req.how, at, now).map_err(invalid)?;
+        let (by, how) = check_notification(&req.by, &req.how, at, now).map_err(|e| {
+            let field = if req.by.trim().is_empty() {
+                "by"
+            } else if at > now {
+                "at"
+            } else {
+                "how"
+            };
+            super::errors::bad_field(field, e)
+        })?;
         let found = self.ctx.store.find_obligation(req.id.trim()).await?;
         in_scope(&who, &found.home_id, "obligation", req.id.trim(), ())?;
         let o = self
@@ -822,8 +898,9 @@ impl EmergencyApi {
                 sanctions.push(NewSanction {
                     id: id.clone(),
                     child_id: child.id.clone(),
-                    record: serde_json::to_string(&record)
-                        .map_err(|_| Status::internal("could not write the sanction record"))?,
+                    record: serde_json::to_string(&record).map_err(|_| {
+                        super::errors::internal("could not write the sanction record")
+                    })?,
                 });
             }
             for (kind, due_at) in

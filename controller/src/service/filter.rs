@@ -145,7 +145,7 @@ fn chunk_messages(
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("could not prepare the filter list: {e}"))
+    super::errors::internal(format!("could not prepare the filter list: {e}"))
 }
 
 impl Context {
@@ -344,7 +344,7 @@ pub struct FilterApi {
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+    super::errors::invalid(e.to_string())
 }
 
 async fn staff_names(ctx: &Context) -> HashMap<String, String> {
@@ -394,7 +394,7 @@ impl FilterService for FilterApi {
             .await?;
         let mut upload = request.into_inner();
         let first = upload.next().await.ok_or_else(|| {
-            Status::invalid_argument("the upload was empty: send the category and the list")
+            super::errors::invalid("the upload was empty: send the category and the list")
         })??;
         let category = known_category(&first.category).map_err(invalid)?;
         let source = match first.source.trim() {
@@ -409,7 +409,7 @@ impl FilterService for FilterApi {
         while let Some(part) = upload.next().await {
             let part = part?;
             if text.len() + part.data.len() > MAX_UPLOAD_BYTES {
-                return Err(Status::invalid_argument(format!(
+                return Err(super::errors::invalid(format!(
                     "the list is bigger than {} MB: split it, or remove what is not a domain name; nothing was imported",
                     MAX_UPLOAD_BYTES / (1024 * 1024)
                 )));
@@ -559,7 +559,7 @@ impl FilterService for FilterApi {
             .await?;
         let req = request.into_inner();
         let child = match (req.child.trim(), req.device.trim()) {
-            ("", "") => return Err(Status::invalid_argument("say which child or device")),
+            ("", "") => return Err(super::errors::invalid("say which child or device")),
             ("", device) => {
                 let d = self.ctx.device_for(&who, device).await?;
                 self.ctx.child_for(&who, &d.child_id).await?

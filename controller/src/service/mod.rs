@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod convert;
 pub mod emergency;
+pub mod errors;
 pub mod fanout;
 pub mod filter;
 pub mod limits;

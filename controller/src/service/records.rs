@@ -67,7 +67,7 @@ fn approval_record(d: StoredDocument) -> PhotographyApprovalRecord {
 
 fn date(what: &str, raw: &str) -> Result<jiff::civil::Date, Status> {
     raw.trim().parse().map_err(|_| {
-        Status::invalid_argument(format!(
+        super::errors::invalid(format!(
             "{raw:?} is not a date for the {what}: write it as YYYY-MM-DD"
         ))
     })
@@ -97,9 +97,9 @@ impl records_service_server::RecordsService for RecordsApi {
             communication_stopped: req.communication_stopped,
         }
         .checked()
-        .map_err(|e| Status::invalid_argument(e.0))?;
+        .map_err(|e| super::errors::invalid(e.0))?;
         let json = serde_json::to_string(&contact)
-            .map_err(|_| Status::internal("could not write the report down"))?;
+            .map_err(|_| super::errors::internal("could not write the report down"))?;
         let stored = self
             .ctx
             .store
@@ -155,8 +155,9 @@ impl records_service_server::RecordsService for RecordsApi {
         let req = request.into_inner();
         let note = req.note.trim();
         if note.is_empty() {
-            return Err(Status::invalid_argument(
-                "say what was done about the report with --note",
+            return Err(super::errors::bad_field(
+                "note",
+                "say what was done about the report",
             ));
         }
         // A report from another home is "not found", never "not yours".
@@ -199,9 +200,9 @@ impl records_service_server::RecordsService for RecordsApi {
             },
         }
         .checked(today)
-        .map_err(|e| Status::invalid_argument(e.0))?;
+        .map_err(|e| super::errors::invalid(e.0))?;
         let json = serde_json::to_string(&approval)
-            .map_err(|_| Status::internal("could not write the approval down"))?;
+            .map_err(|_| super::errors::internal("could not write the approval down"))?;
         let stored = self
             .ctx
             .store
@@ -239,7 +240,7 @@ impl records_service_server::RecordsService for RecordsApi {
         let req = request.into_inner();
         let child = self.ctx.child_for(&who, req.child.trim()).await?;
         let what = validate_incident(&req.what_happened)
-            .map_err(|r| Status::invalid_argument(r.message))?;
+            .map_err(|r| super::errors::refusal_in("what_happened", r))?;
         let incident = self
             .ctx
             .store
@@ -316,8 +317,8 @@ impl records_service_server::RecordsService for RecordsApi {
             .await?;
         let req = request.into_inner();
         let decision =
-            RequestDecision::parse(&req.decision).map_err(|e| Status::invalid_argument(e.0))?;
-        let reason = answer_reason(&req.reason).map_err(|e| Status::invalid_argument(e.0))?;
+            RequestDecision::parse(&req.decision).map_err(|e| super::errors::invalid(e.0))?;
+        let reason = answer_reason(&req.reason).map_err(|e| super::errors::invalid(e.0))?;
         let asked = self.ctx.store.find_child_request(req.id.trim()).await?;
         in_scope(&who, &asked.home_id, "request", req.id.trim(), ())?;
         let answered = self

@@ -222,9 +222,7 @@ impl Context {
         };
         let kind = match f.kind.trim() {
             "" => None,
-            k => {
-                Some(ViolationKind::parse(k).map_err(|e| Status::invalid_argument(e.to_string()))?)
-            }
+            k => Some(ViolationKind::parse(k).map_err(|e| super::errors::invalid(e.to_string()))?),
         };
         Ok(Filter {
             homes: who.homes.clone(),
@@ -374,7 +372,12 @@ impl violation_service_server::ViolationService for ViolationApi {
         let req = request.into_inner();
         let filter = self.ctx.violation_filter(&who, req.filter).await?;
         let mut rx = self.ctx.watch.subscribe().ok_or_else(|| {
-            Status::unavailable("the controller is shutting down: try again shortly")
+            super::errors::refused(
+                tonic::Code::Unavailable,
+                super::errors::TRY_AGAIN,
+                None,
+                "the controller is shutting down: try again shortly",
+            )
         })?;
         tracing::info!(staff = %who.id, "watching violations");
         let withdrawn = self.ctx.sessions.until_withdrawn(&who.id);
@@ -396,7 +399,7 @@ impl violation_service_server::ViolationService for ViolationApi {
             tokio::select! {
                 () = feed => {}
                 () = withdrawn => {
-                    let _ = tx.send(Err(Status::permission_denied(super::auth::ACCESS_WITHDRAWN))).await;
+                    let _ = tx.send(Err(super::auth::access_withdrawn())).await;
                 }
             }
         });
@@ -439,11 +442,13 @@ impl violation_service_server::ViolationService for ViolationApi {
         let req = request.into_inner();
         let id = req.id.trim();
         if id.is_empty() {
-            return Err(Status::invalid_argument("say which task to close"));
+            return Err(super::errors::bad_field("id", "say which task to close"));
         }
         let note = clean_note(&req.note)?;
         // clause GD3: a decision is part of closing; checked before anything is looked up.
-        close_task(id, None, &req.decision, &note).map_err(Status::invalid_argument)?;
+        crate::domain::violations::task_decision(&req.decision)
+            .map_err(|e| super::errors::bad_field("decision", e))?;
+        close_task(id, None, &req.decision, &note).map_err(super::errors::invalid)?;
         // A task in another home is "not found", never "not yours".
         let found = self.ctx.store.find_manager_task(id).await?;
         in_scope(&who, &found.home_id, "task", id, ())?;
@@ -463,12 +468,14 @@ impl violation_service_server::ViolationService for ViolationApi {
 fn clean_note(raw: &str) -> Result<String, Status> {
     let note = raw.trim();
     if note.is_empty() {
-        return Err(Status::invalid_argument(
-            "say what was done with --note, e.g. --note \"assessed with the social worker\"",
+        return Err(super::errors::bad_field(
+            "note",
+            "say what was done, e.g. \"assessed with the social worker\"",
         ));
     }
     if note.chars().count() > 2000 {
-        return Err(Status::invalid_argument(
+        return Err(super::errors::bad_field(
+            "note",
             "the note is too long: keep it under 2000 characters",
         ));
     }
