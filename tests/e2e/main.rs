@@ -17,6 +17,7 @@ mod filter;
 mod guards;
 mod metrics;
 mod plans;
+mod postgres;
 mod protected;
 mod records;
 mod requests;
