@@ -22,6 +22,9 @@ use crate::store::sqlite::{SqliteStore, backup as db};
 const MAGIC: &[u8] = b"haven-backup 1\n";
 /// The database inside a backup, and in a data directory.
 pub const DATABASE: &str = "haven.db";
+/// Left in the data directory by `haven serve --database postgres://…`, so `haven backup`
+/// there refuses (with the pg_dump advice) even without `HAVEN_DATABASE_URL` set.
+pub const POSTGRES_MARKER: &str = "database-is-postgresql";
 /// The database's own companions: never copied (the snapshot already holds what they held).
 const DATABASE_FILES: [&str; 4] = [
     "haven.db",
@@ -54,6 +57,12 @@ pub enum Key {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    #[error(
+        "this controller keeps its records in PostgreSQL, which `haven backup` cannot copy \
+         consistently: back the database up with pg_dump (e.g. `pg_dump -Fc DATABASE > \
+         haven.dump`) and the data directory (its keys and settings) with your file backup"
+    )]
+    Postgres,
     #[error(
         "there is no controller database in {0}: give the data directory `haven serve` uses with --data-dir"
     )]
@@ -213,6 +222,17 @@ pub async fn backup(
     lock: &Lock,
     now: i64,
 ) -> Result<Summary, BackupError> {
+    // A PostgreSQL-backed controller: its records are not in the data directory, and a
+    // backup without them would look whole and restore an empty controller.
+    let on_postgres = std::env::var("HAVEN_DATABASE_URL").is_ok_and(|url| {
+        matches!(
+            crate::config::Database::parse(Some(&url)),
+            Ok(crate::config::Database::Postgres(_))
+        )
+    });
+    if on_postgres || data_dir.join(POSTGRES_MARKER).exists() {
+        return Err(BackupError::Postgres);
+    }
     let database = data_dir.join(DATABASE);
     if !database.is_file() {
         return Err(BackupError::NoDatabase(data_dir.to_path_buf()));
@@ -651,6 +671,20 @@ mod tests {
         // Never over a directory that holds something.
         let err = restore(&file, &to, &key).await.unwrap_err();
         assert!(matches!(err, BackupError::NotEmpty(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_postgresql_backed_controller_is_told_to_use_pg_dump() {
+        let root = tempfile::tempdir().unwrap();
+        let data = controller_dir(root.path()).await;
+        fs::write(data.join(POSTGRES_MARKER), b"postgres").unwrap();
+        let lock = Lock::Passphrase(pass("correct horse battery"));
+        let err = backup(&data, &root.path().join("b.age"), &lock, 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackupError::Postgres), "{err}");
+        assert!(err.to_string().contains("pg_dump"), "{err}");
+        assert!(!root.path().join("b.age").exists());
     }
 
     #[tokio::test]

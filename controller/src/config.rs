@@ -97,8 +97,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_CHECKPOINT_EVERY_SECS", value_name = "SECS")]
     pub checkpoint_every_secs: Option<u64>,
 
+    /// Where records are kept: absent (or `sqlite://`) for the SQLite file `haven.db` in the
+    /// data directory, or `postgres://USER@HOST:5432/DATABASE` for PostgreSQL (add
+    /// `?options=-c%20search_path%3DSCHEMA` to use a schema of its own).
+    #[arg(long, env = "HAVEN_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+
     /// A TOML file with any of the settings above (data_dir, listen, public_url, tls_names,
-    /// log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
+    /// database, log_format, not_reporting_after_secs, bank_holidays_file, max_connections,
     /// staff_token_days, device_cert_days, metrics_listen, metrics_allow_remote,
     /// checkpoint_every_secs). [default:
     /// haven.toml in the data directory, if present]
@@ -113,6 +119,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     public_url: Option<String>,
     tls_names: Option<Vec<String>>,
+    database: Option<String>,
     log_format: Option<LogFormat>,
     not_reporting_after_secs: Option<u64>,
     bank_holidays_file: Option<PathBuf>,
@@ -140,6 +147,42 @@ pub struct ServeConfig {
     pub device_cert_lifetime: crate::domain::device_cert::Lifetime,
     pub metrics_listen: Option<SocketAddr>,
     pub checkpoint_every: std::time::Duration,
+    pub database: Database,
+}
+
+/// Which backend keeps the records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// `haven.db` in the data directory (the default).
+    Sqlite,
+    /// A PostgreSQL server, by URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// Reads `--database` / `HAVEN_DATABASE_URL`: absent or `sqlite://` is the SQLite file in
+    /// the data directory, `postgres://` (or `postgresql://`) a PostgreSQL server.
+    pub fn parse(url: Option<&str>) -> anyhow::Result<Self> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(Database::Sqlite);
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            if rest.trim_start_matches('/').is_empty() {
+                return Ok(Database::Sqlite);
+            }
+            anyhow::bail!(
+                "the SQLite database is always haven.db in the data directory: choose the \
+                 directory with --data-dir and give --database sqlite:// (or leave it out)"
+            );
+        }
+        anyhow::bail!(
+            "the database address must start with postgres:// (PostgreSQL) or sqlite:// (the \
+             file in the data directory), e.g. postgres://haven@db.example:5432/haven"
+        )
+    }
 }
 
 /// Below the 20,000 open files a process may have, leaving room for the database and logs.
@@ -234,7 +277,9 @@ impl ServeArgs {
                 anyhow::anyhow!("the public URL {url:?} is not valid: use https://host:port")
             })?;
         }
+        let database = Database::parse(self.database.as_deref().or(file.database.as_deref()))?;
         Ok(ServeConfig {
+            database,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -281,8 +326,27 @@ mod tests {
             metrics_listen: None,
             metrics_allow_remote: false,
             checkpoint_every_secs: None,
+            database: None,
             config: Some(config.to_path_buf()),
         }
+    }
+
+    #[test]
+    fn the_database_is_sqlite_unless_a_postgres_url_is_given() {
+        assert_eq!(Database::parse(None).unwrap(), Database::Sqlite);
+        assert_eq!(
+            Database::parse(Some("sqlite://")).unwrap(),
+            Database::Sqlite
+        );
+        let url = "postgres://haven@127.0.0.1:5432/haven";
+        assert_eq!(
+            Database::parse(Some(url)).unwrap(),
+            Database::Postgres(url.into())
+        );
+        let e = Database::parse(Some("sqlite:///elsewhere.db")).unwrap_err();
+        assert!(e.to_string().contains("--data-dir"), "{e}");
+        let e = Database::parse(Some("mysql://x")).unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
     }
 
     #[test]

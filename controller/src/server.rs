@@ -17,6 +17,7 @@ use haven_proto::admin::v1::{
 use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::config::Database;
 use crate::config::ServeConfig;
 use crate::domain::Role;
 use crate::files::{create_private_dir, write_private};
@@ -29,7 +30,7 @@ use crate::service::plans::PlanApi;
 use crate::service::records::RecordsApi;
 use crate::service::violations::ViolationApi;
 use crate::service::{Context, auth, now_ms};
-use crate::store::{Actor, NewStaff, sqlite::SqliteStore};
+use crate::store::{Actor, NewStaff, Store, postgres::PgStore, sqlite::SqliteStore};
 
 /// The largest message the controller accepts. Policies and violation batches are a few KB;
 /// anything near this is a mistake or an attack and is refused with RESOURCE_EXHAUSTED.
@@ -50,11 +51,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // The audit trail's own key, never the CA's (R36).
     let audit_key = Arc::new(crate::audit_key::AuditKey::load_or_create(dir)?);
     let db_path = dir.join("haven.db");
-    let store = Arc::new(
-        SqliteStore::open(&db_path)
-            .await
-            .with_context(|| format!("could not open the database {}", db_path.display()))?,
-    );
+    let opened = OpenStore::open(&config.database, &db_path).await?;
+    let marker = dir.join(crate::backup::POSTGRES_MARKER);
+    match &config.database {
+        Database::Postgres(_) => write_private(
+            &marker,
+            b"This controller keeps its records in PostgreSQL: back them up with pg_dump.\n",
+        )
+        .context("could not write the PostgreSQL marker in the data directory")?,
+        Database::Sqlite => {
+            let _ = std::fs::remove_file(&marker);
+        }
+    }
+    let store = opened.store();
     // After the database made its WAL and SHM files: the keys and children's records are the
     // controller's alone, whatever modes the directory came with.
     match crate::files::tighten_data_dir(dir) {
@@ -96,9 +105,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         None => None,
     };
     let stop = stop_signals()?;
+    let database = match &config.database {
+        Database::Sqlite => db_path.display().to_string(),
+        Database::Postgres(url) => without_password(url),
+    };
     announce(
         dir,
-        &db_path,
+        &database,
         local,
         &public_url,
         &pki,
@@ -330,7 +343,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Err(e) = ctx.reads.flush(ctx.store.as_ref()).await {
         tracing::warn!(error = %e, "could not write the last reads of children's records");
     }
-    store.close().await;
+    opened.close().await;
     tracing::info!("stopped; the database is closed");
     Ok(())
 }
@@ -391,16 +404,70 @@ fn first_login_path(dir: &Path) -> PathBuf {
     dir.join("first-login.txt")
 }
 
+/// The backend `haven serve` keeps its records in, chosen by `--database`.
+enum OpenStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl OpenStore {
+    async fn open(database: &Database, db_path: &Path) -> anyhow::Result<Self> {
+        Ok(match database {
+            Database::Sqlite => {
+                OpenStore::Sqlite(Arc::new(SqliteStore::open(db_path).await.with_context(
+                    || format!("could not open the database {}", db_path.display()),
+                )?))
+            }
+            Database::Postgres(url) => OpenStore::Postgres(Arc::new(
+                PgStore::connect(url).await.with_context(|| {
+                    format!(
+                        "could not open the PostgreSQL database {}: check the server is up and \
+                         the address, user and database are right",
+                        without_password(url)
+                    )
+                })?,
+            )),
+        })
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            OpenStore::Sqlite(s) => s.clone(),
+            OpenStore::Postgres(s) => s.clone(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            OpenStore::Sqlite(s) => s.close().await,
+            OpenStore::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// A database URL as it may be printed: any password replaced.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// On the very first start there is nobody who can log in: make the first administrator and
 /// return the line they use to log in.
 async fn bootstrap_admin(
-    store: &SqliteStore,
+    store: &Arc<dyn Store>,
     dir: &Path,
     public_url: &str,
     pin: &str,
     token_days: u32,
 ) -> anyhow::Result<Option<String>> {
-    use crate::store::StaffStore;
     if store.count_staff().await? > 0 {
         return Ok(None);
     }
@@ -437,7 +504,7 @@ async fn bootstrap_admin(
 
 fn announce(
     dir: &Path,
-    db: &Path,
+    db: &str,
     local: SocketAddr,
     public_url: &str,
     pki: &Pki,
@@ -451,7 +518,7 @@ fn announce(
     out.push_str(&format!(
         "  data directory:      {}\n  database:            {}\n  certificate authority: {} (pin {})\n  server certificate:  {}\n",
         dir.display(),
-        db.display(),
+        db,
         dir.join("ca.pem").display(),
         pki.ca_pin,
         dir.join("server.pem").display(),

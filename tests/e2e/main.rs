@@ -18,6 +18,7 @@ mod filter;
 mod guards;
 mod metrics;
 mod plans;
+mod postgres;
 mod protected;
 mod python_client;
 mod records;

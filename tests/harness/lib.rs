@@ -677,11 +677,31 @@ pub struct Home {
     pub admin: Cli,
     pub manager: Cli,
     pub child_id: String,
+    /// The PostgreSQL schema the controller keeps its records in (`Home::on_postgres`);
+    /// dropped after the controller stops.
+    pub database: Option<PgSchema>,
 }
 
 impl Home {
     pub fn new() -> Home {
         Self::new_with(&[])
+    }
+
+    /// A home whose controller keeps its records in a fresh PostgreSQL schema of its own
+    /// (`--database`), or `None` after printing `SKIPPED: …` when no PostgreSQL answers at
+    /// `HAVEN_TEST_DATABASE_URL`. More controllers can share it:
+    /// `Controller::start_with(dir, &["--database", &home.database_url().unwrap()])`.
+    pub fn on_postgres() -> Option<Home> {
+        let schema = postgres_schema()?;
+        let url = schema.url();
+        let mut home = Self::new_with(&["--database", &url]);
+        home.database = Some(schema);
+        Some(home)
+    }
+
+    /// The `--database` URL of a home made by `on_postgres`.
+    pub fn database_url(&self) -> Option<String> {
+        self.database.as_ref().map(PgSchema::url)
     }
 
     /// A home whose controller is started with extra `haven serve` flags.
@@ -726,6 +746,7 @@ impl Home {
             admin,
             child_id: child["id"].as_str().unwrap().to_string(),
             dir,
+            database: None,
         }
     }
 
@@ -805,6 +826,19 @@ impl Default for Home {
     fn default() -> Self {
         Self::new()
     }
+}
+
+pub use haven_controller::store::testdb::PgSchema;
+
+/// A fresh PostgreSQL schema of its own on the test server (dropped with everything in it
+/// when the value is dropped), or `None` after printing `SKIPPED: …` when no PostgreSQL
+/// answers at `HAVEN_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+pub fn postgres_schema() -> Option<PgSchema> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(PgSchema::create())
 }
 
 /// A multi-threaded runtime for tests that speak gRPC directly.

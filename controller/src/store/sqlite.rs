@@ -1,49 +1,75 @@
-//! The embedded SQLite backend: one database file in the data directory.
+//! The embedded SQLite backend: one database file in the data directory (the default).
 //!
 //! WAL mode lets devices' heartbeats and staff reads proceed while a change is written;
-//! foreign keys are enforced; every change runs in a `BEGIN IMMEDIATE` transaction so two
-//! writers never race to extend the audit chain.
+//! foreign keys are enforced; every change runs in a `BEGIN IMMEDIATE` transaction, so
+//! writers are serialised and two of them never race to extend the audit chain or to check a
+//! rule against rows the other is changing.
 //!
-//! This file holds the [`SqliteStore`] type, opening and migrations, the write-transaction
-//! helper, error mapping and the helpers every area shares (`append_audit`,
-//! `next_policy_version`, `name_key`, `as_u64`, `conflict`). Each store lives in its own file
-//! under `sqlite/`: `staff.rs` (staff), `homes.rs` (homes, protected contacts), `children.rs`,
-//! `devices.rs` (enrollment, devices, policy versions), `violations.rs` (violations, manager
-//! tasks), `audit_log.rs` (reading the trail), `documents.rs` (plans, risk assessments),
-//! `records.rs` (off-duty reports, children's requests), `emergency.rs` (lockdowns, sanctions,
-//! obligations), `certs.rs` (device certificates), `trail.rs` (checkpoints, record facts, reads)
-//! and `backup.rs`.
+//! The queries themselves are not here: they live once, in `store/sql/*.rs`, and are compiled
+//! into this module and into `postgres.rs` alike (see `store/mod.rs` for the seam). This file
+//! holds what only SQLite has: opening the file and its pragmas, the migrations in
+//! `migrations/sqlite/`, `BEGIN IMMEDIATE`, SQLite's error codes, the few SQL fragments
+//! SQLite spells its own way (`dialect`) and the `VACUUM INTO` backup (`backup.rs`).
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Transaction;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 
-use super::*;
-use crate::domain::UnixMillis;
-use crate::domain::audit;
+use super::{StoreError, StoreResult};
 
 pub mod backup;
-mod certs;
-mod trail;
 
+#[path = "sql/common.rs"]
+mod common;
+use common::{
+    advance_policy_counter, append_audit, as_u64, conflict, name_key, next_policy_version,
+};
+
+#[path = "sql/audit_log.rs"]
 mod audit_log;
+#[path = "sql/certs.rs"]
+mod certs;
+#[path = "sql/children.rs"]
 mod children;
+#[path = "sql/devices.rs"]
 mod devices;
+#[path = "sql/documents.rs"]
 mod documents;
+#[path = "sql/emergency.rs"]
 mod emergency;
+#[path = "sql/filter.rs"]
+mod filter;
+#[path = "sql/homes.rs"]
 mod homes;
+#[path = "sql/records.rs"]
 mod records;
+#[path = "sql/staff.rs"]
 mod staff;
+#[path = "sql/trail.rs"]
+mod trail;
+#[path = "sql/violations.rs"]
 mod violations;
 
-mod filter;
+/// The database the shared SQL is compiled for in this module.
+type Db = sqlx::Sqlite;
+type DbRow = sqlx::sqlite::SqliteRow;
+/// The store type the shared SQL implements the store traits for in this module.
+type Backend = SqliteStore;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The SQL fragments SQLite spells differently from PostgreSQL.
+mod dialect {
+    /// The text values of a JSON array bound at `param` (e.g. `"$3"`), for `x IN (...)`.
+    pub fn json_text_array(param: &str) -> String {
+        format!("SELECT value FROM json_each({param})")
+    }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -80,16 +106,7 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| {
             StoreError::Database(format!("could not bring the database up to date: {e}"))
         })?;
-        // After a restore from backup the counter can be behind what devices already
-        // enforce; they would ignore every "older" policy. Never hand out a version a device
-        // has already seen.
-        sqlx::query(
-            "UPDATE sequences SET value = MAX(value, \
-             (SELECT COALESCE(MAX(applied_version), 0) FROM devices)) WHERE name = 'policy'",
-        )
-        .execute(&pool)
-        .await
-        .map_err(db_err)?;
+        advance_policy_counter(&pool).await?;
         Ok(SqliteStore { pool })
     }
 
@@ -101,11 +118,18 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    /// A write transaction: `BEGIN IMMEDIATE` takes SQLite's one write lock up front, so every
+    /// check-then-write inside it sees no other writer.
+    async fn write(&self) -> StoreResult<Transaction<'static, Db>> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)
+    }
+
+    /// A read transaction that sees one moment: SQLite's deferred transaction does.
+    async fn read_snapshot(&self) -> StoreResult<Transaction<'static, Db>> {
+        self.pool.begin().await.map_err(db_err)
     }
 }
 
@@ -121,67 +145,12 @@ fn db_err(e: sqlx::Error) -> StoreError {
         if db.message().contains("database or disk is full") {
             return StoreError::DiskFull;
         }
+        if db.is_unique_violation() {
+            return StoreError::Conflict(format!(
+                "that record already exists ({}): nothing was written",
+                db.message()
+            ));
+        }
     }
     StoreError::Database(e.to_string())
-}
-
-fn as_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn name_key(name: &str) -> String {
-    name.trim().to_lowercase()
-}
-
-/// Appends one entry to the hash-chained audit trail inside the caller's transaction.
-async fn append_audit(
-    tx: &mut Transaction<'static, Sqlite>,
-    actor: &Actor,
-    action: &str,
-    subject: &str,
-    detail: serde_json::Value,
-    now: UnixMillis,
-) -> StoreResult<()> {
-    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    let (prev_seq, prev_hash) = match last {
-        Some(row) => (row.get::<i64, _>("seq"), row.get::<String, _>("hash")),
-        None => (0, audit::GENESIS.to_string()),
-    };
-    let seq = prev_seq + 1;
-    let detail = detail.to_string();
-    let hash = audit::entry_hash(&prev_hash, seq, now, &actor.0, action, subject, &detail);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq)
-    .bind(now)
-    .bind(&actor.0)
-    .bind(action)
-    .bind(subject)
-    .bind(detail)
-    .bind(prev_hash)
-    .bind(hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-/// Takes the next policy version. One sequence for all devices: versions only ever grow.
-async fn next_policy_version(tx: &mut Transaction<'static, Sqlite>) -> StoreResult<u64> {
-    let row =
-        sqlx::query("UPDATE sequences SET value = value + 1 WHERE name = 'policy' RETURNING value")
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db_err)?;
-    Ok(as_u64(row.get::<i64, _>("value")))
-}
-
-/// A rule of the domain refused the change: nothing was written.
-fn conflict(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Conflict(e.to_string())
 }

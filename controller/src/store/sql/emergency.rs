@@ -1,11 +1,10 @@
-//! SQLite side of [`LockdownStore`], [`SanctionStore`] and [`ObligationStore`]: lockdowns,
+//! The SQL (both backends) of [`LockdownStore`], [`SanctionStore`] and [`ObligationStore`]: lockdowns,
 //! sanctions and the obligations they open.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Transaction};
 
-use super::{SqliteStore, append_audit, as_u64, conflict, db_err, next_policy_version};
+use super::{Backend, Db, DbRow, append_audit, as_u64, conflict, db_err, next_policy_version};
 use crate::domain::UnixMillis;
 use crate::domain::sanction::{self, SanctionRecord};
 use crate::store::{
@@ -27,7 +26,7 @@ fn split_channels(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn lockdown_from_row(row: &SqliteRow) -> LockdownRecord {
+fn lockdown_from_row(row: &DbRow) -> LockdownRecord {
     LockdownRecord {
         id: row.get("id"),
         target_kind: row.get("target_kind"),
@@ -54,7 +53,7 @@ fn lockdown_from_row(row: &SqliteRow) -> LockdownRecord {
 }
 
 /// A lockdown in force, as the policy compiler reads it.
-fn active_from_row(row: &SqliteRow) -> Option<crate::domain::emergency::ActiveLockdown> {
+fn active_from_row(row: &DbRow) -> Option<crate::domain::emergency::ActiveLockdown> {
     use crate::domain::emergency::{ActiveLockdown, LockChannel, LockdownTarget};
     let kind: String = row.get("target_kind");
     let target = match kind.as_str() {
@@ -86,11 +85,11 @@ pub(super) async fn active_lockdowns_in_home<'e, E>(
     home_id: &str,
 ) -> StoreResult<Vec<crate::domain::emergency::ActiveLockdown>>
 where
-    E: sqlx::Executor<'e, Database = Sqlite>,
+    E: sqlx::Executor<'e, Database = Db>,
 {
     let rows = sqlx::query(
         "SELECT id, target_kind, home_id, child_id, device_id, channels, until_at, started_at \
-         FROM lockdowns WHERE home_id = ? AND lifted_at IS NULL ORDER BY started_at, id",
+         FROM lockdowns WHERE home_id = $1 AND lifted_at IS NULL ORDER BY started_at, id",
     )
     .bind(home_id)
     .fetch_all(exec)
@@ -101,7 +100,7 @@ where
 
 /// Gives a lockdown's target a new policy version, so its devices get the change.
 async fn bump_target(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     kind: &str,
     home_id: &str,
     child_id: Option<&str>,
@@ -115,7 +114,7 @@ async fn bump_target(
         _ => ("devices", device_id),
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE {table} SET policy_version = ?, policy_changed_at = ? WHERE id = ?"
+        "UPDATE {table} SET policy_version = $1, policy_changed_at = $2 WHERE id = $3"
     )))
     .bind(version as i64)
     .bind(now)
@@ -128,7 +127,7 @@ async fn bump_target(
 
 /// Writes the sanctions and obligations a plan revision opens, inside its transaction.
 pub(super) async fn insert_opened(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     child_id: &str,
     revision: i64,
     sanctions: &[NewSanction],
@@ -138,7 +137,7 @@ pub(super) async fn insert_opened(
     if sanctions.is_empty() && obligations.is_empty() {
         return Ok(());
     }
-    let home_id: String = sqlx::query("SELECT home_id FROM children WHERE id = ?")
+    let home_id: String = sqlx::query("SELECT home_id FROM children WHERE id = $1")
         .bind(child_id)
         .fetch_one(&mut **tx)
         .await
@@ -147,7 +146,7 @@ pub(super) async fn insert_opened(
     for s in sanctions {
         sqlx::query(
             "INSERT INTO sanctions (id, child_id, home_id, opened_at, record, plan_revision) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&s.id)
         .bind(&s.child_id)
@@ -162,7 +161,7 @@ pub(super) async fn insert_opened(
     for o in obligations {
         sqlx::query(
             "INSERT INTO obligations (id, kind, sanction_id, child_id, home_id, opened_at, \
-             due_at, plan_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             due_at, plan_revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&o.id)
         .bind(&o.kind)
@@ -180,7 +179,7 @@ pub(super) async fn insert_opened(
 }
 
 #[async_trait]
-impl LockdownStore for SqliteStore {
+impl LockdownStore for Backend {
     async fn start_lockdown(
         &self,
         actor: &Actor,
@@ -196,7 +195,7 @@ impl LockdownStore for SqliteStore {
             LockdownTarget::Child(c) => (Some(c.clone()), None),
             LockdownTarget::Device(d) => {
                 let child: Option<String> =
-                    sqlx::query("SELECT child_id FROM devices WHERE id = ?")
+                    sqlx::query("SELECT child_id FROM devices WHERE id = $1")
                         .bind(d)
                         .fetch_optional(&mut *tx)
                         .await
@@ -224,7 +223,7 @@ impl LockdownStore for SqliteStore {
         sqlx::query(
             "INSERT INTO lockdowns (id, target_kind, home_id, child_id, device_id, reason, \
              channels, note, until_at, review_at, ofsted_advice, started_at, started_by, \
-             started_by_name, policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             started_by_name, policy_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&lockdown.id)
         .bind(kind)
@@ -247,7 +246,7 @@ impl LockdownStore for SqliteStore {
         for s in sanctions {
             sqlx::query(
                 "INSERT INTO sanctions (id, lockdown_id, child_id, home_id, opened_at, record) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&s.id)
             .bind(&lockdown.id)
@@ -262,7 +261,7 @@ impl LockdownStore for SqliteStore {
         for o in obligations {
             sqlx::query(
                 "INSERT INTO obligations (id, kind, lockdown_id, sanction_id, child_id, home_id, \
-                 opened_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 opened_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&o.id)
             .bind(&o.kind)
@@ -315,7 +314,7 @@ impl LockdownStore for SqliteStore {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT l.target_kind, l.home_id, l.child_id, l.device_id, l.lifted_at, l.started_at, \
-             h.time_zone FROM lockdowns l JOIN homes h ON h.id = l.home_id WHERE l.id = ?",
+             h.time_zone FROM lockdowns l JOIN homes h ON h.id = l.home_id WHERE l.id = $1",
         )
         .bind(id.trim())
         .fetch_optional(&mut *tx)
@@ -348,8 +347,8 @@ impl LockdownStore for SqliteStore {
         )
         .await?;
         sqlx::query(
-            "UPDATE lockdowns SET lifted_at = ?, lifted_by = ?, lift_note = ?, lifted_version = ? \
-             WHERE id = ?",
+            "UPDATE lockdowns SET lifted_at = $1, lifted_by = $2, lift_note = $3, lifted_version = $4 \
+             WHERE id = $5",
         )
         .bind(now)
         .bind(&actor.0)
@@ -362,7 +361,7 @@ impl LockdownStore for SqliteStore {
         // RM5: the sanction records say how long the measure actually lasted.
         let started_at: i64 = row.get("started_at");
         let time_zone: String = row.get("time_zone");
-        let opened = sqlx::query("SELECT id, record FROM sanctions WHERE lockdown_id = ?")
+        let opened = sqlx::query("SELECT id, record FROM sanctions WHERE lockdown_id = $1")
             .bind(id.trim())
             .fetch_all(&mut *tx)
             .await
@@ -376,7 +375,7 @@ impl LockdownStore for SqliteStore {
             let json = serde_json::to_string(&actual).map_err(|e| {
                 StoreError::Database(format!("could not write the sanction record: {e}"))
             })?;
-            sqlx::query("UPDATE sanctions SET record = ? WHERE id = ?")
+            sqlx::query("UPDATE sanctions SET record = $1 WHERE id = $2")
                 .bind(json)
                 .bind(&sanction_id)
                 .execute(&mut *tx)
@@ -400,7 +399,7 @@ impl LockdownStore for SqliteStore {
 
     async fn find_lockdown(&self, id: &str) -> StoreResult<LockdownRecord> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{LOCKDOWN_SELECT} WHERE l.id = ?"
+            "{LOCKDOWN_SELECT} WHERE l.id = $1"
         )))
         .bind(id.trim())
         .fetch_optional(&self.pool)
@@ -420,8 +419,8 @@ impl LockdownStore for SqliteStore {
         include_lifted: bool,
     ) -> StoreResult<Vec<LockdownRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{LOCKDOWN_SELECT} WHERE (? IS NULL OR l.home_id = ?) \
-             AND (? OR l.lifted_at IS NULL) ORDER BY l.started_at DESC, l.id"
+            "{LOCKDOWN_SELECT} WHERE ($1 IS NULL OR l.home_id = $2) \
+             AND ($3 OR l.lifted_at IS NULL) ORDER BY l.started_at DESC, l.id"
         )))
         .bind(home_id)
         .bind(home_id)
@@ -440,7 +439,7 @@ impl LockdownStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<LockdownRecord> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE lockdowns SET ofsted_advice = ? WHERE id = ?")
+        let done = sqlx::query("UPDATE lockdowns SET ofsted_advice = $1 WHERE id = $2")
             .bind(advice)
             .bind(id.trim())
             .execute(&mut *tx)
@@ -472,7 +471,7 @@ const SANCTION_SELECT: &str = "SELECT s.id, COALESCE(s.lockdown_id, '') AS lockd
      s.signed_off_by, s.sign_off_note, s.discussed_at, s.discussed_by, s.child_views, \
      s.plan_revision, s.spoke_with_imposer FROM sanctions s JOIN children c ON c.id = s.child_id";
 
-fn sanction_from_row(row: &SqliteRow) -> SanctionRow {
+fn sanction_from_row(row: &DbRow) -> SanctionRow {
     SanctionRow {
         id: row.get("id"),
         lockdown_id: row.get("lockdown_id"),
@@ -505,15 +504,15 @@ fn steps(s: &SanctionRow) -> sanction::SanctionSteps {
 
 /// Closes a sanction's obligation of `kind` (if open) inside the caller's transaction.
 async fn close_sanction_obligation(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     actor: &Actor,
     sanction_id: &str,
     kind: &str,
     now: UnixMillis,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE obligations SET closed_at = ?, closed_by = ?, done_at = ? \
-         WHERE sanction_id = ? AND kind = ? AND closed_at IS NULL",
+        "UPDATE obligations SET closed_at = $1, closed_by = $2, done_at = $3 \
+         WHERE sanction_id = $4 AND kind = $5 AND closed_at IS NULL",
     )
     .bind(now)
     .bind(&actor.0)
@@ -526,14 +525,11 @@ async fn close_sanction_obligation(
     Ok(())
 }
 
-impl SqliteStore {
+impl Backend {
     /// Reads a sanction for a change inside a transaction; NotFound if there is none.
-    async fn sanction_in(
-        tx: &mut Transaction<'static, Sqlite>,
-        id: &str,
-    ) -> StoreResult<SanctionRow> {
+    async fn sanction_in(tx: &mut Transaction<'static, Db>, id: &str) -> StoreResult<SanctionRow> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SANCTION_SELECT} WHERE s.id = ?"
+            "{SANCTION_SELECT} WHERE s.id = $1"
         )))
         .bind(id.trim())
         .fetch_optional(&mut **tx)
@@ -549,10 +545,10 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl SanctionStore for SqliteStore {
+impl SanctionStore for Backend {
     async fn sanctions(&self, home_id: Option<&str>) -> StoreResult<Vec<SanctionRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SANCTION_SELECT} WHERE (? IS NULL OR s.home_id = ?) ORDER BY s.opened_at DESC, s.id"
+            "{SANCTION_SELECT} WHERE ($1 IS NULL OR s.home_id = $2) ORDER BY s.opened_at DESC, s.id"
         )))
         .bind(home_id)
         .bind(home_id)
@@ -564,7 +560,7 @@ impl SanctionStore for SqliteStore {
 
     async fn find_sanction(&self, id: &str) -> StoreResult<SanctionRow> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SANCTION_SELECT} WHERE s.id = ?"
+            "{SANCTION_SELECT} WHERE s.id = $1"
         )))
         .bind(id.trim())
         .fetch_optional(&self.pool)
@@ -589,7 +585,7 @@ impl SanctionStore for SqliteStore {
         let s = Self::sanction_in(&mut tx, id).await?;
         sanction::may_complete(&s.id, steps(&s)).map_err(conflict)?;
         sqlx::query(
-            "UPDATE sanctions SET record = ?, completed_at = ?, completed_by = ? WHERE id = ?",
+            "UPDATE sanctions SET record = $1, completed_at = $2, completed_by = $3 WHERE id = $4",
         )
         .bind(record)
         .bind(now)
@@ -624,8 +620,8 @@ impl SanctionStore for SqliteStore {
         let s = Self::sanction_in(&mut tx, id).await?;
         let spoke = sanction::sign_off(&s.id, steps(&s), spoke_with_imposer).map_err(conflict)?;
         sqlx::query(
-            "UPDATE sanctions SET signed_off_at = ?, signed_off_by = ?, sign_off_note = ?, \
-             spoke_with_imposer = ? WHERE id = ?",
+            "UPDATE sanctions SET signed_off_at = $1, signed_off_by = $2, sign_off_note = $3, \
+             spoke_with_imposer = $4 WHERE id = $5",
         )
         .bind(now)
         .bind(&actor.0)
@@ -660,7 +656,7 @@ impl SanctionStore for SqliteStore {
         let s = Self::sanction_in(&mut tx, id).await?;
         sanction::may_record_discussion(&s.id, steps(&s)).map_err(conflict)?;
         sqlx::query(
-            "UPDATE sanctions SET discussed_at = ?, discussed_by = ?, child_views = ? WHERE id = ?",
+            "UPDATE sanctions SET discussed_at = $1, discussed_by = $2, child_views = $3 WHERE id = $4",
         )
         .bind(now)
         .bind(&actor.0)
@@ -689,7 +685,7 @@ const OBLIGATION_SELECT: &str = "SELECT o.id, o.kind, COALESCE(o.lockdown_id, ''
      c.name AS child_name, o.home_id, o.opened_at, o.due_at, o.closed_at, o.closed_by, \
      o.done_by, o.how, o.done_at, o.note, o.plan_revision FROM obligations o JOIN children c ON c.id = o.child_id";
 
-fn obligation_from_row(row: &SqliteRow) -> ObligationRecord {
+fn obligation_from_row(row: &DbRow) -> ObligationRecord {
     ObligationRecord {
         id: row.get("id"),
         kind: row.get("kind"),
@@ -711,15 +707,15 @@ fn obligation_from_row(row: &SqliteRow) -> ObligationRecord {
 }
 
 #[async_trait]
-impl ObligationStore for SqliteStore {
+impl ObligationStore for Backend {
     async fn obligations(
         &self,
         home_id: Option<&str>,
         open_only: bool,
     ) -> StoreResult<Vec<ObligationRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{OBLIGATION_SELECT} WHERE (? IS NULL OR o.home_id = ?) \
-             AND (NOT ? OR o.closed_at IS NULL) ORDER BY o.due_at, o.id"
+            "{OBLIGATION_SELECT} WHERE ($1 IS NULL OR o.home_id = $2) \
+             AND (NOT $3 OR o.closed_at IS NULL) ORDER BY o.due_at, o.id"
         )))
         .bind(home_id)
         .bind(home_id)
@@ -732,7 +728,7 @@ impl ObligationStore for SqliteStore {
 
     async fn find_obligation(&self, id: &str) -> StoreResult<ObligationRecord> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{OBLIGATION_SELECT} WHERE o.id = ?"
+            "{OBLIGATION_SELECT} WHERE o.id = $1"
         )))
         .bind(id.trim())
         .fetch_optional(&self.pool)
@@ -757,7 +753,7 @@ impl ObligationStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<ObligationRecord> {
         let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT kind, closed_at FROM obligations WHERE id = ?")
+        let row = sqlx::query("SELECT kind, closed_at FROM obligations WHERE id = $1")
             .bind(id.trim())
             .fetch_optional(&mut *tx)
             .await
@@ -780,8 +776,8 @@ impl ObligationStore for SqliteStore {
             )));
         }
         sqlx::query(
-            "UPDATE obligations SET closed_at = ?, closed_by = ?, done_by = ?, how = ?, \
-             done_at = ?, note = ? WHERE id = ?",
+            "UPDATE obligations SET closed_at = $1, closed_by = $2, done_by = $3, how = $4, \
+             done_at = $5, note = $6 WHERE id = $7",
         )
         .bind(now)
         .bind(&actor.0)

@@ -1,11 +1,10 @@
-//! SQLite side of [`ViolationStore`]: violations reported by devices and the manager tasks they
+//! The SQL (both backends) of [`ViolationStore`]: violations reported by devices and the manager tasks they
 //! open.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Transaction};
 
-use super::{SqliteStore, append_audit, as_u64, db_err};
+use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, dialect};
 use crate::domain::UnixMillis;
 use crate::ids::new_id;
 use crate::store::{
@@ -20,7 +19,7 @@ const VIOLATION_COLUMNS: &str = "SELECT v.id, v.device_id, v.child_id, c.name AS
      c.home_id, v.kind, v.channel, v.subject, v.detail, v.occurred_at, v.received_at \
      FROM violations v CROSS JOIN children c WHERE c.id = v.child_id";
 
-fn violation_from_row(row: &SqliteRow) -> StoredViolation {
+fn violation_from_row(row: &DbRow) -> StoredViolation {
     StoredViolation {
         id: row.get("id"),
         device_id: row.get("device_id"),
@@ -41,7 +40,7 @@ const TASK_COLUMNS: &str = "SELECT t.id, t.home_id, t.child_id, c.name AS child_
      t.opened_at, t.closed_at, t.closed_by, t.note, t.decision, h.time_zone \
      FROM manager_tasks t JOIN children c ON c.id = t.child_id JOIN homes h ON h.id = t.home_id";
 
-fn task_from_row(row: &SqliteRow) -> ManagerTaskRecord {
+fn task_from_row(row: &DbRow) -> ManagerTaskRecord {
     ManagerTaskRecord {
         id: row.get("id"),
         home_id: row.get("home_id"),
@@ -66,7 +65,7 @@ fn task_from_row(row: &SqliteRow) -> ManagerTaskRecord {
 /// Opens or adds to manager tasks for new attempts to reach unknown contacts (GD3), inside
 /// the caller's transaction, with an audit entry for each change. Returns the tasks changed.
 async fn group_unknown_contacts(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     actor: &Actor,
     new: &[StoredViolation],
     now: UnixMillis,
@@ -95,7 +94,7 @@ async fn group_unknown_contacts(
     let (child_id, child_name, home_id) = (&first.child_id, &first.child_name, &first.home_id);
     let open: Vec<OpenTask> = sqlx::query(
         "SELECT id, child_id, address_key, last_attempt_at FROM manager_tasks \
-         WHERE child_id = ? AND kind = 'unknown-contact' AND closed_at IS NULL",
+         WHERE child_id = $1 AND kind = 'unknown-contact' AND closed_at IS NULL",
     )
     .bind(child_id)
     .fetch_all(&mut **tx)
@@ -125,7 +124,7 @@ async fn group_unknown_contacts(
                 sqlx::query(
                     "INSERT INTO manager_tasks (id, home_id, child_id, kind, address, address_key, \
                      channel, summary, attempts, first_attempt_at, last_attempt_at, opened_at) \
-                     VALUES (?, ?, ?, 'unknown-contact', ?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, 'unknown-contact', $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&id)
                 .bind(home_id)
@@ -158,8 +157,9 @@ async fn group_unknown_contacts(
                 last_at,
             } => {
                 sqlx::query(
-                    "UPDATE manager_tasks SET attempts = attempts + ?, \
-                     last_attempt_at = MAX(last_attempt_at, ?) WHERE id = ?",
+                    "UPDATE manager_tasks SET attempts = attempts + $1, \
+                     last_attempt_at = CASE WHEN last_attempt_at > $2 THEN last_attempt_at ELSE $2 END \
+                     WHERE id = $3",
                 )
                 .bind(i64::try_from(attempts).unwrap_or(i64::MAX))
                 .bind(last_at)
@@ -180,7 +180,7 @@ async fn group_unknown_contacts(
             }
         };
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{TASK_COLUMNS} WHERE t.id = ?"
+            "{TASK_COLUMNS} WHERE t.id = $1"
         )))
         .bind(&id)
         .fetch_one(&mut **tx)
@@ -192,7 +192,7 @@ async fn group_unknown_contacts(
 }
 
 #[async_trait]
-impl ViolationStore for SqliteStore {
+impl ViolationStore for Backend {
     async fn record_violations(
         &self,
         device_id: &str,
@@ -202,7 +202,7 @@ impl ViolationStore for SqliteStore {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT d.child_id, c.name AS child_name, c.home_id FROM devices d \
-             JOIN children c ON c.id = d.child_id WHERE d.id = ?",
+             JOIN children c ON c.id = d.child_id WHERE d.id = $1",
         )
         .bind(device_id)
         .fetch_optional(&mut *tx)
@@ -219,7 +219,7 @@ impl ViolationStore for SqliteStore {
         for v in violations {
             let done = sqlx::query(
                 "INSERT INTO violations (id, device_id, child_id, kind, channel, subject, detail, \
-                 occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 occurred_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (device_id, id) DO NOTHING",
             )
             .bind(&v.id)
@@ -276,7 +276,7 @@ impl ViolationStore for SqliteStore {
     }
 
     async fn count_violations(&self, device_id: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM violations WHERE device_id = ?")
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM violations WHERE device_id = $1")
             .bind(device_id)
             .fetch_one(&self.pool)
             .await
@@ -286,23 +286,35 @@ impl ViolationStore for SqliteStore {
     }
 
     async fn list_violations(&self, f: &ViolationFilter) -> StoreResult<Vec<StoredViolation>> {
+        // Placeholders are numbered in the order the values are bound below.
         let mut sql = VIOLATION_COLUMNS.to_string();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
         if f.child_id.is_some() {
-            sql.push_str(" AND v.child_id = ?");
+            sql.push_str(&format!(" AND v.child_id = {}", next()));
         }
         if f.device_id.is_some() {
-            sql.push_str(" AND v.device_id = ?");
+            sql.push_str(&format!(" AND v.device_id = {}", next()));
         }
         if f.kind.is_some() {
-            sql.push_str(" AND v.kind = ?");
+            sql.push_str(&format!(" AND v.kind = {}", next()));
         }
         if f.since.is_some() {
-            sql.push_str(" AND v.occurred_at >= ?");
+            sql.push_str(&format!(" AND v.occurred_at >= {}", next()));
         }
         if f.homes.is_some() {
-            sql.push_str(" AND c.home_id IN (SELECT value FROM json_each(?))");
+            sql.push_str(&format!(
+                " AND c.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
         }
-        sql.push_str(" ORDER BY v.occurred_at DESC, v.received_at DESC, v.id DESC LIMIT ?");
+        sql.push_str(&format!(
+            " ORDER BY v.occurred_at DESC, v.received_at DESC, v.id DESC LIMIT {}",
+            next()
+        ));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in [&f.child_id, &f.device_id, &f.kind].into_iter().flatten() {
             q = q.bind(value.clone());
@@ -328,7 +340,7 @@ impl ViolationStore for SqliteStore {
     ) -> StoreResult<Vec<ManagerTaskRecord>> {
         let mut sql = format!("{TASK_COLUMNS} WHERE 1 = 1");
         if child_id.is_some() {
-            sql.push_str(" AND t.child_id = ?");
+            sql.push_str(" AND t.child_id = $1");
         }
         if !include_closed {
             sql.push_str(" AND t.closed_at IS NULL");
@@ -344,7 +356,7 @@ impl ViolationStore for SqliteStore {
 
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{TASK_COLUMNS} WHERE t.id = ?"
+            "{TASK_COLUMNS} WHERE t.id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -368,7 +380,7 @@ impl ViolationStore for SqliteStore {
     ) -> StoreResult<ManagerTaskRecord> {
         let mut tx = self.write().await?;
         let task = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{TASK_COLUMNS} WHERE t.id = ?"
+            "{TASK_COLUMNS} WHERE t.id = $1"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -387,8 +399,8 @@ impl ViolationStore for SqliteStore {
                 .map_err(StoreError::Conflict)?;
         let decision = decision.as_str();
         sqlx::query(
-            "UPDATE manager_tasks SET closed_at = ?, closed_by = ?, note = ?, decision = ? \
-             WHERE id = ?",
+            "UPDATE manager_tasks SET closed_at = $1, closed_by = $2, note = $3, decision = $4 \
+             WHERE id = $5",
         )
         .bind(now)
         .bind(&actor.0)

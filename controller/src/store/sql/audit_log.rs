@@ -1,19 +1,19 @@
-//! SQLite side of [`AuditStore`]: reading the hash-chained audit trail (appending is `append_audit`
-//! in `sqlite.rs`).
+//! The SQL (both backends) of [`AuditStore`]: reading the hash-chained audit trail
+//! (appending is `append_audit` in `common.rs`).
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqliteStore, db_err};
+use super::{Backend, db_err};
 use crate::domain::audit::AuditEntry;
 use crate::store::{AuditStore, StoreResult};
 
 #[async_trait]
-impl AuditStore for SqliteStore {
+impl AuditStore for Backend {
     async fn audit_entries(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log \
-             WHERE seq > ? ORDER BY seq LIMIT ?",
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after_seq)
         .bind(i64::from(limit))

@@ -1,13 +1,12 @@
-//! SQLite side of [`EnrollmentStore`], [`DeviceStore`] and [`PolicyStore`]: enrollment codes,
+//! The SQL (both backends) of [`EnrollmentStore`], [`DeviceStore`] and [`PolicyStore`]: enrollment codes,
 //! devices and policy versions.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::emergency::active_lockdowns_in_home;
 use super::homes::contacts_of_home;
-use super::{SqliteStore, append_audit, as_u64, db_err, next_policy_version};
+use super::{Backend, DbRow, append_audit, as_u64, db_err, next_policy_version};
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::protected_for_child;
 use crate::domain::{DeviceStatus, UnixMillis};
@@ -25,7 +24,7 @@ const ENROLLMENT_SELECT: &str = "SELECT e.id, e.child_id, c.name AS child_name, 
      FROM enrollments e JOIN children c ON c.id = e.child_id \
      LEFT JOIN staff s ON s.id = e.created_by";
 
-fn enrollment_from_row(row: &SqliteRow, now: UnixMillis) -> EnrollmentRecord {
+fn enrollment_from_row(row: &DbRow, now: UnixMillis) -> EnrollmentRecord {
     use crate::domain::enrollment::CodeLife;
     let used_at: Option<UnixMillis> = row.get("used_at");
     let expires_at: UnixMillis = row.get("expires_at");
@@ -65,7 +64,7 @@ const DEVICE_SELECT: &str = "SELECT d.id, d.child_id, c.name AS child_name, c.ho
 
 /// A device's policy version is the newest change to anything that shapes its policy: its
 /// home, its child, or the device itself.
-fn desired_of(row: &SqliteRow) -> (u64, UnixMillis) {
+fn desired_of(row: &DbRow) -> (u64, UnixMillis) {
     [("dv", "dat"), ("cv", "cat"), ("hv", "hat")]
         .iter()
         .map(|(v, at)| (as_u64(row.get::<i64, _>(*v)), row.get::<i64, _>(*at)))
@@ -73,7 +72,7 @@ fn desired_of(row: &SqliteRow) -> (u64, UnixMillis) {
         .unwrap_or((0, 0))
 }
 
-fn device_from_row(row: &SqliteRow) -> DeviceRecord {
+fn device_from_row(row: &DbRow) -> DeviceRecord {
     let (desired_version, desired_at) = desired_of(row);
     DeviceRecord {
         id: row.get("id"),
@@ -97,7 +96,7 @@ fn device_from_row(row: &SqliteRow) -> DeviceRecord {
 }
 
 #[async_trait]
-impl EnrollmentStore for SqliteStore {
+impl EnrollmentStore for Backend {
     async fn create_enrollment_with(
         &self,
         actor: &Actor,
@@ -116,7 +115,7 @@ impl EnrollmentStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO enrollments (code_hash, child_id, created_at, created_by, expires_at, \
-             id, hint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             id, hint) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(code_hash)
         .bind(child_id)
@@ -146,7 +145,7 @@ impl EnrollmentStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<Vec<EnrollmentRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ENROLLMENT_SELECT} WHERE (? IS NULL OR e.child_id = ?) ORDER BY e.created_at DESC"
+            "{ENROLLMENT_SELECT} WHERE ($1 IS NULL OR e.child_id = $2) ORDER BY e.created_at DESC"
         )))
         .bind(child_id)
         .bind(child_id)
@@ -164,7 +163,7 @@ impl EnrollmentStore for SqliteStore {
     ) -> StoreResult<EnrollmentRecord> {
         let mut tx = self.write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ENROLLMENT_SELECT} WHERE e.id = ?"
+            "{ENROLLMENT_SELECT} WHERE e.id = $1"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -181,7 +180,7 @@ impl EnrollmentStore for SqliteStore {
                 record.state.word()
             )));
         }
-        sqlx::query("UPDATE enrollments SET cancelled_at = ?, cancelled_by = ? WHERE id = ?")
+        sqlx::query("UPDATE enrollments SET cancelled_at = $1, cancelled_by = $2 WHERE id = $3")
             .bind(now)
             .bind(&actor.0)
             .bind(id)
@@ -211,7 +210,7 @@ impl EnrollmentStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<(String, CodeState)> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ENROLLMENT_SELECT} WHERE e.code_hash = ?"
+            "{ENROLLMENT_SELECT} WHERE e.code_hash = $1"
         )))
         .bind(code_hash)
         .fetch_optional(&self.pool)
@@ -230,7 +229,7 @@ impl EnrollmentStore for SqliteStore {
     ) -> StoreResult<DeviceRecord> {
         let mut tx = self.write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ENROLLMENT_SELECT} WHERE e.code_hash = ?"
+            "{ENROLLMENT_SELECT} WHERE e.code_hash = $1"
         )))
         .bind(code_hash)
         .fetch_optional(&mut *tx)
@@ -245,7 +244,7 @@ impl EnrollmentStore for SqliteStore {
         let version = next_policy_version(&mut tx).await?;
         sqlx::query(
             "INSERT INTO devices (id, child_id, cert_fingerprint, status, enrolled_at, inventory, \
-             policy_version, policy_changed_at) VALUES (?, ?, ?, 'active', ?, ?, ?, ?)",
+             policy_version, policy_changed_at) VALUES ($1, $2, $3, 'active', $4, $5, $6, $7)",
         )
         .bind(&device.id)
         .bind(&child_id)
@@ -257,7 +256,7 @@ impl EnrollmentStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        sqlx::query("UPDATE enrollments SET used_at = ?, device_id = ? WHERE code_hash = ?")
+        sqlx::query("UPDATE enrollments SET used_at = $1, device_id = $2 WHERE code_hash = $3")
             .bind(now)
             .bind(&device.id)
             .bind(code_hash)
@@ -279,15 +278,15 @@ impl EnrollmentStore for SqliteStore {
 }
 
 #[async_trait]
-impl DeviceStore for SqliteStore {
+impl DeviceStore for Backend {
     async fn list_devices(
         &self,
         child_id: Option<&str>,
         include_revoked: bool,
     ) -> StoreResult<Vec<DeviceRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DEVICE_SELECT} WHERE (? IS NULL OR d.child_id = ?) \
-             AND (? OR d.status = 'active') ORDER BY c.name, d.enrolled_at"
+            "{DEVICE_SELECT} WHERE ($1 IS NULL OR d.child_id = $2) \
+             AND ($3 OR d.status = 'active') ORDER BY c.name, d.enrolled_at"
         )))
         .bind(child_id)
         .bind(child_id)
@@ -300,7 +299,7 @@ impl DeviceStore for SqliteStore {
 
     async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DEVICE_SELECT} WHERE d.id = ?"
+            "{DEVICE_SELECT} WHERE d.id = $1"
         )))
         .bind(key.trim())
         .fetch_optional(&self.pool)
@@ -316,7 +315,7 @@ impl DeviceStore for SqliteStore {
 
     async fn device_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<DeviceRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DEVICE_SELECT} WHERE d.cert_fingerprint = ?"
+            "{DEVICE_SELECT} WHERE d.cert_fingerprint = $1"
         )))
         .bind(fingerprint)
         .fetch_optional(&self.pool)
@@ -333,7 +332,7 @@ impl DeviceStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<DeviceRecord> {
         let mut tx = self.write().await?;
-        let status: Option<String> = sqlx::query("SELECT status FROM devices WHERE id = ?")
+        let status: Option<String> = sqlx::query("SELECT status FROM devices WHERE id = $1")
             .bind(device_id)
             .fetch_optional(&mut *tx)
             .await
@@ -354,8 +353,8 @@ impl DeviceStore for SqliteStore {
             Some(DeviceStatus::Active) => {}
         }
         sqlx::query(
-            "UPDATE devices SET status = 'revoked', revoked_at = ?, revoked_by = ?, \
-             revoked_reason = ? WHERE id = ?",
+            "UPDATE devices SET status = 'revoked', revoked_at = $1, revoked_by = $2, \
+             revoked_reason = $3 WHERE id = $4",
         )
         .bind(now)
         .bind(&actor.0)
@@ -381,9 +380,10 @@ impl DeviceStore for SqliteStore {
         let mut tx = self.write().await?;
         for r in reports {
             sqlx::query(
-                "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), \
-                 inventory = COALESCE(?, inventory), guards = COALESCE(?, guards), \
-                 guards_at = CASE WHEN ? IS NULL THEN guards_at ELSE ? END WHERE id = ?",
+                "UPDATE devices SET last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) > $1 \
+                 THEN last_seen_at ELSE $1 END, \
+                 inventory = COALESCE($2, inventory), guards = COALESCE($3, guards), \
+                 guards_at = CASE WHEN $4 IS NULL THEN guards_at ELSE $5 END WHERE id = $6",
             )
             .bind(r.seen_at)
             .bind(&r.inventory)
@@ -400,8 +400,8 @@ impl DeviceStore for SqliteStore {
                 && i64::try_from(*version).is_ok()
             {
                 sqlx::query(
-                    "UPDATE devices SET applied_version = ?, applied_at = ?, apply_error = ? \
-                     WHERE id = ? AND applied_version <= ?",
+                    "UPDATE devices SET applied_version = $1, applied_at = $2, apply_error = $3 \
+                     WHERE id = $4 AND applied_version <= $5",
                 )
                 .bind(*version as i64)
                 .bind(at)
@@ -418,13 +418,13 @@ impl DeviceStore for SqliteStore {
 }
 
 #[async_trait]
-impl PolicyStore for SqliteStore {
+impl PolicyStore for Backend {
     async fn home_policy_inputs(&self, home_id: &str) -> StoreResult<HomePolicyInputs> {
         let protected_contacts = contacts_of_home(&self.pool, home_id).await?;
         let children = sqlx::query(
             "SELECT c.id, c.name, (SELECT p.document FROM plan_revisions p \
              WHERE p.child_id = c.id ORDER BY p.number DESC LIMIT 1) AS plan \
-             FROM children c WHERE c.home_id = ?",
+             FROM children c WHERE c.home_id = $1",
         )
         .bind(home_id)
         .fetch_all(&self.pool)
@@ -454,7 +454,7 @@ impl PolicyStore for SqliteStore {
 
     async fn policy_data_for_device(&self, device_id: &str) -> StoreResult<Option<PolicyData>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DEVICE_SELECT} WHERE d.id = ? AND d.status = 'active'"
+            "{DEVICE_SELECT} WHERE d.id = $1 AND d.status = 'active'"
         )))
         .bind(device_id)
         .fetch_optional(&self.pool)
@@ -465,7 +465,7 @@ impl PolicyStore for SqliteStore {
         let (version, changed_at) = desired_of(&row);
         let child_id: String = row.get("child_id");
         let plan: Option<String> = sqlx::query(
-            "SELECT document FROM plan_revisions WHERE child_id = ? ORDER BY number DESC LIMIT 1",
+            "SELECT document FROM plan_revisions WHERE child_id = $1 ORDER BY number DESC LIMIT 1",
         )
         .bind(&child_id)
         .fetch_optional(&self.pool)

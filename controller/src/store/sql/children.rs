@@ -1,15 +1,14 @@
-//! SQLite side of [`ChildStore`]: children's records.
+//! The SQL (both backends) of [`ChildStore`]: children's records.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, append_audit, conflict, db_err, name_key, next_policy_version};
+use super::{Backend, DbRow, append_audit, conflict, db_err, name_key, next_policy_version};
 use crate::domain::{HomeScope, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{Actor, ChildRecord, ChildStore, StoreError, StoreResult};
 
-fn child_from_row(row: &SqliteRow) -> ChildRecord {
+fn child_from_row(row: &DbRow) -> ChildRecord {
     ChildRecord {
         id: row.get("id"),
         home_id: row.get("home_id"),
@@ -29,7 +28,7 @@ const CHILD_SELECT: &str = "SELECT c.id, c.home_id, h.name AS home_name, c.name,
      FROM children c JOIN homes h ON h.id = c.home_id";
 
 #[async_trait]
-impl ChildStore for SqliteStore {
+impl ChildStore for Backend {
     async fn add_child(
         &self,
         actor: &Actor,
@@ -43,7 +42,7 @@ impl ChildStore for SqliteStore {
         let version = next_policy_version(&mut tx).await?;
         sqlx::query(
             "INSERT INTO children (id, home_id, name, name_key, date_of_birth, created_at, \
-             created_by, policy_version, policy_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_by, policy_version, policy_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&id)
         .bind(home_id)
@@ -72,7 +71,7 @@ impl ChildStore for SqliteStore {
 
     async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CHILD_SELECT} WHERE (? IS NULL OR c.home_id = ?) ORDER BY h.name, c.name"
+            "{CHILD_SELECT} WHERE ($1 IS NULL OR c.home_id = $2) ORDER BY h.name, c.name"
         )))
         .bind(home_id)
         .bind(home_id)
@@ -92,7 +91,7 @@ impl ChildStore for SqliteStore {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT archived_at, (SELECT COUNT(*) FROM devices d WHERE d.child_id = c.id \
-             AND d.status = 'active') AS devices FROM children c WHERE c.id = ?",
+             AND d.status = 'active') AS devices FROM children c WHERE c.id = $1",
         )
         .bind(child_id)
         .fetch_optional(&mut *tx)
@@ -109,7 +108,7 @@ impl ChildStore for SqliteStore {
         )
         .map_err(conflict)?;
         sqlx::query(
-            "UPDATE children SET archived_at = ?, archived_by = ?, archive_reason = ? WHERE id = ?",
+            "UPDATE children SET archived_at = $1, archived_by = $2, archive_reason = $3 WHERE id = $4",
         )
         .bind(now)
         .bind(&actor.0)
@@ -133,7 +132,7 @@ impl ChildStore for SqliteStore {
 
     async fn find_child_within(&self, key: &str, scope: &HomeScope) -> StoreResult<ChildRecord> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CHILD_SELECT} WHERE c.id = ? OR c.name_key = ? OR c.name_key LIKE ? ORDER BY c.id"
+            "{CHILD_SELECT} WHERE c.id = $1 OR c.name_key = $2 OR c.name_key LIKE $3 ORDER BY c.id"
         )))
         .bind(key.trim())
         .bind(name_key(key))
@@ -144,14 +143,14 @@ impl ChildStore for SqliteStore {
         .map_err(db_err)?;
         // Children outside the scope are dropped before matching, so they can neither be
         // found nor make a name ambiguous (which would leak their ids).
-        let rows: Vec<SqliteRow> = rows
+        let rows: Vec<DbRow> = rows
             .into_iter()
             .filter(|r| scope.covers(&r.get::<String, _>("home_id")))
             .collect();
         if let Some(exact) = rows.iter().find(|r| r.get::<String, _>("id") == key.trim()) {
             return Ok(child_from_row(exact));
         }
-        let full: Vec<&SqliteRow> = rows
+        let full: Vec<&DbRow> = rows
             .iter()
             .filter(|r| r.get::<String, _>("name").to_lowercase() == name_key(key))
             .collect();

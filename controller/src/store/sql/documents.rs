@@ -1,15 +1,14 @@
-//! SQLite side of [`PlanStore`]: plans, risk assessments and their revisions.
+//! The SQL (both backends) of [`PlanStore`]: plans, risk assessments and their revisions.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::emergency::insert_opened;
-use super::{SqliteStore, append_audit, as_u64, db_err, next_policy_version};
+use super::{Backend, DbRow, append_audit, as_u64, db_err, next_policy_version};
 use crate::domain::UnixMillis;
 use crate::store::{Actor, Opened, PlanStore, StoreError, StoreResult, StoredDocument};
 
-pub(super) fn document_from_row(row: &SqliteRow) -> StoredDocument {
+pub(super) fn document_from_row(row: &DbRow) -> StoredDocument {
     StoredDocument {
         id: row.get("id"),
         child_id: row.get("child_id"),
@@ -21,7 +20,7 @@ pub(super) fn document_from_row(row: &SqliteRow) -> StoredDocument {
 }
 
 #[async_trait]
-impl PlanStore for SqliteStore {
+impl PlanStore for Backend {
     async fn add_risk_assessment(
         &self,
         actor: &Actor,
@@ -33,7 +32,7 @@ impl PlanStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO risk_assessments (id, child_id, made_at, made_by, document) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(child_id)
@@ -65,8 +64,8 @@ impl PlanStore for SqliteStore {
 
     async fn risk_assessments(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
         let rows = sqlx::query(
-            "SELECT id, child_id, 0 AS number, made_at, made_by, document FROM risk_assessments \
-             WHERE child_id = ? ORDER BY made_at, id",
+            "SELECT id, child_id, CAST(0 AS BIGINT) AS number, made_at, made_by, document FROM risk_assessments \
+             WHERE child_id = $1 ORDER BY made_at, id",
         )
         .bind(child_id)
         .fetch_all(&self.pool)
@@ -106,7 +105,7 @@ impl PlanStore for SqliteStore {
         let (sanctions, obligations) = (&opened.sanctions, &opened.obligations);
         let mut tx = self.write().await?;
         let latest: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(number), 0) AS n FROM plan_revisions WHERE child_id = ?",
+            "SELECT COALESCE(MAX(number), 0) AS n FROM plan_revisions WHERE child_id = $1",
         )
         .bind(child_id)
         .fetch_one(&mut *tx)
@@ -123,7 +122,7 @@ impl PlanStore for SqliteStore {
         let number = latest + 1;
         sqlx::query(
             "INSERT INTO plan_revisions (child_id, number, made_at, made_by, document) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(child_id)
         .bind(number)
@@ -134,13 +133,15 @@ impl PlanStore for SqliteStore {
         .await
         .map_err(db_err)?;
         let version = next_policy_version(&mut tx).await?;
-        sqlx::query("UPDATE children SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
-            .bind(version as i64)
-            .bind(now)
-            .bind(child_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE children SET policy_version = $1, policy_changed_at = $2 WHERE id = $3",
+        )
+        .bind(version as i64)
+        .bind(now)
+        .bind(child_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         insert_opened(&mut tx, child_id, number, sanctions, obligations, now).await?;
         append_audit(
             &mut tx,
@@ -175,7 +176,7 @@ impl PlanStore for SqliteStore {
     async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
         let rows = sqlx::query(
             "SELECT child_id || '/' || number AS id, child_id, number, made_at, made_by, document \
-             FROM plan_revisions WHERE child_id = ? ORDER BY number",
+             FROM plan_revisions WHERE child_id = $1 ORDER BY number",
         )
         .bind(child_id)
         .fetch_all(&self.pool)

@@ -1,12 +1,11 @@
-//! SQLite side of [`ReportStore`] and [`RequestStore`]: off-duty reports, photography approvals,
+//! The SQL (both backends) of [`ReportStore`] and [`RequestStore`]: off-duty reports, photography approvals,
 //! camera incidents and children's requests.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::documents::document_from_row;
-use super::{SqliteStore, append_audit, db_err};
+use super::{Backend, DbRow, append_audit, db_err};
 use crate::domain::UnixMillis;
 use crate::domain::camera::CameraIncident;
 use crate::ids::new_id;
@@ -15,7 +14,7 @@ use crate::store::{
     StoreResult, StoredDocument,
 };
 
-fn report_from_row(row: &SqliteRow) -> OffDutyReportRecord {
+fn report_from_row(row: &DbRow) -> OffDutyReportRecord {
     OffDutyReportRecord {
         id: row.get("id"),
         home_id: row.get("home_id"),
@@ -33,7 +32,7 @@ const REPORT_COLUMNS: &str = "SELECT id, home_id, child_id, reported_by, created
      acknowledged_by, acknowledged_at, manager_note FROM off_duty_reports";
 
 #[async_trait]
-impl ReportStore for SqliteStore {
+impl ReportStore for Backend {
     async fn add_off_duty_report(
         &self,
         actor: &Actor,
@@ -46,7 +45,7 @@ impl ReportStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO off_duty_reports (id, home_id, child_id, reported_by, created_at, document) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(home_id)
@@ -86,8 +85,8 @@ impl ReportStore for SqliteStore {
         open_only: bool,
     ) -> StoreResult<Vec<OffDutyReportRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REPORT_COLUMNS} WHERE (? IS NULL OR home_id = ?) \
-             AND (? = 0 OR acknowledged_at IS NULL) ORDER BY created_at, id"
+            "{REPORT_COLUMNS} WHERE ($1 IS NULL OR home_id = $2) \
+             AND ($3 = 0 OR acknowledged_at IS NULL) ORDER BY created_at, id"
         )))
         .bind(home_id)
         .bind(home_id)
@@ -100,7 +99,7 @@ impl ReportStore for SqliteStore {
 
     async fn find_off_duty_report(&self, id: &str) -> StoreResult<OffDutyReportRecord> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REPORT_COLUMNS} WHERE id = ?"
+            "{REPORT_COLUMNS} WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -123,7 +122,7 @@ impl ReportStore for SqliteStore {
     ) -> StoreResult<OffDutyReportRecord> {
         let mut tx = self.write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REPORT_COLUMNS} WHERE id = ?"
+            "{REPORT_COLUMNS} WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -141,8 +140,8 @@ impl ReportStore for SqliteStore {
             )));
         }
         sqlx::query(
-            "UPDATE off_duty_reports SET acknowledged_by = ?, acknowledged_at = ?, manager_note = ? \
-             WHERE id = ?",
+            "UPDATE off_duty_reports SET acknowledged_by = $1, acknowledged_at = $2, manager_note = $3 \
+             WHERE id = $4",
         )
         .bind(&actor.0)
         .bind(now)
@@ -180,7 +179,7 @@ impl ReportStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO photography_approvals (id, child_id, recorded_by, recorded_at, document) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(child_id)
@@ -222,7 +221,7 @@ impl ReportStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO camera_incidents (id, child_id, recorded_by, recorded_at, what_happened, \
-             images_may_reach_others) VALUES (?, ?, ?, ?, ?, ?)",
+             images_may_reach_others) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(child_id)
@@ -260,7 +259,7 @@ impl ReportStore for SqliteStore {
     async fn camera_incidents(&self, child_id: &str) -> StoreResult<Vec<CameraIncident>> {
         let rows = sqlx::query(
             "SELECT id, child_id, recorded_by, recorded_at, what_happened, images_may_reach_others \
-             FROM camera_incidents WHERE child_id = ? ORDER BY recorded_at, id",
+             FROM camera_incidents WHERE child_id = $1 ORDER BY recorded_at, id",
         )
         .bind(child_id)
         .fetch_all(&self.pool)
@@ -281,8 +280,8 @@ impl ReportStore for SqliteStore {
 
     async fn photography_approvals(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>> {
         let rows = sqlx::query(
-            "SELECT id, child_id, 0 AS number, recorded_at AS made_at, recorded_by AS made_by, \
-             document FROM photography_approvals WHERE child_id = ? ORDER BY recorded_at, id",
+            "SELECT id, child_id, CAST(0 AS BIGINT) AS number, recorded_at AS made_at, recorded_by AS made_by, \
+             document FROM photography_approvals WHERE child_id = $1 ORDER BY recorded_at, id",
         )
         .bind(child_id)
         .fetch_all(&self.pool)
@@ -296,7 +295,7 @@ const REQUEST_SELECT: &str = "SELECT r.id, r.device_id, r.child_id, c.name AS ch
      c.home_id, r.text, r.made_at, r.received_at, r.decision, r.reason, r.answered_by, \
      r.answered_at FROM child_requests r JOIN children c ON c.id = r.child_id";
 
-fn request_from_row(row: &SqliteRow) -> ChildRequestRecord {
+fn request_from_row(row: &DbRow) -> ChildRequestRecord {
     ChildRequestRecord {
         id: row.get("id"),
         device_id: row.get("device_id"),
@@ -314,7 +313,7 @@ fn request_from_row(row: &SqliteRow) -> ChildRequestRecord {
 }
 
 #[async_trait]
-impl RequestStore for SqliteStore {
+impl RequestStore for Backend {
     async fn record_child_request(
         &self,
         device_id: &str,
@@ -324,7 +323,7 @@ impl RequestStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let child_id: String = sqlx::query("SELECT child_id FROM devices WHERE id = ?")
+        let child_id: String = sqlx::query("SELECT child_id FROM devices WHERE id = $1")
             .bind(device_id)
             .fetch_optional(&mut *tx)
             .await
@@ -336,7 +335,7 @@ impl RequestStore for SqliteStore {
             })?;
         let done = sqlx::query(
             "INSERT INTO child_requests (id, device_id, child_id, text, made_at, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, id) DO NOTHING",
         )
         .bind(id)
         .bind(device_id)
@@ -369,8 +368,8 @@ impl RequestStore for SqliteStore {
         open_only: bool,
     ) -> StoreResult<Vec<ChildRequestRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REQUEST_SELECT} WHERE (? IS NULL OR r.child_id = ?) \
-             AND (? = 0 OR r.answered_at IS NULL) ORDER BY r.received_at, r.id"
+            "{REQUEST_SELECT} WHERE ($1 IS NULL OR r.child_id = $2) \
+             AND ($3 = 0 OR r.answered_at IS NULL) ORDER BY r.received_at, r.id"
         )))
         .bind(child_id)
         .bind(child_id)
@@ -383,7 +382,7 @@ impl RequestStore for SqliteStore {
 
     async fn find_child_request(&self, id: &str) -> StoreResult<ChildRequestRecord> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REQUEST_SELECT} WHERE r.id = ?"
+            "{REQUEST_SELECT} WHERE r.id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -407,7 +406,7 @@ impl RequestStore for SqliteStore {
     ) -> StoreResult<ChildRequestRecord> {
         let mut tx = self.write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REQUEST_SELECT} WHERE r.id = ?"
+            "{REQUEST_SELECT} WHERE r.id = $1"
         )))
         .bind(id.trim())
         .fetch_all(&mut *tx)
@@ -436,8 +435,8 @@ impl RequestStore for SqliteStore {
             )));
         }
         sqlx::query(
-            "UPDATE child_requests SET decision = ?, reason = ?, answered_by = ?, answered_at = ? \
-             WHERE device_id = ? AND id = ?",
+            "UPDATE child_requests SET decision = $1, reason = $2, answered_by = $3, answered_at = $4 \
+             WHERE device_id = $5 AND id = $6",
         )
         .bind(decision)
         .bind(reason)
@@ -469,7 +468,7 @@ impl RequestStore for SqliteStore {
 
     async fn answers_for_device(&self, device_id: &str) -> StoreResult<Vec<ChildRequestRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{REQUEST_SELECT} WHERE r.device_id = ? AND r.answered_at IS NOT NULL \
+            "{REQUEST_SELECT} WHERE r.device_id = $1 AND r.answered_at IS NOT NULL \
              ORDER BY r.answered_at DESC LIMIT 50"
         )))
         .bind(device_id)

@@ -1,10 +1,10 @@
-//! SQLite: signed checkpoints of the audit trail, the facts records claim for the comparison
+//! The SQL (both backends) of signed checkpoints of the audit trail, the facts records claim for the comparison
 //! with the trail, and the log of who read which child's records (R36).
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqliteStore, db_err};
+use super::{Backend, db_err};
 use crate::domain::UnixMillis;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::reads::Read;
@@ -85,11 +85,11 @@ const FACT_QUERIES: [(&str, &str, &[&str]); 13] = [
 ];
 
 #[async_trait]
-impl TrailStore for SqliteStore {
+impl TrailStore for Backend {
     async fn save_checkpoint(&self, c: &Checkpoint) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_checkpoints (entry_seq, entry_hash, entries, at, key_id, signature) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(c.entry_seq)
         .bind(&c.entry_hash)
@@ -126,7 +126,7 @@ impl TrailStore for SqliteStore {
 
     async fn record_facts(&self) -> StoreResult<RecordFacts> {
         // One read transaction: the records are compared as of one moment.
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.read_snapshot().await?;
         let mut facts = Vec::new();
         for (kind, sql, events) in FACT_QUERIES {
             let rows = sqlx::query(sql).fetch_all(&mut *tx).await.map_err(db_err)?;
@@ -171,7 +171,7 @@ impl TrailStore for SqliteStore {
 }
 
 #[async_trait]
-impl ReadStore for SqliteStore {
+impl ReadStore for Backend {
     async fn record_reads(&self, reads: &[Read]) -> StoreResult<()> {
         if reads.is_empty() {
             return Ok(());
@@ -179,7 +179,7 @@ impl ReadStore for SqliteStore {
         let mut tx = self.write().await?;
         for r in reads {
             sqlx::query(
-                "INSERT INTO audit_reads (at, staff_id, child_id, what) VALUES (?, ?, ?, ?)",
+                "INSERT INTO audit_reads (at, staff_id, child_id, what) VALUES ($1, $2, $3, $4)",
             )
             .bind(r.at)
             .bind(&r.staff_id)
@@ -201,7 +201,7 @@ impl ReadStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT r.at, r.staff_id, r.child_id, r.what, COALESCE(s.name, r.staff_id) AS name \
              FROM audit_reads r LEFT JOIN staff s ON s.id = r.staff_id \
-             WHERE r.child_id = ? AND r.at >= ? ORDER BY r.at DESC LIMIT ?",
+             WHERE r.child_id = $1 AND r.at >= $2 ORDER BY r.at DESC LIMIT $3",
         )
         .bind(child_id)
         .bind(since)

@@ -1,17 +1,16 @@
-//! SQLite side of [`HomeStore`] and [`ProtectedContactStore`]: homes and the contacts a home
+//! The SQL (both backends) of [`HomeStore`] and [`ProtectedContactStore`]: homes and the contacts a home
 //! protects.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite};
+use sqlx::Row;
 
-use super::{SqliteStore, append_audit, db_err, name_key, next_policy_version};
+use super::{Backend, Db, DbRow, append_audit, db_err, name_key, next_policy_version};
 use crate::domain::UnixMillis;
 use crate::domain::policy::ProtectedContact;
 use crate::ids::new_id;
 use crate::store::{Actor, HomeRecord, HomeStore, ProtectedContactStore, StoreError, StoreResult};
 
-fn home_from_row(row: &SqliteRow) -> HomeRecord {
+fn home_from_row(row: &DbRow) -> HomeRecord {
     HomeRecord {
         id: row.get("id"),
         name: row.get("name"),
@@ -25,7 +24,7 @@ const HOME_SELECT: &str = "SELECT h.id, h.name, h.time_zone, h.created_at, \
      (SELECT COUNT(*) FROM children c WHERE c.home_id = h.id) AS children FROM homes h";
 
 #[async_trait]
-impl HomeStore for SqliteStore {
+impl HomeStore for Backend {
     async fn add_home(
         &self,
         actor: &Actor,
@@ -35,7 +34,7 @@ impl HomeStore for SqliteStore {
     ) -> StoreResult<HomeRecord> {
         let id = new_id("home");
         let mut tx = self.write().await?;
-        let exists = sqlx::query("SELECT id FROM homes WHERE name_key = ?")
+        let exists = sqlx::query("SELECT id FROM homes WHERE name_key = $1")
             .bind(name_key(name))
             .fetch_optional(&mut *tx)
             .await
@@ -48,7 +47,7 @@ impl HomeStore for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO homes (id, name, name_key, time_zone, created_at, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(name)
@@ -90,7 +89,7 @@ impl HomeStore for SqliteStore {
 
     async fn find_home(&self, key: &str) -> StoreResult<HomeRecord> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{HOME_SELECT} WHERE h.id = ? OR h.name_key = ?"
+            "{HOME_SELECT} WHERE h.id = $1 OR h.name_key = $2"
         )))
         .bind(key.trim())
         .bind(name_key(key))
@@ -106,7 +105,7 @@ impl HomeStore for SqliteStore {
     }
 }
 
-fn contact_from_row(row: &SqliteRow) -> ProtectedContact {
+fn contact_from_row(row: &DbRow) -> ProtectedContact {
     ProtectedContact {
         id: row.get("id"),
         home_id: row.get("home_id"),
@@ -123,11 +122,11 @@ pub(super) async fn contacts_of_home<'e, E>(
     home_id: &str,
 ) -> StoreResult<Vec<ProtectedContact>>
 where
-    E: sqlx::Executor<'e, Database = Sqlite>,
+    E: sqlx::Executor<'e, Database = Db>,
 {
     let rows = sqlx::query(
         "SELECT id, home_id, child_id, name, address, added_by, added_at FROM protected_contacts \
-         WHERE home_id = ? AND removed_at IS NULL ORDER BY child_id IS NOT NULL, name, address",
+         WHERE home_id = $1 AND removed_at IS NULL ORDER BY child_id IS NOT NULL, name, address",
     )
     .bind(home_id)
     .fetch_all(exec)
@@ -137,7 +136,7 @@ where
 }
 
 #[async_trait]
-impl ProtectedContactStore for SqliteStore {
+impl ProtectedContactStore for Backend {
     async fn add_protected_contact(
         &self,
         actor: &Actor,
@@ -151,8 +150,8 @@ impl ProtectedContactStore for SqliteStore {
         let mut tx = self.write().await?;
         // A number protected for the whole home already covers every child in it.
         let existing = sqlx::query(
-            "SELECT name, child_id FROM protected_contacts WHERE home_id = ? AND address = ? \
-             AND (child_id IS NULL OR child_id = ?) AND removed_at IS NULL",
+            "SELECT name, child_id FROM protected_contacts WHERE home_id = $1 AND address = $2 \
+             AND (child_id IS NULL OR child_id = $3) AND removed_at IS NULL",
         )
         .bind(home_id)
         .bind(address)
@@ -172,7 +171,7 @@ impl ProtectedContactStore for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO protected_contacts (id, home_id, child_id, name, address, added_at, \
-             added_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             added_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(home_id)
@@ -185,7 +184,7 @@ impl ProtectedContactStore for SqliteStore {
         .await
         .map_err(db_err)?;
         let version = next_policy_version(&mut tx).await?;
-        sqlx::query("UPDATE homes SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
+        sqlx::query("UPDATE homes SET policy_version = $1, policy_changed_at = $2 WHERE id = $3")
             .bind(version as i64)
             .bind(now)
             .bind(home_id)
@@ -231,7 +230,7 @@ impl ProtectedContactStore for SqliteStore {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT id, home_id, child_id, name, address, added_by, added_at FROM \
-             protected_contacts WHERE id = ? AND home_id = ? AND removed_at IS NULL",
+             protected_contacts WHERE id = $1 AND home_id = $2 AND removed_at IS NULL",
         )
         .bind(contact_id)
         .bind(home_id)
@@ -244,8 +243,8 @@ impl ProtectedContactStore for SqliteStore {
         })?;
         let contact = contact_from_row(&row);
         sqlx::query(
-            "UPDATE protected_contacts SET removed_at = ?, removed_by = ?, removed_reason = ? \
-             WHERE id = ?",
+            "UPDATE protected_contacts SET removed_at = $1, removed_by = $2, removed_reason = $3 \
+             WHERE id = $4",
         )
         .bind(now)
         .bind(&actor.0)
@@ -255,7 +254,7 @@ impl ProtectedContactStore for SqliteStore {
         .await
         .map_err(db_err)?;
         let version = next_policy_version(&mut tx).await?;
-        sqlx::query("UPDATE homes SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
+        sqlx::query("UPDATE homes SET policy_version = $1, policy_changed_at = $2 WHERE id = $3")
             .bind(version as i64)
             .bind(now)
             .bind(home_id)

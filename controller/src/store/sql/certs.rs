@@ -1,10 +1,9 @@
-//! SQLite side of [`DeviceCertStore`]: short-lived device certificates and their renewal (D7).
+//! The SQL (both backends) of [`DeviceCertStore`]: short-lived device certificates and their renewal (D7).
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, append_audit, db_err};
+use super::{Backend, DbRow, append_audit, db_err};
 use crate::domain::UnixMillis;
 use crate::store::{
     Actor, CertificateUse, DeviceCertStore, DeviceCertificate, StoreError, StoreResult,
@@ -13,7 +12,7 @@ use crate::store::{
 const CERT_SELECT: &str = "SELECT c.fingerprint, c.device_id, c.issued_at, c.not_after, \
      c.first_used_at, c.superseded_at FROM device_certificates c";
 
-fn cert_from_row(row: &SqliteRow) -> DeviceCertificate {
+fn cert_from_row(row: &DbRow) -> DeviceCertificate {
     DeviceCertificate {
         fingerprint: row.get("fingerprint"),
         device_id: row.get("device_id"),
@@ -32,7 +31,7 @@ fn device_not_found(device_id: &str) -> StoreError {
 }
 
 #[async_trait]
-impl DeviceCertStore for SqliteStore {
+impl DeviceCertStore for Backend {
     async fn record_renewed_certificate(
         &self,
         device_id: &str,
@@ -41,7 +40,7 @@ impl DeviceCertStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM devices WHERE id = ?")
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
             .bind(device_id)
             .fetch_optional(&mut *tx)
             .await
@@ -57,7 +56,7 @@ impl DeviceCertStore for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO device_certificates (fingerprint, device_id, issued_at, not_after) \
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(fingerprint)
         .bind(device_id)
@@ -85,7 +84,7 @@ impl DeviceCertStore for SqliteStore {
     ) -> StoreResult<Option<String>> {
         sqlx::query_scalar(
             "SELECT c.device_id FROM device_certificates c JOIN devices d ON d.id = c.device_id \
-             WHERE c.fingerprint = ? AND c.superseded_at IS NULL AND c.not_after > ? \
+             WHERE c.fingerprint = $1 AND c.superseded_at IS NULL AND c.not_after > $2 \
              AND d.cert_fingerprint <> c.fingerprint",
         )
         .bind(fingerprint)
@@ -104,14 +103,14 @@ impl DeviceCertStore for SqliteStore {
     ) -> StoreResult<CertificateUse> {
         // Most connections change nothing: look before taking the write lock.
         let current: Option<String> =
-            sqlx::query_scalar("SELECT cert_fingerprint FROM devices WHERE id = ?")
+            sqlx::query_scalar("SELECT cert_fingerprint FROM devices WHERE id = $1")
                 .bind(device_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_err)?;
         let current = current.ok_or_else(|| device_not_found(device_id))?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CERT_SELECT} WHERE c.fingerprint = ?"
+            "{CERT_SELECT} WHERE c.fingerprint = $1"
         )))
         .bind(fingerprint)
         .fetch_optional(&self.pool)
@@ -124,14 +123,14 @@ impl DeviceCertStore for SqliteStore {
 
         let mut tx = self.write().await?;
         let current: String =
-            sqlx::query_scalar("SELECT cert_fingerprint FROM devices WHERE id = ?")
+            sqlx::query_scalar("SELECT cert_fingerprint FROM devices WHERE id = $1")
                 .bind(device_id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?
                 .ok_or_else(|| device_not_found(device_id))?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CERT_SELECT} WHERE c.fingerprint = ?"
+            "{CERT_SELECT} WHERE c.fingerprint = $1"
         )))
         .bind(fingerprint)
         .fetch_optional(&mut *tx)
@@ -144,7 +143,7 @@ impl DeviceCertStore for SqliteStore {
             sqlx::query(
                 "INSERT INTO device_certificates \
                  (fingerprint, device_id, issued_at, not_after, first_used_at) \
-                 VALUES (?, ?, ?, ?, ?) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (fingerprint) DO UPDATE SET \
                  first_used_at = COALESCE(device_certificates.first_used_at, excluded.first_used_at)",
             )
@@ -167,15 +166,15 @@ impl DeviceCertStore for SqliteStore {
                     .into(),
             ));
         }
-        sqlx::query("UPDATE devices SET cert_fingerprint = ? WHERE id = ?")
+        sqlx::query("UPDATE devices SET cert_fingerprint = $1 WHERE id = $2")
             .bind(fingerprint)
             .bind(device_id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         sqlx::query(
-            "UPDATE device_certificates SET first_used_at = COALESCE(first_used_at, ?) \
-             WHERE fingerprint = ?",
+            "UPDATE device_certificates SET first_used_at = COALESCE(first_used_at, $1) \
+             WHERE fingerprint = $2",
         )
         .bind(now)
         .bind(fingerprint)
@@ -184,8 +183,8 @@ impl DeviceCertStore for SqliteStore {
         .map_err(db_err)?;
         // Every older certificate stops working now, the one just replaced included.
         sqlx::query(
-            "UPDATE device_certificates SET superseded_at = ? \
-             WHERE device_id = ? AND fingerprint <> ? AND superseded_at IS NULL",
+            "UPDATE device_certificates SET superseded_at = $1 \
+             WHERE device_id = $2 AND fingerprint <> $3 AND superseded_at IS NULL",
         )
         .bind(now)
         .bind(device_id)
@@ -208,7 +207,7 @@ impl DeviceCertStore for SqliteStore {
 
     async fn current_certificate(&self, device_id: &str) -> StoreResult<Option<DeviceCertificate>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CERT_SELECT} JOIN devices d ON d.cert_fingerprint = c.fingerprint WHERE d.id = ?"
+            "{CERT_SELECT} JOIN devices d ON d.cert_fingerprint = c.fingerprint WHERE d.id = $1"
         )))
         .bind(device_id)
         .fetch_optional(&self.pool)
@@ -223,7 +222,7 @@ impl DeviceCertStore for SqliteStore {
     ) -> StoreResult<Vec<DeviceCertificate>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{CERT_SELECT} JOIN devices d ON d.cert_fingerprint = c.fingerprint \
-             WHERE d.status = 'active' AND c.not_after < ? ORDER BY c.not_after, c.device_id"
+             WHERE d.status = 'active' AND c.not_after < $1 ORDER BY c.not_after, c.device_id"
         )))
         .bind(before)
         .fetch_all(&self.pool)

@@ -1,10 +1,9 @@
-//! SQLite side of [`StaffStore`]: staff accounts, their tokens and the homes they work in.
+//! The SQL (both backends) of [`StaffStore`]: staff accounts, their tokens and the homes they work in.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite};
+use sqlx::Row;
 
-use super::{SqliteStore, append_audit, as_u64, db_err, name_key};
+use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, name_key};
 use crate::domain::{Role, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{Actor, NewStaff, StaffRecord, StaffStore, StoreError, StoreResult};
@@ -12,7 +11,7 @@ use crate::store::{Actor, NewStaff, StaffRecord, StaffStore, StoreError, StoreRe
 /// How often a token's "last used" time is brought up to date.
 const LAST_USED_EVERY_MS: UnixMillis = 60_000;
 
-fn staff_from_row(row: &SqliteRow) -> StaffRecord {
+fn staff_from_row(row: &DbRow) -> StaffRecord {
     StaffRecord {
         id: row.get("id"),
         name: row.get("name"),
@@ -35,13 +34,13 @@ fn staff_from_row(row: &SqliteRow) -> StaffRecord {
 }
 
 async fn insert_staff_home(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Db>,
     staff_id: &str,
     home_id: &str,
     actor: &Actor,
     now: UnixMillis,
 ) -> StoreResult<()> {
-    let found = sqlx::query("SELECT 1 FROM homes WHERE id = ?")
+    let found = sqlx::query("SELECT 1 FROM homes WHERE id = $1")
         .bind(home_id)
         .fetch_optional(&mut **tx)
         .await
@@ -53,7 +52,7 @@ async fn insert_staff_home(
         });
     }
     sqlx::query(
-        "INSERT INTO staff_homes (staff_id, home_id, added_at, added_by) VALUES (?, ?, ?, ?)",
+        "INSERT INTO staff_homes (staff_id, home_id, added_at, added_by) VALUES ($1, $2, $3, $4)",
     )
     .bind(staff_id)
     .bind(home_id)
@@ -66,7 +65,7 @@ async fn insert_staff_home(
 }
 
 #[async_trait]
-impl StaffStore for SqliteStore {
+impl StaffStore for Backend {
     async fn add_staff(
         &self,
         actor: &Actor,
@@ -85,7 +84,7 @@ impl StaffStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO staff (id, name, role, token_hash, token_hint, created_at, created_by, \
-             token_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             token_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(name)
@@ -139,8 +138,8 @@ impl StaffStore for SqliteStore {
     ) -> StoreResult<StaffRecord> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
-            "UPDATE staff SET token_hash = ?, token_hint = ?, token_expires_at = ? \
-             WHERE id = ? AND revoked_at IS NULL",
+            "UPDATE staff SET token_hash = $1, token_hint = $2, token_expires_at = $3 \
+             WHERE id = $4 AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .bind(token_hint)
@@ -168,8 +167,8 @@ impl StaffStore for SqliteStore {
         let row = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
              token_expires_at, \
-             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
-             FROM staff WHERE id = ?",
+             (SELECT string_agg(home_id, ',') FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE id = $1",
         )
         .bind(staff_id)
         .fetch_one(&mut *tx)
@@ -188,8 +187,8 @@ impl StaffStore for SqliteStore {
         let row = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
              token_expires_at, \
-             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
-             FROM staff WHERE token_hash = ? AND revoked_at IS NULL",
+             (SELECT string_agg(home_id, ',') FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -204,7 +203,7 @@ impl StaffStore for SqliteStore {
             .last_used_at
             .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_EVERY_MS)
         {
-            sqlx::query("UPDATE staff SET last_used_at = ? WHERE id = ?")
+            sqlx::query("UPDATE staff SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&member.id)
                 .execute(&self.pool)
@@ -219,8 +218,8 @@ impl StaffStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
              token_expires_at, \
-             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
-             FROM staff WHERE (? OR revoked_at IS NULL) ORDER BY created_at, id",
+             (SELECT string_agg(home_id, ',') FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE ($1 OR revoked_at IS NULL) ORDER BY created_at, id",
         )
         .bind(include_revoked)
         .fetch_all(&self.pool)
@@ -239,8 +238,8 @@ impl StaffStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
              token_expires_at, \
-             (SELECT group_concat(home_id) FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
-             FROM staff WHERE revoked_at IS NULL AND (id = ? OR lower(name) = ?)",
+             (SELECT string_agg(home_id, ',') FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE revoked_at IS NULL AND (id = $1 OR lower(name) = $2)",
         )
         .bind(key)
         .bind(name_key(key))
@@ -278,7 +277,7 @@ impl StaffStore for SqliteStore {
                 ));
             }
         }
-        sqlx::query("UPDATE staff SET revoked_at = ? WHERE id = ?")
+        sqlx::query("UPDATE staff SET revoked_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&member.id)
             .execute(&mut *tx)
@@ -317,7 +316,7 @@ impl StaffStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let already = sqlx::query("SELECT 1 FROM staff_homes WHERE staff_id = ? AND home_id = ?")
+        let already = sqlx::query("SELECT 1 FROM staff_homes WHERE staff_id = $1 AND home_id = $2")
             .bind(staff_id)
             .bind(home_id)
             .fetch_optional(&mut *tx)

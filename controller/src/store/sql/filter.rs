@@ -1,10 +1,9 @@
-//! SQLite storage of the web filter's category lists and each home's exceptions (WB1, WB4).
+//! The SQL (both backends) storing the web filter's category lists and each home's exceptions (WB1, WB4).
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, append_audit, as_u64, db_err, next_policy_version};
+use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, next_policy_version};
 use crate::domain::UnixMillis;
 use crate::domain::filter_lists::VERSIONS_KEPT;
 use crate::store::{
@@ -13,9 +12,9 @@ use crate::store::{
 };
 
 const LIST_COLUMNS: &str = "category, version, domains, skipped, source, licence, sha256, \
-     length(compiled) AS compiled_bytes, imported_at, imported_by";
+     CAST(length(compiled) AS BIGINT) AS compiled_bytes, imported_at, imported_by";
 
-fn list_from_row(row: &SqliteRow) -> FilterListRecord {
+fn list_from_row(row: &DbRow) -> FilterListRecord {
     FilterListRecord {
         category: row.get("category"),
         version: as_u64(row.get("version")),
@@ -30,7 +29,7 @@ fn list_from_row(row: &SqliteRow) -> FilterListRecord {
     }
 }
 
-fn exception_from_row(row: &SqliteRow) -> WebExceptionRecord {
+fn exception_from_row(row: &DbRow) -> WebExceptionRecord {
     WebExceptionRecord {
         home_id: row.get("home_id"),
         domain: row.get("domain"),
@@ -42,13 +41,13 @@ fn exception_from_row(row: &SqliteRow) -> WebExceptionRecord {
 
 /// Takes a new policy version for one home (its devices' web rules changed).
 async fn bump_home(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, Db>,
     home_id: &str,
     now: UnixMillis,
 ) -> StoreResult<u64> {
     let version = next_policy_version(tx).await?;
     let done =
-        sqlx::query("UPDATE homes SET policy_version = ?, policy_changed_at = ? WHERE id = ?")
+        sqlx::query("UPDATE homes SET policy_version = $1, policy_changed_at = $2 WHERE id = $3")
             .bind(version as i64)
             .bind(now)
             .bind(home_id)
@@ -65,7 +64,7 @@ async fn bump_home(
 }
 
 #[async_trait]
-impl FilterStore for SqliteStore {
+impl FilterStore for Backend {
     async fn import_filter_list(
         &self,
         actor: &Actor,
@@ -74,7 +73,7 @@ impl FilterStore for SqliteStore {
     ) -> StoreResult<ImportedList> {
         let mut tx = self.write().await?;
         let last: Option<i64> =
-            sqlx::query("SELECT MAX(version) AS v FROM filter_lists WHERE category = ?")
+            sqlx::query("SELECT MAX(version) AS v FROM filter_lists WHERE category = $1")
                 .bind(list.category)
                 .fetch_one(&mut *tx)
                 .await
@@ -83,7 +82,7 @@ impl FilterStore for SqliteStore {
         let version = last.map_or(1, |v| as_u64(v) + 1);
         sqlx::query(
             "INSERT INTO filter_lists (category, version, domains, skipped, source, licence, \
-             sha256, compiled, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             sha256, compiled, imported_at, imported_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(list.category)
         .bind(version as i64)
@@ -98,7 +97,7 @@ impl FilterStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        sqlx::query("DELETE FROM filter_lists WHERE category = ? AND version <= ?")
+        sqlx::query("DELETE FROM filter_lists WHERE category = $1 AND version <= $2")
             .bind(list.category)
             .bind(version as i64 - VERSIONS_KEPT as i64)
             .execute(&mut *tx)
@@ -108,7 +107,7 @@ impl FilterStore for SqliteStore {
         // a new policy naming it.
         let policy_version = if last.is_none() {
             let version = next_policy_version(&mut tx).await?;
-            sqlx::query("UPDATE homes SET policy_version = ?, policy_changed_at = ?")
+            sqlx::query("UPDATE homes SET policy_version = $1, policy_changed_at = $2")
                 .bind(version as i64)
                 .bind(now)
                 .execute(&mut *tx)
@@ -171,7 +170,7 @@ impl FilterStore for SqliteStore {
         version: u64,
     ) -> StoreResult<Option<Vec<u8>>> {
         let row =
-            sqlx::query("SELECT compiled FROM filter_lists WHERE category = ? AND version = ?")
+            sqlx::query("SELECT compiled FROM filter_lists WHERE category = $1 AND version = $2")
                 .bind(category)
                 .bind(version as i64)
                 .fetch_optional(&self.pool)
@@ -189,7 +188,7 @@ impl FilterStore for SqliteStore {
         now: UnixMillis,
     ) -> StoreResult<(WebExceptionRecord, u64)> {
         let mut tx = self.write().await?;
-        let home = sqlx::query("SELECT id FROM homes WHERE id = ?")
+        let home = sqlx::query("SELECT id FROM homes WHERE id = $1")
             .bind(home_id)
             .fetch_optional(&mut *tx)
             .await
@@ -201,7 +200,7 @@ impl FilterStore for SqliteStore {
             });
         }
         let before: Option<String> =
-            sqlx::query("SELECT kind FROM home_web_exceptions WHERE home_id = ? AND domain = ?")
+            sqlx::query("SELECT kind FROM home_web_exceptions WHERE home_id = $1 AND domain = $2")
                 .bind(home_id)
                 .bind(domain)
                 .fetch_optional(&mut *tx)
@@ -215,7 +214,7 @@ impl FilterStore for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO home_web_exceptions (home_id, domain, kind, added_at, added_by) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (home_id, domain) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (home_id, domain) DO UPDATE SET \
              kind = excluded.kind, added_at = excluded.added_at, added_by = excluded.added_by",
         )
         .bind(home_id)
@@ -259,7 +258,7 @@ impl FilterStore for SqliteStore {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT home_id, domain, kind, added_at, added_by FROM home_web_exceptions \
-             WHERE home_id = ? AND domain = ?",
+             WHERE home_id = $1 AND domain = $2",
         )
         .bind(home_id)
         .bind(domain)
@@ -271,7 +270,7 @@ impl FilterStore for SqliteStore {
             key: domain.to_string(),
         })?;
         let removed = exception_from_row(&row);
-        sqlx::query("DELETE FROM home_web_exceptions WHERE home_id = ? AND domain = ?")
+        sqlx::query("DELETE FROM home_web_exceptions WHERE home_id = $1 AND domain = $2")
             .bind(home_id)
             .bind(domain)
             .execute(&mut *tx)
@@ -294,7 +293,7 @@ impl FilterStore for SqliteStore {
     async fn web_exceptions(&self, home_id: &str) -> StoreResult<Vec<WebExceptionRecord>> {
         let rows = sqlx::query(
             "SELECT home_id, domain, kind, added_at, added_by FROM home_web_exceptions \
-             WHERE home_id = ? ORDER BY domain",
+             WHERE home_id = $1 ORDER BY domain",
         )
         .bind(home_id)
         .fetch_all(&self.pool)
