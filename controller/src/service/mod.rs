@@ -13,6 +13,7 @@ pub mod emergency;
 pub mod fanout;
 pub mod filter;
 pub mod limits;
+pub mod plan_wire;
 pub mod plans;
 pub mod records;
 pub mod reports;
