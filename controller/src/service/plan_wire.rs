@@ -878,6 +878,135 @@ pub fn assessment_from_wire(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The stored form
+// ---------------------------------------------------------------------------------------------
+
+/// The form in which the store keeps plan revisions and risk assessments (its
+/// `format_version` column).
+///
+/// Format 2 (issue 15): the text is the base64 (standard alphabet, padded) of the protobuf
+/// encoding of `PlacementPlan` or `RiskAssessment`; which child, who, when and the revision
+/// number are the columns beside it. It changes only as `plan.proto` does, by its
+/// compatibility rules, never because a Rust field was renamed.
+///
+/// Format 1 (before): the domain's serde JSON. Its texts are JSON objects, so they start with
+/// `{`, which base64 never contains: a reader needs only the text. The store rewrites format
+/// 1 rows to format 2 when it opens ([`upgrade_stored_plan`]); one that would not come back
+/// the same stays as it is and is still read.
+pub const STORED_FORMAT: i64 = 2;
+
+/// Why a stored document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredError {
+    #[error("not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("not a protobuf message: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("format 1 JSON the domain cannot read: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error("the revision number {0} is out of range")]
+    Number(u64),
+}
+
+fn is_format_1(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+fn from_base64(text: &str) -> Result<Vec<u8>, StoredError> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.decode(text.trim())?)
+}
+
+fn to_base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A revision in its stored form (format 2).
+pub fn store_plan(r: &PlanRevision) -> String {
+    use prost::Message as _;
+    to_base64(&plan_to_wire(r).encode_to_vec())
+}
+
+/// An assessment in its stored form (format 2).
+pub fn store_assessment(ra: &RiskAssessment) -> String {
+    use prost::Message as _;
+    to_base64(&risk_to_wire(ra).encode_to_vec())
+}
+
+/// A stored revision, with the columns kept beside it.
+pub fn read_stored_plan(
+    text: &str,
+    number: u64,
+    child_id: &str,
+    made_by: &str,
+    made_at: UnixMillis,
+) -> Result<PlanRevision, StoredError> {
+    use prost::Message as _;
+    if is_format_1(text) {
+        return Ok(serde_json::from_str(text)?);
+    }
+    let plan = wire::PlacementPlan::decode(from_base64(text)?.as_slice())?;
+    let number = u32::try_from(number).map_err(|_| StoredError::Number(number))?;
+    Ok(revision_from_wire(
+        &plan, number, child_id, made_by, made_at,
+    )?)
+}
+
+/// The communication section of a stored revision (all a policy needs).
+pub fn read_stored_section(text: &str) -> Result<CommunicationSection, StoredError> {
+    Ok(read_stored_plan(text, 1, "", "", 0)?.section)
+}
+
+/// A stored assessment, with the columns kept beside it.
+pub fn read_stored_assessment(
+    text: &str,
+    id: &str,
+    child_id: &str,
+    made_by: &str,
+    made_at: UnixMillis,
+) -> Result<RiskAssessment, StoredError> {
+    use prost::Message as _;
+    if is_format_1(text) {
+        return Ok(serde_json::from_str(text)?);
+    }
+    let ra = wire::RiskAssessment::decode(from_base64(text)?.as_slice())?;
+    Ok(assessment_from_wire(&ra, id, child_id, made_by, made_at)?)
+}
+
+/// A format 1 revision in format 2, when it reads back exactly the same with its columns;
+/// `None` leaves the row as it is.
+pub fn upgrade_stored_plan(
+    json: &str,
+    number: u64,
+    child_id: &str,
+    made_by: &str,
+    made_at: UnixMillis,
+) -> Option<String> {
+    let old: PlanRevision = serde_json::from_str(json).ok()?;
+    let text = store_plan(&old);
+    let again = read_stored_plan(&text, number, child_id, made_by, made_at).ok()?;
+    (again == old).then_some(text)
+}
+
+/// A format 1 assessment in format 2, when it reads back exactly the same with its columns;
+/// `None` leaves the row as it is.
+pub fn upgrade_stored_assessment(
+    json: &str,
+    id: &str,
+    child_id: &str,
+    made_by: &str,
+    made_at: UnixMillis,
+) -> Option<String> {
+    let old: RiskAssessment = serde_json::from_str(json).ok()?;
+    let text = store_assessment(&old);
+    let again = read_stored_assessment(&text, id, child_id, made_by, made_at).ok()?;
+    (again == old).then_some(text)
+}
+
 #[cfg(test)]
 #[path = "plan_wire_tests.rs"]
 mod tests;

@@ -95,11 +95,31 @@ pub fn plan_draft(
 /// A stored revision, or `None` if it cannot be read (then it counts as no plan: the safe
 /// default).
 pub fn parse_revision(doc: &StoredDocument) -> Option<PlanRevision> {
-    serde_json::from_str(&doc.document).ok()
+    plan_wire::read_stored_plan(
+        &doc.document,
+        doc.number,
+        &doc.child_id,
+        &doc.made_by,
+        doc.made_at,
+    )
+    .inspect_err(|e| {
+        tracing::error!(child = %doc.child_id, revision = doc.number, error = %e, "stored plan revision unreadable");
+    })
+    .ok()
 }
 
 fn parse_assessment(doc: &StoredDocument) -> Option<RiskAssessment> {
-    serde_json::from_str(&doc.document).ok()
+    plan_wire::read_stored_assessment(
+        &doc.document,
+        &doc.id,
+        &doc.child_id,
+        &doc.made_by,
+        doc.made_at,
+    )
+    .inspect_err(|e| {
+        tracing::error!(risk_assessment = %doc.id, error = %e, "stored risk assessment unreadable");
+    })
+    .ok()
 }
 
 fn parse_assessments(docs: &[StoredDocument]) -> Vec<RiskAssessment> {
@@ -144,8 +164,7 @@ impl PlanApi {
             .filter_map(parse_revision)
             .collect();
         check_review_carried(&history, &revision).map_err(refused)?;
-        let json = serde_json::to_string(&revision)
-            .map_err(|_| Status::internal("could not write the plan down"))?;
+        let document = plan_wire::store_plan(&revision);
         let (sanctions, obligations) =
             self.opened_by(who, child, home, previous.as_ref(), &revision)?;
         let opened = Opened {
@@ -159,7 +178,7 @@ impl PlanApi {
                 &Actor::staff(who),
                 &child.id,
                 based_on_revision,
-                &json,
+                &document,
                 &opened,
                 now,
             )
@@ -328,12 +347,16 @@ impl plan_service_server::PlanService for PlanApi {
         let draft = risk_draft(req.risk_assessment.as_ref(), &id, &child.id, &who.id, now)?;
         let assessment =
             validate_risk_assessment(&draft, today_in(&home.time_zone)).map_err(refused)?;
-        let json = serde_json::to_string(&assessment)
-            .map_err(|_| Status::internal("could not write the risk assessment down"))?;
         let stored = self
             .ctx
             .store
-            .add_risk_assessment(&Actor::staff(&who), &id, &child.id, &json, now)
+            .add_risk_assessment(
+                &Actor::staff(&who),
+                &id,
+                &child.id,
+                &plan_wire::store_assessment(&assessment),
+                now,
+            )
             .await?;
         Ok(Response::new(assessment_record(stored)))
     }

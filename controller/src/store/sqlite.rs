@@ -80,6 +80,8 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| {
             StoreError::Database(format!("could not bring the database up to date: {e}"))
         })?;
+        // Documents written before they had a versioned form (migration 0021).
+        documents::upgrade(&pool).await?;
         // After a restore from backup the counter can be behind what devices already
         // enforce; they would ignore every "older" policy. Never hand out a version a device
         // has already seen.
