@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["haven/agent/v1/agent.proto", "haven/admin/v1/admin.proto"];
+const PROTOS: &[&str] = &[
+    "haven/agent/v1/agent.proto",
+    "haven/admin/v1/admin.proto",
+    "haven/admin/v1/plan.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
@@ -22,11 +26,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed(".haven.agent.v1.ControllerMessage.body.policy")
         // A list chunk is encoded once and the same bytes shared by every device's copy.
         .bytes(".haven.agent.v1.FilterListChunk.data")
+        // Well-known types with serde, so records holding a `Timestamp` still print as JSON.
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         // Staff-facing records print as JSON (`haven … --json`) straight from the wire types.
         .type_attribute(
             ".haven.admin.v1",
-            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
         )
+        .message_attribute(".haven.admin.v1", "#[serde(default)]")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -17,6 +17,10 @@ pub mod admin {
     }
 }
 
+/// The well-known types the staff API uses (`google.protobuf.Timestamp`), with serde, so a
+/// record holding one still prints as JSON.
+pub use pbjson_types as well_known;
+
 /// Encoded `FileDescriptorSet` of every Haven service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/haven_descriptor.bin"));

@@ -441,7 +441,7 @@ fn im2_a_camera_incident_requires_a_review_and_withdrawal_is_one_command() {
     );
     let history = p.home.admin.json(&["plan", "history", "Amira"]);
     assert_eq!(
-        history[1]["shared_with"]["social_worker"], false,
+        history[1]["plan"]["shared_with"]["social_worker"], false,
         "{history}"
     );
     let version = withdrawn["policy_version"].as_u64().unwrap();

@@ -7,14 +7,14 @@ use anyhow::{Context as _, anyhow};
 use haven_proto::admin::v1 as api;
 
 use super::client::explain;
-use super::documents::read_as_json;
+use super::documents::{plan_to_toml, read_plan, read_risk};
 use super::output::{json, table, when};
 use super::{Intercepted, PlanCommand, RiskCommand};
 use crate::domain::plan::{
     CameraPermission, CommunicationSection, PlanRevision, WebPermission, diff, in_force_for,
     restrictions_in_force,
 };
-use crate::domain::risk::RiskAssessment;
+use crate::service::plan_wire;
 
 pub const RISK_TEMPLATE: &str = include_str!("templates/risk.toml");
 pub const PLAN_TEMPLATE: &str = include_str!("templates/plan.toml");
@@ -31,11 +31,11 @@ pub async fn risk(c: &mut Client, cmd: RiskCommand, as_json: bool) -> anyhow::Re
     match cmd {
         RiskCommand::Template => print!("{RISK_TEMPLATE}"),
         RiskCommand::Add { child, file } => {
-            let document_json = read_as_json(&file)?;
+            let risk_assessment = read_risk(&file)?;
             let r = c
                 .record_risk_assessment(api::RecordRiskAssessmentRequest {
                     child,
-                    document_json,
+                    risk_assessment: Some(risk_assessment),
                 })
                 .await
                 .map_err(explain)?
@@ -62,18 +62,19 @@ pub async fn risk(c: &mut Client, cmd: RiskCommand, as_json: bool) -> anyhow::Re
                 &["id", "made", "by", "kind", "outcome", "review by"],
                 list.into_iter()
                     .map(|r| {
-                        let a: Option<RiskAssessment> = serde_json::from_str(&r.document_json).ok();
+                        let a = r.risk_assessment.unwrap_or_default();
+                        let kind = match api::RiskAssessmentKind::try_from(a.kind) {
+                            Ok(api::RiskAssessmentKind::Planned) => "planned",
+                            Ok(api::RiskAssessmentKind::OnTheSpot) => "on the spot",
+                            _ => "",
+                        };
                         vec![
                             r.id,
-                            when(r.made_at_unix_ms),
+                            r.made_at.as_ref().map(made).unwrap_or_default(),
                             r.made_by,
-                            a.as_ref()
-                                .map(|a| format!("{:?}", a.kind).to_lowercase())
-                                .unwrap_or_default(),
-                            a.as_ref().map(|a| a.outcome.clone()).unwrap_or_default(),
-                            a.as_ref()
-                                .map(|a| a.review_by.to_string())
-                                .unwrap_or_default(),
+                            kind.to_string(),
+                            a.outcome,
+                            a.review_by,
                         ]
                     })
                     .collect(),
@@ -137,25 +138,38 @@ async fn history(
     records
         .into_iter()
         .map(|r| {
-            let rev: PlanRevision = serde_json::from_str(&r.document_json).map_err(|_| {
+            let unreadable = || {
                 anyhow!(
-                    "revision {} could not be read by this version of haven: upgrade it",
+                    "revision {} could not be read: the controller sent it without its plan, or in a form this version of haven does not know (upgrade it)",
                     r.number
                 )
-            })?;
+            };
+            let plan = r.plan.as_ref().ok_or_else(unreadable)?;
+            let rev = plan_wire::revision_from_wire(
+                plan,
+                u32::try_from(r.number).map_err(|_| unreadable())?,
+                &r.child_id,
+                &r.made_by,
+                r.made_at.as_ref().map_or(0, plan_wire::unix_ms),
+            )
+            .map_err(|e| anyhow!("revision {} could not be read ({e})", r.number))?;
             Ok((r, rev))
         })
         .collect()
 }
 
+/// When a record was made, as staff read times.
+fn made(t: &haven_proto::well_known::Timestamp) -> String {
+    when(plan_wire::unix_ms(t))
+}
+
 fn pick(
     revisions: &[(api::PlanRevisionRecord, PlanRevision)],
     number: u64,
-) -> anyhow::Result<&PlanRevision> {
+) -> anyhow::Result<&(api::PlanRevisionRecord, PlanRevision)> {
     revisions
         .iter()
         .find(|(r, _)| r.number == number)
-        .map(|(_, rev)| rev)
         .ok_or_else(|| {
             anyhow!(
                 "there is no revision {number}: the plan has {} revision(s) (`haven plan history` lists them)",
@@ -172,7 +186,7 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
             file,
             based_on,
         } => {
-            let document_json = read_as_json(&file)?;
+            let plan = read_plan(&file)?;
             let based_on_revision = match based_on {
                 Some(n) => n,
                 None => history(c, &child)
@@ -184,7 +198,7 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                 .revise_plan(api::RevisePlanRequest {
                     child,
                     based_on_revision,
-                    document_json,
+                    plan: Some(plan),
                 })
                 .await
                 .map_err(explain)?
@@ -206,8 +220,8 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
         PlanCommand::History { child } => {
             let all = history(c, &child).await?;
             if as_json {
-                let docs: Vec<&PlanRevision> = all.iter().map(|(_, r)| r).collect();
-                return json(&docs);
+                let records: Vec<&api::PlanRevisionRecord> = all.iter().map(|(r, _)| r).collect();
+                return json(&records);
             }
             table(
                 &["revision", "made", "by", "why", "restricts"],
@@ -217,7 +231,7 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                         let prev = i.checked_sub(1).map(|p| &all[p].1.section);
                         vec![
                             rec.number.to_string(),
-                            when(rec.made_at_unix_ms),
+                            rec.made_at.as_ref().map(made).unwrap_or_default(),
                             rec.made_by.clone(),
                             rev.reason.clone(),
                             if crate::domain::plan::is_restriction(prev, &rev.section) {
@@ -242,17 +256,15 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
                 ));
             };
             let is_current = revision.is_none_or(|n| n == u64::from(last.1.number));
-            let rev = match revision {
+            let (record, rev) = match revision {
                 Some(n) => pick(&all, n)?,
-                None => &last.1,
+                None => last,
             };
             if toml {
-                print!(
-                    "{}",
-                    ::toml::to_string(rev).context("could not write the plan as TOML")?
-                );
+                // The form `haven plan revise` reads, so the next revision starts from this one.
+                print!("{}", plan_to_toml(&plan_wire::plan_to_wire(rev))?);
             } else if as_json {
-                json(rev)?;
+                json(record)?;
             } else {
                 print!(
                     "{}",
@@ -266,8 +278,8 @@ pub async fn plan(c: &mut Client, cmd: PlanCommand, as_json: bool) -> anyhow::Re
         }
         PlanCommand::Diff { child, from, to } => {
             let all = history(c, &child).await?;
-            let a = pick(&all, from)?;
-            let b = pick(&all, to)?;
+            let a = &pick(&all, from)?.1;
+            let b = &pick(&all, to)?.1;
             let lines = diff(Some(&a.section), &b.section);
             if as_json {
                 return json(&lines);
@@ -641,16 +653,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_templates_read_as_documents() {
-        let plan: serde_json::Value =
-            serde_json::from_str(&crate::cli::documents::to_json_for_tests(PLAN_TEMPLATE)).unwrap();
-        assert_eq!(plan["section"]["contacts"][0]["name"], "Nan");
-        let risk: serde_json::Value =
-            serde_json::from_str(&crate::cli::documents::to_json_for_tests(RISK_TEMPLATE)).unwrap();
-        assert_eq!(risk["checklist"]["contact_known"]["answer"], "yes");
-    }
-
-    #[test]
     fn html_is_escaped() {
         let out = html(&[Block::Para("<script>".into())]);
         assert!(out.contains("&lt;script&gt;") && !out.contains("<script>"));
@@ -661,7 +663,7 @@ mod tests {
     #[test]
     fn rm3_gd3_a_revision_with_its_grounds_round_trips_through_toml() {
         use crate::domain::contact_risk::RiskDecision;
-        use crate::domain::plan::{Consultation, Grounds, PlanRevisionDraft, SharedWith};
+        use crate::domain::plan::{Consultation, Grounds, SharedWith};
         let rev = PlanRevision {
             number: 2,
             child_id: "chd-1".into(),
@@ -686,8 +688,9 @@ mod tests {
             },
             section: Default::default(),
         };
-        let text = ::toml::to_string(&rev).unwrap();
-        let back: PlanRevisionDraft = ::toml::from_str(&text).unwrap();
-        assert_eq!(back.grounds, rev.grounds, "{text}");
+        let text = plan_to_toml(&plan_wire::plan_to_wire(&rev)).unwrap();
+        let back = crate::cli::documents::plan_from_text(&text).unwrap();
+        let draft = plan_wire::plan_from_wire("plan", &back, "chd-1", "stf-m", 1).unwrap();
+        assert_eq!(draft.grounds, rev.grounds, "{text}");
     }
 }

@@ -17,7 +17,7 @@ use super::{Context, convert};
 use crate::domain::UnixMillis;
 use crate::domain::emergency::{ActiveLockdown, LockdownTarget};
 use crate::domain::filter::{HomeWeb, with_home_web};
-use crate::domain::plan::PlanRevision;
+use crate::domain::plan::CommunicationSection;
 use crate::domain::policy::{PolicyInputs, compile, protected_for_child};
 use crate::registry::Delivery;
 use crate::store::{ChildPolicyInput, PolicyData, StoreResult};
@@ -33,8 +33,8 @@ pub struct PushReport {
 pub fn compiled_policy(data: &PolicyData) -> crate::domain::policy::CompiledPolicy {
     // A stored revision that cannot be read compiles as no plan: the safe default, never
     // something wider than what was agreed.
-    let revision: Option<PlanRevision> = data.plan.as_deref().and_then(|json| {
-        serde_json::from_str(json)
+    let section: Option<CommunicationSection> = data.plan.as_deref().and_then(|stored| {
+        super::plan_wire::read_stored_section(stored)
             .inspect_err(|e| {
                 tracing::error!(device = %data.device_id, error = %e, "stored plan revision unreadable; sending the safe default")
             })
@@ -46,7 +46,7 @@ pub fn compiled_policy(data: &PolicyData) -> crate::domain::policy::CompiledPoli
         issued_at: data.changed_at,
         child_name: &data.child_name,
         protected_contacts: &data.protected_contacts,
-        plan: revision.as_ref().map(|r| &r.section),
+        plan: section.as_ref(),
         lockdowns: &lockdowns,
     })
 }

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod fanout;
 pub mod filter;
 pub mod limits;
+pub mod plan_wire;
 pub mod plans;
 pub mod records;
 pub mod reports;

@@ -1,16 +1,18 @@
 //! `haven.admin.v1.PlanService`: risk assessments and placement-plan revisions.
 //!
-//! Documents arrive as JSON. The controller fills in what only it may know — who is asking
+//! Documents arrive as the typed messages of `plan.proto`, turned into the domain's types in
+//! `plan_wire`. The controller fills in what only it may know — who is asking
 //! (from their token), which child, when, the new record's id — so nobody can sign a record in
 //! someone else's name; then the domain checks every rule of the policy before anything is
 //! written, and a new revision is pushed to the child's devices at once.
 
 use std::sync::Arc;
 
+use haven_proto::admin::v1 as api;
 use haven_proto::admin::v1::*;
-use serde_json::Value;
 use tonic::{Request, Response, Status};
 
+use super::plan_wire::{self, FieldError};
 use super::{Context, date_in, now_ms, today_in};
 use crate::domain::camera::{incident_review_item, review_required, withdrawal};
 use crate::domain::emergency::review_overdue;
@@ -21,7 +23,7 @@ use crate::domain::policy::protected_for_child;
 use crate::domain::restriction::{
     check_review_carried, owes_social_worker_notice, telephone_reductions,
 };
-use crate::domain::risk::{RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
+use crate::domain::risk::{Refusal, RiskAssessment, RiskAssessmentDraft, validate_risk_assessment};
 use crate::domain::sanction::{ObligationKind, SanctionRecord, obligations_after};
 use crate::domain::{Action, StaffIdentity, UnixMillis};
 use crate::ids::new_id;
@@ -33,68 +35,95 @@ pub struct PlanApi {
     pub ctx: Arc<Context>,
 }
 
-fn document(what: &str, json: &str) -> Result<serde_json::Map<String, Value>, Status> {
-    match serde_json::from_str::<Value>(json) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(Status::invalid_argument(format!(
-            "the {what} is not a document Haven can read: start from `haven {} template`",
-            if what == "plan" { "plan" } else { "risk" }
-        ))),
-    }
+// Until the shared rich-error helper of issue 15 (`service/errors.rs`) is on main, every
+// refusal of this service goes through these three, so they can be pointed at it in one place.
+
+/// A field of the request that cannot be read: INVALID_ARGUMENT naming the field's path.
+fn bad_field(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
-fn shape_error(what: &str, e: serde_json::Error) -> Status {
-    // serde's message names the field and what it expected, e.g. "missing field `outcome`".
-    Status::invalid_argument(format!(
-        "the {what} has a mistake ({e}): compare it with `haven {} template`",
-        if what == "plan" { "plan" } else { "risk" }
-    ))
+/// A value staff typed that is not what it should be (a phone number, a web domain).
+fn bad_value(r: Refusal) -> Status {
+    Status::invalid_argument(r.message)
+}
+
+/// A rule of the policy the request would break: FAILED_PRECONDITION, with its clause.
+fn refused(r: Refusal) -> Status {
+    Status::failed_precondition(r.message)
 }
 
 /// A risk assessment as staff sent it, with what only the controller may fill in (its id,
 /// the child, the author, the time): the shape checks; the rules are the domain's.
 pub fn risk_draft(
-    json: &str,
+    ra: Option<&api::RiskAssessment>,
     id: &str,
     child_id: &str,
     author: &str,
     now: UnixMillis,
 ) -> Result<RiskAssessmentDraft, Status> {
-    let mut doc = document("risk assessment", json)?;
-    doc.insert("id".into(), Value::from(id));
-    doc.insert("child_id".into(), Value::from(child_id));
-    doc.insert("author".into(), Value::from(author));
-    doc.insert("made_at".into(), Value::from(now));
-    serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("risk assessment", e))
+    let ra = ra.ok_or_else(|| {
+        bad_field(FieldError {
+            field: plan_wire::RISK_FIELD.into(),
+            description: "the risk assessment is missing: send the assessment to record".into(),
+        })
+    })?;
+    plan_wire::risk_from_wire(plan_wire::RISK_FIELD, ra, id, child_id, author, now)
+        .map_err(bad_field)
 }
 
 /// A plan revision as staff sent it, with what only the controller may fill in, and its
 /// section normalised: the shape checks; the rules are the domain's.
 pub fn plan_draft(
-    json: &str,
+    plan: Option<&api::PlacementPlan>,
     child_id: &str,
     made_by: &str,
     now: UnixMillis,
 ) -> Result<PlanRevisionDraft, Status> {
-    let mut doc = document("plan", json)?;
-    doc.insert("child_id".into(), Value::from(child_id));
-    doc.insert("made_by".into(), Value::from(made_by));
-    doc.insert("made_at".into(), Value::from(now));
-    let mut draft: PlanRevisionDraft =
-        serde_json::from_value(Value::Object(doc)).map_err(|e| shape_error("plan", e))?;
-    draft.section =
-        normalise_section(&draft.section).map_err(|r| Status::invalid_argument(r.message))?;
+    let plan = plan.ok_or_else(|| {
+        bad_field(FieldError {
+            field: plan_wire::PLAN_FIELD.into(),
+            description: "the plan is missing: send the whole new revision".into(),
+        })
+    })?;
+    let mut draft = plan_wire::plan_from_wire(plan_wire::PLAN_FIELD, plan, child_id, made_by, now)
+        .map_err(bad_field)?;
+    draft.section = normalise_section(&draft.section).map_err(bad_value)?;
     Ok(draft)
 }
 
+/// A stored revision, or `None` if it cannot be read (then it counts as no plan: the safe
+/// default).
 pub fn parse_revision(doc: &StoredDocument) -> Option<PlanRevision> {
-    serde_json::from_str(&doc.document).ok()
+    plan_wire::read_stored_plan(
+        &doc.document,
+        doc.number,
+        &doc.child_id,
+        &doc.made_by,
+        doc.made_at,
+    )
+    .inspect_err(|e| {
+        tracing::error!(child = %doc.child_id, revision = doc.number, error = %e, "stored plan revision unreadable");
+    })
+    .ok()
+}
+
+fn parse_assessment(doc: &StoredDocument) -> Option<RiskAssessment> {
+    plan_wire::read_stored_assessment(
+        &doc.document,
+        &doc.id,
+        &doc.child_id,
+        &doc.made_by,
+        doc.made_at,
+    )
+    .inspect_err(|e| {
+        tracing::error!(risk_assessment = %doc.id, error = %e, "stored risk assessment unreadable");
+    })
+    .ok()
 }
 
 fn parse_assessments(docs: &[StoredDocument]) -> Vec<RiskAssessment> {
-    docs.iter()
-        .filter_map(|d| serde_json::from_str(&d.document).ok())
-        .collect()
+    docs.iter().filter_map(parse_assessment).collect()
 }
 
 impl PlanApi {
@@ -123,7 +152,7 @@ impl PlanApi {
             who.role,
             today_in(&home.time_zone),
         )
-        .map_err(|r| Status::failed_precondition(r.message))?;
+        .map_err(refused)?;
         let revision = PlanRevision::next(previous.as_ref(), draft);
         // clause KP1: a standing restriction keeps its review date.
         let history: Vec<PlanRevision> = self
@@ -134,10 +163,8 @@ impl PlanApi {
             .iter()
             .filter_map(parse_revision)
             .collect();
-        check_review_carried(&history, &revision)
-            .map_err(|r| Status::failed_precondition(r.message))?;
-        let json = serde_json::to_string(&revision)
-            .map_err(|_| Status::internal("could not write the plan down"))?;
+        check_review_carried(&history, &revision).map_err(refused)?;
+        let document = plan_wire::store_plan(&revision);
         let (sanctions, obligations) =
             self.opened_by(who, child, home, previous.as_ref(), &revision)?;
         let opened = Opened {
@@ -151,7 +178,7 @@ impl PlanApi {
                 &Actor::staff(who),
                 &child.id,
                 based_on_revision,
-                &json,
+                &document,
                 &opened,
                 now,
             )
@@ -160,7 +187,7 @@ impl PlanApi {
         if let Err(e) = self.ctx.push_child(&home.id, &child.id, version, now).await {
             tracing::warn!(child = %child.id, error = %e, "push failed; devices catch up on reconnect");
         }
-        let mut record = revision_record(stored, version);
+        let mut record = revision_record(stored, Some(&revision), version);
         record.sanction_ids = opened.sanctions.into_iter().map(|s| s.id).collect();
         Ok(record)
     }
@@ -263,25 +290,42 @@ impl PlanApi {
     }
 }
 
-fn revision_record(doc: StoredDocument, policy_version: u64) -> PlanRevisionRecord {
+/// A stored revision as the wire carries it. `revision` is the same revision already read
+/// (when the caller has it); an unreadable one travels without its `plan`.
+fn revision_record(
+    doc: StoredDocument,
+    revision: Option<&PlanRevision>,
+    policy_version: u64,
+) -> PlanRevisionRecord {
+    let plan = match revision {
+        Some(r) => Some(plan_wire::plan_to_wire(r)),
+        None => parse_revision(&doc).as_ref().map(plan_wire::plan_to_wire),
+    };
+    if plan.is_none() {
+        tracing::warn!(child = %doc.child_id, revision = doc.number, "a stored plan revision could not be read");
+    }
     PlanRevisionRecord {
         child_id: doc.child_id,
         number: doc.number,
-        made_at_unix_ms: doc.made_at,
+        made_at: Some(plan_wire::timestamp(doc.made_at)),
         made_by: doc.made_by,
-        document_json: doc.document,
+        plan,
         policy_version,
         sanction_ids: Vec::new(),
     }
 }
 
 fn assessment_record(doc: StoredDocument) -> RiskAssessmentRecord {
+    let risk_assessment = parse_assessment(&doc).as_ref().map(plan_wire::risk_to_wire);
+    if risk_assessment.is_none() {
+        tracing::warn!(risk_assessment = %doc.id, "a stored risk assessment could not be read");
+    }
     RiskAssessmentRecord {
         id: doc.id,
         child_id: doc.child_id,
-        made_at_unix_ms: doc.made_at,
+        made_at: Some(plan_wire::timestamp(doc.made_at)),
         made_by: doc.made_by,
-        document_json: doc.document,
+        risk_assessment,
     }
 }
 
@@ -300,15 +344,19 @@ impl plan_service_server::PlanService for PlanApi {
         let home = self.ctx.home_for(&who, &child.home_id).await?;
         let id = new_id("ra");
         let now = now_ms();
-        let draft = risk_draft(&req.document_json, &id, &child.id, &who.id, now)?;
-        let assessment = validate_risk_assessment(&draft, today_in(&home.time_zone))
-            .map_err(|r| Status::failed_precondition(r.message))?;
-        let json = serde_json::to_string(&assessment)
-            .map_err(|_| Status::internal("could not write the risk assessment down"))?;
+        let draft = risk_draft(req.risk_assessment.as_ref(), &id, &child.id, &who.id, now)?;
+        let assessment =
+            validate_risk_assessment(&draft, today_in(&home.time_zone)).map_err(refused)?;
         let stored = self
             .ctx
             .store
-            .add_risk_assessment(&Actor::staff(&who), &id, &child.id, &json, now)
+            .add_risk_assessment(
+                &Actor::staff(&who),
+                &id,
+                &child.id,
+                &plan_wire::store_assessment(&assessment),
+                now,
+            )
             .await?;
         Ok(Response::new(assessment_record(stored)))
     }
@@ -345,7 +393,7 @@ impl plan_service_server::PlanService for PlanApi {
         let home = self.ctx.home_for(&who, &child.home_id).await?;
         let history = self.ctx.store.plan_revisions(&child.id).await?;
         let previous = history.last().and_then(parse_revision);
-        let draft = plan_draft(&req.document_json, &child.id, &who.id, now_ms())?;
+        let draft = plan_draft(req.plan.as_ref(), &child.id, &who.id, now_ms())?;
         let record = self
             .commit_revision(&who, &child, &home, previous, draft, req.based_on_revision)
             .await?;
@@ -382,8 +430,8 @@ impl plan_service_server::PlanService for PlanApi {
                 ))
             })?,
         };
-        let draft = withdrawal(&current, &who.id, now_ms(), &req.reason, review_by)
-            .map_err(|r| Status::failed_precondition(r.message))?;
+        let draft =
+            withdrawal(&current, &who.id, now_ms(), &req.reason, review_by).map_err(refused)?;
         let record = self
             .commit_revision(
                 &who,
@@ -412,7 +460,10 @@ impl plan_service_server::PlanService for PlanApi {
             .await?;
         let docs = self.ctx.store.plan_revisions(&child.id).await?;
         Ok(Response::new(PlanHistoryResponse {
-            revisions: docs.into_iter().map(|d| revision_record(d, 0)).collect(),
+            revisions: docs
+                .into_iter()
+                .map(|d| revision_record(d, None, 0))
+                .collect(),
         }))
     }
 

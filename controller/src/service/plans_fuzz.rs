@@ -1,15 +1,17 @@
 //! Fuzz harnesses for the documents staff send (issue 13): a plan revision or risk assessment
-//! as the CLI reads it (TOML or JSON) and as the controller takes it (JSON), through every
-//! check the controller makes before writing, then the policy compiled from it. Properties:
-//! no panic; bad input gets an error that says what is wrong and what to do; what is accepted
-//! is written as JSON that reads back the same.
+//! as the CLI reads it (TOML or JSON) and as the controller takes it (the typed message, also
+//! from raw protobuf bytes), through every check the controller makes before writing, then
+//! the policy compiled from it. Properties: no panic; bad input gets an error that says what
+//! is wrong and what to do; what is accepted goes to the wire and back unchanged.
 
+use haven_proto::admin::v1 as api;
 use jiff::civil::date;
 use proptest::prelude::*;
+use prost::Message as _;
 use tonic::Code;
 
 use super::{plan_draft, risk_draft};
-use crate::cli::documents::to_json;
+use crate::cli::documents::{plan_from_text, risk_from_text};
 use crate::cli::plans::{PLAN_TEMPLATE, RISK_TEMPLATE};
 use crate::domain::Role;
 use crate::domain::plan::{PlanRevision, validate_revision};
@@ -21,6 +23,7 @@ use crate::domain::risk::{RiskAssessment, validate_risk_assessment};
 use crate::domain::sanction::{SanctionRecord, obligations_after};
 use crate::domain::working_days::BankHolidays;
 use crate::fuzzing::{self, JSON_TOKENS, bytes_from};
+use crate::service::plan_wire;
 
 const NOW: i64 = 1_796_000_000_000; // 2026-11-30 00:53 UTC
 const TODAY: jiff::civil::Date = date(2026, 11, 30);
@@ -30,28 +33,23 @@ fn plan_toml() -> String {
 }
 
 fn assessment() -> RiskAssessment {
-    let json = to_json(RISK_TEMPLATE).expect("the risk template reads");
-    let draft = risk_draft(&json, "ra-1", "chd-1", "stf-1", NOW).expect("the risk template");
+    let ra = risk_from_text(RISK_TEMPLATE).expect("the risk template reads");
+    let draft = risk_draft(Some(&ra), "ra-1", "chd-1", "stf-1", NOW).expect("the risk template");
     validate_risk_assessment(&draft, TODAY).expect("the risk template is complete")
 }
 
 fn previous() -> PlanRevision {
-    let json = to_json(&plan_toml()).expect("the plan template reads");
-    let draft = plan_draft(&json, "chd-1", "stf-m", NOW - 1).expect("the plan template");
+    let plan = plan_from_text(&plan_toml()).expect("the plan template reads");
+    let draft = plan_draft(Some(&plan), "chd-1", "stf-m", NOW - 1).expect("the plan template");
     PlanRevision::next(None, draft)
 }
 
-fn seeds(toml: &str) -> Vec<Vec<u8>> {
-    let json = to_json(toml).expect("a template");
-    let pretty = serde_json::to_string_pretty(
-        &serde_json::from_str::<serde_json::Value>(&json).expect("JSON"),
-    )
-    .expect("JSON");
-    vec![
-        toml.as_bytes().to_vec(),
-        json.into_bytes(),
-        pretty.into_bytes(),
-    ]
+/// The template as TOML, as the JSON of the same form, and as the protobuf encoding of the
+/// message the CLI makes of it.
+fn seeds(toml: &str, encoded: Vec<u8>) -> Vec<Vec<u8>> {
+    let value: toml::Value = toml::from_str(toml).expect("a template");
+    let pretty = serde_json::to_string_pretty(&value).expect("JSON");
+    vec![toml.as_bytes().to_vec(), pretty.into_bytes(), encoded]
 }
 
 /// A refusal staff can act on: it says what is wrong and points at what to do.
@@ -68,16 +66,21 @@ fn check_plan(
     assessments: &[RiskAssessment],
 ) -> Result<(), TestCaseError> {
     let text = String::from_utf8_lossy(input);
-    let json = match to_json(&text) {
-        Ok(json) => json,
+    let mut messages = Vec::new();
+    // As a file the CLI reads …
+    match plan_from_text(&text) {
+        Ok(plan) => messages.push(plan),
         Err(e) => {
-            prop_assert!(e.contains("fix it and try again"), "{e}");
-            return clear(&e);
+            prop_assert!(!e.contains('\n'), "{e}");
+            clear(&e)?;
         }
-    };
-    // The controller takes any JSON text, not only what the CLI makes of a file.
-    for json in [json.as_str(), text.as_ref()] {
-        let draft = match plan_draft(json, "chd-1", "stf-m", NOW) {
+    }
+    // … and as the bytes of a message any client may send.
+    if let Ok(plan) = api::PlacementPlan::decode(input) {
+        messages.push(plan);
+    }
+    for plan in &messages {
+        let draft = match plan_draft(Some(plan), "chd-1", "stf-m", NOW) {
             Ok(draft) => draft,
             Err(status) => {
                 prop_assert_eq!(status.code(), Code::InvalidArgument);
@@ -113,10 +116,17 @@ fn check_plan(
         prop_assert!(serde_json::to_string(&record).is_ok());
         let holidays = BankHolidays::england_and_wales();
         let _ = obligations_after(revision.made_at, "Europe/London", &holidays, true);
-        let stored =
-            serde_json::to_string(&revision).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let back: PlanRevision =
-            serde_json::from_str(&stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stored = plan_wire::plan_to_wire(&revision).encode_to_vec();
+        let decoded = api::PlacementPlan::decode(stored.as_slice())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let back = plan_wire::revision_from_wire(
+            &decoded,
+            revision.number,
+            &revision.child_id,
+            &revision.made_by,
+            revision.made_at,
+        )
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&back, &revision);
         let _ = compile(&PolicyInputs {
             version: 7,
@@ -137,7 +147,16 @@ fn fuzz_plan_documents() {
     let assessments = vec![assessment()];
     let previous = previous();
     let inputs = (
-        bytes_from(seeds(&plan_toml()), JSON_TOKENS, 400),
+        bytes_from(
+            seeds(
+                &plan_toml(),
+                plan_from_text(&plan_toml())
+                    .expect("the plan template")
+                    .encode_to_vec(),
+            ),
+            JSON_TOKENS,
+            400,
+        ),
         any::<bool>(),
         prop_oneof![Just(Role::Manager), Just(Role::Staff), Just(Role::Admin)],
     );
@@ -152,15 +171,28 @@ fn fuzz_plan_documents() {
 fn fuzz_risk_documents() {
     fuzzing::run(
         "risk documents",
-        bytes_from(seeds(RISK_TEMPLATE), JSON_TOKENS, 400),
+        bytes_from(
+            seeds(
+                RISK_TEMPLATE,
+                risk_from_text(RISK_TEMPLATE)
+                    .expect("the risk template")
+                    .encode_to_vec(),
+            ),
+            JSON_TOKENS,
+            400,
+        ),
         |input| {
             let text = String::from_utf8_lossy(&input);
-            let json = match to_json(&text) {
-                Ok(json) => json,
-                Err(e) => return clear(&e),
-            };
-            for json in [json.as_str(), text.as_ref()] {
-                let draft = match risk_draft(json, "ra-2", "chd-1", "stf-1", NOW) {
+            let mut messages = Vec::new();
+            match risk_from_text(&text) {
+                Ok(ra) => messages.push(ra),
+                Err(e) => clear(&e)?,
+            }
+            if let Ok(ra) = api::RiskAssessment::decode(input.as_slice()) {
+                messages.push(ra);
+            }
+            for ra in &messages {
+                let draft = match risk_draft(Some(ra), "ra-2", "chd-1", "stf-1", NOW) {
                     Ok(draft) => draft,
                     Err(status) => {
                         prop_assert_eq!(status.code(), Code::InvalidArgument);
@@ -171,10 +203,17 @@ fn fuzz_risk_documents() {
                 match validate_risk_assessment(&draft, TODAY) {
                     Err(refusal) => clear(&refusal.message)?,
                     Ok(assessment) => {
-                        let stored = serde_json::to_string(&assessment)
+                        let stored = plan_wire::risk_to_wire(&assessment).encode_to_vec();
+                        let decoded = api::RiskAssessment::decode(stored.as_slice())
                             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                        let back: RiskAssessment = serde_json::from_str(&stored)
-                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        let back = plan_wire::assessment_from_wire(
+                            &decoded,
+                            &assessment.id,
+                            &assessment.child_id,
+                            &assessment.author,
+                            assessment.made_at,
+                        )
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                         prop_assert_eq!(back, assessment);
                     }
                 }
@@ -197,11 +236,8 @@ fn deeply_nested_documents_are_refused_with_an_error() {
         let toml = format!("reason = {}{}", "[".repeat(depth), "]".repeat(depth));
         let json = format!("{{\"reason\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
         for text in [toml, json] {
-            match to_json(&text) {
-                Err(e) => assert!(e.contains("fix it and try again"), "{e}"),
-                Ok(json) => assert!(plan_draft(&json, "chd-1", "stf-m", NOW).is_err()),
-            }
-            assert!(plan_draft(&text, "chd-1", "stf-m", NOW).is_err());
+            let err = plan_from_text(&text).unwrap_err();
+            assert!(err.contains("fix it and try again"), "{err}");
         }
     }
 }

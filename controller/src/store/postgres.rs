@@ -108,7 +108,11 @@ impl PgStore {
             StoreError::Database(format!("could not bring the database up to date: {e}"))
         })?;
         advance_policy_counter(&pool).await?;
-        Ok(PgStore { pool })
+        let store = PgStore { pool };
+        // The same versioned form of documents as SQLite (nothing to rewrite on a database
+        // that never held the old form).
+        documents::upgrade(&store).await?;
+        Ok(store)
     }
 
     /// Waits for queries in flight and closes the connections.

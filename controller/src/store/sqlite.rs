@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 use super::{StoreError, StoreResult};
 
 pub mod backup;
+mod documents_upgrade;
 
 #[path = "sql/common.rs"]
 mod common;
@@ -107,7 +108,10 @@ impl SqliteStore {
             StoreError::Database(format!("could not bring the database up to date: {e}"))
         })?;
         advance_policy_counter(&pool).await?;
-        Ok(SqliteStore { pool })
+        let store = SqliteStore { pool };
+        // Documents written before they had a versioned form (migration 0021).
+        documents::upgrade(&store).await?;
+        Ok(store)
     }
 
     /// Waits for queries in flight, checkpoints the WAL and closes the file.

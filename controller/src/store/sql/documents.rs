@@ -1,4 +1,5 @@
-//! The SQL (both backends) of [`PlanStore`]: plans, risk assessments and their revisions.
+//! The SQL (both backends) of [`PlanStore`]: plans, risk assessments and their revisions, and
+//! the one-time rewrite of documents kept in the old form into the versioned one.
 
 use async_trait::async_trait;
 use sqlx::Row;
@@ -6,6 +7,7 @@ use sqlx::Row;
 use super::emergency::insert_opened;
 use super::{Backend, DbRow, append_audit, as_u64, db_err, next_policy_version};
 use crate::domain::UnixMillis;
+use crate::service::plan_wire::{STORED_FORMAT, upgrade_stored_assessment, upgrade_stored_plan};
 use crate::store::{Actor, Opened, PlanStore, StoreError, StoreResult, StoredDocument};
 
 pub(super) fn document_from_row(row: &DbRow) -> StoredDocument {
@@ -17,6 +19,83 @@ pub(super) fn document_from_row(row: &DbRow) -> StoredDocument {
         made_by: row.get("made_by"),
         document: row.get("document"),
     }
+}
+
+/// How many documents [`upgrade`] rewrote, and how many it left in the old form.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Upgraded {
+    pub rewritten: usize,
+    pub left: usize,
+}
+
+/// Rewrites every plan revision and risk assessment still in format 1 (the domain's JSON) in
+/// the versioned form, in one transaction. Runs each time the database opens; once done it
+/// finds nothing to do. A row that would not read back exactly the same is left as it is
+/// (it is still read) and counted, never changed.
+pub(super) async fn upgrade(store: &Backend) -> StoreResult<Upgraded> {
+    let mut tx = store.write().await?;
+    let mut done = Upgraded::default();
+    let rows = sqlx::query(
+        "SELECT child_id || '/' || CAST(number AS TEXT) AS id, child_id, number, made_at, \
+         made_by, document FROM plan_revisions WHERE format_version = 1",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for row in &rows {
+        let d = document_from_row(row);
+        match upgrade_stored_plan(&d.document, d.number, &d.child_id, &d.made_by, d.made_at) {
+            Some(text) => {
+                sqlx::query(
+                    "UPDATE plan_revisions SET document = $1, format_version = $2 \
+                     WHERE child_id = $3 AND number = $4",
+                )
+                .bind(text)
+                .bind(STORED_FORMAT)
+                .bind(&d.child_id)
+                .bind(row.get::<i64, _>("number"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                done.rewritten += 1;
+            }
+            None => done.left += 1,
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT id, child_id, 0 AS number, made_at, made_by, document FROM risk_assessments \
+         WHERE format_version = 1",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for row in &rows {
+        let d = document_from_row(row);
+        match upgrade_stored_assessment(&d.document, &d.id, &d.child_id, &d.made_by, d.made_at) {
+            Some(text) => {
+                sqlx::query(
+                    "UPDATE risk_assessments SET document = $1, format_version = $2 WHERE id = $3",
+                )
+                .bind(text)
+                .bind(STORED_FORMAT)
+                .bind(&d.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                done.rewritten += 1;
+            }
+            None => done.left += 1,
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+    if done.rewritten > 0 || done.left > 0 {
+        tracing::info!(
+            rewritten = done.rewritten,
+            left_in_the_old_form = done.left,
+            "plan revisions and risk assessments rewritten in the versioned form"
+        );
+    }
+    Ok(done)
 }
 
 #[async_trait]
@@ -31,14 +110,15 @@ impl PlanStore for Backend {
     ) -> StoreResult<StoredDocument> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO risk_assessments (id, child_id, made_at, made_by, document) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO risk_assessments (id, child_id, made_at, made_by, document, \
+             format_version) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(child_id)
         .bind(now)
         .bind(&actor.0)
         .bind(document)
+        .bind(STORED_FORMAT)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -121,14 +201,15 @@ impl PlanStore for Backend {
         }
         let number = latest + 1;
         sqlx::query(
-            "INSERT INTO plan_revisions (child_id, number, made_at, made_by, document) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO plan_revisions (child_id, number, made_at, made_by, document, \
+             format_version) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(child_id)
         .bind(number)
         .bind(now)
         .bind(&actor.0)
         .bind(document)
+        .bind(STORED_FORMAT)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
