@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// An accepted connection and the permit it holds.
@@ -105,4 +107,58 @@ pub fn limited(
             }
         }
     })
+}
+
+/// TLS on top of [`limited`]: each handshake on a task of its own, given `timeout`, and at
+/// most `handshakes` at once. At the limit the accept loop waits (the kernel's backlog holds
+/// the rest), so 10,000 devices coming back together after a restart finish their handshakes
+/// a batch at a time, first come first served, instead of all crawling along at once while
+/// the streams already open wait for the CPU. Finished connections are handed to the server
+/// in the order they finish.
+pub fn tls(
+    connections: impl Stream<Item = io::Result<LimitedStream>> + Send + 'static,
+    acceptor: TlsAcceptor,
+    handshakes: usize,
+    timeout: Duration,
+) -> impl Stream<Item = io::Result<TlsStream<LimitedStream>>> {
+    let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(handshakes.max(1));
+    let permits = Arc::new(Semaphore::new(handshakes.max(1)));
+    tokio::spawn(async move {
+        let mut connections = std::pin::pin!(connections);
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                () = ready_tx.closed() => return,
+            };
+            let stream = tokio::select! {
+                next = connections.next() => match next {
+                    Some(Ok(stream)) => stream,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        continue;
+                    }
+                    None => return,
+                },
+                // The server stopped taking connections (shutting down).
+                () = ready_tx.closed() => return,
+            };
+            let acceptor = acceptor.clone();
+            let ready = ready_tx.clone();
+            tokio::spawn(async move {
+                let shaken = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+                drop(permit);
+                match shaken {
+                    Ok(Ok(tls)) => {
+                        let _ = ready.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(ready_rx)
 }

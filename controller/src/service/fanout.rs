@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
+use haven_proto::outgoing::Outgoing;
 
 use super::{Context, convert};
 use crate::domain::UnixMillis;
@@ -149,7 +150,8 @@ impl Context {
                 _ => None,
             })
             .collect();
-        let mut compiled: HashMap<(&str, &str), ControllerMessage> = HashMap::new();
+        // Encoded once per distinct policy; every device's stream gets the same bytes.
+        let mut compiled: HashMap<(&str, &str), Outgoing> = HashMap::new();
         let mut report = PushReport::default();
         for target in &targets {
             let Some(child) = children.get(target.child_id.as_str()) else {
@@ -163,7 +165,7 @@ impl Context {
             let message = compiled
                 .entry((target.child_id.as_str(), device_key))
                 .or_insert_with(|| {
-                    policy_message(
+                    Outgoing::encode_once(&policy_message(
                         &PolicyData {
                             device_id: String::new(),
                             version,
@@ -184,7 +186,7 @@ impl Context {
                                 .collect(),
                         },
                         &web,
-                    )
+                    ))
                 })
                 .clone();
             match self.registry.offer_to(target, message) {
