@@ -5,7 +5,7 @@
 //! Each accepted connection holds a permit until it closes; at the cap the loop waits for one
 //! to close instead of accepting (the kernel's backlog holds the rest). A connection that never
 //! finishes its TLS handshake is closed by the handshake timeout (`server.rs`), which gives its
-//! permit back.
+//! permit back. [`tls`] does the handshakes, a bounded number at once.
 
 use std::io;
 use std::pin::Pin;

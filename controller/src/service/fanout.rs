@@ -6,7 +6,8 @@
 //!
 //! A change to a home takes the newest policy version there is, so after it every device in
 //! the home is at that version and the devices of one child share one policy: it is compiled
-//! once per child and copied to each of the child's connected devices.
+//! and encoded once per child (`Outgoing::Encoded`), and each of the child's connected devices
+//! gets the same bytes — a reference count, not a copy or a re-encode (issue 14).
 
 use std::collections::HashMap;
 use std::time::Instant;
