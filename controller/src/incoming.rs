@@ -109,30 +109,25 @@ pub fn limited(
     })
 }
 
-/// TLS on top of [`limited`]: each handshake on a task of its own, given `timeout`, and at
-/// most `handshakes` at once. At the limit the accept loop waits (the kernel's backlog holds
-/// the rest), so 10,000 devices coming back together after a restart finish their handshakes
-/// a batch at a time, first come first served, instead of all crawling along at once while
-/// the streams already open wait for the CPU. Finished connections are handed to the server
-/// in the order they finish.
+/// TLS on top of [`limited`], each handshake on a task of its own with `timeout` for the whole
+/// of it. The accept loop never waits for a handshake. A connection takes one of `handshakes`
+/// slots only once its first bytes have arrived, and holds it until its handshake ends: a
+/// connection that says nothing (hundreds of them, `tests/e2e/device_limits.rs`) holds no
+/// slot, and 10,000 devices coming back together after a restart do their public-key work a
+/// bounded number at a time, first come first served, instead of all crawling along at once
+/// while the streams already open wait for the CPU. Finished connections are handed to the
+/// server in the order they finish.
 pub fn tls(
     connections: impl Stream<Item = io::Result<LimitedStream>> + Send + 'static,
     acceptor: TlsAcceptor,
     handshakes: usize,
     timeout: Duration,
 ) -> impl Stream<Item = io::Result<TlsStream<LimitedStream>>> {
-    let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(handshakes.max(1));
-    let permits = Arc::new(Semaphore::new(handshakes.max(1)));
+    let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(64);
+    let slots = Arc::new(Semaphore::new(handshakes.max(1)));
     tokio::spawn(async move {
         let mut connections = std::pin::pin!(connections);
         loop {
-            let permit = tokio::select! {
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
-                () = ready_tx.closed() => return,
-            };
             let stream = tokio::select! {
                 next = connections.next() => match next {
                     Some(Ok(stream)) => stream,
@@ -147,9 +142,14 @@ pub fn tls(
             };
             let acceptor = acceptor.clone();
             let ready = ready_tx.clone();
+            let slots = slots.clone();
             tokio::spawn(async move {
-                let shaken = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
-                drop(permit);
+                let shaken = tokio::time::timeout(timeout, async {
+                    stream.stream.readable().await?;
+                    let _slot = slots.acquire_owned().await.map_err(io::Error::other)?;
+                    acceptor.accept(stream).await
+                })
+                .await;
                 match shaken {
                     Ok(Ok(tls)) => {
                         let _ = ready.send(Ok(tls)).await;

@@ -36,8 +36,10 @@ use crate::store::{Actor, NewStaff, sqlite::SqliteStore};
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Streams one connection may have open at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
-/// TLS handshakes in progress at once (`incoming::tls`); the rest wait in the kernel's backlog.
-pub const MAX_HANDSHAKES: usize = 64;
+/// TLS handshakes in progress at once (`incoming::tls`), counted from a connection's first
+/// bytes; the rest wait their turn. Generous, because a slot is held until the handshake ends
+/// or times out: a client that sends a few bytes and stalls holds one for the timeout.
+pub const MAX_HANDSHAKES: usize = 1024;
 /// A connection that has not finished its TLS handshake by then is closed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
