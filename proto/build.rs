@@ -35,6 +35,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize)]",
         )
         .message_attribute(".haven.admin.v1", "#[serde(default)]")
-        .compile_fds(fds)?;
+        .compile_fds(fds.clone())?;
+
+    // `AgentService`'s server once more, with `Sync`'s replies as `outgoing::Outgoing` (a
+    // message, or one already encoded and shared by every stream that sends it) and small
+    // per-stream codec buffers (`outgoing::SyncCodec`). Every message type is the one above.
+    let shared = out_dir.join("shared");
+    std::fs::create_dir_all(&shared)?;
+    let mut agent_only = fds;
+    agent_only
+        .file
+        .retain(|f| f.name() == "haven/agent/v1/agent.proto");
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(false)
+        .out_dir(&shared)
+        .codec_path("crate::outgoing::SyncCodec")
+        .extern_path(".haven.agent.v1", "crate::agent::v1")
+        .extern_path(
+            ".haven.agent.v1.ControllerMessage",
+            "crate::outgoing::Outgoing",
+        )
+        .compile_fds(agent_only)?;
     Ok(())
 }

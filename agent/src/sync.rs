@@ -72,6 +72,13 @@ use crate::state::StateDir;
 pub const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 /// Never wait less than this between attempts, whatever the jitter drew.
 const MIN_DELAY: Duration = Duration::from_millis(50);
+/// The window the first reconnect after a healthy session is drawn from (at most the cap).
+/// Such a session most often ends because the controller restarted, which every device sees
+/// in the same instant: drawn over 10 s, 10,000 devices come back at about 1,000 a second,
+/// which one controller's TLS handshakes keep up with on two cores, rather than all within
+/// the first second (issue 14). The device enforces its cached policy meanwhile, and catches
+/// up on reconnect, so the wait costs no protection.
+pub const RECONNECT_SPREAD: Duration = Duration::from_secs(10);
 /// How long the controller may take to accept a new stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Outgoing messages waiting to be sent; heartbeats are dropped rather than queued past this.
@@ -238,6 +245,17 @@ impl Backoff {
         self.failures = self.failures.saturating_add(1);
         let half = self.cap / 2;
         (half + half.mul_f64(unit.clamp(0.0, 1.0))).max(MIN_DELAY)
+    }
+
+    /// The first delay after a healthy session ended, for a draw `unit` in `[0, 1)`: spread
+    /// over [`RECONNECT_SPREAD`] (at most the cap); later failures back off from the initial
+    /// delay as usual.
+    pub fn after_session_with(&mut self, unit: f64) -> Duration {
+        self.failures = 0;
+        RECONNECT_SPREAD
+            .min(self.cap)
+            .mul_f64(unit.clamp(0.0, 1.0))
+            .max(MIN_DELAY)
     }
 
     /// After a healthy session, start again from the initial delay.
@@ -449,6 +467,8 @@ impl SyncClient {
             }
             let delay = if refused {
                 self.backoff.at_cap_with(rand::random::<f64>())
+            } else if healthy {
+                self.backoff.after_session_with(rand::random::<f64>())
             } else {
                 self.backoff.next_delay()
             };
@@ -1183,6 +1203,23 @@ mod tests {
         assert!(high <= Duration::from_secs(60) && high > Duration::from_secs(59));
         let draws: std::collections::HashSet<_> = (0..20).map(|_| b.clone().next_delay()).collect();
         assert!(draws.len() > 1, "random draws should differ");
+    }
+
+    #[test]
+    fn reconnects_after_a_healthy_session_are_spread_over_ten_seconds() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..4 {
+            b.next_delay();
+        }
+        assert_eq!(b.after_session_with(0.0), MIN_DELAY);
+        assert_eq!(b.after_session_with(0.5), Duration::from_secs(5));
+        let high = b.after_session_with(0.999_999);
+        assert!(high <= RECONNECT_SPREAD && high > Duration::from_secs(9));
+        // Then failures back off from the start again.
+        assert_eq!(b.ceiling(), Duration::from_secs(1));
+        // Never past the cap (the e2e harness runs agents with a 2 s cap).
+        let mut short = Backoff::new(Duration::from_secs(1), Duration::from_secs(2));
+        assert!(short.after_session_with(0.999_999) <= Duration::from_secs(2));
     }
 
     #[test]

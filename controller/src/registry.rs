@@ -9,10 +9,12 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use haven_proto::agent::v1::ControllerMessage;
+use haven_proto::outgoing::Outgoing;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-pub type Outbox = mpsc::Sender<Result<ControllerMessage, Status>>;
+/// A device's outgoing stream: messages made for it, or bytes encoded once and shared.
+pub type Outbox = mpsc::Sender<Result<Outgoing, Status>>;
 
 struct Connection {
     id: u64,
@@ -116,7 +118,7 @@ impl Registry {
     /// Offers a message to a target found with `targets_in_home`, without waiting. A device
     /// whose outbox is full is far behind: its stream is ended, so it reconnects and catches
     /// up from its version (a stalled stream must never leave a device on an old policy).
-    pub fn offer_to(&self, target: &Target, message: ControllerMessage) -> Delivery {
+    pub fn offer_to(&self, target: &Target, message: Outgoing) -> Delivery {
         match target.outbox.try_send(Ok(message)) {
             Ok(()) => Delivery::Sent,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -152,7 +154,7 @@ pub fn retire_message(reason: &str) -> ControllerMessage {
 
 /// Tells a device it was removed, then ends its stream with the reason it is refused.
 pub fn send_retirement(outbox: &Outbox, reason: &str) {
-    let _ = outbox.try_send(Ok(retire_message(reason)));
+    let _ = outbox.try_send(Ok(retire_message(reason).into()));
     let _ = outbox.try_send(Err(revoked_status()));
 }
 

@@ -14,8 +14,8 @@ use haven_proto::admin::v1::{
     records_service_server::RecordsServiceServer, staff_service_server::StaffServiceServer,
     violation_service_server::ViolationServiceServer,
 };
-use haven_proto::agent::v1::agent_service_server::AgentServiceServer;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use haven_proto::outgoing::server::agent_service_server::AgentServiceServer;
+use tonic::transport::Server;
 
 use crate::config::Database;
 use crate::config::ServeConfig;
@@ -37,6 +37,56 @@ use crate::store::{Actor, NewStaff, Store, postgres::PgStore, sqlite::SqliteStor
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Streams one connection may have open at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+/// TLS handshakes in progress at once (`incoming::tls`), counted from a connection's first
+/// bytes; the rest wait their turn. Generous, because a slot is held until the handshake ends
+/// or times out: a client that sends a few bytes and stalls holds one for the timeout.
+pub const MAX_HANDSHAKES: usize = 1024;
+/// A connection that has not finished its TLS handshake by then is closed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The controller's TLS: its certificate, device certificates from its CA verified when
+/// presented (enrollment comes before a device has one; `Sync` insists on one), HTTP/2, and
+/// stateless session tickets so a device that reconnects resumes without the public-key work
+/// of a full handshake. A resumed session carries the certificate it was made with, so `Sync`
+/// checks that certificate's expiry itself (`service::agent`).
+fn server_tls(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unreadable = |what: &str| {
+        format!("the controller's {what} cannot be read: restore the data directory from a backup")
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots
+            .add(ca.with_context(|| unreadable("CA certificate"))?)
+            .with_context(|| unreadable("CA certificate"))?;
+    }
+    let devices = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .with_context(|| unreadable("CA certificate"))?;
+    let chain = CertificateDer::pem_slice_iter(pki.server_chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| unreadable("server certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())
+        .with_context(|| unreadable("server key"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("could not set up TLS")?
+        .with_client_cert_verifier(devices)
+        .with_single_cert(chain, key)
+        .context("could not set up TLS with the controller's certificate")?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().context("could not set up TLS session tickets")?;
+    // One ticket per connection is enough: a device resumes once per reconnect.
+    config.send_tls13_tickets = 1;
+    Ok(Arc::new(config))
+}
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
@@ -228,15 +278,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
     };
 
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            &pki.server_chain_pem,
-            &pki.server_key_pem,
-        ))
-        .client_ca_root(Certificate::from_pem(&pki.ca_pem))
-        // Enrollment happens before a device has a certificate; `Sync` insists on one.
-        .client_auth_optional(true)
-        .timeout(Duration::from_secs(10));
+    let tls = tokio_rustls::TlsAcceptor::from(server_tls(&pki)?);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServiceServer<AgentApi>>().await;
@@ -257,8 +299,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let admin = || AdminApi { ctx: ctx.clone() };
     let router = Server::builder()
-        .tls_config(tls)
-        .context("could not set up TLS with the controller's certificate")?
         // A device needs one stream (Sync) and a member of staff a handful; more in parallel
         // on one connection is someone trying to tie the controller up.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
@@ -314,7 +354,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let _ = stopping_tx.send(());
         }
     };
-    let incoming = crate::incoming::limited(listener, config.max_connections);
+    let incoming = crate::incoming::tls(
+        crate::incoming::limited(listener, config.max_connections),
+        tls,
+        MAX_HANDSHAKES,
+        HANDSHAKE_TIMEOUT,
+    );
     let server = router.serve_with_incoming_shutdown(incoming, shutdown);
     tokio::pin!(server);
     tokio::select! {

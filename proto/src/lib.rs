@@ -28,4 +28,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod domain_list;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod outgoing;
 pub mod trust;

@@ -241,6 +241,22 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_after = rss_kib(pid);
 
+    // HAVEN_BENCH_PERF=FILE samples the controller (perf, cpu-clock: this VM has no hardware
+    // counters) for the timed rounds only, with call graphs, into FILE.
+    let perf = std::env::var_os("HAVEN_BENCH_PERF").map(|out| {
+        let child = std::process::Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "997", "-g", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start perf record");
+        std::thread::sleep(Duration::from_millis(500));
+        child
+    });
+
     let mut homes = api::home_service_client::HomeServiceClient::new(channel.clone());
     let mut round_p50 = Vec::new();
     let mut round_p99 = Vec::new();
@@ -358,6 +374,14 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(mut perf) = perf {
+        // SAFETY: kill(2) on the pid of a child we started and still own; SIGINT makes perf
+        // write its file and exit.
+        unsafe {
+            libc::kill(perf.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = perf.wait();
     }
     // Where the controller's time went in the last round (from its own log).
     for needle in [

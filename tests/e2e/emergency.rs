@@ -539,3 +539,80 @@ fn kp1_gd4_a_lockdown_past_its_review_time_is_flagged_everywhere() {
         "{overdue}"
     );
 }
+
+// clauses RM3, D6, D8: a push is only an optimisation of the reconnect rule. A device whose
+// stream is cut and comes back while a lockdown and the changes after it are being fanned out
+// (to it and to the devices around it) still ends on the newest policy, like every other
+// device, and the newest policy it applies is the newest there is (issue 14).
+#[test]
+fn rm3_d6_a_device_that_reconnects_mid_fan_out_ends_on_the_newest_policy() {
+    let home = Home::new();
+    let staff = carer(&home);
+    let mut agents: Vec<Agent> = ["tablet", "phone", "laptop"]
+        .into_iter()
+        .map(|name| home.enrolled_agent(name))
+        .collect();
+    for agent in &mut agents {
+        agent.start();
+    }
+    online(&home, 3);
+
+    // The lockdown is fanned out while the phone's stream is cut and opened again.
+    let mut lockdown = staff.spawn(&[
+        "lockdown",
+        "--home",
+        "Oak House",
+        "--reason",
+        "injury-to-child",
+        "--note",
+        "Threatening messages at 01:50",
+        "--json",
+    ]);
+    agents[1].kill();
+    agents[1].start();
+    eventually("the lockdown command to finish", WAIT, || {
+        (!lockdown.is_running()).then_some(())
+    });
+    let id = eventually("the lockdown to be listed", WAIT, || {
+        staff.json(&["lockdowns"])[0]["id"]
+            .as_str()
+            .map(str::to_string)
+    });
+
+    // Then more changes in quick succession, the phone dropping out again in between: the lift
+    // and a new protected contact race the phone's Hello.
+    agents[1].kill();
+    let lifted = staff.json(&["lift", &id, "--note", "Calm again"]);
+    assert!(lifted["lifted_policy_version"].as_u64().unwrap() > 0);
+    agents[1].start();
+    let newest = home.change_policy("Childline", "0800 1111");
+
+    for agent in &agents {
+        assert!(
+            agent.wait_applied(newest, WAIT),
+            "a device never reached version {newest}:\n{}",
+            agent.stdout.text()
+        );
+    }
+    eventually(
+        "every device to be online on the newest policy",
+        WAIT,
+        || {
+            let devices = home.devices();
+            devices
+                .iter()
+                .all(|d| {
+                    d["online"] == true
+                        && d["applied_policy_version"].as_u64() == Some(newest)
+                        && d["desired_policy_version"].as_u64() == Some(newest)
+                })
+                .then_some(())
+        },
+    );
+    // Nothing newer was ever applied, and the lockdown is not in force on the phone.
+    let last = agents[1]
+        .stdout
+        .wait_for(&applied_line(newest), WAIT)
+        .unwrap();
+    assert!(!last.contains("lockdown"), "{last}");
+}

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use haven_proto::agent::v1::{
     self as wire, AgentMessage, ControllerMessage, EnrollRequest, EnrollResponse,
-    agent_message::Body as Inbound, agent_service_server::AgentService,
-    controller_message::Body as Outbound,
+    agent_message::Body as Inbound, controller_message::Body as Outbound,
 };
+use haven_proto::outgoing::Outgoing;
+use haven_proto::outgoing::server::agent_service_server::AgentService;
 use haven_proto::trust::pin_of;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -115,7 +116,7 @@ impl AgentService for AgentApi {
         }))
     }
 
-    type SyncStream = ReceiverStream<Result<ControllerMessage, Status>>;
+    type SyncStream = ReceiverStream<Result<Outgoing, Status>>;
 
     async fn sync(
         &self,
@@ -137,6 +138,13 @@ impl AgentService for AgentApi {
                 "this device certificate cannot be read: enroll the device again",
             )
         })?;
+        // A resumed TLS session carries the certificate it was first made with, and TLS does
+        // not look at its dates again: an expired certificate is refused here (D7).
+        if not_after <= now {
+            return Err(Status::unauthenticated(
+                "this device's certificate has expired: ask staff for a new enrollment code",
+            ));
+        }
         let unknown = || {
             Status::unauthenticated(
                 "this device certificate is not known to this controller: enroll the device again",
@@ -236,13 +244,13 @@ async fn serve_device(
     ctx: &Arc<Context>,
     device_id: &str,
     home_id: &str,
-    outbox: mpsc::WeakSender<Result<ControllerMessage, Status>>,
+    outbox: mpsc::WeakSender<Result<Outgoing, Status>>,
     mut inbound: Streaming<AgentMessage>,
     mut renewal: Renewal,
 ) -> Result<(), Status> {
     let send = |message: ControllerMessage| {
         if let Some(tx) = outbox.upgrade() {
-            let _ = tx.try_send(Ok(message));
+            let _ = tx.try_send(Ok(message.into()));
         }
     };
     // Whether the device's guards hold, as it last said (an agent that never says is
@@ -661,7 +669,7 @@ pub fn answer_message(r: crate::store::ChildRequestRecord) -> ControllerMessage 
 }
 
 /// A stream that tells a removed device to retire, then ends with the reason it is refused.
-fn retired_stream(reason: &str) -> ReceiverStream<Result<ControllerMessage, Status>> {
+fn retired_stream(reason: &str) -> ReceiverStream<Result<Outgoing, Status>> {
     let (tx, rx) = mpsc::channel(2);
     crate::registry::send_retirement(&tx, reason);
     ReceiverStream::new(rx)

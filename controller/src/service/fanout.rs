@@ -6,12 +6,14 @@
 //!
 //! A change to a home takes the newest policy version there is, so after it every device in
 //! the home is at that version and the devices of one child share one policy: it is compiled
-//! once per child and copied to each of the child's connected devices.
+//! and encoded once per child (`Outgoing::Encoded`), and each of the child's connected devices
+//! gets the same bytes — a reference count, not a copy or a re-encode (issue 14).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use haven_proto::agent::v1::{ControllerMessage, controller_message::Body};
+use haven_proto::outgoing::Outgoing;
 
 use super::{Context, convert};
 use crate::domain::UnixMillis;
@@ -149,7 +151,8 @@ impl Context {
                 _ => None,
             })
             .collect();
-        let mut compiled: HashMap<(&str, &str), ControllerMessage> = HashMap::new();
+        // Encoded once per distinct policy; every device's stream gets the same bytes.
+        let mut compiled: HashMap<(&str, &str), Outgoing> = HashMap::new();
         let mut report = PushReport::default();
         for target in &targets {
             let Some(child) = children.get(target.child_id.as_str()) else {
@@ -163,7 +166,7 @@ impl Context {
             let message = compiled
                 .entry((target.child_id.as_str(), device_key))
                 .or_insert_with(|| {
-                    policy_message(
+                    Outgoing::encode_once(&policy_message(
                         &PolicyData {
                             device_id: String::new(),
                             version,
@@ -184,7 +187,7 @@ impl Context {
                                 .collect(),
                         },
                         &web,
-                    )
+                    ))
                 })
                 .clone();
             match self.registry.offer_to(target, message) {

@@ -252,7 +252,7 @@ impl Context {
                     .collect(),
             })),
         };
-        if outbox.send(Ok(index)).await.is_err() {
+        if outbox.send(Ok(index.into())).await.is_err() {
             return Ok(0);
         }
         let versions: Vec<ListVersion> = current.iter().map(version_of).collect();
@@ -289,7 +289,7 @@ impl Context {
                 while outbox.capacity() < OUTBOX_ROOM && !outbox.is_closed() {
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
-                if outbox.send(Ok(m.clone())).await.is_err() {
+                if outbox.send(Ok(m.clone().into())).await.is_err() {
                     return Ok(sent);
                 }
             }

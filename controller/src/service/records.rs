@@ -334,7 +334,9 @@ impl records_service_server::RecordsService for RecordsApi {
             .await?;
         // The child hears at once if the device is connected, otherwise when it reconnects.
         if let Some(outbox) = self.ctx.registry.outbox(&answered.device_id) {
-            let _ = outbox.try_send(Ok(crate::service::agent::answer_message(answered.clone())));
+            let _ = outbox.try_send(Ok(
+                crate::service::agent::answer_message(answered.clone()).into()
+            ));
         }
         Ok(Response::new(request_record(answered)))
     }
