@@ -5,6 +5,7 @@
 //! backends) → `service` (gRPC adapters) → `server` and `cli` (processes and people).
 
 pub mod audit_key;
+pub mod cluster;
 pub mod backup;
 pub mod cli;
 pub mod config;
