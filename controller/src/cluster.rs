@@ -295,7 +295,10 @@ fn payloads(from: &str, events: Vec<Event>) -> Vec<String> {
         if len + 64 >= MAX_PAYLOAD {
             // Cannot happen with ids and small protobuf events; never send what would be
             // refused and stall the rest.
-            tracing::warn!(bytes = len, "a cluster event is too large to announce; dropped");
+            tracing::warn!(
+                bytes = len,
+                "a cluster event is too large to announce; dropped"
+            );
             continue;
         }
         if size + len + 64 >= MAX_PAYLOAD && !batch.is_empty() {
@@ -415,7 +418,10 @@ async fn lease(cluster: std::sync::Arc<Cluster>, options: PgConnectOptions, key:
 async fn hold(cluster: &Cluster, conn: &mut PgConnection, key: i64) {
     loop {
         let held = if cluster.is_leader() {
-            sqlx::query("SELECT 1").execute(&mut *conn).await.map(|_| true)
+            sqlx::query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .map(|_| true)
         } else {
             sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
@@ -425,7 +431,9 @@ async fn hold(cluster: &Cluster, conn: &mut PgConnection, key: i64) {
         match held {
             Ok(true) => {
                 if !cluster.leader.swap(true, Ordering::SeqCst) {
-                    tracing::info!("this controller runs the timed work (lockdown ends, checkpoints, quiet devices)");
+                    tracing::info!(
+                        "this controller runs the timed work (lockdown ends, checkpoints, quiet devices)"
+                    );
                 }
             }
             Ok(false) => {}
@@ -518,7 +526,10 @@ mod tests {
         let b = Scope::named("test", "two");
         assert_ne!(a.channel, b.channel);
         assert_ne!(a.lock_key, b.lock_key);
-        assert!(a.channel.len() < 63, "PostgreSQL identifiers are at most 63 bytes");
+        assert!(
+            a.channel.len() < 63,
+            "PostgreSQL identifiers are at most 63 bytes"
+        );
     }
 
     #[test]
@@ -612,4 +623,3 @@ mod tests {
             .await;
     }
 }
-

@@ -5,9 +5,9 @@
 //! backends) → `service` (gRPC adapters) → `server` and `cli` (processes and people).
 
 pub mod audit_key;
-pub mod cluster;
 pub mod backup;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod files;

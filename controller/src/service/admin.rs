@@ -533,10 +533,12 @@ impl device_service_server::DeviceService for AdminApi {
             .await?;
         // Tell the device why, then end its stream; it is refused from now on.
         self.ctx.registry.retire(&device.id, &reason);
-        self.ctx.cluster.announce(crate::cluster::Event::DeviceRevoked {
-            device: device.id.clone(),
-            reason: reason.clone(),
-        });
+        self.ctx
+            .cluster
+            .announce(crate::cluster::Event::DeviceRevoked {
+                device: device.id.clone(),
+                reason: reason.clone(),
+            });
         tracing::info!(device = %device.id, staff = %who.id, "device revoked");
         Ok(Response::new(convert::device(revoked, false)))
     }
