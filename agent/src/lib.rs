@@ -21,7 +21,7 @@ pub mod inventory;
 pub mod journal;
 #[cfg(target_os = "linux")]
 pub mod linux;
-mod net;
+pub mod net;
 pub mod report;
 pub mod requests;
 pub mod screening;

@@ -115,7 +115,8 @@ struct RequestArgs {
 
 #[derive(Debug, clap::Args)]
 struct EnrollArgs {
-    /// The controller's address, e.g. https://haven.local:7443
+    /// The controller's address, e.g. https://haven.local:7443; with several replicas and no
+    /// load balancer, every replica's, separated by commas
     #[arg(long, value_name = "URL")]
     controller: String,
     /// The controller's certificate authority pin, sha256:...
@@ -323,10 +324,26 @@ async fn enroll(state: StateDir, args: EnrollArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write to {}", state.root().display()))?;
     let _ = std::fs::remove_file(&probe);
 
-    let url = args.controller.trim().trim_end_matches('/').to_string();
-    let ca_pem = haven_proto::trust::fetch_pinned_ca(&url, &args.ca_pin).await?;
+    // Several replicas: enroll with the first that answers, keep them all for syncing.
+    let urls = haven_agent::net::controller_urls(&args.controller);
+    let Some(first) = urls.first() else {
+        anyhow::bail!(
+            "--controller is empty: give the address staff gave you, e.g. https://haven.local:7443"
+        );
+    };
+    let mut ca = haven_proto::trust::fetch_pinned_ca(first, &args.ca_pin).await;
+    let mut url = first.clone();
+    for other in &urls[1..] {
+        if ca.is_ok() {
+            break;
+        }
+        url = other.clone();
+        ca = haven_proto::trust::fetch_pinned_ca(other, &args.ca_pin).await;
+    }
+    let ca_pem = ca?;
     let inventory = inventory::collect_for(state.root());
-    let enrollment = haven_agent::enroll_device(&url, &ca_pem, &args.code, inventory).await?;
+    let mut enrollment = haven_agent::enroll_device(&url, &ca_pem, &args.code, inventory).await?;
+    enrollment.identity.controller_url = urls.join(",");
     let now = jiff::Timestamp::now().to_string();
     state.save_enrollment(&enrollment.identity, &enrollment.child_display_name, &now)?;
 

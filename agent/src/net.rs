@@ -35,6 +35,16 @@ pub(crate) fn tls_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Client
 }
 
 /// An endpoint for `url` with `tls`; fails only on a bad address or unusable certificates.
+/// The controller addresses a device was enrolled with: one, or every replica's, separated by
+/// commas (tried in turn, so a device moves to another replica when one dies).
+pub fn controller_urls(list: &str) -> Vec<String> {
+    list.split([',', ' ', '\n'])
+        .map(|u| u.trim().trim_end_matches('/'))
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub(crate) fn endpoint(url: &str, tls: ClientTlsConfig) -> Result<Endpoint, EndpointError> {
     host_port(url).map_err(|_| EndpointError::BadAddress(url.to_string()))?;
     let endpoint = Endpoint::from_shared(url.to_string())
@@ -85,6 +95,15 @@ pub(crate) fn describe_status(status: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_controllers_are_read_in_order() {
+        assert_eq!(
+            controller_urls(" https://a:7443/, https://b:7443 ,,"),
+            vec!["https://a:7443", "https://b:7443"]
+        );
+        assert_eq!(controller_urls("https://a:7443"), vec!["https://a:7443"]);
+    }
 
     #[test]
     fn error_chains_read_as_one_line() {

@@ -354,6 +354,8 @@ pub struct SyncClient {
     backoff: Backoff,
     /// The new key made for a renewal asked for on this stream, until its certificate comes.
     renewal_key: Option<String>,
+    /// Which of several controller addresses to try (see [`net::controller_urls`]).
+    replica: usize,
 }
 
 /// Why a stream is left on purpose.
@@ -397,6 +399,17 @@ impl SyncClient {
             policy: None,
             backoff,
             renewal_key: None,
+            replica: 0,
+        }
+    }
+
+    /// The controller address to try now: with several replicas, the next one after each
+    /// lost connection.
+    fn controller_url(&self) -> String {
+        let urls = net::controller_urls(&self.config.identity.controller_url);
+        match urls.len() {
+            0 => self.config.identity.controller_url.clone(),
+            n => urls[self.replica % n].clone(),
         }
     }
 
@@ -465,6 +478,14 @@ impl SyncClient {
             if healthy {
                 self.backoff.reset();
             }
+            // Another replica may be up while this one is not.
+            if net::controller_urls(&self.config.identity.controller_url).len() > 1 {
+                self.replica += 1;
+                match self.endpoint() {
+                    Ok(next) => endpoint = next,
+                    Err(e) => warn!("{e}; trying the same controller again"),
+                }
+            }
             let delay = if refused {
                 self.backoff.at_cap_with(rand::random::<f64>())
             } else if healthy {
@@ -487,7 +508,7 @@ impl SyncClient {
     fn endpoint(&self) -> Result<Endpoint, SyncError> {
         let id = &self.config.identity;
         let tls = net::tls_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)));
-        let endpoint = net::endpoint(&id.controller_url, tls).map_err(|e| match e {
+        let endpoint = net::endpoint(&self.controller_url(), tls).map_err(|e| match e {
             EndpointError::BadAddress(url) => SyncError::BadAddress(url),
             EndpointError::Tls(reason) => SyncError::BadIdentity(reason),
         })?;
@@ -535,7 +556,7 @@ impl SyncClient {
 
     /// One connection and stream, from connecting to the first error.
     async fn session(&mut self, endpoint: &Endpoint) -> SessionEnd {
-        let url = self.config.identity.controller_url.clone();
+        let url = self.controller_url();
         let channel = match endpoint.connect().await {
             Ok(c) => c,
             Err(e) => {

@@ -7,6 +7,7 @@
 pub mod audit_key;
 pub mod backup;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod files;

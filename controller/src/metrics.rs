@@ -278,7 +278,7 @@ async fn refresh(ctx: &Context, now: UnixMillis) -> Result<(), crate::store::Sto
     let after_ms = i64::try_from(ctx.not_reporting_after.as_millis()).unwrap_or(i64::MAX);
     let (mut connected, mut not_enforcing, mut quiet) = (0, 0, 0);
     for d in devices.iter().filter(|d| d.status == "active") {
-        let online = ctx.registry.is_online(&d.id);
+        let online = ctx.is_online_anywhere(&d.id);
         connected += i64::from(online);
         let guards: Option<DeviceGuards> = d
             .guards

@@ -104,6 +104,12 @@ impl Registry {
         }
     }
 
+    /// Every device with a stream here.
+    pub fn held(&self) -> Vec<String> {
+        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
+    }
+
     pub fn is_online(&self, device_id: &str) -> bool {
         let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
         map.contains_key(device_id)

@@ -171,6 +171,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let pki = Arc::new(pki);
     let registry = Arc::new(Registry::default());
+    // With one database file there is one controller; replicas share PostgreSQL.
+    let (cluster, arrivals) = join_cluster().await?;
     let ctx = Arc::new(Context {
         store: store.clone(),
         registry: registry.clone(),
@@ -189,7 +191,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         first_login_file: std::sync::Mutex::new(Some(first_login_path(dir)).filter(|p| p.exists())),
         audit_key,
         reads: Default::default(),
+        cluster: cluster.clone(),
     });
+    ctx.watch.share_with(cluster.clone());
+    if let Some(arrivals) = arrivals {
+        tokio::spawn(crate::service::cluster::serve(ctx.clone(), arrivals));
+    }
     let metrics = metrics_listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             println!("  metrics:             http://{addr}/metrics");
@@ -205,6 +212,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                // Timed work runs on one replica (`crate::cluster`).
+                if !ctx.cluster.is_leader() {
+                    continue;
+                }
                 if let Err(e) = ctx.make_checkpoint().await {
                     tracing::error!(error = %e.message(), "could not sign an audit checkpoint");
                 }
@@ -247,6 +258,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                if !ctx.cluster.is_leader() {
+                    announced.clear();
+                    continue;
+                }
                 crate::service::violations::check_not_reporting(&ctx, &mut announced).await;
             }
         })
@@ -259,6 +274,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
+                if !ctx.cluster.is_leader() {
+                    continue;
+                }
                 if let Err(e) = ctx.lift_due_lockdowns().await {
                     tracing::warn!(error = %e, "could not end lockdowns due to end; will retry");
                 }
@@ -585,4 +603,12 @@ fn announce(
     print!("{out}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+/// The other controllers sharing this one's database, and what they announce.
+async fn join_cluster() -> anyhow::Result<(
+    Arc<crate::cluster::Cluster>,
+    Option<tokio::sync::mpsc::Receiver<crate::cluster::Arrival>>,
+)> {
+    Ok((Arc::new(crate::cluster::Cluster::single()), None))
 }

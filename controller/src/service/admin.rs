@@ -544,6 +544,12 @@ impl device_service_server::DeviceService for AdminApi {
             .await?;
         // Tell the device why, then end its stream; it is refused from now on.
         self.ctx.registry.retire(&device.id, &reason);
+        self.ctx
+            .cluster
+            .announce(crate::cluster::Event::DeviceRevoked {
+                device: device.id.clone(),
+                reason: reason.clone(),
+            });
         tracing::info!(device = %device.id, staff = %who.id, "device revoked");
         Ok(Response::new(convert::device(revoked, false)))
     }
@@ -631,7 +637,7 @@ impl staff_service_server::StaffService for AdminApi {
                 now_ms(),
             )
             .await?;
-        self.ctx.sessions.withdraw(&member.id);
+        self.ctx.withdraw_staff(&member.id);
         Ok(Response::new(self.staff_member(member).await?))
     }
 
@@ -697,7 +703,7 @@ impl staff_service_server::StaffService for AdminApi {
             )
             .await?;
         // The old token's open streams end too: whoever holds it is no longer who it says.
-        self.ctx.sessions.withdraw(&member.id);
+        self.ctx.withdraw_staff(&member.id);
         Ok(Response::new(AddStaffResponse {
             member: Some(self.staff_member(member).await?),
             token,

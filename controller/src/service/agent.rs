@@ -200,6 +200,7 @@ impl AgentService for AgentApi {
             self.ctx.registry.remove(&device.id, connection);
             return Ok(Response::new(retired_stream("removed by staff")));
         }
+        self.ctx.cluster.held_here(&device.id);
         tracing::info!(device = %device.id, "device connected");
         let weak = tx.downgrade();
         drop(tx);
@@ -232,6 +233,9 @@ impl AgentService for AgentApi {
             ctx.registry.remove(&device_id, connection);
             if !ctx.registry.is_online(&device_id) {
                 ctx.filters.disconnected(&device_id);
+                ctx.cluster.announce(crate::cluster::Event::Offline {
+                    device: device_id.clone(),
+                });
             }
             tracing::info!(device = %device_id, "device disconnected");
         });
@@ -335,8 +339,13 @@ async fn serve_device(
                 crate::metrics::policy_applied(applied.version, now);
                 let error = clip(&applied.error, 512);
                 let error = (!error.is_empty()).then_some(error);
-                ctx.acks
-                    .applied(device_id, applied.version, error.is_some() || !enforcing);
+                let failed = error.is_some() || !enforcing;
+                ctx.acks.applied(device_id, applied.version, failed);
+                ctx.cluster.announce(crate::cluster::Event::Applied {
+                    device: device_id.to_string(),
+                    version: applied.version,
+                    failed,
+                });
                 ctx.reports.applied(device_id, applied.version, error, now);
                 tracing::debug!(
                     device = device_id,

@@ -545,7 +545,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                         p.acknowledged += 1;
                     } else if applied >= version {
                         p.failed.push(id.clone());
-                    } else if ctx.registry.is_online(id) {
+                    } else if ctx.is_online_anywhere(id) {
                         p.waiting.push(id.clone());
                     } else {
                         p.offline += 1;
@@ -968,7 +968,7 @@ impl EmergencyApi {
             .await?
             .into_iter()
             .map(|d| TargetedDevice {
-                online: self.ctx.registry.is_online(&d.id),
+                online: self.ctx.is_online_anywhere(&d.id),
                 device_id: d.id,
                 child_name: d.child_name,
             })

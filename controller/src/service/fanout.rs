@@ -73,6 +73,7 @@ impl Context {
         version: u64,
         changed_at: UnixMillis,
     ) -> StoreResult<PushReport> {
+        self.announce_policy(home_id, None, None, version, changed_at);
         self.push(home_id, None, version, changed_at).await
     }
 
@@ -85,6 +86,7 @@ impl Context {
         version: u64,
         changed_at: UnixMillis,
     ) -> StoreResult<PushReport> {
+        self.announce_policy(home_id, Some(child_id), None, version, changed_at);
         self.push(home_id, Some(child_id), version, changed_at)
             .await
     }
@@ -98,8 +100,27 @@ impl Context {
         version: u64,
         changed_at: UnixMillis,
     ) -> StoreResult<PushReport> {
+        self.announce_policy(home_id, None, Some(device_id), version, changed_at);
         self.push_to(home_id, None, Some(device_id), version, changed_at)
             .await
+    }
+
+    /// Devices held by the other replicas hear of the change from them (`crate::cluster`).
+    fn announce_policy(
+        &self,
+        home_id: &str,
+        child_id: Option<&str>,
+        device_id: Option<&str>,
+        version: u64,
+        changed_at: UnixMillis,
+    ) {
+        self.cluster.announce(crate::cluster::Event::Policy {
+            home: home_id.to_string(),
+            child: child_id.map(str::to_string),
+            device: device_id.map(str::to_string),
+            version,
+            at: changed_at,
+        });
     }
 
     async fn push(
@@ -113,7 +134,9 @@ impl Context {
             .await
     }
 
-    async fn push_to(
+    /// Sends to this replica's matching streams only: what another replica's announcement
+    /// asks for.
+    pub async fn push_to(
         &self,
         home_id: &str,
         only_child: Option<&str>,

@@ -450,6 +450,9 @@ impl FilterService for FilterApi {
             "filter list imported"
         );
         self.ctx.filters.changed();
+        self.ctx
+            .cluster
+            .announce(crate::cluster::Event::FilterLists);
         let sent = self.ctx.push_lists();
         // A category's first list: every home's policies now name it.
         if let Some(version) = imported.policy_version {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod agent;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod convert;
 pub mod emergency;
 pub mod errors;
@@ -59,6 +60,8 @@ pub struct Context {
     pub audit_key: Arc<crate::audit_key::AuditKey>,
     /// Reads of children's records waiting to be written (see `audit`).
     pub reads: audit::ReadLog,
+    /// The other controllers sharing the database, if any, and whether this one leads.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// The date in a home's own time zone: review dates and deadlines are the home's dates.

@@ -35,6 +35,19 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event another replica announced; `None` for one that carries nothing.
+    pub fn from_wire(e: ViolationEvent) -> Option<Self> {
+        if let Some(v) = e.violation {
+            Some(Event::Violation(v))
+        } else if let Some(n) = e.not_reporting {
+            Some(Event::NotReporting(n))
+        } else if let Some(t) = e.task {
+            Some(Event::Task(t))
+        } else {
+            None
+        }
+    }
+
     fn into_wire(self) -> ViolationEvent {
         let mut e = ViolationEvent::default();
         match self {
@@ -57,6 +70,8 @@ const DEFAULT_LIST: u32 = 100;
 pub struct Watch {
     /// `None` once the controller is shutting down: dropping the sender ends every watch.
     tx: std::sync::RwLock<Option<broadcast::Sender<Arc<Event>>>>,
+    /// Watchers on the other replicas see what this one stores (`crate::cluster`).
+    others: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Default for Watch {
@@ -64,13 +79,36 @@ impl Default for Watch {
         let (tx, _) = broadcast::channel(WATCH_DEPTH);
         Watch {
             tx: std::sync::RwLock::new(Some(tx)),
+            others: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Watch {
-    /// Tells every watcher; nobody watching is not an error.
+    /// From now on, what is published here is also announced to the other replicas.
+    pub fn share_with(&self, cluster: Arc<crate::cluster::Cluster>) {
+        if cluster.is_shared() {
+            let _ = self.others.set(cluster);
+        }
+    }
+
+    /// Tells every watcher, on every replica; nobody watching is not an error.
     pub fn publish(&self, event: Event) {
+        if let Some(cluster) = self.others.get()
+            && !matches!(event, Event::Missed(_))
+        {
+            use base64::Engine as _;
+            use prost::Message as _;
+            let bytes = event.clone().into_wire().encode_to_vec();
+            cluster.announce(crate::cluster::Event::Watch {
+                event: base64::engine::general_purpose::STANDARD.encode(bytes),
+            });
+        }
+        self.publish_here(event);
+    }
+
+    /// Tells this replica's watchers only: what another replica announced.
+    pub fn publish_here(&self, event: Event) {
         let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = tx.as_ref() {
             let _ = tx.send(Arc::new(event));
@@ -235,7 +273,7 @@ impl Context {
 
     /// The staff view of a device, with whether it has gone quiet for too long.
     pub fn device_view(&self, d: DeviceRecord) -> api::Device {
-        let online = self.registry.is_online(&d.id);
+        let online = self.is_online_anywhere(&d.id);
         let quiet = silent_for(
             d.status == "active",
             online,
@@ -269,7 +307,7 @@ pub async fn check_not_reporting(ctx: &Context, announced: &mut HashSet<String>)
     let now = now_ms();
     let mut quiet_now = HashSet::new();
     for d in devices {
-        let online = ctx.registry.is_online(&d.id);
+        let online = ctx.is_online_anywhere(&d.id);
         let Some(silent) = silent_for(
             d.status == "active",
             online,
