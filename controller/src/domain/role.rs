@@ -157,9 +157,28 @@ impl Role {
     }
 }
 
+/// Whether a member of staff with `role` may be revoked while `active_admins` administrators
+/// (them included) can still log in: never the last administrator, or nobody could manage
+/// staff again.
+pub fn may_revoke(role: Role, active_admins: u64) -> Result<(), &'static str> {
+    if role == Role::Admin && active_admins <= 1 {
+        return Err(
+            "this is the last administrator: add another administrator before revoking this one",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_administrator_cannot_be_revoked() {
+        assert!(may_revoke(Role::Admin, 1).is_err());
+        assert!(may_revoke(Role::Admin, 2).is_ok());
+        assert!(may_revoke(Role::Staff, 1).is_ok());
+    }
 
     #[test]
     fn staff_can_read_but_not_administer() {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, name_key};
+use super::{Backend, Db, DbRow, append_audit, as_u64, conflict, db_err, name_key};
 use crate::domain::{Role, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{Actor, NewStaff, StaffRecord, StaffStore, StoreError, StoreResult};
@@ -270,12 +270,7 @@ impl StaffStore for Backend {
             .await
             .map_err(db_err)?
             .get("n");
-            if admins <= 1 {
-                return Err(StoreError::Conflict(
-                    "this is the last administrator: add another administrator before revoking this one"
-                        .into(),
-                ));
-            }
+            crate::domain::role::may_revoke(member.role, as_u64(admins)).map_err(conflict)?;
         }
         sqlx::query("UPDATE staff SET revoked_at = $1 WHERE id = $2")
             .bind(now)
