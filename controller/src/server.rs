@@ -172,7 +172,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let pki = Arc::new(pki);
     let registry = Arc::new(Registry::default());
     // With one database file there is one controller; replicas share PostgreSQL.
-    let (cluster, arrivals) = join_cluster().await?;
+    let (cluster, arrivals) = join_cluster(&config.database).await?;
     let ctx = Arc::new(Context {
         store: store.clone(),
         registry: registry.clone(),
@@ -605,10 +605,24 @@ fn announce(
     let _ = std::io::stdout().flush();
 }
 
-/// The other controllers sharing this one's database, and what they announce.
-async fn join_cluster() -> anyhow::Result<(
+/// The other controllers sharing this one's database, and what they announce: none with the
+/// SQLite file, any number on PostgreSQL (`crate::cluster`).
+async fn join_cluster(
+    database: &Database,
+) -> anyhow::Result<(
     Arc<crate::cluster::Cluster>,
     Option<tokio::sync::mpsc::Receiver<crate::cluster::Arrival>>,
 )> {
-    Ok((Arc::new(crate::cluster::Cluster::single()), None))
+    match database {
+        Database::Postgres(url) => {
+            let options = url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .context("the database address is not a PostgreSQL URL")?;
+            let (cluster, arrivals) = crate::cluster::Cluster::postgres(options)
+                .await
+                .context("could not join the other controllers on this database")?;
+            Ok((cluster, Some(arrivals)))
+        }
+        _ => Ok((Arc::new(crate::cluster::Cluster::single()), None)),
+    }
 }

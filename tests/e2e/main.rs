@@ -22,6 +22,7 @@ mod postgres;
 mod protected;
 mod python_client;
 mod records;
+mod replicas;
 mod requests;
 mod robustness;
 mod security;

@@ -115,7 +115,7 @@ async fn catch_up(ctx: &Arc<Context>) {
             continue;
         };
         if let Some(outbox) = ctx.registry.outbox(&device_id) {
-            let _ = outbox.try_send(Ok(super::fanout::policy_message(&data, &web)));
+            let _ = outbox.try_send(Ok(super::fanout::policy_message(&data, &web).into()));
         }
     }
 }
