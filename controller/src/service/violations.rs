@@ -37,15 +37,10 @@ pub enum Event {
 impl Event {
     /// The event another replica announced; `None` for one that carries nothing.
     pub fn from_wire(e: ViolationEvent) -> Option<Self> {
-        if let Some(v) = e.violation {
-            Some(Event::Violation(v))
-        } else if let Some(n) = e.not_reporting {
-            Some(Event::NotReporting(n))
-        } else if let Some(t) = e.task {
-            Some(Event::Task(t))
-        } else {
-            None
-        }
+        e.violation
+            .map(Event::Violation)
+            .or(e.not_reporting.map(Event::NotReporting))
+            .or(e.task.map(Event::Task))
     }
 
     fn into_wire(self) -> ViolationEvent {
