@@ -33,7 +33,11 @@ fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
         .arg(format!("-I{}", client.display()))
         .arg(format!("--python_out={}", out.path().display()))
         .arg(format!("--grpc_python_out={}", out.path().display()))
-        .args(["haven/admin/v1/admin.proto", "rpc_status.proto"])
+        .args([
+            "haven/admin/v1/admin.proto",
+            "haven/admin/v1/plan.proto",
+            "rpc_status.proto",
+        ])
         .output()
         .unwrap();
     assert!(
