@@ -124,3 +124,99 @@ fn r19_rm3_a_refusal_carries_its_reason_clause_and_field() {
     assert!(err.contains("built into Haven"), "{err}");
     assert!(err.contains("haven protected-contact list"), "{err}");
 }
+
+// clause KP2: a plan revision whose permission names no risk assessment is refused with the
+// reason `PERMISSION_NEEDS_RISK_ASSESSMENT` and the clause, and a field that cannot be read is
+// named by its path in the request.
+#[test]
+fn kp2_a_plan_without_its_risk_assessment_is_refused_with_reason_and_clause() {
+    let home = Home::new();
+    let token = home.admin.json(&[
+        "staff",
+        "add",
+        "--name",
+        "Pat Manager",
+        "--role",
+        "manager",
+        "--home",
+        "Oak House",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nan = |channel: api::ContactChannel| api::PlacementPlan {
+        reason: "Nan asked to phone Amira after school.".into(),
+        child_views: Some("Amira would like to talk to Nan.".into()),
+        communication: Some(api::CommunicationSection {
+            contacts: vec![api::ContactPermission {
+                name: "Nan".into(),
+                relationship: "grandmother".into(),
+                addresses: vec![api::ContactAddress {
+                    channel: channel as i32,
+                    address: "07700 900123".into(),
+                    app: None,
+                }],
+                // No risk assessment named (KP2).
+                risk_assessment_id: String::new(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    runtime().block_on(async {
+        let channel = staff_channel(&home).await;
+        let mut plans = api::plan_service_client::PlanServiceClient::new(channel);
+        let status = plans
+            .revise_plan(with_token(
+                &token,
+                api::RevisePlanRequest {
+                    child: home.child_id.clone(),
+                    based_on_revision: 0,
+                    plan: Some(nan(api::ContactChannel::Call)),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        let details = status.get_error_details();
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "PERMISSION_NEEDS_RISK_ASSESSMENT");
+        assert_eq!(info.domain, "haven.homes");
+        assert_eq!(info.metadata.get("clause").map(String::as_str), Some("KP2"));
+
+        // A channel left unset cannot be read: INVALID_INPUT, naming the field's path.
+        let status = plans
+            .revise_plan(with_token(
+                &token,
+                api::RevisePlanRequest {
+                    child: home.child_id.clone(),
+                    based_on_revision: 0,
+                    plan: Some(nan(api::ContactChannel::Unspecified)),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let details = status.get_error_details();
+        assert_eq!(
+            details.error_info().expect("an ErrorInfo").reason,
+            "INVALID_INPUT"
+        );
+        let fields: Vec<_> = details
+            .bad_request()
+            .expect("a BadRequest")
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            ["plan.communication.contacts[0].addresses[0].channel"]
+        );
+    });
+
+    // Nothing was written.
+    let history = home.admin.json(&["plan", "history", &home.child_id]);
+    assert_eq!(history.as_array().map(Vec::len), Some(0), "{history}");
+}

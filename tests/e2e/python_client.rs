@@ -16,8 +16,8 @@ fn python_with_grpc_tools() -> bool {
         .unwrap_or(false)
 }
 
-// clause RM3, RM5: a home, a child, a lockdown, its sanction and obligations and a typed
-// refusal, from Python.
+// clause RM3, RM5, KP2: a home, a child, a risk assessment and a plan revision as typed
+// messages, a lockdown, its sanction and obligations, and typed refusals, from Python.
 #[test]
 fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
     if !python_with_grpc_tools() {
@@ -63,6 +63,10 @@ fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
     );
     assert!(
         stdout.contains("refused: LOCKDOWN_REASON_NOT_PROTECTIVE"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused: PERMISSION_NEEDS_RISK_ASSESSMENT (KP2)"),
         "{stdout}"
     );
     println!("{stdout}");

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use haven_proto::admin::v1 as api;
 use haven_proto::admin::v1::*;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
+use super::errors;
 use super::plan_wire::{self, FieldError};
 use super::{Context, date_in, now_ms, today_in};
 use crate::domain::camera::{incident_review_item, review_required, withdrawal};
@@ -35,22 +36,27 @@ pub struct PlanApi {
     pub ctx: Arc<Context>,
 }
 
-// Until the shared rich-error helper of issue 15 (`service/errors.rs`) is on main, every
-// refusal of this service goes through these three, so they can be pointed at it in one place.
+// Every refusal of this service goes through these three, which give it the rich error model
+// of `service/errors.rs`: a stable `ErrorInfo.reason`, the clause in its metadata, and for
+// bad input the path of the field in the request, so a program can branch on them.
 
-/// A field of the request that cannot be read: INVALID_ARGUMENT naming the field's path.
+/// A field of the request that cannot be read: INVALID_ARGUMENT, reason `INVALID_INPUT`,
+/// naming the field's path (`plan.communication.contacts[0].windows[2].start_minute`). The
+/// words keep the path too: people reading them have no other way to find the field.
 fn bad_field(e: FieldError) -> Status {
-    Status::invalid_argument(e.to_string())
+    errors::bad_field(&e.field, &e)
 }
 
-/// A value staff typed that is not what it should be (a phone number, a web domain).
+/// A value staff typed that is not what it should be (a phone number, a web domain) in the
+/// plan's communication section: INVALID_ARGUMENT with the refusal's reason and clause.
 fn bad_value(r: Refusal) -> Status {
-    Status::invalid_argument(r.message)
+    errors::refusal_in(&format!("{}.communication", plan_wire::PLAN_FIELD), r)
 }
 
-/// A rule of the policy the request would break: FAILED_PRECONDITION, with its clause.
+/// A rule of the policy the request would break: FAILED_PRECONDITION with its reason (e.g.
+/// `PERMISSION_NEEDS_RISK_ASSESSMENT`) and clause (e.g. `KP2`).
 fn refused(r: Refusal) -> Status {
-    Status::failed_precondition(r.message)
+    errors::refusal(Code::FailedPrecondition, r)
 }
 
 /// A risk assessment as staff sent it, with what only the controller may fill in (its id,
@@ -272,7 +278,7 @@ impl PlanApi {
             id: new_id("snc"),
             child_id: child.id.clone(),
             record: serde_json::to_string(&record)
-                .map_err(|_| Status::internal("could not write the sanction record"))?,
+                .map_err(|_| errors::internal("could not write the sanction record"))?,
         };
         let obligations =
             obligations_after(revision.made_at, &home.time_zone, &self.ctx.holidays, true)
@@ -414,7 +420,7 @@ impl plan_service_server::PlanService for PlanApi {
         let home = self.ctx.home_for(&who, &child.home_id).await?;
         let history = self.ctx.store.plan_revisions(&child.id).await?;
         let Some(current) = history.last().and_then(parse_revision) else {
-            return Err(Status::failed_precondition(format!(
+            return Err(errors::conflict(format!(
                 "{} has no placement plan yet, so the camera is already off",
                 child.name
             )));
@@ -425,9 +431,10 @@ impl plan_service_server::PlanService for PlanApi {
                 .checked_add(jiff::Span::new().days(28))
                 .unwrap_or(today),
             text => text.parse().map_err(|_| {
-                Status::invalid_argument(format!(
-                    "{text:?} is not a date: use YYYY-MM-DD, e.g. 2026-12-31"
-                ))
+                errors::bad_field(
+                    "review_by",
+                    format!("{text:?} is not a date: use YYYY-MM-DD, e.g. 2026-12-31"),
+                )
             })?,
         };
         let draft =
@@ -530,3 +537,86 @@ impl plan_service_server::PlanService for PlanApi {
 #[cfg(test)]
 #[path = "plans_fuzz.rs"]
 mod fuzz;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+    use crate::domain::policy::builtin_protected;
+
+    fn nan(channel: api::ContactChannel) -> api::PlacementPlan {
+        api::PlacementPlan {
+            reason: "Nan asked to phone Amira after school.".into(),
+            communication: Some(api::CommunicationSection {
+                contacts: vec![api::ContactPermission {
+                    name: "Nan".into(),
+                    addresses: vec![api::ContactAddress {
+                        channel: channel as i32,
+                        address: "07700 900123".into(),
+                        app: None,
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    // clause KP2: the refusal of a permission with no risk assessment carries its reason and
+    // clause to the client.
+    #[test]
+    fn kp2_a_plan_refusal_carries_reason_and_clause() {
+        let now = 1_796_000_000_000;
+        let draft = plan_draft(Some(&nan(api::ContactChannel::Call)), "chd-1", "stf-m", now)
+            .expect("a readable plan");
+        let today = jiff::civil::date(2026, 11, 30);
+        let status = validate_revision(
+            None,
+            &draft,
+            &[],
+            &builtin_protected(),
+            Role::Manager,
+            today,
+        )
+        .map_err(refused)
+        .expect_err("no risk assessment");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let got = errors::read(&status);
+        assert_eq!(got.reason, errors::PERMISSION_NEEDS_RISK_ASSESSMENT);
+        assert_eq!(got.clause.as_deref(), Some("KP2"));
+    }
+
+    #[test]
+    fn a_plan_field_that_cannot_be_read_is_named_by_its_path() {
+        let status = plan_draft(
+            Some(&nan(api::ContactChannel::Unspecified)),
+            "chd-1",
+            "stf-m",
+            1_796_000_000_000,
+        )
+        .expect_err("no channel");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let got = errors::read(&status);
+        assert_eq!(got.reason, errors::INVALID_INPUT);
+        assert_eq!(
+            got.fields,
+            ["plan.communication.contacts[0].addresses[0].channel"]
+        );
+        assert!(status.message().contains("channel"), "{}", status.message());
+    }
+
+    #[test]
+    fn a_bad_number_is_refused_in_the_communication_section() {
+        let mut plan = nan(api::ContactChannel::Call);
+        if let Some(c) = plan.communication.as_mut() {
+            c.contacts[0].addresses[0].address = "not a number".into();
+        }
+        let status =
+            plan_draft(Some(&plan), "chd-1", "stf-m", 1_796_000_000_000).expect_err("not a number");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let got = errors::read(&status);
+        assert_eq!(got.clause.as_deref(), Some("KP2"));
+        assert_eq!(got.fields, ["plan.communication"]);
+    }
+}

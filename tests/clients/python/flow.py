@@ -6,12 +6,14 @@ in PYTHONPATH). Usage: flow.py CONTROLLER_URL CA_PEM_FILE ADMIN_TOKEN
 Each step prints one line; any failure raises, and the process exits non-zero.
 """
 
+import datetime
 import sys
 
 import grpc
 
 from haven.admin.v1 import admin_pb2 as api
 from haven.admin.v1 import admin_pb2_grpc as rpc
+from haven.admin.v1 import plan_pb2 as plan
 import rpc_status_pb2
 
 TLS_NAME = "controller.haven.internal"
@@ -82,10 +84,124 @@ def main():
     )
     print(f"child added: {child.id}")
 
-    # TODO(issue 15, typed plans): record a risk assessment and a plan revision as typed
-    # messages, and expect PERMISSION_NEEDS_RISK_ASSESSMENT (clause KP2) for a plan whose
-    # permission has no risk assessment, once PlanService carries typed messages.
-    print("plan steps: TODO (typed plan messages not on this branch yet)")
+    plans = rpc.PlanServiceStub(channel)
+    today = datetime.date.today()
+    past = (today - datetime.timedelta(days=5)).isoformat()
+    later = (today + datetime.timedelta(days=60)).isoformat()
+    no = plan.ChecklistAnswer(answer=plan.ANSWER_NO)
+    yes = plan.ChecklistAnswer(answer=plan.ANSWER_YES)
+
+    # clause KP2, GD1, GD2: a risk assessment as a typed message, every question answered.
+    recorded = plans.RecordRiskAssessment(
+        api.RecordRiskAssessmentRequest(
+            child=child.id,
+            risk_assessment=plan.RiskAssessment(
+                kind=plan.RISK_ASSESSMENT_KIND_PLANNED,
+                considerations=plan.RiskConsiderations(
+                    background="Jordan lived with his Nan until last year.",
+                    circumstances_on_the_day="A settled week at school.",
+                    risks_to_or_from_contacts="None known; Nan supports the placement.",
+                ),
+                checklist=plan.RiskChecklist(
+                    contact_order=no,
+                    protection_plan_or_child_in_need=no,
+                    care_plan_placement_plan_or_chronology=no,
+                    parents_consulted_or_consented=plan.ChecklistAnswer(
+                        answer=plan.ANSWER_YES, notes="Mum agreed by phone."
+                    ),
+                    contact_known=yes,
+                    contact_is_adult=yes,
+                    contact_poses_risk=no,
+                    child_may_be_harmed=no,
+                    child_may_harm_others=no,
+                ),
+                outcome="Calls with Nan are safe and good for Jordan.",
+                review_by=later,
+                participants=plan.RiskParticipants(
+                    social_worker="J. Okafor", manager="Lee Manager"
+                ),
+            ),
+        ),
+        metadata=manager,
+    )
+    ra = recorded.id
+    print(f"risk assessment recorded: {ra}")
+    listed = plans.ListRiskAssessments(
+        api.ListRiskAssessmentsRequest(child=child.id), metadata=manager
+    ).risk_assessments
+    assert [r.id for r in listed] == [ra], listed
+    back = listed[0].risk_assessment
+    assert back.kind == plan.RISK_ASSESSMENT_KIND_PLANNED, back
+    assert back.checklist.contact_known.answer == plan.ANSWER_YES, back
+    assert back.review_by == later, back
+    print(f"risk assessment read back: {plan.RiskAssessmentKind.Name(back.kind)}")
+
+    def placement_plan(risk_assessment_id):
+        return plan.PlacementPlan(
+            reason="Nan asked to phone Jordan after school; risk assessed and agreed.",
+            child_views="Jordan would like to talk to Nan every day.",
+            consultation=plan.PlanConsultation(
+                social_worker=plan.ConsultationRecord(
+                    consulted=plan.Consulted(who="J. Okafor", when=past)
+                ),
+                parents=plan.ConsultationRecord(
+                    consulted=plan.Consulted(who="Mum", when=past)
+                ),
+            ),
+            shared_with=plan.SharedWith(child=True, social_worker=True, others=["Nan"]),
+            communication=plan.CommunicationSection(
+                contacts=[
+                    plan.ContactPermission(
+                        name="Nan",
+                        relationship="grandmother",
+                        addresses=[
+                            plan.ContactAddress(
+                                channel=plan.CONTACT_CHANNEL_CALL, address="07700 900123"
+                            )
+                        ],
+                        windows=[plan.TimeWindow(start_minute=960, end_minute=1200)],
+                        risk_assessment_id=risk_assessment_id,
+                    )
+                ],
+            ),
+        )
+
+    # clause RM1, RM2, KP2: a plan revision as a typed message, its permission resting on the
+    # risk assessment just recorded.
+    revised = plans.RevisePlan(
+        api.RevisePlanRequest(child=child.id, based_on_revision=0, plan=placement_plan(ra)),
+        metadata=manager,
+    )
+    assert revised.number == 1, revised
+    print(f"plan revised: revision {revised.number}")
+    history = plans.PlanHistory(
+        api.PlanHistoryRequest(child=child.id), metadata=manager
+    ).revisions
+    assert [r.number for r in history] == [1], history
+    nan = history[0].plan.communication.contacts[0]
+    assert nan.name == "Nan" and nan.risk_assessment_id == ra, nan
+    assert nan.addresses[0].channel == plan.CONTACT_CHANNEL_CALL, nan
+    assert nan.addresses[0].address == "+447700900123", nan  # stored in E.164
+    print(f"plan read back: Nan on {nan.addresses[0].address}")
+
+    # clause KP2: a permission that names no risk assessment is refused, typed, and nothing
+    # is written.
+    expect_refusal(
+        lambda: plans.RevisePlan(
+            api.RevisePlanRequest(
+                child=child.id, based_on_revision=1, plan=placement_plan("")
+            ),
+            metadata=manager,
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PERMISSION_NEEDS_RISK_ASSESSMENT",
+        clause="KP2",
+    )
+    history = plans.PlanHistory(
+        api.PlanHistoryRequest(child=child.id), metadata=manager
+    ).revisions
+    assert len(history) == 1, history
+    print("refused: PERMISSION_NEEDS_RISK_ASSESSMENT (KP2)")
 
     # clause RM3: a lockdown for a reason that is not protective is refused, typed.
     expect_refusal(
