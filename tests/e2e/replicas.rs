@@ -61,10 +61,7 @@ fn manager_on(home: &Home, replica: &Controller, name: &str) -> Cli {
         .to_string();
     let cli = Cli::new(&home.path(&format!("cli-{}", replica.port)));
     // The same CA as A's: the pin staff were given works for every replica.
-    let login = cli.run_with_input(
-        &["login", &replica.url, "--ca-pin", &home.controller.ca_pin()],
-        &format!("{token}\n"),
-    );
+    let login = cli.login_at(&replica.url, &home.controller.ca_pin(), &token);
     assert!(
         login.ok,
         "login failed:\n{}\n{}",

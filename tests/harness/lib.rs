@@ -362,10 +362,13 @@ impl Cli {
 
     /// Logs in to `controller` as the holder of `token`, pasted on standard input.
     pub fn login(&self, controller: &Controller, token: &str) -> Run {
-        self.run_with_input(
-            &["login", &controller.url, "--ca-pin", &controller.ca_pin()],
-            &format!("{token}\n"),
-        )
+        self.login_at(&controller.url, &controller.ca_pin(), token)
+    }
+
+    /// Logs in to the controller at `url`, trusted through `pin` (another replica of the same
+    /// controller has no first-start pin of its own).
+    pub fn login_at(&self, url: &str, pin: &str, token: &str) -> Run {
+        self.run_with_input(&["login", url, "--ca-pin", pin], &format!("{token}\n"))
     }
 
     /// Runs a command that must succeed; returns its standard output.

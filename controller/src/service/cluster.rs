@@ -101,6 +101,8 @@ fn announce_held(ctx: &Context) {
 /// Announcements may have been missed: send each held device the newest policy if the one it
 /// last acknowledged is older (the reconnect rule, applied to the streams already open).
 async fn catch_up(ctx: &Arc<Context>) {
+    // Many held devices share a home: read each home's web part once.
+    let mut webs = std::collections::HashMap::new();
     for device_id in ctx.registry.held() {
         let (Ok(Some(data)), Ok(device)) = (
             ctx.store.policy_data_for_device(&device_id).await,
@@ -111,11 +113,17 @@ async fn catch_up(ctx: &Arc<Context>) {
         if data.version == device.applied_version {
             continue;
         }
-        let Ok(web) = ctx.home_web(&device.home_id).await else {
-            continue;
+        let web = match webs.get(&device.home_id) {
+            Some(web) => web,
+            None => {
+                let Ok(web) = ctx.home_web(&device.home_id).await else {
+                    continue;
+                };
+                webs.entry(device.home_id.clone()).or_insert(web)
+            }
         };
         if let Some(outbox) = ctx.registry.outbox(&device_id) {
-            let _ = outbox.try_send(Ok(super::fanout::policy_message(&data, &web).into()));
+            let _ = outbox.try_send(Ok(super::fanout::policy_message(&data, web).into()));
         }
     }
 }
