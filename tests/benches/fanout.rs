@@ -20,7 +20,17 @@
 //! lockdown is lifted (untimed) before the next round.
 //!
 //!   cargo bench -p haven-tests --bench fanout -- --lockdown --agents 1000,10000 --rounds 10
+//!
+//! With `--postgres` the controller keeps its records in a fresh PostgreSQL schema (at
+//! `HAVEN_TEST_DATABASE_URL`, default 127.0.0.1:5432/test), made and dropped per N; with
+//! `--replicas 2` as well, two `haven serve` processes share that schema and the same CA and
+//! server certificate, agents are split between them round-robin (each enrolled with both
+//! addresses, its own replica first), and staff speak to the first replica only, so a change
+//! reaches half the agents through the other replica's LISTEN/NOTIFY.
+//!
+//!   cargo bench -p haven-tests --bench fanout -- --lockdown --agents 1000 --postgres --replicas 2
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -78,6 +88,8 @@ struct Args {
     rounds: usize,
     idle_secs: u64,
     lockdown: bool,
+    postgres: bool,
+    replicas: usize,
 }
 
 fn args() -> Args {
@@ -86,6 +98,8 @@ fn args() -> Args {
         rounds: 20,
         idle_secs: 20,
         lockdown: false,
+        postgres: false,
+        replicas: 1,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -107,6 +121,11 @@ fn args() -> Args {
                 i += 1;
             }
             "--lockdown" => a.lockdown = true,
+            "--postgres" => a.postgres = true,
+            "--replicas" => {
+                a.replicas = argv[i + 1].parse().expect("--replicas 2");
+                i += 1;
+            }
             _ => {} // cargo passes --bench
         }
         i += 1;
@@ -114,10 +133,50 @@ fn args() -> Args {
     a
 }
 
-async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
+/// Every replica after the first: the first one's keys, the same database.
+fn more_replicas(first: &Controller, database: &str, count: usize, dir: &Path) -> Vec<Controller> {
+    (1..count)
+        .map(|r| {
+            let data = dir.join(format!("replica-{r}"));
+            std::fs::create_dir_all(&data).unwrap();
+            for name in [
+                "ca.pem",
+                "ca-key.pem",
+                "server.pem",
+                "server-key.pem",
+                "audit-key.txt",
+            ] {
+                let from = first.data_dir.join(name);
+                if from.exists() {
+                    std::fs::copy(&from, data.join(name)).unwrap();
+                }
+            }
+            Controller::start_with(&data, &["--database", database])
+        })
+        .collect()
+}
+
+async fn run_fanout(
+    n: usize,
+    rounds: usize,
+    lockdown: bool,
+    database: Option<String>,
+    replicas: usize,
+) {
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY (set_var): single-threaded at this point of the benchmark's own setup.
-    let controller = Controller::start(&dir.path().join("data"));
+    let controller = match &database {
+        Some(url) => Controller::start_with(&dir.path().join("data"), &["--database", url]),
+        None => Controller::start(&dir.path().join("data")),
+    };
+    let others = match &database {
+        Some(url) if replicas > 1 => more_replicas(&controller, url, replicas, dir.path()),
+        _ => Vec::new(),
+    };
+    // Every replica's address; agent i is enrolled through replica i % R and keeps the others
+    // after it, so it connects to its own replica first.
+    let urls: Vec<String> = std::iter::once(controller.url.clone())
+        .chain(others.iter().map(|c| c.url.clone()))
+        .collect();
     let pid = controller.pid().unwrap();
     let ca = std::fs::read_to_string(controller.data_dir.join("ca.pem")).unwrap();
     let admin_token = controller.first_token();
@@ -178,11 +237,18 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     // Enroll N devices, a few at a time.
     let enroll_started = Instant::now();
     let identities: Vec<_> = futures::stream::iter(0..n)
-        .map(|_| {
+        .map(|i| {
             let mut devices = devices.clone();
             let token = admin_token.clone();
             let child_id = child.id.clone();
-            let url = controller.url.clone();
+            let own = i % urls.len();
+            let url = urls[own].clone();
+            let all = urls[own..]
+                .iter()
+                .chain(&urls[..own])
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",");
             let ca = ca.clone();
             async move {
                 let code = devices
@@ -197,9 +263,11 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
                     .unwrap()
                     .into_inner()
                     .code;
-                haven_agent::enroll(&url, &ca, &code, fixed_inventory())
+                let mut identity = haven_agent::enroll(&url, &ca, &code, fixed_inventory())
                     .await
-                    .unwrap()
+                    .unwrap();
+                identity.controller_url = all;
+                identity
             }
         })
         .buffer_unordered(16)
@@ -208,6 +276,7 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     let enroll_secs = enroll_started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kib(pid);
+    let others_before: Vec<u64> = others.iter().map(|c| rss_kib(c.pid().unwrap())).collect();
 
     let epoch = Instant::now();
     let applied: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
@@ -240,6 +309,7 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     let connect_secs = connect_started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_after = rss_kib(pid);
+    let others_after: Vec<u64> = others.iter().map(|c| rss_kib(c.pid().unwrap())).collect();
 
     // HAVEN_BENCH_PERF=FILE samples the controller (perf, cpu-clock: this VM has no hardware
     // counters) for the timed rounds only, with call graphs, into FILE.
@@ -416,7 +486,12 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     } else {
         "staff changes"
     };
-    println!("== {n} connected agents, {rounds} {what} ==");
+    let store = match (&database, others.len() + 1) {
+        (None, _) => "SQLite".to_string(),
+        (Some(_), 1) => "PostgreSQL, one replica".to_string(),
+        (Some(_), r) => format!("PostgreSQL, {r} replicas, agents split, staff on the first"),
+    };
+    println!("== {n} connected agents, {rounds} {what} ({store}) ==");
     println!("  enrolled in                 {enroll_secs:.2} s");
     println!("  connected (first policy applied) in {connect_secs:.3} s");
     println!(
@@ -447,6 +522,14 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
     println!(
         "  controller RSS: {rss_before} KiB before agents, {rss_after} KiB with them: {per_agent:.1} KiB per connected agent"
     );
+    for (r, (before, after)) in others_before.iter().zip(&others_after).enumerate() {
+        let held = n / (others.len() + 1);
+        println!(
+            "  replica {} RSS: {before} KiB before agents, {after} KiB with its ~{held}: {:.1} KiB per connected agent",
+            r + 2,
+            after.saturating_sub(*before) as f64 / held.max(1) as f64
+        );
+    }
 }
 
 /// One real `haven-agent run` process, idle against a real controller.
@@ -492,8 +575,27 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    assert!(
+        a.replicas <= 1 || a.postgres,
+        "--replicas needs --postgres: replicas share one PostgreSQL database"
+    );
     for n in a.agents {
-        rt.block_on(run_fanout(n, a.rounds, a.lockdown));
+        // A fresh schema per N, dropped when the run ends (made outside the runtime: it runs
+        // its own).
+        let schema = if a.postgres {
+            match postgres_schema() {
+                Some(schema) => Some(schema),
+                None => {
+                    println!("SKIPPED: --postgres, but no PostgreSQL answers");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let url = schema.as_ref().map(PgSchema::url);
+        rt.block_on(run_fanout(n, a.rounds, a.lockdown, url, a.replicas));
+        drop(schema);
     }
     if a.idle_secs > 0 {
         idle_agent(a.idle_secs);
