@@ -16,6 +16,7 @@ pub mod enrollment;
 pub mod filter;
 pub mod filter_lists;
 pub mod phone;
+pub mod paging;
 pub mod plan;
 pub mod policy;
 pub mod reads;
