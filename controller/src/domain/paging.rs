@@ -293,7 +293,11 @@ pub fn encode<K: SeekKey>(key: &K, filters: &Filters) -> String {
 
 /// The page a request asks for: from the start when `token` is empty, else after the key in
 /// the token, which must have been given for these `filters`.
-pub fn decode<K: SeekKey>(token: &str, filters: &Filters, size: u32) -> Result<Page<K>, TokenError> {
+pub fn decode<K: SeekKey>(
+    token: &str,
+    filters: &Filters,
+    size: u32,
+) -> Result<Page<K>, TokenError> {
     if token.is_empty() {
         return Ok(Page::first(size));
     }
@@ -367,7 +371,11 @@ mod tests {
     fn a_token_reads_back_as_its_key() {
         let key: Key = (1_700_000_000_000, -5, "v-1".into(), "dev-ü".into());
         let token = encode(&key, &violations());
-        assert!(token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         let page: Page<Key> = decode(&token, &violations(), 7).unwrap();
         assert_eq!(page.after, Some(key));
         assert_eq!(page.size, 7);

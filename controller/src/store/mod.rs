@@ -26,10 +26,24 @@ use crate::domain::camera::CameraIncident;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::emergency::ActiveLockdown;
 use crate::domain::enrollment::CodeState;
+pub use crate::domain::paging::{Page, Paged};
 use crate::domain::policy::ProtectedContact;
 use crate::domain::reads::Read;
 use crate::domain::trail::RecordFacts;
 use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
+
+// The sort keys of the lists read a page at a time: unique in their list, in the list's order,
+// so "the rows after this key" neither skips nor repeats a row (keyset paging, not OFFSET).
+/// Violations, newest first: (occurred_at, received_at, id, device_id), all descending.
+pub type ViolationKey = (UnixMillis, UnixMillis, String, String);
+/// Reads of a child's records, newest first: (at, seq), both descending.
+pub type ReadKey = (UnixMillis, i64);
+/// Children: (home name, child name, id), ascending.
+pub type ChildKey = (String, String, String);
+/// Devices: (child name, enrolled_at, id), ascending.
+pub type DeviceKey = (String, UnixMillis, String);
+/// Sanctions, newest first: opened_at descending, then id ascending.
+pub type SanctionKey = (UnixMillis, String);
 
 /// Why a storage operation failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +313,15 @@ pub trait ChildStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<ChildRecord>;
     async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>>;
+    /// One page of children by home name, name and id: of `home_id` when set, only those of
+    /// `homes` when set, archived ones only with `include_archived`.
+    async fn list_children_page(
+        &self,
+        home_id: Option<&str>,
+        include_archived: bool,
+        homes: Option<&[String]>,
+        page: &Page<ChildKey>,
+    ) -> StoreResult<Paged<ChildRecord, ChildKey>>;
     /// Finds a child by id or by name (any case), archived or not, among the children of the
     /// homes in `scope`. A child outside it is not found, exactly as if it did not exist, and
     /// never makes a name ambiguous.
@@ -484,6 +507,15 @@ pub trait DeviceStore: Send + Sync {
         child_id: Option<&str>,
         include_revoked: bool,
     ) -> StoreResult<Vec<DeviceRecord>>;
+    /// One page of devices by child name, enrollment time and id: of `child_id` when set,
+    /// only children of `homes` when set, revoked ones only with `include_revoked`.
+    async fn list_devices_page(
+        &self,
+        child_id: Option<&str>,
+        include_revoked: bool,
+        homes: Option<&[String]>,
+        page: &Page<DeviceKey>,
+    ) -> StoreResult<Paged<DeviceRecord, DeviceKey>>;
     async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord>;
     async fn device_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<DeviceRecord>>;
     async fn revoke_device(
@@ -534,10 +566,12 @@ pub struct ViolationFilter {
     pub kind: Option<String>,
     /// Only those that happened at or after this time.
     pub since: Option<UnixMillis>,
-    /// At most this many, newest first.
+    /// At most this many, newest first (the page size).
     pub limit: u32,
     /// Only children of these homes (ids); `None` for every home.
     pub homes: Option<Vec<String>>,
+    /// Only those after this key (the last of the previous page).
+    pub after: Option<ViolationKey>,
 }
 
 /// A manager task (GD3): what an attempt to reach an unknown contact asks a manager to do.
@@ -586,7 +620,10 @@ pub trait ViolationStore: Send + Sync {
     ) -> StoreResult<RecordedViolations>;
     async fn count_violations(&self, device_id: &str) -> StoreResult<u64>;
     /// Violations matching the filter, newest first (by when they happened).
-    async fn list_violations(&self, filter: &ViolationFilter) -> StoreResult<Vec<StoredViolation>>;
+    async fn list_violations(
+        &self,
+        filter: &ViolationFilter,
+    ) -> StoreResult<Paged<StoredViolation, ViolationKey>>;
     /// Manager tasks, oldest first; only open ones unless `include_closed`.
     async fn manager_tasks(
         &self,
@@ -915,6 +952,13 @@ pub trait LockdownStore: Send + Sync {
 pub trait SanctionStore: Send + Sync {
     /// The sanctions log, newest first.
     async fn sanctions(&self, home_id: Option<&str>) -> StoreResult<Vec<SanctionRow>>;
+    /// One page of sanctions, newest first: of `home_id` when set, of `homes` when set.
+    async fn sanctions_page(
+        &self,
+        home_id: Option<&str>,
+        homes: Option<&[String]>,
+        page: &Page<SanctionKey>,
+    ) -> StoreResult<Paged<SanctionRow, SanctionKey>>;
     async fn find_sanction(&self, id: &str) -> StoreResult<SanctionRow>;
     /// Stores the completed record and closes its "complete" obligation; refused if done.
     async fn complete_sanction(
@@ -1081,6 +1125,8 @@ pub trait TrailStore: Send + Sync {
 pub struct ReadRecord {
     pub read: Read,
     pub staff_name: String,
+    /// The order reads were written in: with `at`, the key a page of reads seeks by.
+    pub seq: i64,
 }
 
 /// Who read which child's records (subject access requests).
@@ -1088,13 +1134,13 @@ pub struct ReadRecord {
 pub trait ReadStore: Send + Sync {
     /// Writes a batch of reads in one transaction.
     async fn record_reads(&self, reads: &[Read]) -> StoreResult<()>;
-    /// Reads of one child at or after `since`, newest first, at most `limit`.
+    /// One page of the reads of one child at or after `since`, newest first.
     async fn reads_of_child(
         &self,
         child_id: &str,
         since: UnixMillis,
-        limit: u32,
-    ) -> StoreResult<Vec<ReadRecord>>;
+        page: &Page<ReadKey>,
+    ) -> StoreResult<Paged<ReadRecord, ReadKey>>;
 }
 
 /// Everything the controller needs from storage.

@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
-use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, dialect};
+use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, dialect, homes_json};
 use crate::domain::UnixMillis;
 use crate::ids::new_id;
 use crate::store::{
-    Actor, ManagerTaskRecord, RecordedViolations, StoreError, StoreResult, StoredViolation,
-    ViolationFilter, ViolationRecord, ViolationStore,
+    Actor, ManagerTaskRecord, Paged, RecordedViolations, StoreError, StoreResult, StoredViolation,
+    ViolationFilter, ViolationKey, ViolationRecord, ViolationStore,
 };
 
 /// `CROSS JOIN` keeps violations as the outer table (SQLite does not reorder it; PostgreSQL
@@ -285,7 +285,10 @@ impl ViolationStore for Backend {
         Ok(as_u64(n))
     }
 
-    async fn list_violations(&self, f: &ViolationFilter) -> StoreResult<Vec<StoredViolation>> {
+    async fn list_violations(
+        &self,
+        f: &ViolationFilter,
+    ) -> StoreResult<Paged<StoredViolation, ViolationKey>> {
         // Placeholders are numbered in the order the values are bound below.
         let mut sql = VIOLATION_COLUMNS.to_string();
         let mut n = 0;
@@ -311,8 +314,16 @@ impl ViolationStore for Backend {
                 dialect::json_text_array(&next())
             ));
         }
+        if f.after.is_some() {
+            let (a, b, c, d) = (next(), next(), next(), next());
+            sql.push_str(&format!(
+                " AND (v.occurred_at, v.received_at, v.id, v.device_id) < ({a}, {b}, {c}, {d})"
+            ));
+        }
+        // device_id last: ids are the agent's, unique per device only.
         sql.push_str(&format!(
-            " ORDER BY v.occurred_at DESC, v.received_at DESC, v.id DESC LIMIT {}",
+            " ORDER BY v.occurred_at DESC, v.received_at DESC, v.id DESC, v.device_id DESC \
+             LIMIT {}",
             next()
         ));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -323,14 +334,32 @@ impl ViolationStore for Backend {
             q = q.bind(since);
         }
         if let Some(homes) = &f.homes {
-            q = q.bind(serde_json::to_string(homes).unwrap_or_else(|_| "[]".into()));
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((occurred_at, received_at, id, device_id)) = &f.after {
+            q = q
+                .bind(*occurred_at)
+                .bind(*received_at)
+                .bind(id.clone())
+                .bind(device_id.clone());
         }
         let rows = q
-            .bind(i64::from(f.limit))
+            .bind(i64::from(f.limit) + 1)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(rows.iter().map(violation_from_row).collect())
+        Ok(Paged::from_fetched(
+            rows.iter().map(violation_from_row).collect(),
+            f.limit,
+            |v: &StoredViolation| {
+                (
+                    v.occurred_at,
+                    v.received_at,
+                    v.id.clone(),
+                    v.device_id.clone(),
+                )
+            },
+        ))
     }
 
     async fn manager_tasks(
