@@ -350,20 +350,29 @@ pub async fn lockdowns(
     c: &mut Client,
     home: Option<String>,
     all: bool,
+    pages: &PageArgs,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let list = c
-        .list_lockdowns(api::ListLockdownsRequest {
-            home: home.unwrap_or_default(),
+    let home = home.unwrap_or_default();
+    let list = fetch(pages, None, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListLockdownsRequest {
+            home: home.clone(),
             include_lifted: all,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .lockdowns;
+            page_size,
+            page_token,
+        };
+        async move {
+            let r = client.list_lockdowns(request).await?.into_inner();
+            Ok((r.lockdowns, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        return json(&list);
+        return list.print_json("lockdowns");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &[
             "id",

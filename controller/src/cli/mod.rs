@@ -158,6 +158,8 @@ enum Command {
         home: Option<String>,
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// What the home owes after emergency action, and when: open ones (all with --all).
     Obligations {
@@ -1257,8 +1259,8 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             emergency::ofsted_advice(&mut s.emergency, id, ofsted_advice, as_json).await?
         }
         Command::Lift { id, note } => emergency::lift(&mut s.emergency, id, note, as_json).await?,
-        Command::Lockdowns { home, all } => {
-            emergency::lockdowns(&mut s.emergency, home, all, as_json).await?
+        Command::Lockdowns { home, all, pages } => {
+            emergency::lockdowns(&mut s.emergency, home, all, &pages, as_json).await?
         }
         Command::Obligations {
             home,

@@ -48,6 +48,8 @@ pub struct TasksArgs {
     /// Closed tasks too.
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    pages: super::pages::PageArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -361,19 +363,31 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
         Some(TasksCommand::List { child, all }) => (child.or(args.child), all || args.all),
         None => (args.child, args.all),
     };
-    let list = c
-        .list_manager_tasks(api::ListManagerTasksRequest {
-            child: child.unwrap_or_default(),
+    let child = child.unwrap_or_default();
+    let list = super::pages::fetch(&args.pages, None, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListManagerTasksRequest {
+            child: child.clone(),
             include_closed: all,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .tasks;
+            page_size,
+            page_token,
+        };
+        async move {
+            let r = client.list_manager_tasks(request).await?.into_inner();
+            Ok((r.tasks, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        let out: Vec<TaskJson> = list.iter().map(task_json).collect();
-        return json(&out);
+        let out = super::pages::Fetched {
+            items: list.items.iter().map(task_json).collect::<Vec<_>>(),
+            next_page_token: list.next_page_token.clone(),
+            by_hand: list.by_hand,
+        };
+        return out.print_json("tasks");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &[
             "id",

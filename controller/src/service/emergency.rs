@@ -627,13 +627,24 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .await?;
         let req = request.into_inner();
         let home = self.ctx.home_filter(&who, &req.home).await?;
+        let filters = pages::Filters::new("lockdowns")
+            .with("home", home.as_deref())
+            .with_bool("include_lifted", req.include_lifted);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let homes = pages::homes_of(&who.homes);
         let list = self
             .ctx
             .store
-            .lockdowns(home.as_deref(), req.include_lifted)
+            .lockdowns_page(home.as_deref(), req.include_lifted, homes.as_deref(), &page)
             .await?;
         Ok(Response::new(ListLockdownsResponse {
+            next_page_token: pages::next_token(list.next.as_ref(), &filters),
             lockdowns: list
+                .items
                 .into_iter()
                 .filter(|l| who.homes.covers(&l.home_id))
                 .inspect(|l| {

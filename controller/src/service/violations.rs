@@ -456,13 +456,29 @@ impl violation_service_server::ViolationService for ViolationApi {
             .await?;
         let req = request.into_inner();
         let child_id = self.ctx.child_filter(&who, &req.child).await?;
+        let filters = pages::Filters::new("manager tasks")
+            .with("child", child_id.as_deref())
+            .with_bool("include_closed", req.include_closed);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let homes = pages::homes_of(&who.homes);
         let tasks = self
             .ctx
             .store
-            .manager_tasks(child_id.as_deref(), req.include_closed)
+            .manager_tasks_page(
+                child_id.as_deref(),
+                req.include_closed,
+                homes.as_deref(),
+                &page,
+            )
             .await?;
         Ok(Response::new(ListManagerTasksResponse {
+            next_page_token: pages::next_token(tasks.next.as_ref(), &filters),
             tasks: tasks
+                .items
                 .into_iter()
                 .filter(|t| who.homes.covers(&t.home_id))
                 .inspect(|t| self.ctx.note_read(&who, &t.child_id))

@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             children_and_devices_are_paged_each_once_in_order,
             violations_are_paged_newest_first_each_once,
             reads_and_sanctions_are_paged_newest_first_each_once,
+            lockdowns_and_manager_tasks_are_paged_each_once,
             concurrent_writers_keep_one_gap_free_audit_chain
         );
         $crate::conformance_tests!(@fresh $start;
@@ -2160,4 +2161,110 @@ pub async fn reads_and_sanctions_are_paged_newest_first_each_once(s: &impl Store
         .await
         .unwrap();
     assert!(elsewhere.items.is_empty());
+}
+
+pub async fn lockdowns_and_manager_tasks_are_paged_each_once(s: &impl Store) {
+    use crate::domain::emergency::LockdownTarget;
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    for (id, at) in [("lck-a", 50), ("lck-c", 60), ("lck-b", 60), ("lck-d", 55)] {
+        s.start_lockdown(
+            &admin(),
+            &new_lockdown(id, LockdownTarget::Child(c.id.clone()), &h.id),
+            &[],
+            &[],
+            at,
+        )
+        .await
+        .unwrap();
+    }
+    s.lift_lockdown(&admin(), "lck-d", "calmer now", 70)
+        .await
+        .unwrap();
+    let ids = |rows: Vec<LockdownRecord>| rows.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    for size in [1, 2, 4] {
+        let (all, _) = rest_of(None, size, |p| async move {
+            s.lockdowns_page(None, true, None, &p).await
+        })
+        .await;
+        assert_eq!(
+            ids(all),
+            ["lck-b", "lck-c", "lck-d", "lck-a"],
+            "pages of {size}"
+        );
+        let (in_force, _) = rest_of(None, size, |p| {
+            let home = h.id.clone();
+            async move { s.lockdowns_page(Some(&home), false, None, &p).await }
+        })
+        .await;
+        assert_eq!(
+            ids(in_force),
+            ["lck-b", "lck-c", "lck-a"],
+            "pages of {size}"
+        );
+    }
+    let nowhere = vec!["hom-none".to_string()];
+    assert!(
+        s.lockdowns_page(None, true, Some(&nowhere), &Page::first(5))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let v = |id: &str, subject: &str, at: i64| ViolationRecord {
+        id: id.into(),
+        kind: "unknown_contact".into(),
+        channel: "call".into(),
+        subject: subject.into(),
+        detail: "".into(),
+        occurred_at: at,
+    };
+    for (batch, now) in [
+        (
+            vec![v("u1", "+447700900001", 10), v("u2", "+447700900002", 11)],
+            40,
+        ),
+        (vec![v("u3", "+447700900003", 12)], 30),
+        (
+            vec![v("u4", "+447700900004", 13), v("u5", "+447700900005", 14)],
+            40,
+        ),
+    ] {
+        s.record_violations(&d.id, &batch, now).await.unwrap();
+    }
+    let whole = s
+        .manager_tasks_page(None, true, None, &Page::first(100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(whole.len(), 5);
+    assert!(
+        whole
+            .windows(2)
+            .all(|w| (w[0].opened_at, &w[0].id) < (w[1].opened_at, &w[1].id))
+    );
+    let whole: Vec<String> = whole.into_iter().map(|t| t.id).collect();
+    for size in [1, 2, 3] {
+        let (paged, _) = rest_of(None, size, |p| async move {
+            s.manager_tasks_page(None, false, None, &p).await
+        })
+        .await;
+        let paged: Vec<String> = paged.into_iter().map(|t| t.id).collect();
+        assert_eq!(paged, whole, "pages of {size}");
+    }
+    s.close_manager_task(&admin(), &whole[0], "no-action", "a wrong number", 50)
+        .await
+        .unwrap();
+    let (open, _) = rest_of(None, 2, |p| {
+        let child = c.id.clone();
+        async move { s.manager_tasks_page(Some(&child), false, None, &p).await }
+    })
+    .await;
+    let open: Vec<String> = open.into_iter().map(|t| t.id).collect();
+    assert_eq!(open, whole[1..]);
 }

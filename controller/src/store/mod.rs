@@ -44,6 +44,10 @@ pub type ChildKey = (String, String, String);
 pub type DeviceKey = (String, UnixMillis, String);
 /// Sanctions, newest first: opened_at descending, then id ascending.
 pub type SanctionKey = (UnixMillis, String);
+/// Lockdowns, newest first: started_at descending, then id ascending.
+pub type LockdownKey = (UnixMillis, String);
+/// Manager tasks, oldest first: (opened_at, id), ascending.
+pub type TaskKey = (UnixMillis, String);
 
 /// Why a storage operation failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -630,6 +634,15 @@ pub trait ViolationStore: Send + Sync {
         child_id: Option<&str>,
         include_closed: bool,
     ) -> StoreResult<Vec<ManagerTaskRecord>>;
+    /// One page of manager tasks, oldest first: of `child_id` when set, of children of
+    /// `homes` when set, closed ones only with `include_closed`.
+    async fn manager_tasks_page(
+        &self,
+        child_id: Option<&str>,
+        include_closed: bool,
+        homes: Option<&[String]>,
+        page: &Page<TaskKey>,
+    ) -> StoreResult<Paged<ManagerTaskRecord, TaskKey>>;
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord>;
     /// A manager closes a task with a decision and a note; the domain's
     /// `violations::close_task` decides whether it may be closed.
@@ -938,6 +951,15 @@ pub trait LockdownStore: Send + Sync {
         home_id: Option<&str>,
         include_lifted: bool,
     ) -> StoreResult<Vec<LockdownRecord>>;
+    /// One page of lockdowns, newest first: of `home_id` when set, of `homes` when set,
+    /// lifted ones only with `include_lifted`.
+    async fn lockdowns_page(
+        &self,
+        home_id: Option<&str>,
+        include_lifted: bool,
+        homes: Option<&[String]>,
+        page: &Page<LockdownKey>,
+    ) -> StoreResult<Paged<LockdownRecord, LockdownKey>>;
     /// Records that Ofsted was consulted and what it advised (RM6).
     async fn record_ofsted_advice(
         &self,

@@ -8,8 +8,8 @@ use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, dialect, homes_jso
 use crate::domain::UnixMillis;
 use crate::ids::new_id;
 use crate::store::{
-    Actor, ManagerTaskRecord, Paged, RecordedViolations, StoreError, StoreResult, StoredViolation,
-    ViolationFilter, ViolationKey, ViolationRecord, ViolationStore,
+    Actor, ManagerTaskRecord, Page, Paged, RecordedViolations, StoreError, StoreResult,
+    StoredViolation, TaskKey, ViolationFilter, ViolationKey, ViolationRecord, ViolationStore,
 };
 
 /// `CROSS JOIN` keeps violations as the outer table (SQLite does not reorder it; PostgreSQL
@@ -381,6 +381,59 @@ impl ViolationStore for Backend {
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
         Ok(rows.iter().map(task_from_row).collect())
+    }
+
+    async fn manager_tasks_page(
+        &self,
+        child_id: Option<&str>,
+        include_closed: bool,
+        homes: Option<&[String]>,
+        page: &Page<TaskKey>,
+    ) -> StoreResult<Paged<ManagerTaskRecord, TaskKey>> {
+        // Placeholders are numbered in the order the values are bound below.
+        let mut sql = format!("{TASK_COLUMNS} WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if child_id.is_some() {
+            sql.push_str(&format!(" AND t.child_id = {}", next()));
+        }
+        if !include_closed {
+            sql.push_str(" AND t.closed_at IS NULL");
+        }
+        if homes.is_some() {
+            sql.push_str(&format!(
+                " AND t.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
+        }
+        if page.after.is_some() {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(" AND (t.opened_at, t.id) > ({a}, {b})"));
+        }
+        sql.push_str(&format!(" ORDER BY t.opened_at, t.id LIMIT {}", next()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(c) = child_id {
+            q = q.bind(c.to_string());
+        }
+        if let Some(homes) = homes {
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((opened_at, id)) = &page.after {
+            q = q.bind(*opened_at).bind(id.clone());
+        }
+        let rows = q
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(task_from_row).collect(),
+            page.size,
+            |t: &ManagerTaskRecord| (t.opened_at, t.id.clone()),
+        ))
     }
 
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord> {
