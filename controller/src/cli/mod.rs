@@ -428,6 +428,8 @@ enum StaffCommand {
         /// Include revoked staff.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// Revoke a member of staff's token, by id or name.
     Revoke { staff: String },
@@ -1140,19 +1142,25 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 m.name, m.role, m.id, added.token
             );
         }
-        Command::Staff(StaffCommand::List { all }) => {
-            let staff = s
-                .staff
-                .list_staff(api::ListStaffRequest {
+        Command::Staff(StaffCommand::List { all, pages }) => {
+            let staff = pages::fetch(&pages, None, |page_size, page_token| {
+                let mut client = s.staff.clone();
+                let request = api::ListStaffRequest {
                     include_revoked: all,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .staff;
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_staff(request).await?.into_inner();
+                    Ok((r.staff, r.next_page_token))
+                }
+            })
+            .await?;
             if as_json {
-                return json(&staff);
+                return staff.print_json("staff");
             }
+            staff.print_next();
+            let staff = staff.items;
             table(
                 &[
                     "id",

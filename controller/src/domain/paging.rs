@@ -69,6 +69,18 @@ pub trait SeekKey: Sized {
     fn from_parts(parts: &[KeyPart]) -> Option<Self>;
 }
 
+impl<A: KeyValue> SeekKey for (A,) {
+    fn to_parts(&self) -> Vec<KeyPart> {
+        vec![self.0.to_part()]
+    }
+    fn from_parts(parts: &[KeyPart]) -> Option<Self> {
+        match parts {
+            [a] => Some((A::from_part(a)?,)),
+            _ => None,
+        }
+    }
+}
+
 impl<A: KeyValue, B: KeyValue> SeekKey for (A, B) {
     fn to_parts(&self) -> Vec<KeyPart> {
         vec![self.0.to_part(), self.1.to_part()]

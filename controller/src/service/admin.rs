@@ -652,9 +652,21 @@ impl staff_service_server::StaffService for AdminApi {
             .authorize(request.metadata(), Action::ManageStaff)
             .await?;
         let req = request.into_inner();
-        let members = self.ctx.store.list_staff(req.include_revoked).await?;
+        let filters =
+            pages::Filters::new("staff").with_bool("include_revoked", req.include_revoked);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let members = self
+            .ctx
+            .store
+            .list_staff_page(req.include_revoked, &page)
+            .await?;
         Ok(Response::new(ListStaffResponse {
-            staff: self.staff_members(members).await?,
+            next_page_token: pages::next_token(members.next.as_ref(), &filters),
+            staff: self.staff_members(members.items).await?,
         }))
     }
 

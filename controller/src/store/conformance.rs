@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
             violations_are_paged_newest_first_each_once,
             reads_and_sanctions_are_paged_newest_first_each_once,
             lockdowns_and_manager_tasks_are_paged_each_once,
+            staff_and_plan_history_are_paged_each_once,
             concurrent_writers_keep_one_gap_free_audit_chain
         );
         $crate::conformance_tests!(@fresh $start;
@@ -2267,4 +2268,76 @@ pub async fn lockdowns_and_manager_tasks_are_paged_each_once(s: &impl Store) {
     .await;
     let open: Vec<String> = open.into_iter().map(|t| t.id).collect();
     assert_eq!(open, whole[1..]);
+}
+
+pub async fn staff_and_plan_history_are_paged_each_once(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    for (name, at) in [("Sam", 5), ("Ali", 3), ("Jo", 5), ("Kim", 9)] {
+        s.add_staff(
+            &admin(),
+            NewStaff {
+                name,
+                role: crate::domain::Role::Staff,
+                homes: std::slice::from_ref(&h.id),
+                token_hash: &format!("hash-{name}"),
+                token_hint: "hint",
+                token_expires_at: 9_000,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    }
+    let whole: Vec<String> = s
+        .list_staff(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(whole.len(), 4);
+    for size in [1, 3, 4] {
+        let (paged, _) = rest_of(
+            None,
+            size,
+            |p| async move { s.list_staff_page(true, &p).await },
+        )
+        .await;
+        let paged: Vec<String> = paged.into_iter().map(|m| m.id).collect();
+        assert_eq!(paged, whole, "pages of {size}");
+    }
+    s.revoke_staff(&admin(), "Jo", 20).await.unwrap();
+    let (active, _) = rest_of(
+        None,
+        1,
+        |p| async move { s.list_staff_page(false, &p).await },
+    )
+    .await;
+    assert_eq!(active.len(), 3);
+    assert!(active.iter().all(|m| m.name != "Jo"));
+
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let manager = Actor("stf-m".into());
+    for base in 0..5 {
+        s.add_plan_revision(&manager, &c.id, base, "{}", 40 + base as i64)
+            .await
+            .unwrap();
+    }
+    for size in [1, 2, 5, 6] {
+        let (paged, _) = rest_of(None, size, |p| {
+            let child = c.id.clone();
+            async move { s.plan_revisions_page(&child, &p).await }
+        })
+        .await;
+        let numbers: Vec<u64> = paged.iter().map(|d| d.number).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "pages of {size}");
+    }
+    let none = s
+        .plan_revisions_page("chd-none", &Page::first(3))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
 }

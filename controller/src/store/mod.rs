@@ -48,6 +48,10 @@ pub type SanctionKey = (UnixMillis, String);
 pub type LockdownKey = (UnixMillis, String);
 /// Manager tasks, oldest first: (opened_at, id), ascending.
 pub type TaskKey = (UnixMillis, String);
+/// Staff, oldest first: (created_at, id), ascending.
+pub type StaffKey = (UnixMillis, String);
+/// A child's plan revisions, oldest first: the revision number.
+pub type RevisionKey = (i64,);
 
 /// Why a storage operation failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +240,12 @@ pub trait StaffStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<Option<StaffRecord>>;
     async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>>;
+    /// One page of staff, oldest first; revoked ones only with `include_revoked`.
+    async fn list_staff_page(
+        &self,
+        include_revoked: bool,
+        page: &Page<StaffKey>,
+    ) -> StoreResult<Paged<StaffRecord, StaffKey>>;
     /// Revokes by id or exact name. Refuses to revoke the last active administrator.
     async fn revoke_staff(
         &self,
@@ -694,6 +704,12 @@ pub trait PlanStore: Send + Sync {
     ) -> StoreResult<(StoredDocument, u64)>;
     /// Every revision, oldest first.
     async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+    /// One page of a child's plan revisions, oldest first.
+    async fn plan_revisions_page(
+        &self,
+        child_id: &str,
+        page: &Page<RevisionKey>,
+    ) -> StoreResult<Paged<StoredDocument, RevisionKey>>;
     /// [`PlanStore::add_plan_revision`], writing in the same transaction the sanction records
     /// and obligations the revision opens (RM4, RM5), each marked with the revision's number.
     async fn add_plan_revision_opening(
