@@ -7,8 +7,7 @@ use tonic::Status;
 
 use super::errors::{PAGE_TOKEN_INVALID, bad_field_because};
 use crate::domain::HomeScope;
-pub use crate::domain::paging::Paged;
-pub use crate::domain::paging::{Filters, PageLimits, WHOLE_LIST};
+pub use crate::domain::paging::{Filters, PageLimits, Paged, WHOLE_LIST};
 use crate::domain::paging::{Page, SeekKey, decode, encode};
 
 /// The page `token` asks for (the first when empty), of `size` rows, if the token was given

@@ -205,11 +205,13 @@ impl ReadStore for Backend {
             "SELECT r.seq, r.at, r.staff_id, r.child_id, r.what, \
              COALESCE(s.name, r.staff_id) AS name \
              FROM audit_reads r LEFT JOIN staff s ON s.id = r.staff_id \
-             WHERE r.child_id = $1 AND r.at >= $2 AND (r.at, r.seq) < ($3, $4) \
-             ORDER BY r.at DESC, r.seq DESC LIMIT $5",
+             WHERE r.child_id = $1 AND r.at >= $2 AND r.at <= $3 AND (r.at, r.seq) < ($4, $5) \
+             ORDER BY r.at DESC, r.seq DESC LIMIT $6",
         )
         .bind(child_id)
         .bind(since)
+        // `at <=` is implied by the row comparison; it keeps the walk on the index.
+        .bind(at)
         .bind(at)
         .bind(seq)
         .bind(i64::from(page.size) + 1)
