@@ -194,21 +194,29 @@ async fn staff_loop(
 async fn lost_staff_writes(channel: &Channel, admin: &str, acked: &[Acked]) -> Option<Vec<String>> {
     let mut children = api::child_service_client::ChildServiceClient::new(channel.clone());
     let mut homes = api::home_service_client::HomeServiceClient::new(channel.clone());
-    let kids: BTreeSet<String> = children
-        .list_children(authed(
-            admin,
-            api::ListChildrenRequest {
-                home: HOME.into(),
-                include_archived: true,
-            },
-        ))
-        .await
-        .ok()?
-        .into_inner()
-        .children
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    // Every page: a long soak adds more children than one page holds.
+    let mut kids = BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = children
+            .list_children(authed(
+                admin,
+                api::ListChildrenRequest {
+                    home: HOME.into(),
+                    include_archived: true,
+                    page_size: 1000,
+                    page_token,
+                },
+            ))
+            .await
+            .ok()?
+            .into_inner();
+        kids.extend(page.children.into_iter().map(|c| c.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     let contacts: BTreeSet<String> = homes
         .list_protected_contacts(authed(
             admin,

@@ -17,6 +17,7 @@ mod errors;
 mod filter;
 mod guards;
 mod metrics;
+mod pages;
 mod plans;
 mod postgres;
 mod protected;

@@ -69,5 +69,8 @@ fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
         stdout.contains("refused: PERMISSION_NEEDS_RISK_ASSESSMENT (KP2)"),
         "{stdout}"
     );
+    // Issue 15: a list paged one row at a time, and a token used with other filters refused.
+    assert!(stdout.contains(" obligations, one a page"), "{stdout}");
+    assert!(stdout.contains("refused: PAGE_TOKEN_INVALID"), "{stdout}");
     println!("{stdout}");
 }

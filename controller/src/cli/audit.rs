@@ -40,6 +40,11 @@ pub enum AuditCommand {
         /// length of time ago such as 30d.
         #[arg(long)]
         since: Option<String>,
+        /// At most this many, newest first [default: all of them].
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        pages: super::pages::PageArgs,
     },
 }
 
@@ -66,21 +71,44 @@ pub async fn run(audit: &mut Audit, cmd: AuditCommand, as_json: bool) -> anyhow:
             }
             Ok(())
         }
-        AuditCommand::Reads { child, since } => {
+        AuditCommand::Reads {
+            child,
+            since,
+            limit,
+            pages,
+        } => {
             let since_unix_ms = match &since {
                 Some(text) => super::violations::parse_since(text, jiff::Zoned::now())
                     .map_err(|e| anyhow!(e))?,
                 None => 0,
             };
-            let r = audit
-                .list_reads(api::ListReadsRequest {
-                    child,
+            let whose = std::cell::RefCell::new((String::new(), String::new()));
+            let reads = super::pages::fetch(&pages, limit, |page_size, page_token| {
+                let mut client = audit.clone();
+                let request = api::ListReadsRequest {
+                    child: child.clone(),
                     since_unix_ms,
-                    limit: 0,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner();
+                    page_size,
+                    page_token,
+                    ..Default::default()
+                };
+                let whose = &whose;
+                async move {
+                    let r = client.list_reads(request).await?.into_inner();
+                    *whose.borrow_mut() = (r.child_id, r.child_name);
+                    Ok((r.reads, r.next_page_token))
+                }
+            })
+            .await?;
+            let (child_id, child_name) = whose.into_inner();
+            // One answer, as one page of the whole list reads: the rows of every page fetched
+            // and the token for the next one (empty unless a page was asked for by hand).
+            let r = api::ListReadsResponse {
+                child_id,
+                child_name,
+                reads: reads.items,
+                next_page_token: reads.next_page_token,
+            };
             if as_json {
                 return json(&r);
             }

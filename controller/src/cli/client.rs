@@ -197,6 +197,9 @@ fn hint_for(reason: &str, msg: &str) -> Option<&'static str> {
         }
         r::PROTECTED_CONTACT_BUILT_IN => Some("`haven protected-contact list` shows the list"),
         r::CHILD_HAS_ACTIVE_DEVICES => Some("`haven device list --child CHILD` lists them"),
+        r::PAGE_TOKEN_INVALID => Some(
+            "give --page-token exactly as `haven` printed it, with the same filters, or leave it out to start from the first page",
+        ),
         _ => None,
     }
 }

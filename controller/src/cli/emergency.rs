@@ -8,6 +8,7 @@ use haven_proto::admin::v1 as api;
 use super::Intercepted;
 use super::client::explain;
 use super::output::{json, parse_time, table, when};
+use super::pages::{PageArgs, fetch};
 
 type Client = api::emergency_service_client::EmergencyServiceClient<Intercepted>;
 
@@ -349,20 +350,29 @@ pub async fn lockdowns(
     c: &mut Client,
     home: Option<String>,
     all: bool,
+    pages: &PageArgs,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let list = c
-        .list_lockdowns(api::ListLockdownsRequest {
-            home: home.unwrap_or_default(),
+    let home = home.unwrap_or_default();
+    let list = fetch(pages, None, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListLockdownsRequest {
+            home: home.clone(),
             include_lifted: all,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .lockdowns;
+            page_size,
+            page_token,
+        };
+        async move {
+            let r = client.list_lockdowns(request).await?.into_inner();
+            Ok((r.lockdowns, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        return json(&list);
+        return list.print_json("lockdowns");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &[
             "id",
@@ -414,21 +424,30 @@ pub async fn obligations(
     home: Option<String>,
     overdue: bool,
     all: bool,
+    pages: &PageArgs,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let list = c
-        .list_obligations(api::ListObligationsRequest {
-            home: home.unwrap_or_default(),
+    let home = home.unwrap_or_default();
+    let list = fetch(pages, None, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListObligationsRequest {
+            home: home.clone(),
             include_done: all,
             overdue_only: overdue,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .obligations;
+            page_size,
+            page_token,
+        };
+        async move {
+            let r = client.list_obligations(request).await?.into_inner();
+            Ok((r.obligations, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        return json(&list);
+        return list.print_json("obligations");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &["id", "child", "what", "due", "state", "close with"],
         list.into_iter()
@@ -487,18 +506,31 @@ pub async fn notified(
     Ok(())
 }
 
-pub async fn sanctions(c: &mut Client, home: Option<String>, as_json: bool) -> anyhow::Result<()> {
-    let list = c
-        .list_sanctions(api::ListSanctionsRequest {
-            home: home.unwrap_or_default(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .sanctions;
+pub async fn sanctions(
+    c: &mut Client,
+    home: Option<String>,
+    pages: &PageArgs,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let home = home.unwrap_or_default();
+    let list = fetch(pages, None, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListSanctionsRequest {
+            home: home.clone(),
+            page_size,
+            page_token,
+        };
+        async move {
+            let r = client.list_sanctions(request).await?.into_inner();
+            Ok((r.sanctions, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        return json(&list);
+        return list.print_json("sanctions");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &[
             "id",

@@ -10,6 +10,7 @@ pub mod documents;
 pub mod emergency;
 pub mod filter;
 pub mod output;
+pub mod pages;
 pub mod plans;
 pub mod records;
 pub mod violations;
@@ -157,6 +158,8 @@ enum Command {
         home: Option<String>,
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// What the home owes after emergency action, and when: open ones (all with --all).
     Obligations {
@@ -167,6 +170,8 @@ enum Command {
         overdue: bool,
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// The child's social worker was told: close the notification obligation.
     Notified {
@@ -188,6 +193,8 @@ enum Command {
     Sanctions {
         #[arg(long)]
         home: Option<String>,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// Complete, sign off, or record the talk with the child about a sanction.
     #[command(subcommand)]
@@ -276,6 +283,8 @@ enum ChildCommand {
         home: Option<String>,
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// A child has left the home: archive them. Nothing is deleted; their records are kept
     /// until their 75th birthday.
@@ -309,6 +318,8 @@ enum DeviceCommand {
         /// Include revoked devices.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// Show one device in full.
     Show { device: String },
@@ -417,6 +428,8 @@ enum StaffCommand {
         /// Include revoked staff.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        pages: pages::PageArgs,
     },
     /// Revoke a member of staff's token, by id or name.
     Revoke { staff: String },
@@ -829,20 +842,27 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 c.name, c.retain_records_until
             );
         }
-        Command::Child(ChildCommand::List { home, all }) => {
-            let children = s
-                .children
-                .list_children(api::ListChildrenRequest {
-                    home: home.unwrap_or_default(),
+        Command::Child(ChildCommand::List { home, all, pages }) => {
+            let home = home.unwrap_or_default();
+            let children = pages::fetch(&pages, None, |page_size, page_token| {
+                let mut client = s.children.clone();
+                let request = api::ListChildrenRequest {
+                    home: home.clone(),
                     include_archived: all,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .children;
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_children(request).await?.into_inner();
+                    Ok((r.children, r.next_page_token))
+                }
+            })
+            .await?;
             if as_json {
-                return json(&children);
+                return children.print_json("children");
             }
+            children.print_next();
+            let children = children.items;
             table(
                 &["id", "name", "home", "born", "devices"],
                 children
@@ -932,20 +952,27 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 }
             }
         }
-        Command::Device(DeviceCommand::List { child, all }) => {
-            let devices = s
-                .devices
-                .list_devices(api::ListDevicesRequest {
-                    child: child.unwrap_or_default(),
+        Command::Device(DeviceCommand::List { child, all, pages }) => {
+            let child = child.unwrap_or_default();
+            let devices = pages::fetch(&pages, None, |page_size, page_token| {
+                let mut client = s.devices.clone();
+                let request = api::ListDevicesRequest {
+                    child: child.clone(),
                     include_revoked: all,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .devices;
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_devices(request).await?.into_inner();
+                    Ok((r.devices, r.next_page_token))
+                }
+            })
+            .await?;
             if as_json {
-                return json(&devices);
+                return devices.print_json("devices");
             }
+            devices.print_next();
+            let devices = devices.items;
             table(
                 &[
                     "id",
@@ -1115,19 +1142,25 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 m.name, m.role, m.id, added.token
             );
         }
-        Command::Staff(StaffCommand::List { all }) => {
-            let staff = s
-                .staff
-                .list_staff(api::ListStaffRequest {
+        Command::Staff(StaffCommand::List { all, pages }) => {
+            let staff = pages::fetch(&pages, None, |page_size, page_token| {
+                let mut client = s.staff.clone();
+                let request = api::ListStaffRequest {
                     include_revoked: all,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .staff;
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let r = client.list_staff(request).await?.into_inner();
+                    Ok((r.staff, r.next_page_token))
+                }
+            })
+            .await?;
             if as_json {
-                return json(&staff);
+                return staff.print_json("staff");
             }
+            staff.print_next();
+            let staff = staff.items;
             table(
                 &[
                     "id",
@@ -1234,12 +1267,15 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             emergency::ofsted_advice(&mut s.emergency, id, ofsted_advice, as_json).await?
         }
         Command::Lift { id, note } => emergency::lift(&mut s.emergency, id, note, as_json).await?,
-        Command::Lockdowns { home, all } => {
-            emergency::lockdowns(&mut s.emergency, home, all, as_json).await?
+        Command::Lockdowns { home, all, pages } => {
+            emergency::lockdowns(&mut s.emergency, home, all, &pages, as_json).await?
         }
-        Command::Obligations { home, overdue, all } => {
-            emergency::obligations(&mut s.emergency, home, overdue, all, as_json).await?
-        }
+        Command::Obligations {
+            home,
+            overdue,
+            all,
+            pages,
+        } => emergency::obligations(&mut s.emergency, home, overdue, all, &pages, as_json).await?,
         Command::Notified {
             obligation,
             by,
@@ -1247,8 +1283,8 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             at,
             note,
         } => emergency::notified(&mut s.emergency, obligation, by, how, at, note, as_json).await?,
-        Command::Sanctions { home } => {
-            emergency::sanctions(&mut s.emergency, home, as_json).await?
+        Command::Sanctions { home, pages } => {
+            emergency::sanctions(&mut s.emergency, home, &pages, as_json).await?
         }
         Command::Sanction(cmd) => emergency::sanction(&mut s.emergency, cmd, as_json).await?,
         Command::Audit(cmd) => audit::run(&mut s.audit, cmd, as_json).await?,

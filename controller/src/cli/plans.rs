@@ -127,14 +127,25 @@ async fn history(
     c: &mut Client,
     child: &str,
 ) -> anyhow::Result<Vec<(api::PlanRevisionRecord, PlanRevision)>> {
-    let records = c
-        .plan_history(api::PlanHistoryRequest {
-            child: child.to_string(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .revisions;
+    // Every revision, however many pages: the history is read whole to diff and print it.
+    let records = super::pages::fetch(
+        &super::pages::PageArgs::default(),
+        None,
+        |page_size, page_token| {
+            let mut client = c.clone();
+            let request = api::PlanHistoryRequest {
+                child: child.to_string(),
+                page_size,
+                page_token,
+            };
+            async move {
+                let r = client.plan_history(request).await?.into_inner();
+                Ok((r.revisions, r.next_page_token))
+            }
+        },
+    )
+    .await?
+    .items;
     records
         .into_iter()
         .map(|r| {

@@ -27,9 +27,11 @@ pub struct ViolationsArgs {
     /// time ago such as 30m, 2h or 3d.
     #[arg(long)]
     since: Option<String>,
-    /// At most this many (newest first).
-    #[arg(long, default_value_t = 100)]
-    limit: u32,
+    /// At most this many (newest first) [default: all of them].
+    #[arg(long)]
+    limit: Option<u32>,
+    #[command(flatten)]
+    pages: super::pages::PageArgs,
     /// Keep watching: show each violation as the controller receives it, and devices that
     /// stop reporting, until Ctrl-C.
     #[arg(long)]
@@ -46,6 +48,8 @@ pub struct TasksArgs {
     /// Closed tasks too.
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    pages: super::pages::PageArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -157,9 +161,9 @@ pub async fn violations(c: &mut Client, args: ViolationsArgs, as_json: bool) -> 
         Some(text) => parse_since(text, jiff::Zoned::now()).map_err(|e| anyhow!(e))?,
         None => 0,
     };
-    if args.limit == 0 {
+    if args.limit == Some(0) {
         return Err(anyhow!(
-            "--limit 0 would show nothing: give a number from 1 to 1000"
+            "--limit 0 would show nothing: give a number of 1 or more"
         ));
     }
     let filter = api::ViolationFilter {
@@ -171,19 +175,25 @@ pub async fn violations(c: &mut Client, args: ViolationsArgs, as_json: bool) -> 
     if args.watch {
         return watch(c, filter, as_json).await;
     }
-    let list = c
-        .list_violations(api::ListViolationsRequest {
-            filter: Some(filter),
-            limit: args.limit,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .violations;
+    let list = super::pages::fetch(&args.pages, args.limit, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListViolationsRequest {
+            filter: Some(filter.clone()),
+            page_size,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let r = client.list_violations(request).await?.into_inner();
+            Ok((r.violations, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        let out: Vec<ViolationJson> = list.into_iter().map(ViolationJson::from).collect();
-        return json(&out);
+        return list.map(ViolationJson::from).print_json("violations");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &["when", "child", "what happened", "device", "kind"],
         list.into_iter()
@@ -353,19 +363,31 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
         Some(TasksCommand::List { child, all }) => (child.or(args.child), all || args.all),
         None => (args.child, args.all),
     };
-    let list = c
-        .list_manager_tasks(api::ListManagerTasksRequest {
-            child: child.unwrap_or_default(),
+    let child = child.unwrap_or_default();
+    let list = super::pages::fetch(&args.pages, None, |page_size, page_token| {
+        let mut client = c.clone();
+        let request = api::ListManagerTasksRequest {
+            child: child.clone(),
             include_closed: all,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .tasks;
+            page_size,
+            page_token,
+        };
+        async move {
+            let r = client.list_manager_tasks(request).await?.into_inner();
+            Ok((r.tasks, r.next_page_token))
+        }
+    })
+    .await?;
     if as_json {
-        let out: Vec<TaskJson> = list.iter().map(task_json).collect();
-        return json(&out);
+        let out = super::pages::Fetched {
+            items: list.items.iter().map(task_json).collect::<Vec<_>>(),
+            next_page_token: list.next_page_token.clone(),
+            by_hand: list.by_hand,
+        };
+        return out.print_json("tasks");
     }
+    list.print_next();
+    let list = list.items;
     table(
         &[
             "id",

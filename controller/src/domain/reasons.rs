@@ -46,6 +46,9 @@ pub const CHILD_ARCHIVED: &str = "CHILD_ARCHIVED";
 pub const DEVICE_REVOKED: &str = "DEVICE_REVOKED";
 /// The plan has a newer revision than the one this change was based on.
 pub const PLAN_MOVED_ON: &str = "PLAN_MOVED_ON";
+/// A page token that this list did not give out, or gave out for other filters; start again
+/// without one (the `BadRequest` detail names `page_token`).
+pub const PAGE_TOKEN_INVALID: &str = "PAGE_TOKEN_INVALID";
 
 /// Every reason, for the documentation test and for clients that want the list.
 pub const ALL: &[&str] = &[
@@ -70,6 +73,7 @@ pub const ALL: &[&str] = &[
     CHILD_ARCHIVED,
     DEVICE_REVOKED,
     PLAN_MOVED_ON,
+    PAGE_TOKEN_INVALID,
 ];
 
 #[cfg(test)]

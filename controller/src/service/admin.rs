@@ -10,7 +10,7 @@ use std::sync::Arc;
 use haven_proto::admin::v1::{self as api, *};
 use tonic::{Request, Response, Status};
 
-use super::{Context, auth, convert, now_ms};
+use super::{Context, auth, convert, now_ms, pages};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::enrollment::{code_from_random, normalise_code, validity_minutes};
 use crate::domain::phone::normalise_protected;
@@ -301,12 +301,31 @@ impl child_service_server::ChildService for AdminApi {
             .await?;
         let req = request.into_inner();
         let home_id = self.ctx.home_filter(&who, &req.home).await?;
-        let children = self.ctx.store.list_children(home_id.as_deref()).await?;
+        let filters = pages::Filters::new("children")
+            .with("home", home_id.as_deref())
+            .with_bool("include_archived", req.include_archived);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let homes = pages::homes_of(&who.homes);
+        let children = self
+            .ctx
+            .store
+            .list_children_page(
+                home_id.as_deref(),
+                req.include_archived,
+                homes.as_deref(),
+                &page,
+            )
+            .await?;
         Ok(Response::new(ListChildrenResponse {
+            next_page_token: pages::next_token(children.next.as_ref(), &filters),
             children: children
+                .items
                 .into_iter()
                 .filter(|c| who.homes.covers(&c.home_id))
-                .filter(|c| req.include_archived || c.archived_at.is_none())
                 .map(convert::child)
                 .collect(),
         }))
@@ -456,14 +475,30 @@ impl device_service_server::DeviceService for AdminApi {
             .await?;
         let req = request.into_inner();
         let child_id = self.ctx.child_filter(&who, &req.child).await?;
+        let filters = pages::Filters::new("devices")
+            .with("child", child_id.as_deref())
+            .with_bool("include_revoked", req.include_revoked);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let homes = pages::homes_of(&who.homes);
         let devices = self
             .ctx
             .store
-            .list_devices(child_id.as_deref(), req.include_revoked)
+            .list_devices_page(
+                child_id.as_deref(),
+                req.include_revoked,
+                homes.as_deref(),
+                &page,
+            )
             .await?;
         Ok(Response::new(
             ListDevicesResponse {
+                next_page_token: pages::next_token(devices.next.as_ref(), &filters),
                 devices: devices
+                    .items
                     .into_iter()
                     .filter(|d| who.homes.covers(&d.home_id))
                     .map(|d| self.ctx.device_view(d))
@@ -496,9 +531,13 @@ impl device_service_server::DeviceService for AdminApi {
             }
         }
         Ok(Response::new(
-            ListDevicesResponse { devices }
-                .with_certificates(&self.ctx)
-                .await?,
+            // Only devices due for renewal: a short list, sent whole (no next page).
+            ListDevicesResponse {
+                devices,
+                next_page_token: String::new(),
+            }
+            .with_certificates(&self.ctx)
+            .await?,
         ))
     }
 
@@ -613,9 +652,21 @@ impl staff_service_server::StaffService for AdminApi {
             .authorize(request.metadata(), Action::ManageStaff)
             .await?;
         let req = request.into_inner();
-        let members = self.ctx.store.list_staff(req.include_revoked).await?;
+        let filters =
+            pages::Filters::new("staff").with_bool("include_revoked", req.include_revoked);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let members = self
+            .ctx
+            .store
+            .list_staff_page(req.include_revoked, &page)
+            .await?;
         Ok(Response::new(ListStaffResponse {
-            staff: self.staff_members(members).await?,
+            next_page_token: pages::next_token(members.next.as_ref(), &filters),
+            staff: self.staff_members(members.items).await?,
         }))
     }
 
@@ -892,19 +943,23 @@ impl audit_service_server::AuditService for AdminApi {
         if let Err(e) = self.ctx.reads.flush(self.ctx.store.as_ref()).await {
             tracing::warn!(error = %e, "could not write the latest reads; listing what is stored");
         }
-        let limit = match req.limit {
-            0 => 1_000,
-            n => n.min(10_000),
-        };
+        let filters = pages::Filters::new("reads")
+            .with("child", Some(&child.id))
+            .with_int("since", req.since_unix_ms);
+        #[allow(deprecated)] // `limit` still read for clients written before page_size
+        let size = READS.size(req.page_size, req.limit);
+        let page = pages::page(&req.page_token, &filters, size)?;
         let reads = self
             .ctx
             .store
-            .reads_of_child(&child.id, req.since_unix_ms, limit)
+            .reads_of_child(&child.id, req.since_unix_ms, &page)
             .await?;
         Ok(Response::new(ListReadsResponse {
             child_id: child.id,
             child_name: child.name,
+            next_page_token: pages::next_token(reads.next.as_ref(), &filters),
             reads: reads
+                .items
                 .into_iter()
                 .map(|r| RecordRead {
                     at_unix_ms: r.read.at,
@@ -917,6 +972,12 @@ impl audit_service_server::AuditService for AdminApi {
         }))
     }
 }
+
+/// Reads of a child's records: 1,000 a page unless asked, at most 10,000.
+const READS: pages::PageLimits = pages::PageLimits {
+    default: 1_000,
+    max: 10_000,
+};
 
 /// Fills in when each device's certificate expires and how it stands (D7).
 trait WithCertificates: Sized {

@@ -324,7 +324,11 @@ mod tests {
         log.note("stf-2", "chd-1", "violations", 40);
         assert_eq!(log.flush(&store).await.unwrap(), 3);
         assert_eq!(log.flush(&store).await.unwrap(), 0);
-        let reads = store.reads_of_child("chd-1", 0, 10).await.unwrap();
+        let reads = store
+            .reads_of_child("chd-1", 0, &crate::store::Page::first(10))
+            .await
+            .unwrap()
+            .items;
         assert_eq!(reads.len(), 3);
         assert!(
             reads

@@ -18,7 +18,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
-use super::{Context, now_ms};
+use super::{Context, now_ms, pages};
 use crate::domain::emergency::{
     EmergencyError, LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND,
     review_overdue, validate_lockdown, validate_restriction,
@@ -627,13 +627,24 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .await?;
         let req = request.into_inner();
         let home = self.ctx.home_filter(&who, &req.home).await?;
+        let filters = pages::Filters::new("lockdowns")
+            .with("home", home.as_deref())
+            .with_bool("include_lifted", req.include_lifted);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let homes = pages::homes_of(&who.homes);
         let list = self
             .ctx
             .store
-            .lockdowns(home.as_deref(), req.include_lifted)
+            .lockdowns_page(home.as_deref(), req.include_lifted, homes.as_deref(), &page)
             .await?;
         Ok(Response::new(ListLockdownsResponse {
+            next_page_token: pages::next_token(list.next.as_ref(), &filters),
             lockdowns: list
+                .items
                 .into_iter()
                 .filter(|l| who.homes.covers(&l.home_id))
                 .inspect(|l| {
@@ -681,10 +692,23 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .await?;
         let req = request.into_inner();
         let home = self.ctx.home_filter(&who, &req.home).await?;
+        let filters = pages::Filters::new("sanctions").with("home", home.as_deref());
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let homes = pages::homes_of(&who.homes);
         let obligations = self.ctx.store.obligations(home.as_deref(), false).await?;
-        let rows = self.ctx.store.sanctions(home.as_deref()).await?;
+        let rows = self
+            .ctx
+            .store
+            .sanctions_page(home.as_deref(), homes.as_deref(), &page)
+            .await?;
         Ok(Response::new(ListSanctionsResponse {
+            next_page_token: pages::next_token(rows.next.as_ref(), &filters),
             sanctions: rows
+                .items
                 .into_iter()
                 .filter(|s| who.homes.covers(&s.home_id))
                 .inspect(|s| self.ctx.note_read(&who, &s.child_id))
@@ -790,6 +814,15 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .await?;
         let req = request.into_inner();
         let home = self.ctx.home_filter(&who, &req.home).await?;
+        let filters = pages::Filters::new("obligations")
+            .with("home", home.as_deref())
+            .with_bool("include_done", req.include_done)
+            .with_bool("overdue_only", req.overdue_only);
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
         let now = now_ms();
         let list = self
             .ctx
@@ -822,13 +855,22 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .filter(|o| !req.overdue_only || o.state == "overdue")
             .collect();
         all.sort_by(|a, b| (a.due_at_unix_ms, &a.id).cmp(&(b.due_at_unix_ms, &b.id)));
+        // Put together from three sources (obligations, GD3 tasks whose due time comes from
+        // the working-day calendar, KP1 reviews worked out from the time now), so the order
+        // only exists here: the page seeks past the last (due, id) in memory, still a keyset
+        // and never an offset, so an obligation opened while paging cannot shift the pages.
+        let page = pages::Paged::seek_sorted(all, &page, |o| (o.due_at_unix_ms, o.id.clone()));
+        let all = page.items;
         self.ctx.note_reads(
             &who,
             all.iter()
                 .map(|o| o.child_id.as_str())
                 .filter(|c| !c.is_empty()),
         );
-        Ok(Response::new(ListObligationsResponse { obligations: all }))
+        Ok(Response::new(ListObligationsResponse {
+            obligations: all,
+            next_page_token: pages::next_token(page.next.as_ref(), &filters),
+        }))
     }
 
     async fn record_notification(

@@ -50,6 +50,18 @@ pub fn bad_fields(fields: &[&str], description: impl std::fmt::Display) -> Statu
     Status::with_error_details(Code::InvalidArgument, description, details)
 }
 
+/// Bad input in `field` with its own stable reason (e.g. `PAGE_TOKEN_INVALID`), the field named.
+pub fn bad_field_because(
+    field: &str,
+    reason: &'static str,
+    description: impl std::fmt::Display,
+) -> Status {
+    let description = description.to_string();
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, HashMap::new());
+    details.add_bad_request_violation(field, description.clone());
+    Status::with_error_details(Code::InvalidArgument, description, details)
+}
+
 /// Bad input that no single field explains.
 pub fn invalid(description: impl std::fmt::Display) -> Status {
     refused(

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod fanout;
 pub mod filter;
 pub mod limits;
+pub mod pages;
 pub mod plan_wire;
 pub mod plans;
 pub mod records;

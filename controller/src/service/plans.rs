@@ -14,7 +14,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::errors;
 use super::plan_wire::{self, FieldError};
-use super::{Context, date_in, now_ms, today_in};
+use super::{Context, date_in, now_ms, pages, today_in};
 use crate::domain::camera::{incident_review_item, review_required, withdrawal};
 use crate::domain::emergency::review_overdue;
 use crate::domain::plan::{
@@ -461,13 +461,19 @@ impl plan_service_server::PlanService for PlanApi {
             .ctx
             .authorize(request.metadata(), Action::ReadRecords)
             .await?;
-        let child = self
-            .ctx
-            .child_for(&who, request.get_ref().child.trim())
-            .await?;
-        let docs = self.ctx.store.plan_revisions(&child.id).await?;
+        let req = request.into_inner();
+        let child = self.ctx.child_for(&who, req.child.trim()).await?;
+        let filters = pages::Filters::new("plan history").with("child", Some(&child.id));
+        let page = pages::page(
+            &req.page_token,
+            &filters,
+            pages::WHOLE_LIST.size(req.page_size, 0),
+        )?;
+        let docs = self.ctx.store.plan_revisions_page(&child.id, &page).await?;
         Ok(Response::new(PlanHistoryResponse {
+            next_page_token: pages::next_token(docs.next.as_ref(), &filters),
             revisions: docs
+                .items
                 .into_iter()
                 .map(|d| revision_record(d, None, 0))
                 .collect(),

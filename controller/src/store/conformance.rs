@@ -50,6 +50,11 @@ macro_rules! conformance_tests {
             a_homes_web_exceptions_are_set_changed_removed_and_audited,
             d7_a_renewed_certificate_finds_the_same_device_and_replaces_the_old_one_at_first_use,
             every_store_method_is_covered,
+            children_and_devices_are_paged_each_once_in_order,
+            violations_are_paged_newest_first_each_once,
+            reads_and_sanctions_are_paged_newest_first_each_once,
+            lockdowns_and_manager_tasks_are_paged_each_once,
+            staff_and_plan_history_are_paged_each_once,
             concurrent_writers_keep_one_gap_free_audit_chain
         );
         $crate::conformance_tests!(@fresh $start;
@@ -165,15 +170,39 @@ pub async fn reads_are_listed_per_child_newest_first(s: &impl Store) {
     ])
     .await
     .unwrap();
-    let a = s.reads_of_child("chd-a", 0, 10).await.unwrap();
+    let a = s
+        .reads_of_child("chd-a", 0, &Page::first(10))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         a.iter().map(|r| r.read.what.as_str()).collect::<Vec<_>>(),
         ["violations", "plan history"]
     );
     assert_eq!(a[0].staff_name, "Jo");
-    assert_eq!(s.reads_of_child("chd-a", 11, 10).await.unwrap().len(), 1);
-    assert_eq!(s.reads_of_child("chd-a", 0, 1).await.unwrap().len(), 1);
-    assert!(s.reads_of_child("chd-c", 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.reads_of_child("chd-a", 11, &Page::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.reads_of_child("chd-a", 0, &Page::first(1))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        s.reads_of_child("chd-c", 0, &Page::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 fn compiled_list(names: &str) -> (Vec<u8>, String) {
@@ -1339,7 +1368,9 @@ pub async fn violations_are_listed_newest_first_and_filtered(s: &impl Store) {
     s.record_violations(&bens.id, &[v("b1", "camera_blocked", 25)], 40)
         .await
         .unwrap();
-    let ids = |list: Vec<StoredViolation>| list.into_iter().map(|v| v.id).collect::<Vec<_>>();
+    let ids = |list: Paged<StoredViolation, ViolationKey>| {
+        list.items.into_iter().map(|v| v.id).collect::<Vec<_>>()
+    };
     let all = ViolationFilter {
         limit: 100,
         ..Default::default()
@@ -1378,7 +1409,7 @@ pub async fn violations_are_listed_newest_first_and_filtered(s: &impl Store) {
         ..all.clone()
     };
     assert_eq!(ids(s.list_violations(&recent).await.unwrap()), ["t2", "b1"]);
-    let listed = s.list_violations(&amiras).await.unwrap();
+    let listed = s.list_violations(&amiras).await.unwrap().items;
     assert_eq!(listed[0].child_name, "Amira");
     assert_eq!(listed[0].home_id, h.id);
     assert_eq!(listed[0].received_at, 40);
@@ -1771,4 +1802,542 @@ pub async fn concurrent_writers_keep_one_gap_free_audit_chain(s: &impl Store) {
     assert!(entries.len() >= 2 + WRITERS + 2);
     let homes = s.list_homes().await.unwrap();
     assert_eq!(homes.len(), 1 + WRITERS.div_ceil(3));
+}
+
+// ---- pages (issue 15): keyset paging visits each row once, in the list's order ----
+
+/// Every row from `after` on, `size` at a time, and how many pages that took.
+async fn rest_of<T, K, Fut>(
+    after: Option<K>,
+    size: u32,
+    mut fetch: impl FnMut(Page<K>) -> Fut,
+) -> (Vec<T>, usize)
+where
+    Fut: std::future::Future<Output = StoreResult<Paged<T, K>>>,
+{
+    let (mut rows, mut pages, mut after) = (Vec::new(), 0, after);
+    loop {
+        let page = fetch(Page { after, size }).await.unwrap();
+        assert!(
+            page.items.len() <= size as usize,
+            "a page is never longer than asked"
+        );
+        pages += 1;
+        assert!(pages < 1_000, "paging did not end");
+        rows.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return (rows, pages),
+        }
+    }
+}
+
+/// `seen` has no row twice and keeps `before`'s rows, all of them, in their order.
+fn each_once_in_order(seen: &[String], before: &[String]) {
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a row came twice: {seen:?}");
+    let kept: Vec<&String> = seen.iter().filter(|r| before.contains(r)).collect();
+    assert_eq!(kept, before.iter().collect::<Vec<_>>(), "{seen:?}");
+}
+
+pub async fn children_and_devices_are_paged_each_once_in_order(s: &impl Store) {
+    let oak = home(s, "Oak").await;
+    let elm = home(s, "Elm").await;
+    for (h, name) in [
+        (&oak, "Cara"),
+        (&oak, "Ben"),
+        (&elm, "Dev"),
+        (&oak, "Ben"),
+        (&elm, "Amira"),
+        (&oak, "Eli"),
+        (&oak, "Fay"),
+    ] {
+        s.add_child(&admin(), &h.id, name, "2012-01-01", 2)
+            .await
+            .unwrap();
+    }
+    let ids = |rows: Vec<ChildRecord>| rows.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let whole = s
+        .list_children_page(None, false, None, &Page::first(100))
+        .await
+        .unwrap();
+    assert_eq!(whole.next, None);
+    let names: Vec<(&str, &str)> = whole
+        .items
+        .iter()
+        .map(|c| (c.home_name.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Elm", "Amira"),
+            ("Elm", "Dev"),
+            ("Oak", "Ben"),
+            ("Oak", "Ben"),
+            ("Oak", "Cara"),
+            ("Oak", "Eli"),
+            ("Oak", "Fay")
+        ]
+    );
+    let whole = ids(whole.items);
+    for size in [1, 2, 3, 7, 8] {
+        let (paged, pages) = rest_of(None, size, |p| async move {
+            s.list_children_page(None, false, None, &p).await
+        })
+        .await;
+        assert_eq!(ids(paged), whole, "pages of {size}");
+        assert_eq!(pages, whole.len().div_ceil(size as usize).max(1));
+    }
+    // Filters narrow every page: one home, the caller's homes, archived children left out.
+    let oaks = vec![oak.id.clone()];
+    let (in_oak, _) = rest_of(None, 2, |p| {
+        let oaks = oaks.clone();
+        async move { s.list_children_page(None, false, Some(&oaks), &p).await }
+    })
+    .await;
+    assert_eq!(ids(in_oak), whole[2..]);
+    let (of_elm, _) = rest_of(None, 1, |p| {
+        let elm = elm.id.clone();
+        async move { s.list_children_page(Some(&elm), false, None, &p).await }
+    })
+    .await;
+    assert_eq!(ids(of_elm), whole[..2]);
+    s.archive_child(&admin(), &whole[4], "moved on", 3)
+        .await
+        .unwrap();
+    let (staying, _) = rest_of(None, 2, |p| async move {
+        s.list_children_page(None, false, None, &p).await
+    })
+    .await;
+    assert!(!ids(staying).contains(&whole[4]));
+    let (everyone, _) = rest_of(None, 2, |p| async move {
+        s.list_children_page(None, true, None, &p).await
+    })
+    .await;
+    assert_eq!(ids(everyone), whole);
+
+    // A child added while paging: one sorting before the cursor is not sent, one after it is
+    // sent once; no earlier row comes again or goes missing.
+    let first = s
+        .list_children_page(None, true, None, &Page::first(3))
+        .await
+        .unwrap();
+    s.add_child(&admin(), &elm.id, "Aaron", "2012-01-01", 4)
+        .await
+        .unwrap();
+    let late = s
+        .add_child(&admin(), &oak.id, "Zed", "2012-01-01", 4)
+        .await
+        .unwrap();
+    let (rest, _) = rest_of(first.next, 3, |p| async move {
+        s.list_children_page(None, true, None, &p).await
+    })
+    .await;
+    let seen: Vec<String> = ids(first.items).into_iter().chain(ids(rest)).collect();
+    each_once_in_order(&seen, &whole);
+    assert_eq!(seen.last(), Some(&late.id));
+    assert_eq!(seen.len(), whole.len() + 1);
+
+    // Devices: by child name, then enrollment time, then id.
+    let mut devices = Vec::new();
+    for (i, child) in [&whole[3], &whole[0], &whole[3], &whole[6]]
+        .iter()
+        .enumerate()
+    {
+        let d = enrolled(s, child, &format!("pcode{i}"), &format!("pfp{i}")).await;
+        devices.push(d.id);
+    }
+    let all = s
+        .list_devices_page(None, true, None, &Page::first(100))
+        .await
+        .unwrap();
+    let order: Vec<String> = all.items.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(order.len(), 4);
+    assert_eq!(all.items[0].child_name, "Amira");
+    for size in [1, 3] {
+        let (paged, _) = rest_of(None, size, |p| async move {
+            s.list_devices_page(None, true, None, &p).await
+        })
+        .await;
+        let paged: Vec<String> = paged.into_iter().map(|d| d.id).collect();
+        assert_eq!(paged, order, "pages of {size}");
+    }
+    s.revoke_device(&admin(), &devices[2], "lost", 30)
+        .await
+        .unwrap();
+    let (active, _) = rest_of(None, 1, |p| async move {
+        s.list_devices_page(None, false, None, &p).await
+    })
+    .await;
+    assert_eq!(active.len(), 3);
+    let (bens, _) = rest_of(None, 1, |p| {
+        let ben = whole[3].clone();
+        async move { s.list_devices_page(Some(&ben), true, None, &p).await }
+    })
+    .await;
+    assert_eq!(bens.len(), 2);
+    let nowhere = vec!["hom-none".to_string()];
+    let none = s
+        .list_devices_page(None, true, Some(&nowhere), &Page::first(5))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
+}
+
+pub async fn violations_are_paged_newest_first_each_once(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let tablet = enrolled(s, &c.id, "code1", "fp1").await;
+    let laptop = enrolled(s, &c.id, "code2", "fp2").await;
+    let v = |id: &str, at: i64| ViolationRecord {
+        id: id.into(),
+        kind: "web_blocked".into(),
+        channel: "".into(),
+        subject: "x".into(),
+        detail: "".into(),
+        occurred_at: at,
+    };
+    // Ties on purpose: the same time on both devices, and the same agent id on both.
+    s.record_violations(
+        &tablet.id,
+        &[v("a", 10), v("b", 20), v("same", 20), v("c", 30), v("d", 5)],
+        40,
+    )
+    .await
+    .unwrap();
+    s.record_violations(&laptop.id, &[v("same", 20), v("e", 20), v("f", 1)], 40)
+        .await
+        .unwrap();
+    let key = |v: &StoredViolation| format!("{}/{}", v.device_id, v.id);
+    let filter = |size: u32, after: Option<ViolationKey>| ViolationFilter {
+        limit: size,
+        after,
+        ..Default::default()
+    };
+    let whole: Vec<String> = s
+        .list_violations(&filter(100, None))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(whole.len(), 8);
+    for size in [1, 2, 3, 8] {
+        let (paged, _) = rest_of(None, size, |p| async move {
+            s.list_violations(&filter(p.size, p.after)).await
+        })
+        .await;
+        assert_eq!(
+            paged.iter().map(key).collect::<Vec<_>>(),
+            whole,
+            "pages of {size}"
+        );
+    }
+    // Reported while paging: a newer one is before the cursor (the next listing shows it),
+    // an older one (a device catching up) comes once, in its place.
+    let first = s.list_violations(&filter(3, None)).await.unwrap();
+    s.record_violations(&tablet.id, &[v("new", 99), v("old", 2)], 50)
+        .await
+        .unwrap();
+    let (rest, _) = rest_of(first.next, 3, |p| async move {
+        s.list_violations(&filter(p.size, p.after)).await
+    })
+    .await;
+    let seen: Vec<String> = first.items.iter().chain(rest.iter()).map(key).collect();
+    each_once_in_order(&seen, &whole);
+    assert!(seen.contains(&format!("{}/old", tablet.id)));
+    assert!(!seen.contains(&format!("{}/new", tablet.id)));
+    // Filters hold on every page.
+    let laptops = |size: u32, after| ViolationFilter {
+        device_id: Some(laptop.id.clone()),
+        limit: size,
+        after,
+        ..Default::default()
+    };
+    let (only, _) = rest_of(None, 1, |p| {
+        let f = laptops(p.size, p.after);
+        async move { s.list_violations(&f).await }
+    })
+    .await;
+    assert_eq!(only.len(), 3);
+    assert!(only.iter().all(|v| v.device_id == laptop.id));
+}
+
+pub async fn reads_and_sanctions_are_paged_newest_first_each_once(s: &impl Store) {
+    use crate::domain::reads::Read;
+    let read = |at: i64, what: &str| Read {
+        at,
+        staff_id: "stf-1".into(),
+        child_id: "chd-a".into(),
+        what: what.into(),
+    };
+    // Several reads in one millisecond: `seq` tells them apart.
+    s.record_reads(&[
+        read(10, "r1"),
+        read(20, "r2"),
+        read(20, "r3"),
+        read(20, "r4"),
+        read(30, "r5"),
+    ])
+    .await
+    .unwrap();
+    let what = |rows: Vec<ReadRecord>| rows.into_iter().map(|r| r.read.what).collect::<Vec<_>>();
+    for size in [1, 2, 5] {
+        let (paged, _) = rest_of(None, size, |p| async move {
+            s.reads_of_child("chd-a", 0, &p).await
+        })
+        .await;
+        assert_eq!(
+            what(paged),
+            ["r5", "r4", "r3", "r2", "r1"],
+            "pages of {size}"
+        );
+    }
+    let first = s.reads_of_child("chd-a", 0, &Page::first(2)).await.unwrap();
+    s.record_reads(&[read(40, "later"), read(20, "late, same time")])
+        .await
+        .unwrap();
+    let (rest, _) = rest_of(first.next, 2, |p| async move {
+        s.reads_of_child("chd-a", 0, &p).await
+    })
+    .await;
+    // Reads written while paging are newer (a later time, or a higher seq in the same
+    // millisecond): before the cursor, so the next listing shows them, not this one.
+    assert_eq!(what(first.items), ["r5", "r4"]);
+    assert_eq!(what(rest), ["r3", "r2", "r1"]);
+
+    // Sanctions: newest first, ties by id.
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let manager = Actor("stf-m".into());
+    s.add_plan_revision(&manager, &c.id, 0, "{\"r\":1}", 40)
+        .await
+        .unwrap();
+    let open = |ids: &[&str]| Opened {
+        sanctions: ids
+            .iter()
+            .map(|id| NewSanction {
+                id: (*id).into(),
+                child_id: c.id.clone(),
+                record: "{}".into(),
+            })
+            .collect(),
+        obligations: Vec::new(),
+    };
+    for (base, ids, at) in [
+        (1, &["snc-b", "snc-a"][..], 50),
+        (2, &["snc-c"][..], 60),
+        (3, &["snc-e", "snc-d"][..], 50),
+    ] {
+        s.add_plan_revision_opening(&manager, &c.id, base, "{}", &open(ids), at)
+            .await
+            .unwrap();
+    }
+    let ids = |rows: Vec<SanctionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let expected = ["snc-c", "snc-a", "snc-b", "snc-d", "snc-e"];
+    for size in [1, 2, 4] {
+        let (paged, _) = rest_of(None, size, |p| async move {
+            s.sanctions_page(None, None, &p).await
+        })
+        .await;
+        assert_eq!(ids(paged), expected, "pages of {size}");
+    }
+    let homes = vec![h.id.clone()];
+    let (mine, _) = rest_of(None, 3, |p| {
+        let homes = homes.clone();
+        let home = h.id.clone();
+        async move { s.sanctions_page(Some(&home), Some(&homes), &p).await }
+    })
+    .await;
+    assert_eq!(ids(mine), expected);
+    let elsewhere = s
+        .sanctions_page(Some("hom-none"), None, &Page::first(3))
+        .await
+        .unwrap();
+    assert!(elsewhere.items.is_empty());
+}
+
+pub async fn lockdowns_and_manager_tasks_are_paged_each_once(s: &impl Store) {
+    use crate::domain::emergency::LockdownTarget;
+    let h = home(s, "Oak").await;
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    for (id, at) in [("lck-a", 50), ("lck-c", 60), ("lck-b", 60), ("lck-d", 55)] {
+        s.start_lockdown(
+            &admin(),
+            &new_lockdown(id, LockdownTarget::Child(c.id.clone()), &h.id),
+            &[],
+            &[],
+            at,
+        )
+        .await
+        .unwrap();
+    }
+    s.lift_lockdown(&admin(), "lck-d", "calmer now", 70)
+        .await
+        .unwrap();
+    let ids = |rows: Vec<LockdownRecord>| rows.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    for size in [1, 2, 4] {
+        let (all, _) = rest_of(None, size, |p| async move {
+            s.lockdowns_page(None, true, None, &p).await
+        })
+        .await;
+        assert_eq!(
+            ids(all),
+            ["lck-b", "lck-c", "lck-d", "lck-a"],
+            "pages of {size}"
+        );
+        let (in_force, _) = rest_of(None, size, |p| {
+            let home = h.id.clone();
+            async move { s.lockdowns_page(Some(&home), false, None, &p).await }
+        })
+        .await;
+        assert_eq!(
+            ids(in_force),
+            ["lck-b", "lck-c", "lck-a"],
+            "pages of {size}"
+        );
+    }
+    let nowhere = vec!["hom-none".to_string()];
+    assert!(
+        s.lockdowns_page(None, true, Some(&nowhere), &Page::first(5))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let d = enrolled(s, &c.id, "code", "fp").await;
+    let v = |id: &str, subject: &str, at: i64| ViolationRecord {
+        id: id.into(),
+        kind: "unknown_contact".into(),
+        channel: "call".into(),
+        subject: subject.into(),
+        detail: "".into(),
+        occurred_at: at,
+    };
+    for (batch, now) in [
+        (
+            vec![v("u1", "+447700900001", 10), v("u2", "+447700900002", 11)],
+            40,
+        ),
+        (vec![v("u3", "+447700900003", 12)], 30),
+        (
+            vec![v("u4", "+447700900004", 13), v("u5", "+447700900005", 14)],
+            40,
+        ),
+    ] {
+        s.record_violations(&d.id, &batch, now).await.unwrap();
+    }
+    let whole = s
+        .manager_tasks_page(None, true, None, &Page::first(100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(whole.len(), 5);
+    assert!(
+        whole
+            .windows(2)
+            .all(|w| (w[0].opened_at, &w[0].id) < (w[1].opened_at, &w[1].id))
+    );
+    let whole: Vec<String> = whole.into_iter().map(|t| t.id).collect();
+    for size in [1, 2, 3] {
+        let (paged, _) = rest_of(None, size, |p| async move {
+            s.manager_tasks_page(None, false, None, &p).await
+        })
+        .await;
+        let paged: Vec<String> = paged.into_iter().map(|t| t.id).collect();
+        assert_eq!(paged, whole, "pages of {size}");
+    }
+    s.close_manager_task(&admin(), &whole[0], "no-action", "a wrong number", 50)
+        .await
+        .unwrap();
+    let (open, _) = rest_of(None, 2, |p| {
+        let child = c.id.clone();
+        async move { s.manager_tasks_page(Some(&child), false, None, &p).await }
+    })
+    .await;
+    let open: Vec<String> = open.into_iter().map(|t| t.id).collect();
+    assert_eq!(open, whole[1..]);
+}
+
+pub async fn staff_and_plan_history_are_paged_each_once(s: &impl Store) {
+    let h = home(s, "Oak").await;
+    for (name, at) in [("Sam", 5), ("Ali", 3), ("Jo", 5), ("Kim", 9)] {
+        s.add_staff(
+            &admin(),
+            NewStaff {
+                name,
+                role: crate::domain::Role::Staff,
+                homes: std::slice::from_ref(&h.id),
+                token_hash: &format!("hash-{name}"),
+                token_hint: "hint",
+                token_expires_at: 9_000,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    }
+    let whole: Vec<String> = s
+        .list_staff(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(whole.len(), 4);
+    for size in [1, 3, 4] {
+        let (paged, _) = rest_of(
+            None,
+            size,
+            |p| async move { s.list_staff_page(true, &p).await },
+        )
+        .await;
+        let paged: Vec<String> = paged.into_iter().map(|m| m.id).collect();
+        assert_eq!(paged, whole, "pages of {size}");
+    }
+    s.revoke_staff(&admin(), "Jo", 20).await.unwrap();
+    let (active, _) = rest_of(
+        None,
+        1,
+        |p| async move { s.list_staff_page(false, &p).await },
+    )
+    .await;
+    assert_eq!(active.len(), 3);
+    assert!(active.iter().all(|m| m.name != "Jo"));
+
+    let c = s
+        .add_child(&admin(), &h.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let manager = Actor("stf-m".into());
+    for base in 0..5 {
+        s.add_plan_revision(&manager, &c.id, base, "{}", 40 + base as i64)
+            .await
+            .unwrap();
+    }
+    for size in [1, 2, 5, 6] {
+        let (paged, _) = rest_of(None, size, |p| {
+            let child = c.id.clone();
+            async move { s.plan_revisions_page(&child, &p).await }
+        })
+        .await;
+        let numbers: Vec<u64> = paged.iter().map(|d| d.number).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "pages of {size}");
+    }
+    let none = s
+        .plan_revisions_page("chd-none", &Page::first(3))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
 }

@@ -26,10 +26,32 @@ use crate::domain::camera::CameraIncident;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::emergency::ActiveLockdown;
 use crate::domain::enrollment::CodeState;
+pub use crate::domain::paging::{Page, Paged};
 use crate::domain::policy::ProtectedContact;
 use crate::domain::reads::Read;
 use crate::domain::trail::RecordFacts;
 use crate::domain::{HomeScope, Role, StaffIdentity, UnixMillis};
+
+// The sort keys of the lists read a page at a time: unique in their list, in the list's order,
+// so "the rows after this key" neither skips nor repeats a row (keyset paging, not OFFSET).
+/// Violations, newest first: (occurred_at, received_at, id, device_id), all descending.
+pub type ViolationKey = (UnixMillis, UnixMillis, String, String);
+/// Reads of a child's records, newest first: (at, seq), both descending.
+pub type ReadKey = (UnixMillis, i64);
+/// Children: (home name, child name, id), ascending.
+pub type ChildKey = (String, String, String);
+/// Devices: (child name, enrolled_at, id), ascending.
+pub type DeviceKey = (String, UnixMillis, String);
+/// Sanctions, newest first: opened_at descending, then id ascending.
+pub type SanctionKey = (UnixMillis, String);
+/// Lockdowns, newest first: started_at descending, then id ascending.
+pub type LockdownKey = (UnixMillis, String);
+/// Manager tasks, oldest first: (opened_at, id), ascending.
+pub type TaskKey = (UnixMillis, String);
+/// Staff, oldest first: (created_at, id), ascending.
+pub type StaffKey = (UnixMillis, String);
+/// A child's plan revisions, oldest first: the revision number.
+pub type RevisionKey = (i64,);
 
 /// Why a storage operation failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +240,12 @@ pub trait StaffStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<Option<StaffRecord>>;
     async fn list_staff(&self, include_revoked: bool) -> StoreResult<Vec<StaffRecord>>;
+    /// One page of staff, oldest first; revoked ones only with `include_revoked`.
+    async fn list_staff_page(
+        &self,
+        include_revoked: bool,
+        page: &Page<StaffKey>,
+    ) -> StoreResult<Paged<StaffRecord, StaffKey>>;
     /// Revokes by id or exact name. Refuses to revoke the last active administrator.
     async fn revoke_staff(
         &self,
@@ -299,6 +327,15 @@ pub trait ChildStore: Send + Sync {
         now: UnixMillis,
     ) -> StoreResult<ChildRecord>;
     async fn list_children(&self, home_id: Option<&str>) -> StoreResult<Vec<ChildRecord>>;
+    /// One page of children by home name, name and id: of `home_id` when set, only those of
+    /// `homes` when set, archived ones only with `include_archived`.
+    async fn list_children_page(
+        &self,
+        home_id: Option<&str>,
+        include_archived: bool,
+        homes: Option<&[String]>,
+        page: &Page<ChildKey>,
+    ) -> StoreResult<Paged<ChildRecord, ChildKey>>;
     /// Finds a child by id or by name (any case), archived or not, among the children of the
     /// homes in `scope`. A child outside it is not found, exactly as if it did not exist, and
     /// never makes a name ambiguous.
@@ -484,6 +521,15 @@ pub trait DeviceStore: Send + Sync {
         child_id: Option<&str>,
         include_revoked: bool,
     ) -> StoreResult<Vec<DeviceRecord>>;
+    /// One page of devices by child name, enrollment time and id: of `child_id` when set,
+    /// only children of `homes` when set, revoked ones only with `include_revoked`.
+    async fn list_devices_page(
+        &self,
+        child_id: Option<&str>,
+        include_revoked: bool,
+        homes: Option<&[String]>,
+        page: &Page<DeviceKey>,
+    ) -> StoreResult<Paged<DeviceRecord, DeviceKey>>;
     async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord>;
     async fn device_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<DeviceRecord>>;
     async fn revoke_device(
@@ -534,10 +580,12 @@ pub struct ViolationFilter {
     pub kind: Option<String>,
     /// Only those that happened at or after this time.
     pub since: Option<UnixMillis>,
-    /// At most this many, newest first.
+    /// At most this many, newest first (the page size).
     pub limit: u32,
     /// Only children of these homes (ids); `None` for every home.
     pub homes: Option<Vec<String>>,
+    /// Only those after this key (the last of the previous page).
+    pub after: Option<ViolationKey>,
 }
 
 /// A manager task (GD3): what an attempt to reach an unknown contact asks a manager to do.
@@ -586,13 +634,25 @@ pub trait ViolationStore: Send + Sync {
     ) -> StoreResult<RecordedViolations>;
     async fn count_violations(&self, device_id: &str) -> StoreResult<u64>;
     /// Violations matching the filter, newest first (by when they happened).
-    async fn list_violations(&self, filter: &ViolationFilter) -> StoreResult<Vec<StoredViolation>>;
+    async fn list_violations(
+        &self,
+        filter: &ViolationFilter,
+    ) -> StoreResult<Paged<StoredViolation, ViolationKey>>;
     /// Manager tasks, oldest first; only open ones unless `include_closed`.
     async fn manager_tasks(
         &self,
         child_id: Option<&str>,
         include_closed: bool,
     ) -> StoreResult<Vec<ManagerTaskRecord>>;
+    /// One page of manager tasks, oldest first: of `child_id` when set, of children of
+    /// `homes` when set, closed ones only with `include_closed`.
+    async fn manager_tasks_page(
+        &self,
+        child_id: Option<&str>,
+        include_closed: bool,
+        homes: Option<&[String]>,
+        page: &Page<TaskKey>,
+    ) -> StoreResult<Paged<ManagerTaskRecord, TaskKey>>;
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord>;
     /// A manager closes a task with a decision and a note; the domain's
     /// `violations::close_task` decides whether it may be closed.
@@ -644,6 +704,12 @@ pub trait PlanStore: Send + Sync {
     ) -> StoreResult<(StoredDocument, u64)>;
     /// Every revision, oldest first.
     async fn plan_revisions(&self, child_id: &str) -> StoreResult<Vec<StoredDocument>>;
+    /// One page of a child's plan revisions, oldest first.
+    async fn plan_revisions_page(
+        &self,
+        child_id: &str,
+        page: &Page<RevisionKey>,
+    ) -> StoreResult<Paged<StoredDocument, RevisionKey>>;
     /// [`PlanStore::add_plan_revision`], writing in the same transaction the sanction records
     /// and obligations the revision opens (RM4, RM5), each marked with the revision's number.
     async fn add_plan_revision_opening(
@@ -901,6 +967,15 @@ pub trait LockdownStore: Send + Sync {
         home_id: Option<&str>,
         include_lifted: bool,
     ) -> StoreResult<Vec<LockdownRecord>>;
+    /// One page of lockdowns, newest first: of `home_id` when set, of `homes` when set,
+    /// lifted ones only with `include_lifted`.
+    async fn lockdowns_page(
+        &self,
+        home_id: Option<&str>,
+        include_lifted: bool,
+        homes: Option<&[String]>,
+        page: &Page<LockdownKey>,
+    ) -> StoreResult<Paged<LockdownRecord, LockdownKey>>;
     /// Records that Ofsted was consulted and what it advised (RM6).
     async fn record_ofsted_advice(
         &self,
@@ -915,6 +990,13 @@ pub trait LockdownStore: Send + Sync {
 pub trait SanctionStore: Send + Sync {
     /// The sanctions log, newest first.
     async fn sanctions(&self, home_id: Option<&str>) -> StoreResult<Vec<SanctionRow>>;
+    /// One page of sanctions, newest first: of `home_id` when set, of `homes` when set.
+    async fn sanctions_page(
+        &self,
+        home_id: Option<&str>,
+        homes: Option<&[String]>,
+        page: &Page<SanctionKey>,
+    ) -> StoreResult<Paged<SanctionRow, SanctionKey>>;
     async fn find_sanction(&self, id: &str) -> StoreResult<SanctionRow>;
     /// Stores the completed record and closes its "complete" obligation; refused if done.
     async fn complete_sanction(
@@ -1081,6 +1163,8 @@ pub trait TrailStore: Send + Sync {
 pub struct ReadRecord {
     pub read: Read,
     pub staff_name: String,
+    /// The order reads were written in: with `at`, the key a page of reads seeks by.
+    pub seq: i64,
 }
 
 /// Who read which child's records (subject access requests).
@@ -1088,13 +1172,13 @@ pub struct ReadRecord {
 pub trait ReadStore: Send + Sync {
     /// Writes a batch of reads in one transaction.
     async fn record_reads(&self, reads: &[Read]) -> StoreResult<()>;
-    /// Reads of one child at or after `since`, newest first, at most `limit`.
+    /// One page of the reads of one child at or after `since`, newest first.
     async fn reads_of_child(
         &self,
         child_id: &str,
         since: UnixMillis,
-        limit: u32,
-    ) -> StoreResult<Vec<ReadRecord>>;
+        page: &Page<ReadKey>,
+    ) -> StoreResult<Paged<ReadRecord, ReadKey>>;
 }
 
 /// Everything the controller needs from storage.

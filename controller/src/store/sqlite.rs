@@ -28,7 +28,8 @@ mod documents_upgrade;
 #[path = "sql/common.rs"]
 mod common;
 use common::{
-    advance_policy_counter, append_audit, as_u64, conflict, name_key, next_policy_version,
+    advance_policy_counter, append_audit, as_u64, conflict, homes_json, name_key,
+    next_policy_version,
 };
 
 #[path = "sql/audit_log.rs"]

@@ -243,6 +243,42 @@ def main():
     assert "notify-social-worker" in kinds, kinds
     print(f"obligations: {', '.join(kinds)}")
 
+    # Issue 15: a list that can grow comes a page at a time. One obligation a page, each once
+    # and in the whole list's order; the last page has an empty next_page_token.
+    paged, token, pages = [], "", 0
+    while True:
+        page = emergency.ListObligations(
+            api.ListObligationsRequest(home=home.id, page_size=1, page_token=token),
+            metadata=manager,
+        )
+        assert len(page.obligations) <= 1, page
+        paged.extend(o.id for o in page.obligations)
+        pages += 1
+        assert pages <= len(obligations) + 1, "paging did not end"
+        token = page.next_page_token
+        if not token:
+            break
+    assert paged == [o.id for o in obligations], (paged, [o.id for o in obligations])
+    print(f"paged: {len(paged)} obligations, one a page")
+
+    # A token used with other filters is refused by reason, naming the field.
+    first = emergency.ListObligations(
+        api.ListObligationsRequest(home=home.id, page_size=1), metadata=manager
+    )
+    expect_refusal(
+        lambda: emergency.ListObligations(
+            api.ListObligationsRequest(
+                home=home.id, include_done=True, page_size=1,
+                page_token=first.next_page_token,
+            ),
+            metadata=manager,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "PAGE_TOKEN_INVALID",
+        field="page_token",
+    )
+    print("refused: PAGE_TOKEN_INVALID")
+
     expect_refusal(
         lambda: homes.ListHomes(api.ListHomesRequest(), metadata=as_("hvn_not_a_token")),
         grpc.StatusCode.UNAUTHENTICATED,

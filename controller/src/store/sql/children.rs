@@ -3,10 +3,15 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Backend, DbRow, append_audit, conflict, db_err, name_key, next_policy_version};
+use super::{
+    Backend, DbRow, append_audit, conflict, db_err, dialect, homes_json, name_key,
+    next_policy_version,
+};
 use crate::domain::{HomeScope, UnixMillis};
 use crate::ids::new_id;
-use crate::store::{Actor, ChildRecord, ChildStore, StoreError, StoreResult};
+use crate::store::{
+    Actor, ChildKey, ChildRecord, ChildStore, Page, Paged, StoreError, StoreResult,
+};
 
 fn child_from_row(row: &DbRow) -> ChildRecord {
     ChildRecord {
@@ -79,6 +84,62 @@ impl ChildStore for Backend {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(child_from_row).collect())
+    }
+
+    async fn list_children_page(
+        &self,
+        home_id: Option<&str>,
+        include_archived: bool,
+        homes: Option<&[String]>,
+        page: &Page<ChildKey>,
+    ) -> StoreResult<Paged<ChildRecord, ChildKey>> {
+        // Placeholders are numbered in the order the values are bound below.
+        let mut sql = format!("{CHILD_SELECT} WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if home_id.is_some() {
+            sql.push_str(&format!(" AND c.home_id = {}", next()));
+        }
+        if !include_archived {
+            sql.push_str(" AND c.archived_at IS NULL");
+        }
+        if homes.is_some() {
+            sql.push_str(&format!(
+                " AND c.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
+        }
+        if page.after.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(" AND (h.name, c.name, c.id) > ({a}, {b}, {c})"));
+        }
+        sql.push_str(&format!(" ORDER BY h.name, c.name, c.id LIMIT {}", next()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(h) = home_id {
+            q = q.bind(h.to_string());
+        }
+        if let Some(homes) = homes {
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((home_name, name, id)) = &page.after {
+            q = q
+                .bind(home_name.clone())
+                .bind(name.clone())
+                .bind(id.clone());
+        }
+        let rows = q
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(child_from_row).collect(),
+            page.size,
+            |c: &ChildRecord| (c.home_name.clone(), c.name.clone(), c.id.clone()),
+        ))
     }
 
     async fn archive_child(

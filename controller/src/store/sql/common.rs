@@ -86,3 +86,8 @@ pub(super) async fn advance_policy_counter(pool: &sqlx::Pool<Db>) -> StoreResult
     .map_err(db_err)?;
     Ok(())
 }
+
+/// A list of home ids as the JSON array `dialect::json_text_array` reads, for `IN (…)`.
+pub(super) fn homes_json(homes: &[String]) -> String {
+    serde_json::to_string(homes).unwrap_or_else(|_| "[]".into())
+}

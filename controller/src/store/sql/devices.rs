@@ -6,14 +6,17 @@ use sqlx::Row;
 
 use super::emergency::active_lockdowns_in_home;
 use super::homes::contacts_of_home;
-use super::{Backend, DbRow, append_audit, as_u64, db_err, next_policy_version};
+use super::{
+    Backend, DbRow, append_audit, as_u64, db_err, dialect, homes_json, next_policy_version,
+};
 use crate::domain::enrollment::CodeState;
 use crate::domain::policy::protected_for_child;
 use crate::domain::{DeviceStatus, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{
-    Actor, ChildPolicyInput, DeviceRecord, DeviceReport, DeviceStore, EnrollmentRecord,
-    EnrollmentStore, HomePolicyInputs, NewDevice, PolicyData, PolicyStore, StoreError, StoreResult,
+    Actor, ChildPolicyInput, DeviceKey, DeviceRecord, DeviceReport, DeviceStore, EnrollmentRecord,
+    EnrollmentStore, HomePolicyInputs, NewDevice, Page, Paged, PolicyData, PolicyStore, StoreError,
+    StoreResult,
 };
 
 /// An enrollment code with what decides whether it still works: its own cancellation, its
@@ -295,6 +298,67 @@ impl DeviceStore for Backend {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(device_from_row).collect())
+    }
+
+    async fn list_devices_page(
+        &self,
+        child_id: Option<&str>,
+        include_revoked: bool,
+        homes: Option<&[String]>,
+        page: &Page<DeviceKey>,
+    ) -> StoreResult<Paged<DeviceRecord, DeviceKey>> {
+        // Placeholders are numbered in the order the values are bound below.
+        let mut sql = format!("{DEVICE_SELECT} WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if child_id.is_some() {
+            sql.push_str(&format!(" AND d.child_id = {}", next()));
+        }
+        if !include_revoked {
+            sql.push_str(" AND d.status = 'active'");
+        }
+        if homes.is_some() {
+            sql.push_str(&format!(
+                " AND c.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
+        }
+        if page.after.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND (c.name, d.enrolled_at, d.id) > ({a}, {b}, {c})"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY c.name, d.enrolled_at, d.id LIMIT {}",
+            next()
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(c) = child_id {
+            q = q.bind(c.to_string());
+        }
+        if let Some(homes) = homes {
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((child_name, enrolled_at, id)) = &page.after {
+            q = q
+                .bind(child_name.clone())
+                .bind(*enrolled_at)
+                .bind(id.clone());
+        }
+        let rows = q
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(device_from_row).collect(),
+            page.size,
+            |d: &DeviceRecord| (d.child_name.clone(), d.enrolled_at, d.id.clone()),
+        ))
     }
 
     async fn find_device(&self, key: &str) -> StoreResult<DeviceRecord> {

@@ -8,7 +8,9 @@ use super::emergency::insert_opened;
 use super::{Backend, DbRow, append_audit, as_u64, db_err, next_policy_version};
 use crate::domain::UnixMillis;
 use crate::service::plan_wire::{STORED_FORMAT, upgrade_stored_assessment, upgrade_stored_plan};
-use crate::store::{Actor, Opened, PlanStore, StoreError, StoreResult, StoredDocument};
+use crate::store::{
+    Actor, Opened, Page, Paged, PlanStore, RevisionKey, StoreError, StoreResult, StoredDocument,
+};
 
 pub(super) fn document_from_row(row: &DbRow) -> StoredDocument {
     StoredDocument {
@@ -264,5 +266,29 @@ impl PlanStore for Backend {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(document_from_row).collect())
+    }
+
+    async fn plan_revisions_page(
+        &self,
+        child_id: &str,
+        page: &Page<RevisionKey>,
+    ) -> StoreResult<Paged<StoredDocument, RevisionKey>> {
+        // Revisions are numbered from 1, so 0 is before the first.
+        let (after,) = page.after.unwrap_or((0,));
+        let rows = sqlx::query(
+            "SELECT child_id || '/' || number AS id, child_id, number, made_at, made_by, document \
+             FROM plan_revisions WHERE child_id = $1 AND number > $2 ORDER BY number LIMIT $3",
+        )
+        .bind(child_id)
+        .bind(after)
+        .bind(i64::from(page.size) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(document_from_row).collect(),
+            page.size,
+            |d: &StoredDocument| (i64::try_from(d.number).unwrap_or(i64::MAX),),
+        ))
     }
 }

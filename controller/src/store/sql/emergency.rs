@@ -4,12 +4,16 @@
 use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
-use super::{Backend, Db, DbRow, append_audit, as_u64, conflict, db_err, next_policy_version};
+use super::{
+    Backend, Db, DbRow, append_audit, as_u64, conflict, db_err, dialect, homes_json,
+    next_policy_version,
+};
 use crate::domain::UnixMillis;
 use crate::domain::sanction::{self, SanctionRecord};
 use crate::store::{
-    Actor, LockdownRecord, LockdownStore, NewLockdown, NewObligation, NewSanction,
-    ObligationRecord, ObligationStore, SanctionRow, SanctionStore, StoreError, StoreResult,
+    Actor, LockdownKey, LockdownRecord, LockdownStore, NewLockdown, NewObligation, NewSanction,
+    ObligationRecord, ObligationStore, Page, Paged, SanctionKey, SanctionRow, SanctionStore,
+    StoreError, StoreResult,
 };
 
 const LOCKDOWN_SELECT: &str = "SELECT l.id, l.target_kind, l.home_id, h.name AS home_name, \
@@ -431,6 +435,71 @@ impl LockdownStore for Backend {
         Ok(rows.iter().map(lockdown_from_row).collect())
     }
 
+    async fn lockdowns_page(
+        &self,
+        home_id: Option<&str>,
+        include_lifted: bool,
+        homes: Option<&[String]>,
+        page: &Page<LockdownKey>,
+    ) -> StoreResult<Paged<LockdownRecord, LockdownKey>> {
+        // Placeholders are numbered in the order the values are bound below.
+        let mut sql = format!("{LOCKDOWN_SELECT} WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if home_id.is_some() {
+            sql.push_str(&format!(" AND l.home_id = {}", next()));
+        }
+        if !include_lifted {
+            sql.push_str(" AND l.lifted_at IS NULL");
+        }
+        if homes.is_some() {
+            sql.push_str(&format!(
+                " AND l.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
+        }
+        if page.after.is_some() {
+            // Newest first, ties by id: the two directions differ, so no row-value compare.
+            // `started_at <=` is implied by the rest; it lets an index on the time help.
+            let (from, at, at_again, id) = (next(), next(), next(), next());
+            sql.push_str(&format!(
+                " AND l.started_at <= {from} \
+                 AND (l.started_at < {at} OR (l.started_at = {at_again} AND l.id > {id}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY l.started_at DESC, l.id LIMIT {}",
+            next()
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(h) = home_id {
+            q = q.bind(h.to_string());
+        }
+        if let Some(homes) = homes {
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((started_at, id)) = &page.after {
+            q = q
+                .bind(*started_at)
+                .bind(*started_at)
+                .bind(*started_at)
+                .bind(id.clone());
+        }
+        let rows = q
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(lockdown_from_row).collect(),
+            page.size,
+            |l: &LockdownRecord| (l.started_at, l.id.clone()),
+        ))
+    }
+
     async fn record_ofsted_advice(
         &self,
         actor: &Actor,
@@ -556,6 +625,67 @@ impl SanctionStore for Backend {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(sanction_from_row).collect())
+    }
+
+    async fn sanctions_page(
+        &self,
+        home_id: Option<&str>,
+        homes: Option<&[String]>,
+        page: &Page<SanctionKey>,
+    ) -> StoreResult<Paged<SanctionRow, SanctionKey>> {
+        // Placeholders are numbered in the order the values are bound below.
+        let mut sql = format!("{SANCTION_SELECT} WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if home_id.is_some() {
+            sql.push_str(&format!(" AND s.home_id = {}", next()));
+        }
+        if homes.is_some() {
+            sql.push_str(&format!(
+                " AND s.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
+        }
+        if page.after.is_some() {
+            // Newest first, ties by id: the two directions differ, so no row-value compare.
+            // `opened_at <=` is implied by the rest; it lets the index on the time help.
+            let (from, at, at_again, id) = (next(), next(), next(), next());
+            sql.push_str(&format!(
+                " AND s.opened_at <= {from} \
+                 AND (s.opened_at < {at} OR (s.opened_at = {at_again} AND s.id > {id}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY s.opened_at DESC, s.id LIMIT {}",
+            next()
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(h) = home_id {
+            q = q.bind(h.to_string());
+        }
+        if let Some(homes) = homes {
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((opened_at, id)) = &page.after {
+            q = q
+                .bind(*opened_at)
+                .bind(*opened_at)
+                .bind(*opened_at)
+                .bind(id.clone());
+        }
+        let rows = q
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(sanction_from_row).collect(),
+            page.size,
+            |s: &SanctionRow| (s.opened_at, s.id.clone()),
+        ))
     }
 
     async fn find_sanction(&self, id: &str) -> StoreResult<SanctionRow> {

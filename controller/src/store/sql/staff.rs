@@ -6,7 +6,9 @@ use sqlx::Row;
 use super::{Backend, Db, DbRow, append_audit, as_u64, conflict, db_err, name_key};
 use crate::domain::{Role, UnixMillis};
 use crate::ids::new_id;
-use crate::store::{Actor, NewStaff, StaffRecord, StaffStore, StoreError, StoreResult};
+use crate::store::{
+    Actor, NewStaff, Page, Paged, StaffKey, StaffRecord, StaffStore, StoreError, StoreResult,
+};
 
 /// How often a token's "last used" time is brought up to date.
 const LAST_USED_EVERY_MS: UnixMillis = 60_000;
@@ -226,6 +228,34 @@ impl StaffStore for Backend {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(staff_from_row).collect())
+    }
+
+    async fn list_staff_page(
+        &self,
+        include_revoked: bool,
+        page: &Page<StaffKey>,
+    ) -> StoreResult<Paged<StaffRecord, StaffKey>> {
+        // Before the first page the cursor is before everyone (no id is empty).
+        let (at, id) = page.after.clone().unwrap_or((i64::MIN, String::new()));
+        let rows = sqlx::query(
+            "SELECT id, name, role, token_hint, created_at, created_by, revoked_at, last_used_at, \
+             token_expires_at, \
+             (SELECT string_agg(home_id, ',') FROM staff_homes h WHERE h.staff_id = staff.id) AS homes \
+             FROM staff WHERE ($1 OR revoked_at IS NULL) AND (created_at, id) > ($2, $3) \
+             ORDER BY created_at, id LIMIT $4",
+        )
+        .bind(include_revoked)
+        .bind(at)
+        .bind(id)
+        .bind(i64::from(page.size) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(staff_from_row).collect(),
+            page.size,
+            |s: &StaffRecord| (s.created_at, s.id.clone()),
+        ))
     }
 
     async fn revoke_staff(

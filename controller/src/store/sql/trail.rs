@@ -9,7 +9,7 @@ use crate::domain::UnixMillis;
 use crate::domain::checkpoint::Checkpoint;
 use crate::domain::reads::Read;
 use crate::domain::trail::{RecordFact, RecordFacts, ViolationCount, plan_revision_id};
-use crate::store::{ReadRecord, ReadStore, StoreResult, TrailStore};
+use crate::store::{Page, Paged, ReadKey, ReadRecord, ReadStore, StoreResult, TrailStore};
 
 /// Per covered kind: the query (id, then the time of each event, NULL when it has not
 /// happened) and the events those times stand for, in column order.
@@ -196,22 +196,32 @@ impl ReadStore for Backend {
         &self,
         child_id: &str,
         since: UnixMillis,
-        limit: u32,
-    ) -> StoreResult<Vec<ReadRecord>> {
+        page: &Page<ReadKey>,
+    ) -> StoreResult<Paged<ReadRecord, ReadKey>> {
+        // Before the first page the cursor is past the newest read; `seq` (written in order)
+        // tells apart reads of the same millisecond.
+        let (at, seq) = page.after.unwrap_or((i64::MAX, i64::MAX));
         let rows = sqlx::query(
-            "SELECT r.at, r.staff_id, r.child_id, r.what, COALESCE(s.name, r.staff_id) AS name \
+            "SELECT r.seq, r.at, r.staff_id, r.child_id, r.what, \
+             COALESCE(s.name, r.staff_id) AS name \
              FROM audit_reads r LEFT JOIN staff s ON s.id = r.staff_id \
-             WHERE r.child_id = $1 AND r.at >= $2 ORDER BY r.at DESC LIMIT $3",
+             WHERE r.child_id = $1 AND r.at >= $2 AND r.at <= $3 AND (r.at, r.seq) < ($4, $5) \
+             ORDER BY r.at DESC, r.seq DESC LIMIT $6",
         )
         .bind(child_id)
         .bind(since)
-        .bind(i64::from(limit))
+        // `at <=` is implied by the row comparison; it keeps the walk on the index.
+        .bind(at)
+        .bind(at)
+        .bind(seq)
+        .bind(i64::from(page.size) + 1)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        Ok(rows
+        let rows = rows
             .iter()
             .map(|r| ReadRecord {
+                seq: r.get("seq"),
                 read: Read {
                     at: r.get("at"),
                     staff_id: r.get("staff_id"),
@@ -220,6 +230,9 @@ impl ReadStore for Backend {
                 },
                 staff_name: r.get("name"),
             })
-            .collect())
+            .collect();
+        Ok(Paged::from_fetched(rows, page.size, |r: &ReadRecord| {
+            (r.read.at, r.seq)
+        }))
     }
 }

@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
-use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, dialect};
+use super::{Backend, Db, DbRow, append_audit, as_u64, db_err, dialect, homes_json};
 use crate::domain::UnixMillis;
 use crate::ids::new_id;
 use crate::store::{
-    Actor, ManagerTaskRecord, RecordedViolations, StoreError, StoreResult, StoredViolation,
-    ViolationFilter, ViolationRecord, ViolationStore,
+    Actor, ManagerTaskRecord, Page, Paged, RecordedViolations, StoreError, StoreResult,
+    StoredViolation, TaskKey, ViolationFilter, ViolationKey, ViolationRecord, ViolationStore,
 };
 
 /// `CROSS JOIN` keeps violations as the outer table (SQLite does not reorder it; PostgreSQL
@@ -285,7 +285,10 @@ impl ViolationStore for Backend {
         Ok(as_u64(n))
     }
 
-    async fn list_violations(&self, f: &ViolationFilter) -> StoreResult<Vec<StoredViolation>> {
+    async fn list_violations(
+        &self,
+        f: &ViolationFilter,
+    ) -> StoreResult<Paged<StoredViolation, ViolationKey>> {
         // Placeholders are numbered in the order the values are bound below.
         let mut sql = VIOLATION_COLUMNS.to_string();
         let mut n = 0;
@@ -311,8 +314,20 @@ impl ViolationStore for Backend {
                 dialect::json_text_array(&next())
             ));
         }
+        if f.after.is_some() {
+            // The first condition is implied by the second; it is there so both databases
+            // start the walk down the `occurred_at` index at the cursor instead of at the
+            // newest violation (a seek, not a scan that skips what earlier pages sent).
+            let (from, a, b, c, d) = (next(), next(), next(), next(), next());
+            sql.push_str(&format!(
+                " AND v.occurred_at <= {from} \
+                 AND (v.occurred_at, v.received_at, v.id, v.device_id) < ({a}, {b}, {c}, {d})"
+            ));
+        }
+        // device_id last: ids are the agent's, unique per device only.
         sql.push_str(&format!(
-            " ORDER BY v.occurred_at DESC, v.received_at DESC, v.id DESC LIMIT {}",
+            " ORDER BY v.occurred_at DESC, v.received_at DESC, v.id DESC, v.device_id DESC \
+             LIMIT {}",
             next()
         ));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -323,14 +338,33 @@ impl ViolationStore for Backend {
             q = q.bind(since);
         }
         if let Some(homes) = &f.homes {
-            q = q.bind(serde_json::to_string(homes).unwrap_or_else(|_| "[]".into()));
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((occurred_at, received_at, id, device_id)) = &f.after {
+            q = q
+                .bind(*occurred_at)
+                .bind(*occurred_at)
+                .bind(*received_at)
+                .bind(id.clone())
+                .bind(device_id.clone());
         }
         let rows = q
-            .bind(i64::from(f.limit))
+            .bind(i64::from(f.limit) + 1)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(rows.iter().map(violation_from_row).collect())
+        Ok(Paged::from_fetched(
+            rows.iter().map(violation_from_row).collect(),
+            f.limit,
+            |v: &StoredViolation| {
+                (
+                    v.occurred_at,
+                    v.received_at,
+                    v.id.clone(),
+                    v.device_id.clone(),
+                )
+            },
+        ))
     }
 
     async fn manager_tasks(
@@ -352,6 +386,62 @@ impl ViolationStore for Backend {
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
         Ok(rows.iter().map(task_from_row).collect())
+    }
+
+    async fn manager_tasks_page(
+        &self,
+        child_id: Option<&str>,
+        include_closed: bool,
+        homes: Option<&[String]>,
+        page: &Page<TaskKey>,
+    ) -> StoreResult<Paged<ManagerTaskRecord, TaskKey>> {
+        // Placeholders are numbered in the order the values are bound below.
+        let mut sql = format!("{TASK_COLUMNS} WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if child_id.is_some() {
+            sql.push_str(&format!(" AND t.child_id = {}", next()));
+        }
+        if !include_closed {
+            sql.push_str(" AND t.closed_at IS NULL");
+        }
+        if homes.is_some() {
+            sql.push_str(&format!(
+                " AND t.home_id IN ({})",
+                dialect::json_text_array(&next())
+            ));
+        }
+        if page.after.is_some() {
+            // The first condition is implied by the second; it lets an index on the time help.
+            let (from, a, b) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND t.opened_at >= {from} AND (t.opened_at, t.id) > ({a}, {b})"
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY t.opened_at, t.id LIMIT {}", next()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(c) = child_id {
+            q = q.bind(c.to_string());
+        }
+        if let Some(homes) = homes {
+            q = q.bind(homes_json(homes));
+        }
+        if let Some((opened_at, id)) = &page.after {
+            q = q.bind(*opened_at).bind(*opened_at).bind(id.clone());
+        }
+        let rows = q
+            .bind(i64::from(page.size) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Paged::from_fetched(
+            rows.iter().map(task_from_row).collect(),
+            page.size,
+            |t: &ManagerTaskRecord| (t.opened_at, t.id.clone()),
+        ))
     }
 
     async fn find_manager_task(&self, id: &str) -> StoreResult<ManagerTaskRecord> {
