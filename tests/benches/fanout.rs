@@ -480,7 +480,9 @@ async fn run_fanout(
     let mut maxes = round_max.clone();
     maxes.sort_by(|a, b| a.partial_cmp(b).unwrap());
     rpc_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let per_agent = (rss_after.saturating_sub(rss_before)) as f64 / n as f64;
+    // With replicas each holds about n / R agents: memory per agent is per agent it holds.
+    let held = n / (others.len() + 1);
+    let per_agent = (rss_after.saturating_sub(rss_before)) as f64 / held.max(1) as f64;
     let what = if lockdown {
         "emergency lockdowns of the home"
     } else {
@@ -520,10 +522,9 @@ async fn run_fanout(
         }
     }
     println!(
-        "  controller RSS: {rss_before} KiB before agents, {rss_after} KiB with them: {per_agent:.1} KiB per connected agent"
+        "  controller RSS: {rss_before} KiB before agents, {rss_after} KiB with its {held}: {per_agent:.1} KiB per connected agent"
     );
     for (r, (before, after)) in others_before.iter().zip(&others_after).enumerate() {
-        let held = n / (others.len() + 1);
         println!(
             "  replica {} RSS: {before} KiB before agents, {after} KiB with its ~{held}: {:.1} KiB per connected agent",
             r + 2,
