@@ -49,7 +49,7 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
         || {
             let d = home.devices().into_iter().next()?;
             (d["online"] == true
-                && d["applied_policy_version"].as_u64()? > 0
+                && d["applied_policy_version"].uint()? > 0
                 && d["applied_policy_version"] == d["desired_policy_version"])
                 .then_some(d)
         },
@@ -60,8 +60,8 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
         "{device}"
     );
     assert!(!inv["agent_version"].as_str().unwrap_or_default().is_empty());
-    assert!(inv["storage_total_bytes"].as_u64().unwrap_or(0) > 0);
-    assert!(device["last_seen_at_unix_ms"].as_i64().unwrap() > 0);
+    assert!(inv["storage_total_bytes"].uint().unwrap_or(0) > 0);
+    assert!(device["last_seen_at_unix_ms"].int().unwrap() > 0);
 
     let table = home.admin.ok(&["device", "list"]);
     assert!(

@@ -1,10 +1,15 @@
 //! Translating between wire messages and domain or store values, and store errors into gRPC
 //! statuses a person can read.
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use haven_proto::admin::v1 as admin;
 use haven_proto::agent::v1 as wire;
 use tonic::Status;
 
+use super::wire_enums::wire;
 use crate::domain::plan::Channel;
 use crate::domain::policy::CompiledPolicy;
 use crate::store::{ChildRecord, DeviceRecord, HomeRecord, StaffRecord, StoreError};
@@ -80,6 +85,7 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
         id: s.id,
         name: s.name,
         role: s.role.as_str().to_string(),
+        staff_role: wire::<admin::StaffRole>(s.role.as_str()),
         created_at_unix_ms: s.created_at,
         created_by: s.created_by,
         revoked_at_unix_ms: s.revoked_at.unwrap_or(0),
@@ -107,6 +113,7 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
         id: d.id,
         child_id: d.child_id,
         child_name: d.child_name,
+        device_status: wire::<admin::DeviceStatus>(&d.status),
         status: d.status,
         online,
         enrolled_at_unix_ms: d.enrolled_at,
@@ -129,6 +136,7 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
             .map(|g| admin::GuardStatus {
                 guard: g.guard,
                 state: g.state.as_str().to_string(),
+                guard_state: wire::<admin::GuardState>(g.state.as_str()),
                 reason: g.reason,
             })
             .collect(),
