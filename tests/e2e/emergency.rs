@@ -364,6 +364,15 @@ fn rm3_a_lockdown_survives_a_controller_restart() {
         "Police advised: no contact tonight",
     ]);
     assert_eq!(r["lockdown"]["target"], "home");
+    // Issue 15: proto3 canonical JSON — enums by name beside the deprecated words, 64-bit
+    // integers as strings.
+    assert_eq!(r["lockdown"]["target_kind"], "LOCKDOWN_TARGET_HOME", "{r}");
+    assert_eq!(
+        r["lockdown"]["protective_reason"], "RESTRICTION_REASON_PREVENT_OFFENCE",
+        "{r}"
+    );
+    assert!(r["lockdown"]["started_at_unix_ms"].is_string(), "{r}");
+    assert!(r["lockdown"]["started_at_unix_ms"].int().unwrap() > 0, "{r}");
     let id = r["lockdown"]["id"].as_str().unwrap().to_string();
     home.controller.restart();
     let list = staff.json(&["lockdowns"]);
@@ -468,6 +477,10 @@ fn s1_rm3_an_emergency_restriction_of_visits_is_recorded_like_a_lockdown() {
         "in 2h",
     ]);
     assert_eq!(r["lockdown"]["channels"], serde_json::json!(["visits"]));
+    assert_eq!(
+        r["lockdown"]["withdrawn"],
+        serde_json::json!(["COMMUNICATION_CHANNEL_VISITS"])
+    );
     assert_eq!(r["devices"].as_array().map_or(0, |d| d.len()), 0, "{r}");
     let sanctions = r["sanctions"].as_array().unwrap();
     assert_eq!(sanctions.len(), 1, "{r}");

@@ -147,6 +147,7 @@ fn staff_commands_read_as_tables_and_json() {
     assert!(table.contains("Amira Khan") && table.contains("2012-05-17"));
     let me = home.admin.json(&["whoami"]);
     assert_eq!(me["role"], "admin");
+    assert_eq!(me["staff_role"], "STAFF_ROLE_ADMIN");
     let staff = home.admin.json(&["staff", "list"]);
     let text = staff.to_string();
     assert!(text.contains("Rita Manager"));
@@ -167,6 +168,7 @@ fn codes_are_listed_without_the_code_cancelled_and_die_with_their_maker() {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["state"], "usable");
+    assert_eq!(listed[0]["code_state"], "ENROLLMENT_CODE_STATE_USABLE");
     assert!(
         !listed[0].to_string().contains(&code[5..]),
         "the code itself is never listed"

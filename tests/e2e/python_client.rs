@@ -69,5 +69,12 @@ fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
         stdout.contains("refused: PERMISSION_NEEDS_RISK_ASSESSMENT (KP2)"),
         "{stdout}"
     );
+    // Enums read in another language: the lockdown's reason and the manager's role by name.
+    assert!(
+        stdout.contains("lockdown reason: RESTRICTION_REASON_INJURY_TO_CHILD"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("as STAFF_ROLE_MANAGER"), "{stdout}");
+    assert!(stdout.contains("looked up: jordan is chd-"), "{stdout}");
     println!("{stdout}");
 }
