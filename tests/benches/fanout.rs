@@ -153,8 +153,9 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
             &admin_token,
             api::AddStaffRequest {
                 name: "Bench Manager".into(),
-                role: "manager".into(),
+                staff_role: api::StaffRole::Manager.into(),
                 homes: vec!["Bench House".into()],
+                ..Default::default()
             },
         ))
         .await
@@ -166,8 +167,9 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
             &admin_token,
             api::AddStaffRequest {
                 name: "Bench Carer".into(),
-                role: "staff".into(),
+                staff_role: api::StaffRole::Staff.into(),
                 homes: vec!["Bench House".into()],
+                ..Default::default()
             },
         ))
         .await
@@ -273,7 +275,7 @@ async fn run_fanout(n: usize, rounds: usize, lockdown: bool) {
                     &carer_token,
                     api::LockdownRequest {
                         home: "Bench House".into(),
-                        reason: "injury-to-others".into(),
+                        protective_reason: api::RestrictionReason::InjuryToOthers.into(),
                         note: format!("bench round {round}"),
                         ..Default::default()
                     },

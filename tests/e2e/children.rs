@@ -74,10 +74,11 @@ fn a_name_is_looked_up_as_the_ids_it_names_within_the_callers_homes() {
         ids
     };
     // The administrator sees both Amiras (a name the name-or-id fields would refuse).
-    let found = home
-        .admin
-        .json(&["lookup", "amira", "--kind", "child"]);
-    let mut both = vec![home.child_id.clone(), other["id"].as_str().unwrap().to_string()];
+    let found = home.admin.json(&["lookup", "amira", "--kind", "child"]);
+    let mut both = vec![
+        home.child_id.clone(),
+        other["id"].as_str().unwrap().to_string(),
+    ];
     both.sort();
     assert_eq!(ids(&found), both, "{found}");
     assert_eq!(found["matches"][0]["kind"], "LOOKUP_KIND_CHILD", "{found}");
@@ -88,7 +89,9 @@ fn a_name_is_looked_up_as_the_ids_it_names_within_the_callers_homes() {
     // Homes and staff by their whole name.
     let found = home.admin.json(&["lookup", "oak house"]);
     assert_eq!(found["matches"][0]["kind"], "LOOKUP_KIND_HOME", "{found}");
-    let found = home.admin.json(&["lookup", "Rita Manager", "--kind", "staff"]);
+    let found = home
+        .admin
+        .json(&["lookup", "Rita Manager", "--kind", "staff"]);
     assert_eq!(found["matches"][0]["kind"], "LOOKUP_KIND_STAFF", "{found}");
     // Nothing found is an empty answer, not an error; a kind that does not exist is refused.
     let none = home.admin.json(&["lookup", "Nobody"]);

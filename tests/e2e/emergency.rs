@@ -372,7 +372,15 @@ fn rm3_a_lockdown_survives_a_controller_restart() {
         "{r}"
     );
     assert!(r["lockdown"]["started_at_unix_ms"].is_string(), "{r}");
-    assert!(r["lockdown"]["started_at_unix_ms"].int().unwrap() > 0, "{r}");
+    let started_ms = r["lockdown"]["started_at_unix_ms"].int().unwrap();
+    // …and the same instant as a `Timestamp`, in RFC 3339; an unset time is null.
+    let started: jiff::Timestamp = r["lockdown"]["started_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(started.as_millisecond(), started_ms, "{r}");
+    assert!(r["lockdown"]["lifted_at"].is_null(), "{r}");
     let id = r["lockdown"]["id"].as_str().unwrap().to_string();
     home.controller.restart();
     let list = staff.json(&["lockdowns"]);

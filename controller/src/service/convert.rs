@@ -153,6 +153,7 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
         // Filled in by `Context::add_certificate`, which asks the store (D7).
         ..Default::default()
     }
+    .with_times()
 }
 
 /// A device's guard report as the controller keeps it, each text clipped.
@@ -302,5 +303,118 @@ pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
             .into_iter()
             .map(|(topic, text)| wire::Explanation { topic, text })
             .collect(),
+    }
+}
+
+/// A record's Unix-milliseconds time as a `Timestamp`; 0 ("not set") is an absent field.
+pub fn at(ms: i64) -> Option<haven_proto::well_known::Timestamp> {
+    (ms != 0).then(|| super::plan_wire::timestamp(ms))
+}
+
+/// Fills a record's `Timestamp` fields from the deprecated `*_unix_ms` fields beside them, so
+/// both always say the same (proto/README.md: times).
+pub trait WithTimes {
+    fn with_times(self) -> Self;
+}
+
+impl WithTimes for admin::LockdownRecord {
+    fn with_times(mut self) -> Self {
+        self.started_at = at(self.started_at_unix_ms);
+        self.review_at = at(self.review_at_unix_ms);
+        self.until = at(self.until_unix_ms);
+        self.lifted_at = at(self.lifted_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Sanction {
+    fn with_times(mut self) -> Self {
+        self.opened_at = at(self.opened_at_unix_ms);
+        self.occurred_at = at(self.occurred_at_unix_ms);
+        self.completed_at = at(self.completed_at_unix_ms);
+        self.signed_off_at = at(self.signed_off_at_unix_ms);
+        self.discussed_at = at(self.discussed_at_unix_ms);
+        self.complete_by = at(self.complete_by_unix_ms);
+        self.sign_off_by = at(self.sign_off_by_unix_ms);
+        self.discuss_by = at(self.discuss_by_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Obligation {
+    fn with_times(mut self) -> Self {
+        self.opened_at = at(self.opened_at_unix_ms);
+        self.due_at = at(self.due_at_unix_ms);
+        self.closed_at = at(self.closed_at_unix_ms);
+        self.done_at = at(self.done_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ViolationRecord {
+    fn with_times(mut self) -> Self {
+        self.occurred_at = at(self.occurred_at_unix_ms);
+        self.received_at = at(self.received_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Device {
+    fn with_times(mut self) -> Self {
+        self.enrolled_at = at(self.enrolled_at_unix_ms);
+        self.last_seen_at = at(self.last_seen_at_unix_ms);
+        self.revoked_at = at(self.revoked_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::DeviceNotReporting {
+    fn with_times(mut self) -> Self {
+        self.last_seen_at = at(self.last_seen_at_unix_ms);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_records_timestamps_say_what_its_unix_ms_fields_say() {
+        let l = admin::LockdownRecord {
+            started_at_unix_ms: 1_733_400_000_123,
+            review_at_unix_ms: 1_733_486_400_000,
+            ..Default::default()
+        }
+        .with_times();
+        let started = l.started_at.expect("set");
+        assert_eq!(
+            (started.seconds, started.nanos),
+            (1_733_400_000, 123_000_000)
+        );
+        assert_eq!(l.review_at.map(|t| t.seconds), Some(1_733_486_400));
+        // 0 means "not set": the Timestamp is absent, never 1970.
+        assert_eq!((l.until, l.lifted_at), (None, None));
+    }
+
+    #[test]
+    fn an_inventory_stored_before_canonical_json_still_reads() {
+        // As the serde derive wrote it: 64-bit numbers as JSON numbers.
+        let old = r#"{"os_name":"Debian","storage_free_bytes":1024,"battery_percent":80,
+            "agent_version":"0.1.0"}"#;
+        let inv: admin::DeviceInventory = serde_json::from_str(old).expect("reads");
+        assert_eq!(inv.storage_free_bytes, 1024);
+        assert_eq!(inv.battery_percent, Some(80));
+        // And the canonical form written now reads back the same.
+        let now = inventory_json(&wire::Inventory {
+            os_name: "Debian".into(),
+            storage_free_bytes: 1024,
+            battery_percent: Some(80),
+            agent_version: "0.1.0".into(),
+            ..Default::default()
+        });
+        assert!(now.contains(r#""storage_free_bytes":"1024""#), "{now}");
+        let back: admin::DeviceInventory = serde_json::from_str(&now).expect("reads");
+        assert_eq!(back, inv);
     }
 }

@@ -23,6 +23,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
+use super::convert::WithTimes as _;
 use super::wire_enums::{pick, pick_all, wire, wire_all};
 use super::{Context, now_ms};
 use crate::domain::emergency::{
@@ -155,7 +156,9 @@ fn lockdown_record(l: LockdownRecord) -> api_types::LockdownRecord {
         lifted_by: l.lifted_by.unwrap_or_default(),
         lift_note: l.lift_note.unwrap_or_default(),
         lifted_policy_version: l.lifted_version.unwrap_or(0),
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// The generated types, named apart from the store's records of the same names.
@@ -191,7 +194,9 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
         done_at_unix_ms: o.done_at.unwrap_or(0),
         note: o.note.unwrap_or_default(),
         plan_revision: o.plan_revision.map_or(0, |n| n.max(0) as u64),
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// A lockdown in force past its review time, as the review the home owes (KP1, GD4).
@@ -206,26 +211,29 @@ fn review_obligation(l: LockdownRecord, now: UnixMillis) -> Option<api_types::Ob
         .clone()
         .unwrap_or_else(|| format!("every child in {}", l.home_name));
     let state = ObligationState::of(review_at, l.lifted_at, now).as_str();
-    Some(api_types::Obligation {
-        state: state.to_string(),
-        obligation_state: wire::<api::ObligationState>(state),
-        obligation_kind: wire::<api::ObligationKind>(REVIEW_OBLIGATION_KIND),
-        what: format!(
-            "review lockdown {} ({} withdrawn): lift it, or record why it must stay",
-            l.id,
-            l.channels.join(", ")
-        ),
-        closed_with: format!("haven lift {}", l.id),
-        id: format!("review-{}", l.id),
-        kind: REVIEW_OBLIGATION_KIND.to_string(),
-        lockdown_id: l.id,
-        child_id: l.child_id.unwrap_or_default(),
-        child_name: whom,
-        home_id: l.home_id,
-        opened_at_unix_ms: l.started_at,
-        due_at_unix_ms: review_at,
-        ..Default::default()
-    })
+    Some(
+        api_types::Obligation {
+            state: state.to_string(),
+            obligation_state: wire::<api::ObligationState>(state),
+            obligation_kind: wire::<api::ObligationKind>(REVIEW_OBLIGATION_KIND),
+            what: format!(
+                "review lockdown {} ({} withdrawn): lift it, or record why it must stay",
+                l.id,
+                l.channels.join(", ")
+            ),
+            closed_with: format!("haven lift {}", l.id),
+            id: format!("review-{}", l.id),
+            kind: REVIEW_OBLIGATION_KIND.to_string(),
+            lockdown_id: l.id,
+            child_id: l.child_id.unwrap_or_default(),
+            child_name: whom,
+            home_id: l.home_id,
+            opened_at_unix_ms: l.started_at,
+            due_at_unix_ms: review_at,
+            ..Default::default()
+        }
+        .with_times(),
+    )
 }
 
 /// A manager task (GD3) as one of the home's obligations: due the next working day.
@@ -259,6 +267,7 @@ fn task_obligation(
         note: t.note.unwrap_or_default(),
         ..Default::default()
     }
+    .with_times()
 }
 
 fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanction {
@@ -300,7 +309,9 @@ fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanc
         child_views: s.child_views.unwrap_or_default(),
         plan_revision: s.plan_revision.map_or(0, |n| n.max(0) as u64),
         spoke_with_imposer: s.spoke_with_imposer.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 impl Context {

@@ -20,6 +20,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
+use super::convert::WithTimes as _;
 use super::wire_enums::{pick, wire};
 use super::{Context, now_ms};
 use crate::domain::sanction::ObligationState;
@@ -155,7 +156,9 @@ pub fn violation(v: StoredViolation) -> api::ViolationRecord {
         contact_channel: wire::<api::ContactChannel>(channel_words(&v.channel)),
         occurred_at_unix_ms: v.occurred_at,
         received_at_unix_ms: v.received_at,
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// A task as staff read it, due by the next working day under the built-in calendar (the
@@ -345,15 +348,19 @@ pub async fn check_not_reporting(ctx: &Context, announced: &mut HashSet<String>)
             .unwrap_or_else(|| d.id.clone());
         let message = silence_message(&d.child_name, &label, silent);
         tracing::warn!(device = %d.id, silent_ms = silent, "device not reporting");
-        ctx.watch.publish(Event::NotReporting(DeviceNotReporting {
-            device_id: d.id.clone(),
-            child_id: d.child_id.clone(),
-            child_name: d.child_name.clone(),
-            home_id: d.home_id.clone(),
-            last_seen_at_unix_ms: d.last_seen_at.unwrap_or(0),
-            silent_for_secs: u64::try_from(silent / 1000).unwrap_or(0),
-            message,
-        }));
+        ctx.watch.publish(Event::NotReporting(
+            DeviceNotReporting {
+                device_id: d.id.clone(),
+                child_id: d.child_id.clone(),
+                child_name: d.child_name.clone(),
+                home_id: d.home_id.clone(),
+                last_seen_at_unix_ms: d.last_seen_at.unwrap_or(0),
+                silent_for_secs: u64::try_from(silent / 1000).unwrap_or(0),
+                message,
+                ..Default::default()
+            }
+            .with_times(),
+        ));
     }
     *announced = quiet_now;
 }
