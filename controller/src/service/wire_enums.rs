@@ -27,20 +27,31 @@ pub fn word<E: WireEnum>(value: i32) -> Option<&'static str> {
         .map(|(_, w)| *w)
 }
 
-/// The value a word names (its own word, or another accepted spelling; case and surrounding
-/// spaces ignored).
+/// The value a word names (its own word, or another accepted spelling). Case, surrounding
+/// spaces and the separator between words (`-`, `_` or a space) are ignored, as the domain's
+/// own parsers ignore them: "injury_to_child" and "Injury To Child" are the same word.
 pub fn value<E: WireEnum>(word: &str) -> Option<E> {
-    let word = word.trim();
+    let key = word_key(word);
     E::WORDS
         .iter()
-        .find(|(_, w)| w.eq_ignore_ascii_case(word))
+        .find(|(_, w)| word_key(w) == key)
         .map(|(v, _)| *v)
         .or_else(|| {
             E::ALSO
                 .iter()
-                .find(|(w, _)| w.eq_ignore_ascii_case(word))
+                .find(|(w, _)| word_key(w) == key)
                 .map(|(_, v)| *v)
         })
+}
+
+/// A word as compared: lower case, words joined by `-`.
+fn word_key(word: &str) -> String {
+    word.trim()
+        .to_ascii_lowercase()
+        .split(['-', '_', ' '])
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The wire value for a record's word: `_UNSPECIFIED` (0) for an empty or unknown word, which
@@ -339,8 +350,9 @@ impl WireEnum for api::RequestDecision {
     ];
     // What people type at the command line (the domain reads these too).
     const ALSO: &'static [(&'static str, Self)] = &[
-        ("agreed-in-part", Self::AgreedInPart),
-        ("not-agreed", Self::NotAgreed),
+        ("partly", Self::AgreedInPart),
+        ("yes", Self::Agreed),
+        ("no", Self::NotAgreed),
     ];
 }
 

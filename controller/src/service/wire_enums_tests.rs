@@ -231,8 +231,13 @@ fn a_request_means_its_enum_or_else_its_old_words() {
         pick::<R>(0, "protective_reason", "bored", "reason").unwrap(),
         "bored"
     );
-    // Both, saying the same.
-    assert!(pick::<R>(injury, "protective_reason", "Injury-To-Child", "reason").is_ok());
+    // Both, saying the same (in any of the spellings the domain reads).
+    for same in ["Injury-To-Child", "injury_to_child", " injury to child "] {
+        assert!(
+            pick::<R>(injury, "protective_reason", same, "reason").is_ok(),
+            "{same}"
+        );
+    }
     // Both, disagreeing, and a value this build does not know: refused naming the field.
     for (v, old) in [(injury, "property-damage"), (99, "")] {
         let e = pick::<R>(v, "protective_reason", old, "reason").unwrap_err();
