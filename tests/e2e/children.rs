@@ -35,6 +35,12 @@ fn r36_a_child_who_leaves_is_archived_and_their_records_are_kept() {
     );
     let all = home.admin.json(&["child", "list", "--all"]);
     assert_eq!(all[0]["archive_reason"], "Moved to foster care");
+    // Issue 15: the time as a `Timestamp` beside the deprecated milliseconds, the same instant.
+    let archived: jiff::Timestamp = all[0]["archived_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        Some(archived.as_millisecond()),
+        all[0]["archived_at_unix_ms"].int()
+    );
     let shown = home.admin.ok(&["child", "show", "Amira"]);
     assert!(
         shown.contains("left:") && shown.contains("records kept until: 2087-05-17"),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use haven_proto::admin::v1::{self as api, *};
 use tonic::{Request, Response, Status};
 
+use super::convert::WithTimes as _;
 use super::wire_enums::{pick, wire};
 use super::{Context, auth, convert, now_ms};
 use crate::domain::audit::ChainVerifier;
@@ -245,7 +246,9 @@ fn enrollment_code(c: crate::store::EnrollmentRecord) -> EnrollmentCode {
         state: c.state.word().to_string(),
         code_state: wire::<EnrollmentCodeState>(c.state.word()),
         device_id: c.device_id.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 fn protected_contact(
@@ -262,7 +265,9 @@ fn protected_contact(
         address: c.address,
         added_by: c.added_by,
         added_at_unix_ms: c.added_at,
+        ..Default::default()
     }
+    .with_times()
 }
 
 #[tonic::async_trait]
@@ -389,14 +394,18 @@ impl device_service_server::DeviceService for AdminApi {
                 now,
             )
             .await?;
-        Ok(Response::new(Enrollment {
-            code,
-            child_id: child.id,
-            child_name: child.name,
-            expires_at_unix_ms: expires_at,
-            controller_url: self.ctx.public_url.clone(),
-            ca_pin: self.ctx.pki.ca_pin.clone(),
-        }))
+        Ok(Response::new(
+            Enrollment {
+                code,
+                child_id: child.id,
+                child_name: child.name,
+                expires_at_unix_ms: expires_at,
+                controller_url: self.ctx.public_url.clone(),
+                ca_pin: self.ctx.pki.ca_pin.clone(),
+                ..Default::default()
+            }
+            .with_times(),
+        ))
     }
 
     async fn list_enrollment_codes(

@@ -58,7 +58,9 @@ pub fn home(h: HomeRecord) -> admin::Home {
         created_at_unix_ms: h.created_at,
         time_zone: h.time_zone,
         children: h.children,
+        ..Default::default()
     }
+    .with_times()
 }
 
 pub fn child(c: ChildRecord) -> admin::Child {
@@ -77,7 +79,9 @@ pub fn child(c: ChildRecord) -> admin::Child {
         date_of_birth: c.date_of_birth,
         archived_at_unix_ms: c.archived_at.unwrap_or(0),
         archive_reason: c.archive_reason.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 pub fn staff(s: StaffRecord) -> admin::StaffMember {
@@ -94,7 +98,9 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
         // Names, filled in by the caller, which can look them up.
         homes: Vec::new(),
         token_expires_at_unix_ms: s.token_expires_at.unwrap_or(0),
+        ..Default::default()
     }
+    .with_times()
 }
 
 pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
@@ -371,6 +377,80 @@ impl WithTimes for admin::Device {
 impl WithTimes for admin::DeviceNotReporting {
     fn with_times(mut self) -> Self {
         self.last_seen_at = at(self.last_seen_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Home {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ProtectedContact {
+    fn with_times(mut self) -> Self {
+        self.added_at = at(self.added_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Child {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.archived_at = at(self.archived_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::EnrollmentCode {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.expires_at = at(self.expires_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Enrollment {
+    fn with_times(mut self) -> Self {
+        self.expires_at = at(self.expires_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::StaffMember {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.revoked_at = at(self.revoked_at_unix_ms);
+        self.last_used_at = at(self.last_used_at_unix_ms);
+        self.token_expires_at = at(self.token_expires_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ChildRequestRecord {
+    fn with_times(mut self) -> Self {
+        self.made_at = at(self.made_at_unix_ms);
+        self.received_at = at(self.received_at_unix_ms);
+        self.answered_at = at(self.answered_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ManagerTask {
+    fn with_times(mut self) -> Self {
+        self.first_attempt_at = at(self.first_attempt_at_unix_ms);
+        self.last_attempt_at = at(self.last_attempt_at_unix_ms);
+        self.opened_at = at(self.opened_at_unix_ms);
+        self.closed_at = at(self.closed_at_unix_ms);
+        self.due_at = at(self.due_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::WebException {
+    fn with_times(mut self) -> Self {
+        self.added_at = at(self.added_at_unix_ms);
         self
     }
 }

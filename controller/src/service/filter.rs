@@ -23,6 +23,7 @@ use haven_proto::domain_list;
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::convert::WithTimes as _;
 use super::wire_enums::{pick, wire};
 use super::{Context, now_ms};
 use crate::domain::Action;
@@ -385,7 +386,9 @@ fn exception_message(e: WebExceptionRecord) -> api::WebException {
         kind: e.kind,
         added_at_unix_ms: e.added_at,
         added_by: e.added_by,
+        ..Default::default()
     }
+    .with_times()
 }
 
 #[tonic::async_trait]

@@ -12,6 +12,7 @@ use haven_proto::admin::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
+use super::convert::WithTimes as _;
 use super::wire_enums::{pick, wire};
 use super::{Context, now_ms, today_in};
 use crate::domain::Action;
@@ -392,5 +393,7 @@ fn request_record(r: crate::store::ChildRequestRecord) -> ChildRequestRecord {
         reason: r.reason.unwrap_or_default(),
         answered_by: r.answered_by.unwrap_or_default(),
         answered_at_unix_ms: r.answered_at.unwrap_or(0),
+        ..Default::default()
     }
+    .with_times()
 }

@@ -201,7 +201,9 @@ pub fn task_with(
         closed_at_unix_ms: t.closed_at.unwrap_or(0),
         closed_by: t.closed_by.unwrap_or_default(),
         note: t.note.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// A filter from the wire, with names turned into ids and the kind checked.
