@@ -26,16 +26,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed(".haven.agent.v1.ControllerMessage.body.policy")
         // A list chunk is encoded once and the same bytes shared by every device's copy.
         .bytes(".haven.agent.v1.FilterListChunk.data")
-        // Well-known types with serde, so records holding a `Timestamp` still print as JSON.
+        // Well-known types with serde (pbjson), so records holding a `Timestamp` print as JSON.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
-        // Staff-facing records print as JSON (`haven … --json`) straight from the wire types.
-        .type_attribute(
-            ".haven.admin.v1",
-            "#[derive(serde::Serialize, serde::Deserialize)]",
-        )
-        .message_attribute(".haven.admin.v1", "#[serde(default)]")
         .compile_fds(fds.clone())?;
+
+    // Staff-facing records print as proto3's canonical JSON (`haven … --json`), exactly as
+    // another language's client prints them: enums by name, 64-bit integers as strings,
+    // `Timestamp`s in RFC 3339, a `oneof` as its one field. Names stay as in the `.proto`
+    // (snake_case, which the JSON mapping allows and every parser accepts), and fields at
+    // their default are printed too, so a script finds `"in_force": false` rather than
+    // nothing. Unknown fields are ignored when reading, as a newer peer may send them.
+    pbjson_build::Builder::new()
+        .register_descriptors(&prost::Message::encode_to_vec(&fds))?
+        .out_dir(&out_dir)
+        .preserve_proto_field_names()
+        .emit_fields()
+        .ignore_unknown_fields()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .build(&[".haven.admin.v1"])?;
 
     // `AgentService`'s server once more, with `Sync`'s replies as `outgoing::Outgoing` (a
     // message, or one already encoded and shared by every stream that sends it) and small

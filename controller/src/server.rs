@@ -357,6 +357,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 crate::service::filter::FilterApi { ctx: ctx.clone() },
             )
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            haven_proto::admin::v1::lookup_service_server::LookupServiceServer::new(
+                crate::service::lookup::LookupApi { ctx: ctx.clone() },
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

@@ -10,10 +10,14 @@ pub mod agent {
     }
 }
 
-#[allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+// `deprecated`: the generated code reads and writes the deprecated words fields beside their
+// enums (proto/README.md): they are still filled for older clients.
+#[allow(clippy::large_enum_variant, clippy::doc_lazy_continuation, deprecated)]
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("haven.admin.v1");
+        // Proto3 canonical JSON (pbjson): what `haven … --json` prints.
+        include!(concat!(env!("OUT_DIR"), "/haven.admin.v1.serde.rs"));
     }
 }
 

@@ -212,8 +212,9 @@ async fn run_fanout(
             &admin_token,
             api::AddStaffRequest {
                 name: "Bench Manager".into(),
-                role: "manager".into(),
+                staff_role: api::StaffRole::Manager.into(),
                 homes: vec!["Bench House".into()],
+                ..Default::default()
             },
         ))
         .await
@@ -225,8 +226,9 @@ async fn run_fanout(
             &admin_token,
             api::AddStaffRequest {
                 name: "Bench Carer".into(),
-                role: "staff".into(),
+                staff_role: api::StaffRole::Staff.into(),
                 homes: vec!["Bench House".into()],
+                ..Default::default()
             },
         ))
         .await
@@ -343,7 +345,7 @@ async fn run_fanout(
                     &carer_token,
                     api::LockdownRequest {
                         home: "Bench House".into(),
-                        reason: "injury-to-others".into(),
+                        protective_reason: api::RestrictionReason::InjuryToOthers.into(),
                         note: format!("bench round {round}"),
                         ..Default::default()
                     },

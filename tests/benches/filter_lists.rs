@@ -251,8 +251,9 @@ fn delivery_part(lists: &[(String, PathBuf)], million: Option<&Path>, n: usize) 
         let manager = staff
             .add_staff(authed(&admin, api::AddStaffRequest {
                 name: "Bench Manager".into(),
-                role: "manager".into(),
+                staff_role: api::StaffRole::Manager.into(),
                 homes: vec!["Bench House".into()],
+                ..Default::default()
             }))
             .await
             .unwrap()
@@ -434,7 +435,8 @@ fn delivery_part(lists: &[(String, PathBuf)], million: Option<&Path>, n: usize) 
             .set_web_exception(authed(&manager, api::SetWebExceptionRequest {
                 home: "Bench House".into(),
                 domain: "games.example".into(),
-                kind: "allow".into(),
+                exception_kind: api::WebExceptionKind::Allow.into(),
+                ..Default::default()
             }))
             .await
             .unwrap()

@@ -327,8 +327,9 @@ async fn soak(a: &Args) -> bool {
             &admin,
             api::AddStaffRequest {
                 name: "Soak Manager".into(),
-                role: "manager".into(),
+                staff_role: api::StaffRole::Manager.into(),
                 homes: vec![HOME.into()],
+                ..Default::default()
             },
         ))
         .await

@@ -92,7 +92,7 @@ fn status_tells_the_child_what_is_in_force_in_plain_words() {
     );
     let json = agent.command(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["policy"]["version"].as_u64(), Some(version), "{v}");
+    assert_eq!(v["policy"]["version"].uint(), Some(version), "{v}");
     assert_eq!(v["policy"]["source"], "controller");
 }
 

@@ -24,7 +24,7 @@ fn r36_the_audit_trail_proves_it_was_not_altered_and_names_the_first_altered_ent
     let v = home.admin.json(&["audit", "verify"]);
     assert_eq!(v["intact"], true);
     // First administrator, home, child, manager, second home: at least five changes.
-    assert!(v["entries_checked"].as_u64().unwrap() >= 5, "{v}");
+    assert!(v["entries_checked"].uint().unwrap() >= 5, "{v}");
 
     // Someone edits a record's history behind Haven's back.
     tamper(
@@ -228,7 +228,7 @@ fn r36_the_controller_finds_a_rewrite_with_the_checkpoints_it_kept() {
     home.admin.ok(&["home", "add", "Elm House"]);
     eventually("a scheduled checkpoint", WAIT, || {
         let v = home.manager.json(&["audit", "verify"]);
-        (v["checkpoints_checked"].as_u64().unwrap_or(0) >= 2).then_some(())
+        (v["checkpoints_checked"].uint().unwrap_or(0) >= 2).then_some(())
     });
     tamper_and_rechain(
         &home,

@@ -67,7 +67,7 @@ fn r36_a_backup_taken_while_serving_restores_a_working_controller() {
         "0",
     ]);
     let lockdown_id = lockdown["lockdown"]["id"].as_str().unwrap().to_string();
-    let version = lockdown["lockdown"]["policy_version"].as_u64().unwrap();
+    let version = lockdown["lockdown"]["policy_version"].uint().unwrap();
     assert!(
         tablet.wait_applied(version, WAIT),
         "{}",
@@ -201,7 +201,7 @@ fn r36_a_backup_taken_while_serving_restores_a_working_controller() {
         "--wait-secs",
         "0",
     ]);
-    let version = second["lockdown"]["policy_version"].as_u64().unwrap();
+    let version = second["lockdown"]["policy_version"].uint().unwrap();
     assert!(version > later, "{version} > {later}");
     assert!(
         tablet.wait_applied(version, WAIT),

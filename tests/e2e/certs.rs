@@ -98,7 +98,7 @@ fn d7_a_short_lived_certificate_is_renewed_over_the_stream_and_the_device_keeps_
         .unwrap()
         .to_string();
     assert!(
-        shown["certificate_not_after_unix_ms"].as_i64().unwrap() > 0,
+        shown["certificate_not_after_unix_ms"].int().unwrap() > 0,
         "staff see when it expires: {shown}"
     );
     agent.start();
@@ -148,7 +148,7 @@ fn d7_a_long_lived_certificate_is_renewed_onto_the_short_lifetime_when_the_devic
     let id = device_id_of(&agent);
     let day_ms = 86_400_000;
     let long = home.device(&id)["certificate_not_after_unix_ms"]
-        .as_i64()
+        .int()
         .unwrap();
     home.controller.restart_with(&[]);
     let shown = home.device(&id);
@@ -170,11 +170,11 @@ fn d7_a_long_lived_certificate_is_renewed_onto_the_short_lifetime_when_the_devic
     );
     let d = eventually("the device to use its 30-day certificate", WAIT, || {
         let d = home.device(&id);
-        let not_after = d["certificate_not_after_unix_ms"].as_i64()?;
+        let not_after = d["certificate_not_after_unix_ms"].int()?;
         (d["online"] == true && not_after < long - 300 * day_ms).then_some(d)
     });
     let now = jiff::Timestamp::now().as_millisecond();
-    let left = d["certificate_not_after_unix_ms"].as_i64().unwrap() - now;
+    let left = d["certificate_not_after_unix_ms"].int().unwrap() - now;
     assert!(left > 29 * day_ms && left <= 30 * day_ms, "{d}");
     assert_eq!(d["certificate_standing"], "current");
     // Renewed once, not again on every connection.

@@ -51,7 +51,7 @@ fn plan_with_nan_any_time(home: &Home, ra: &str) -> u64 {
     let file = write(home, "plan.toml", &text);
     home.manager
         .json(&["plan", "revise", "Amira", "--file", &file])["policy_version"]
-        .as_u64()
+        .uint()
         .unwrap()
 }
 

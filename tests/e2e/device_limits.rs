@@ -30,7 +30,7 @@ fn a_device_claiming_a_version_never_issued_is_recorded_as_tampering_and_harms_n
     drop(link);
     let device = &home.devices()[0];
     assert!(
-        device["applied_policy_version"].as_u64().unwrap_or(0) < 1_000_000,
+        device["applied_policy_version"].uint().unwrap_or(0) < 1_000_000,
         "{device}"
     );
 

@@ -37,7 +37,7 @@ fn first_controller_policy(agent: &Agent) -> String {
 }
 
 fn millis(v: &Value) -> i64 {
-    v.as_i64().unwrap_or_else(|| panic!("not a time: {v}"))
+    v.int().unwrap_or_else(|| panic!("not a time: {v}"))
 }
 
 // clauses RM3, D6, D8, GD4: any member of staff locks a child's devices down; connected
@@ -285,7 +285,7 @@ fn kp1_lockdowns_are_listed_and_lifted_once() {
     assert!(table.contains("review by"), "{table}");
 
     let lifted = staff.json(&["lift", &id, "--note", "Calm again; spoke with Amira"]);
-    let version = lifted["lifted_policy_version"].as_u64().unwrap();
+    let version = lifted["lifted_policy_version"].uint().unwrap();
     assert!(
         tablet.wait_applied(version, WAIT),
         "{}",
@@ -330,7 +330,7 @@ fn gd4_a_lockdown_with_until_ends_by_itself() {
         "--until",
         &until.to_string(),
     ]);
-    let version = r["lockdown"]["policy_version"].as_u64().unwrap();
+    let version = r["lockdown"]["policy_version"].uint().unwrap();
     assert!(tablet.wait_applied(version, WAIT));
     assert!(tablet.stdout.wait_for("lockdown: apps", WAIT).is_some());
     let ended = eventually("the lockdown to end by itself", WAIT, || {
@@ -339,7 +339,7 @@ fn gd4_a_lockdown_with_until_ends_by_itself() {
         (l["in_force"] == false).then_some(l)
     });
     assert_eq!(ended["lift_note"], "ended at its planned time");
-    let version = ended["lifted_policy_version"].as_u64().unwrap();
+    let version = ended["lifted_policy_version"].uint().unwrap();
     assert!(
         tablet.wait_applied(version, WAIT),
         "{}",
@@ -364,6 +364,23 @@ fn rm3_a_lockdown_survives_a_controller_restart() {
         "Police advised: no contact tonight",
     ]);
     assert_eq!(r["lockdown"]["target"], "home");
+    // Issue 15: proto3 canonical JSON — enums by name beside the deprecated words, 64-bit
+    // integers as strings.
+    assert_eq!(r["lockdown"]["target_kind"], "LOCKDOWN_TARGET_HOME", "{r}");
+    assert_eq!(
+        r["lockdown"]["protective_reason"], "RESTRICTION_REASON_PREVENT_OFFENCE",
+        "{r}"
+    );
+    assert!(r["lockdown"]["started_at_unix_ms"].is_string(), "{r}");
+    let started_ms = r["lockdown"]["started_at_unix_ms"].int().unwrap();
+    // …and the same instant as a `Timestamp`, in RFC 3339; an unset time is null.
+    let started: jiff::Timestamp = r["lockdown"]["started_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(started.as_millisecond(), started_ms, "{r}");
+    assert!(r["lockdown"]["lifted_at"].is_null(), "{r}");
     let id = r["lockdown"]["id"].as_str().unwrap().to_string();
     home.controller.restart();
     let list = staff.json(&["lockdowns"]);
@@ -468,6 +485,10 @@ fn s1_rm3_an_emergency_restriction_of_visits_is_recorded_like_a_lockdown() {
         "in 2h",
     ]);
     assert_eq!(r["lockdown"]["channels"], serde_json::json!(["visits"]));
+    assert_eq!(
+        r["lockdown"]["withdrawn"],
+        serde_json::json!(["COMMUNICATION_CHANNEL_VISITS"])
+    );
     assert_eq!(r["devices"].as_array().map_or(0, |d| d.len()), 0, "{r}");
     let sanctions = r["sanctions"].as_array().unwrap();
     assert_eq!(sanctions.len(), 1, "{r}");
@@ -583,7 +604,7 @@ fn rm3_d6_a_device_that_reconnects_mid_fan_out_ends_on_the_newest_policy() {
     // and a new protected contact race the phone's Hello.
     agents[1].kill();
     let lifted = staff.json(&["lift", &id, "--note", "Calm again"]);
-    assert!(lifted["lifted_policy_version"].as_u64().unwrap() > 0);
+    assert!(lifted["lifted_policy_version"].uint().unwrap() > 0);
     agents[1].start();
     let newest = home.change_policy("Childline", "0800 1111");
 
@@ -603,8 +624,8 @@ fn rm3_d6_a_device_that_reconnects_mid_fan_out_ends_on_the_newest_policy() {
                 .iter()
                 .all(|d| {
                     d["online"] == true
-                        && d["applied_policy_version"].as_u64() == Some(newest)
-                        && d["desired_policy_version"].as_u64() == Some(newest)
+                        && d["applied_policy_version"].uint() == Some(newest)
+                        && d["desired_policy_version"].uint() == Some(newest)
                 })
                 .then_some(())
         },

@@ -49,7 +49,7 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
         || {
             let d = home.devices().into_iter().next()?;
             (d["online"] == true
-                && d["applied_policy_version"].as_u64()? > 0
+                && d["applied_policy_version"].uint()? > 0
                 && d["applied_policy_version"] == d["desired_policy_version"])
                 .then_some(d)
         },
@@ -60,8 +60,8 @@ fn d1_d7_a_device_enrolls_end_to_end_and_shows_in_the_device_list() {
         "{device}"
     );
     assert!(!inv["agent_version"].as_str().unwrap_or_default().is_empty());
-    assert!(inv["storage_total_bytes"].as_u64().unwrap_or(0) > 0);
-    assert!(device["last_seen_at_unix_ms"].as_i64().unwrap() > 0);
+    assert!(inv["storage_total_bytes"].uint().unwrap_or(0) > 0);
+    assert!(device["last_seen_at_unix_ms"].int().unwrap() > 0);
 
     let table = home.admin.ok(&["device", "list"]);
     assert!(
@@ -147,6 +147,7 @@ fn staff_commands_read_as_tables_and_json() {
     assert!(table.contains("Amira Khan") && table.contains("2012-05-17"));
     let me = home.admin.json(&["whoami"]);
     assert_eq!(me["role"], "admin");
+    assert_eq!(me["staff_role"], "STAFF_ROLE_ADMIN");
     let staff = home.admin.json(&["staff", "list"]);
     let text = staff.to_string();
     assert!(text.contains("Rita Manager"));
@@ -167,6 +168,7 @@ fn codes_are_listed_without_the_code_cancelled_and_die_with_their_maker() {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["state"], "usable");
+    assert_eq!(listed[0]["code_state"], "ENROLLMENT_CODE_STATE_USABLE");
     assert!(
         !listed[0].to_string().contains(&code[5..]),
         "the code itself is never listed"

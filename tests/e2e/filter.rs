@@ -74,7 +74,7 @@ fn filtered_plan(dir: &Path, manager: &Cli, staff: &Cli, child: &str) -> u64 {
         "--file",
         plan_file.to_str().unwrap(),
     ])["policy_version"]
-        .as_u64()
+        .uint()
         .unwrap()
 }
 
@@ -116,10 +116,10 @@ fn wb1_wb4_imported_lists_block_on_the_device_and_a_homes_exception_opens_a_site
     );
     let listed = home.admin.json(&["filter", "list"]);
     assert_eq!(listed[0]["category"], "gambling");
-    assert_eq!(listed[0]["domains"], 3);
+    assert_eq!(listed[0]["domains"].uint(), Some(3));
     assert_eq!(listed[0]["source"], "test list");
     assert_eq!(listed[0]["licence"], "CC0");
-    assert!(listed[0]["imported_at_unix_ms"].as_i64().unwrap() > 0);
+    assert!(listed[0]["imported_at_unix_ms"].int().unwrap() > 0);
 
     // A second home, with its own child, manager and device.
     home.admin.ok(&["home", "add", "Elm House"]);

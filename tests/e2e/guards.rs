@@ -82,7 +82,7 @@ impl PlanHome {
             self.home
                 .manager
                 .json(&["plan", "revise", "Amira", "--file", file.to_str().unwrap()]);
-        r["policy_version"].as_u64().expect("a policy version")
+        r["policy_version"].uint().expect("a policy version")
     }
 
     fn camera_on(&self, t: String) -> String {

@@ -90,7 +90,7 @@ fn metrics_are_served_on_loopback_and_a_lockdown_moves_its_counters() {
         "--wait-secs",
         "0",
     ]);
-    let version = r["lockdown"]["policy_version"].as_u64().unwrap();
+    let version = r["lockdown"]["policy_version"].uint().unwrap();
     assert!(
         tablet.wait_applied(version, WAIT),
         "{}",

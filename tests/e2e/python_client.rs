@@ -72,5 +72,12 @@ fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
     // Issue 15: a list paged one row at a time, and a token used with other filters refused.
     assert!(stdout.contains(" obligations, one a page"), "{stdout}");
     assert!(stdout.contains("refused: PAGE_TOKEN_INVALID"), "{stdout}");
+    // Enums read in another language: the lockdown's reason and the manager's role by name.
+    assert!(
+        stdout.contains("lockdown reason: RESTRICTION_REASON_INJURY_TO_CHILD"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("as STAFF_ROLE_MANAGER"), "{stdout}");
+    assert!(stdout.contains("looked up: jordan is chd-"), "{stdout}");
     println!("{stdout}");
 }

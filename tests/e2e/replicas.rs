@@ -146,7 +146,7 @@ fn rm3_d6_r19_two_replicas_share_changes_and_survive_a_sigkill() {
     let version = home
         .devices()
         .iter()
-        .filter_map(|d| d["desired_policy_version"].as_u64())
+        .filter_map(|d| d["desired_policy_version"].uint())
         .max()
         .expect("a version");
     assert!(phone.wait_applied(version, WAIT), "{}", phone.stdout.text());
@@ -175,7 +175,7 @@ fn rm3_d6_r19_two_replicas_share_changes_and_survive_a_sigkill() {
         "--until",
         &until.to_string(),
     ]);
-    let version = r["lockdown"]["policy_version"].as_u64().expect("a version");
+    let version = r["lockdown"]["policy_version"].uint().expect("a version");
     assert!(phone.wait_applied(version, WAIT), "{}", phone.stdout.text());
     assert!(
         tablet.wait_applied(version, WAIT),
@@ -187,10 +187,10 @@ fn rm3_d6_r19_two_replicas_share_changes_and_survive_a_sigkill() {
         let all = on_b.json(&["lockdowns", "--all"]);
         all.as_array()?
             .iter()
-            .find(|l| l["until_unix_ms"].as_i64().unwrap_or(0) > 0 && l["in_force"] == false)
+            .find(|l| l["until_unix_ms"].int().unwrap_or(0) > 0 && l["in_force"] == false)
             .cloned()
     });
-    let lifted = ended["lifted_policy_version"].as_u64().expect("a version");
+    let lifted = ended["lifted_policy_version"].uint().expect("a version");
     assert!(phone.wait_applied(lifted, WAIT), "{}", phone.stdout.text());
     let verify = on_b.json(&["audit", "verify"]);
     assert_eq!(verify["intact"], true, "{verify}");

@@ -30,7 +30,7 @@ fn d7_a_policy_change_reaches_a_connected_agent_without_polling_and_is_acknowled
 
     let started = Instant::now();
     let version = home.change_policy("Childline", "0800 1111");
-    assert!(version > before["desired_policy_version"].as_u64().unwrap());
+    assert!(version > before["desired_policy_version"].uint().unwrap());
     assert!(
         agent.wait_applied(version, Duration::from_secs(10)),
         "the agent never applied version {version}:\n{}",
@@ -43,9 +43,9 @@ fn d7_a_policy_change_reaches_a_connected_agent_without_polling_and_is_acknowled
     let id = before["id"].as_str().unwrap();
     let d = eventually("the acknowledgement to be recorded", WAIT, || {
         let d = home.device(id);
-        (d["applied_policy_version"].as_u64() == Some(version)).then_some(d)
+        (d["applied_policy_version"].uint() == Some(version)).then_some(d)
     });
-    assert!(d["applied_policy_at_unix_ms"].as_i64().unwrap() > 0);
+    assert!(d["applied_policy_at_unix_ms"].int().unwrap() > 0);
     let shown = home.admin.ok(&["device", "show", id]);
     assert!(
         shown.contains(&format!("applied — version {version}")),
@@ -121,7 +121,7 @@ fn an_agent_that_was_offline_gets_the_newest_policy_on_reconnect() {
     agent.start();
     assert!(agent.wait_applied(newest, WAIT), "{}", agent.stdout.text());
     eventually("the newest version to be acknowledged", WAIT, || {
-        (home.device(&id)["applied_policy_version"].as_u64() == Some(newest)).then_some(())
+        (home.device(&id)["applied_policy_version"].uint() == Some(newest)).then_some(())
     });
 }
 
@@ -190,7 +190,7 @@ fn a_controller_restart_keeps_every_record_and_agents_reconnect() {
         let d = home.device(id);
         (d["online"] == true).then_some(d)
     });
-    assert_eq!(after["applied_policy_version"].as_u64(), Some(version));
+    assert_eq!(after["applied_policy_version"].uint(), Some(version));
     // And new changes still flow.
     let newer = home.change_policy("Emergency services", "999");
     assert!(agent.wait_applied(newer, WAIT));

@@ -315,7 +315,7 @@ fn gd3_unknown_contact_attempts_open_one_grouped_manager_task() {
     let list = tasks.as_array().unwrap();
     assert_eq!(list.len(), 1, "one task, not four: {tasks}");
     let task = &list[0];
-    assert_eq!(task["attempts"], 4);
+    assert_eq!(task["attempts"].uint(), Some(4));
     assert_eq!(task["kind"], "unknown-contact");
     assert_eq!(task["child_name"], "Amira Khan");
     let summary = task["summary"].as_str().unwrap();

@@ -94,7 +94,7 @@ fn revise_plan(home: &Home, web: &str) -> u64 {
         "--file",
         plan_file.to_str().unwrap(),
     ])["policy_version"]
-        .as_u64()
+        .uint()
         .unwrap()
 }
 

@@ -461,6 +461,26 @@ impl Drop for Running {
     }
 }
 
+/// Reads a number from `haven … --json`, which is proto3's canonical JSON: 64-bit integers
+/// print as strings (`"1733400000000"`), 32-bit ones as numbers. Either form reads here, and
+/// so does JSON the command line writes itself.
+pub trait JsonInt {
+    fn int(&self) -> Option<i64>;
+    fn uint(&self) -> Option<u64>;
+}
+
+impl JsonInt for Value {
+    fn int(&self) -> Option<i64> {
+        self.as_i64()
+            .or_else(|| self.as_str().and_then(|s| s.parse().ok()))
+    }
+
+    fn uint(&self) -> Option<u64> {
+        self.as_u64()
+            .or_else(|| self.as_str().and_then(|s| s.parse().ok()))
+    }
+}
+
 /// What the log enforcer prints when it applies `version` (the dash keeps 1 from matching 12).
 pub fn applied_line(version: u64) -> String {
     format!("policy version {version} —")
@@ -819,7 +839,7 @@ impl Home {
         self.devices()
             .iter()
             .filter(|d| d["status"] == "active")
-            .filter_map(|d| d["desired_policy_version"].as_u64())
+            .filter_map(|d| d["desired_policy_version"].uint())
             .max()
             .expect("an active device")
     }

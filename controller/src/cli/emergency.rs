@@ -1,6 +1,10 @@
 //! `haven lockdown`, `lift`, `lockdowns`, `obligations`, `notified`, `sanctions` and
 //! `sanction …`: emergency action at 2 a.m. and everything the home owes after it.
 
+// Records from an older controller carry only the deprecated words fields; `shown` falls back
+// to them.
+#![allow(deprecated)]
+
 use anyhow::anyhow;
 use futures::StreamExt;
 use haven_proto::admin::v1 as api;
@@ -9,6 +13,7 @@ use super::Intercepted;
 use super::client::explain;
 use super::output::{json, parse_time, table, when};
 use super::pages::{PageArgs, fetch};
+use crate::service::wire_enums::{shown, shown_all, typed, typed_all};
 
 type Client = api::emergency_service_client::EmergencyServiceClient<Intercepted>;
 
@@ -130,11 +135,15 @@ pub struct RestrictArgs {
 
 pub async fn restrict(c: &mut Client, a: RestrictArgs, as_json: bool) -> anyhow::Result<()> {
     let now = jiff::Timestamp::now().as_millisecond();
+    let (protective_reason, reason) = typed::<api::RestrictionReason>(&a.reason);
+    let (restrict, arrangements) = typed_all::<api::CommunicationChannel>(&a.channels);
     let r = c
         .restrict(api::RestrictRequest {
             child: a.child,
-            reason: a.reason,
-            arrangements: a.channels,
+            protective_reason,
+            reason,
+            restrict,
+            arrangements,
             note: a.note,
             until_unix_ms: time_arg(a.until.as_deref(), now)?,
             review_at_unix_ms: time_arg(a.review.as_deref(), now)?,
@@ -151,8 +160,8 @@ pub async fn restrict(c: &mut Client, a: RestrictArgs, as_json: bool) -> anyhow:
         "Restriction {} recorded for {}: {} withdrawn ({}).",
         l.id,
         l.child_name,
-        l.channels.join(", "),
-        l.reason
+        withdrawn(&l),
+        reason_of(&l)
     );
     if l.until_unix_ms > 0 {
         println!("It ends by itself at {}.", when(l.until_unix_ms));
@@ -204,13 +213,17 @@ pub async fn lockdown(c: &mut Client, a: LockdownArgs, as_json: bool) -> anyhow:
     let now = jiff::Timestamp::now().as_millisecond();
     let until = time_arg(a.until.as_deref(), now)?;
     let review = time_arg(a.review.as_deref(), now)?;
+    let (protective_reason, reason) = typed::<api::RestrictionReason>(&a.reason);
+    let (withdraw, channels) = typed_all::<api::CommunicationChannel>(&a.channels);
     let r = c
         .lockdown(api::LockdownRequest {
             child: a.child.unwrap_or_default(),
             device: a.device.unwrap_or_default(),
             home: a.home.unwrap_or_default(),
-            reason: a.reason,
-            channels: a.channels,
+            protective_reason,
+            reason,
+            withdraw,
+            channels,
             note: a.note,
             until_unix_ms: until,
             review_at_unix_ms: review,
@@ -221,7 +234,7 @@ pub async fn lockdown(c: &mut Client, a: LockdownArgs, as_json: bool) -> anyhow:
         .into_inner();
     let l = r.lockdown.clone().unwrap_or_default();
     if !as_json {
-        let whom = match l.target.as_str() {
+        let whom = match target(&l).as_str() {
             "home" => format!("every child in {}", l.home_name),
             "device" => format!("{}'s device {}", l.child_name, l.device_id),
             _ => l.child_name.clone(),
@@ -229,8 +242,8 @@ pub async fn lockdown(c: &mut Client, a: LockdownArgs, as_json: bool) -> anyhow:
         println!(
             "Lockdown {} is in force for {whom}: {} withdrawn ({}). Protected contacts stay reachable.",
             l.id,
-            l.channels.join(", "),
-            l.reason
+            withdrawn(&l),
+            reason_of(&l)
         );
         if l.until_unix_ms > 0 {
             println!("It ends by itself at {}.", when(l.until_unix_ms));
@@ -299,7 +312,7 @@ pub async fn lockdown(c: &mut Client, a: LockdownArgs, as_json: bool) -> anyhow:
     for o in r
         .obligations
         .iter()
-        .filter(|o| o.kind == "notify-social-worker")
+        .filter(|o| o.obligation_kind == api::ObligationKind::NotifySocialWorker as i32)
     {
         println!(
             "Tell {}'s social worker by {} ({}): then run `haven notified {} --by NAME --how phone|email|in-person`.",
@@ -386,7 +399,7 @@ pub async fn lockdowns(
         ],
         list.into_iter()
             .map(|l| {
-                let whom = match l.target.as_str() {
+                let whom = match target(&l).as_str() {
                     "home" => format!("{} (home)", l.home_name),
                     "device" => format!("{} (device {})", l.child_name, l.device_id),
                     _ => l.child_name.clone(),
@@ -403,11 +416,12 @@ pub async fn lockdowns(
                 } else {
                     format!("lifted {}", when(l.lifted_at_unix_ms))
                 };
+                let (withdrawn, reason) = (withdrawn(&l), reason_of(&l));
                 vec![
                     l.id,
                     whom,
-                    l.channels.join(", "),
-                    l.reason,
+                    withdrawn,
+                    reason,
                     when(l.started_at_unix_ms),
                     l.started_by_name,
                     ends,
@@ -457,7 +471,7 @@ pub async fn obligations(
                     o.child_name,
                     o.what,
                     when(o.due_at_unix_ms),
-                    o.state.to_uppercase(),
+                    shown::<api::ObligationState>(o.obligation_state, &o.state).to_uppercase(),
                     o.closed_with,
                 ]
             })
@@ -485,7 +499,8 @@ pub async fn notified(
         .record_notification(api::RecordNotificationRequest {
             id,
             by,
-            how,
+            method: typed::<api::NotificationMethod>(&how).0,
+            how: typed::<api::NotificationMethod>(&how).1,
             at_unix_ms: at,
             note: note.unwrap_or_default(),
         })
@@ -499,7 +514,7 @@ pub async fn notified(
         "Recorded: {} told {}'s social worker by {} at {}. Obligation {} is closed.",
         o.done_by,
         o.child_name,
-        o.how,
+        shown::<api::NotificationMethod>(o.notification_method, &o.how),
         when(o.done_at_unix_ms),
         o.id
     );
@@ -631,4 +646,19 @@ pub async fn sanction(c: &mut Client, cmd: SanctionCommand, as_json: bool) -> an
     }
     println!("Sanction record {} for {}: {done}.", s.id, s.child_name);
     Ok(())
+}
+
+/// What a lockdown (or restriction) was started on: home, child or device.
+fn target(l: &api::LockdownRecord) -> String {
+    shown::<api::LockdownTarget>(l.target_kind, &l.target)
+}
+
+/// What it withdrew, as a list for people ("calls, messages").
+fn withdrawn(l: &api::LockdownRecord) -> String {
+    shown_all::<api::CommunicationChannel>(&l.withdrawn, &l.channels).join(", ")
+}
+
+/// Its protective reason, as the word staff typed.
+fn reason_of(l: &api::LockdownRecord) -> String {
+    shown::<api::RestrictionReason>(l.protective_reason, &l.reason)
 }

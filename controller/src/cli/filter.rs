@@ -1,10 +1,16 @@
 //! `haven filter …`: the web filter's category lists (administrators import them) and each
 //! home's own exceptions (its managers allow or deny a site), WB1 and WB4.
 
+// Records from an older controller carry only the deprecated words fields; `shown` falls back
+// to them.
+#![allow(deprecated)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 use haven_proto::admin::v1 as api;
+
+use crate::service::wire_enums::{shown, typed};
 
 use super::Intercepted;
 use super::client::explain;
@@ -239,7 +245,10 @@ pub async fn filter(c: &mut Filter, cmd: FilterCommand, as_json: bool) -> anyhow
             let e = r.exception.unwrap_or_default();
             println!(
                 "Removed the {} exception for {}: policy version {}, sent to {} connected device(s).",
-                e.kind, e.domain, r.policy_version, r.devices_sent
+                shown::<api::WebExceptionKind>(e.exception_kind, &e.kind),
+                e.domain,
+                r.policy_version,
+                r.devices_sent
             );
         }
         FilterCommand::Exceptions { home } => {
@@ -255,7 +264,10 @@ pub async fn filter(c: &mut Filter, cmd: FilterCommand, as_json: bool) -> anyhow
             table(
                 &["domain", "kind", "added", "by"],
                 list.into_iter()
-                    .map(|e| vec![e.domain, e.kind, when(e.added_at_unix_ms), e.added_by])
+                    .map(|e| {
+                        let kind = shown::<api::WebExceptionKind>(e.exception_kind, &e.kind);
+                        vec![e.domain, kind, when(e.added_at_unix_ms), e.added_by]
+                    })
                     .collect(),
             );
         }
@@ -274,7 +286,8 @@ async fn set(
         .set_web_exception(api::SetWebExceptionRequest {
             home,
             domain,
-            kind: kind.into(),
+            exception_kind: typed::<api::WebExceptionKind>(kind).0,
+            kind: typed::<api::WebExceptionKind>(kind).1,
         })
         .await
         .map_err(explain)?

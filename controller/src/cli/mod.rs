@@ -2,6 +2,10 @@
 //! use to look after children's devices. Nouns then verbs (`haven child list`), `--json` on
 //! every read, one line and a non-zero exit on any error.
 
+// Records from an older controller carry only the deprecated words fields; `shown` falls back
+// to them.
+#![allow(deprecated)]
+
 pub mod audit;
 pub mod backup;
 pub mod camera;
@@ -24,6 +28,7 @@ use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::config::{LogFormat, ServeArgs};
+use crate::service::wire_enums::{shown, typed, value, words};
 use client::{Bearer, Login, explain};
 use output::{bytes, json, table, when};
 
@@ -68,6 +73,18 @@ enum Command {
     },
     /// Show who you are logged in as.
     Whoami,
+    /// The ids behind a name: homes, children, devices (by child or hostname) and staff
+    /// called that. Scripts send ids; this finds them.
+    Lookup {
+        /// The name (whole, any case; a child's first name is enough).
+        name: String,
+        /// Only this kind: home, child, staff or device (repeat for several) [default: all].
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Include archived children, revoked devices and revoked staff.
+        #[arg(long)]
+        all: bool,
+    },
     /// Homes: add and list them.
     #[command(subcommand)]
     Home(HomeCommand),
@@ -492,6 +509,7 @@ struct Staff {
     violations: api::violation_service_client::ViolationServiceClient<Intercepted>,
     emergency: api::emergency_service_client::EmergencyServiceClient<Intercepted>,
     filter: filter::Filter,
+    lookup: api::lookup_service_client::LookupServiceClient<Intercepted>,
 }
 
 async fn connect(login: &Login) -> anyhow::Result<Staff> {
@@ -531,6 +549,10 @@ async fn connect(login: &Login) -> anyhow::Result<Staff> {
             bearer.clone(),
         ),
         emergency: api::emergency_service_client::EmergencyServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        ),
+        lookup: api::lookup_service_client::LookupServiceClient::with_interceptor(
             channel.clone(),
             bearer.clone(),
         ),
@@ -670,7 +692,7 @@ async fn login(
         "Logged in to {} as {} ({}). Saved in {}.",
         login.controller,
         me.name,
-        me.role,
+        role_of(&me),
         path.display()
     );
     Ok(())
@@ -688,7 +710,48 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             if as_json {
                 return json(&me);
             }
-            println!("{} ({}), id {}", me.name, me.role, me.id);
+            println!("{} ({}), id {}", me.name, role_of(&me), me.id);
+        }
+        Command::Lookup { name, kinds, all } => {
+            let mut wanted = Vec::new();
+            for k in &kinds {
+                let kind = value::<api::LookupKind>(k).ok_or_else(|| {
+                    anyhow!(
+                        "{k:?} is not a kind of record: use {}",
+                        words::<api::LookupKind>()
+                    )
+                })?;
+                wanted.push(i32::from(kind));
+            }
+            let found = s
+                .lookup
+                .lookup(api::LookupRequest {
+                    name,
+                    kinds: wanted,
+                    include_inactive: all,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if as_json {
+                return json(&found);
+            }
+            table(
+                &["kind", "id", "name", "home", "inactive"],
+                found
+                    .matches
+                    .into_iter()
+                    .map(|m| {
+                        vec![
+                            shown::<api::LookupKind>(m.kind, "?"),
+                            m.id,
+                            m.name,
+                            m.home_name,
+                            if m.inactive { "yes" } else { "" }.to_string(),
+                        ]
+                    })
+                    .collect(),
+            );
         }
         Command::Home(HomeCommand::Add { name, time_zone }) => {
             let home = s
@@ -1073,7 +1136,7 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                             c.id,
                             c.child_name,
                             c.hint,
-                            c.state,
+                            shown::<api::EnrollmentCodeState>(c.code_state, &c.state),
                             when(c.created_at_unix_ms),
                             when(c.expires_at_unix_ms),
                         ]
@@ -1129,7 +1192,12 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
         Command::Staff(StaffCommand::Add { name, role, homes }) => {
             let added = s
                 .staff
-                .add_staff(api::AddStaffRequest { name, role, homes })
+                .add_staff(api::AddStaffRequest {
+                    name,
+                    staff_role: typed::<api::StaffRole>(&role).0,
+                    role: typed::<api::StaffRole>(&role).1,
+                    homes,
+                })
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -1139,7 +1207,10 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
             let m = added.member.unwrap_or_default();
             println!(
                 "Added {} ({}), id {}.\nTheir token is shown only now — give it to them privately:\n\n  {}\n",
-                m.name, m.role, m.id, added.token
+                m.name,
+                role_of(&m),
+                m.id,
+                added.token
             );
         }
         Command::Staff(StaffCommand::List { all, pages }) => {
@@ -1175,10 +1246,11 @@ async fn staff_command(s: &mut Staff, command: Command, as_json: bool) -> anyhow
                 staff
                     .into_iter()
                     .map(|m| {
+                        let role = role_of(&m);
                         vec![
                             m.id,
                             m.name,
-                            m.role,
+                            role,
                             if m.homes.is_empty() {
                                 "all".to_string()
                             } else {
@@ -1315,7 +1387,10 @@ fn policy_state(d: &api::Device) -> String {
 }
 
 fn device_state(d: &api::Device) -> &'static str {
-    match (d.status.as_str(), d.online) {
+    match (
+        shown::<api::DeviceStatus>(d.device_status, &d.status).as_str(),
+        d.online,
+    ) {
         ("revoked", _) => "revoked",
         (_, true) => "online",
         // Quiet for longer than the controller's configured time: a child may have switched
@@ -1400,9 +1475,9 @@ fn print_device(d: &api::Device) {
     println!("  enforcing:    {}", enforcement(d));
     for g in &d.guards {
         if g.reason.is_empty() {
-            println!("    {} guard: {}", g.guard, g.state);
+            println!("    {} guard: {}", g.guard, guard_state(g));
         } else {
-            println!("    {} guard: {} ({})", g.guard, g.state, g.reason);
+            println!("    {} guard: {} ({})", g.guard, guard_state(g), g.reason);
         }
     }
     if !d.hardening.is_empty() {
@@ -1430,7 +1505,7 @@ fn print_device(d: &api::Device) {
         println!(
             "  cert expires: {} ({}: {})",
             when(d.certificate_not_after_unix_ms),
-            d.certificate_standing,
+            shown::<api::CertificateStanding>(d.certificate_state, &d.certificate_standing),
             d.certificate_standing_words
         );
     } else {
@@ -1450,6 +1525,16 @@ fn print_device(d: &api::Device) {
 /// Where the login is saved (for messages and tests).
 pub fn login_file() -> PathBuf {
     client::login_path()
+}
+
+/// A member of staff's role, as a word.
+fn role_of(m: &api::StaffMember) -> String {
+    shown::<api::StaffRole>(m.staff_role, &m.role)
+}
+
+/// A guard's state, as a word.
+fn guard_state(g: &api::GuardStatus) -> String {
+    shown::<api::GuardState>(g.guard_state, &g.state)
 }
 
 #[cfg(test)]

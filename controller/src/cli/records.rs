@@ -1,7 +1,13 @@
 //! `haven report …` and `haven photo-approval …`: what staff report, and the register of
 //! approvals to take images of a child.
 
+// Records from an older controller carry only the deprecated words fields; `shown` falls back
+// to them.
+#![allow(deprecated)]
+
 use haven_proto::admin::v1 as api;
+
+use crate::service::wire_enums::{shown, typed};
 
 use super::Intercepted;
 use super::client::explain;
@@ -91,15 +97,17 @@ pub async fn requests(c: &mut Client, cmd: RequestsCommand, as_json: bool) -> an
                 &["id", "child", "received", "request", "answer"],
                 list.into_iter()
                     .map(|r| {
+                        let decision =
+                            shown::<api::RequestDecision>(r.request_decision, &r.decision);
                         vec![
                             r.id,
                             r.child_name,
                             when(r.received_at_unix_ms),
                             r.text,
-                            if r.decision.is_empty() {
+                            if decision.is_empty() {
                                 "waiting".into()
                             } else {
-                                format!("{}: {}", r.decision, r.reason)
+                                format!("{decision}: {}", r.reason)
                             },
                         ]
                     })
@@ -114,7 +122,8 @@ pub async fn requests(c: &mut Client, cmd: RequestsCommand, as_json: bool) -> an
             let r = c
                 .answer_child_request(api::AnswerChildRequestRequest {
                     id,
-                    decision,
+                    request_decision: typed::<api::RequestDecision>(&decision).0,
+                    decision: typed::<api::RequestDecision>(&decision).1,
                     reason,
                 })
                 .await
@@ -125,7 +134,8 @@ pub async fn requests(c: &mut Client, cmd: RequestsCommand, as_json: bool) -> an
             }
             println!(
                 "Answered {}'s request ({}). The answer and your reason are on their way to the device.",
-                r.child_name, r.decision
+                r.child_name,
+                shown::<api::RequestDecision>(r.request_decision, &r.decision)
             );
         }
     }

@@ -1,6 +1,10 @@
 //! `haven violations` and `haven tasks`: what children's devices blocked (listed, filtered,
 //! or watched live), and the manager tasks attempts to reach unknown contacts open.
 
+// Records from an older controller carry only the deprecated words fields; `shown` falls back
+// to them.
+#![allow(deprecated)]
+
 use anyhow::anyhow;
 use haven_proto::admin::v1 as api;
 use serde::Serialize;
@@ -8,6 +12,7 @@ use serde::Serialize;
 use super::Intercepted;
 use super::client::explain;
 use super::output::{json, table, when};
+use crate::service::wire_enums::{shown, typed};
 
 type Client = api::violation_service_client::ViolationServiceClient<Intercepted>;
 
@@ -105,10 +110,10 @@ impl From<api::ViolationRecord> for ViolationJson {
             device_id: v.device_id,
             child_id: v.child_id,
             child_name: v.child_name,
-            kind: v.kind,
+            kind: shown::<api::ViolationKind>(v.violation_kind, &v.kind),
             subject: v.subject,
             detail: v.detail,
-            channel: v.channel,
+            channel: shown::<api::ContactChannel>(v.contact_channel, &v.channel),
             description: v.description,
         }
     }
@@ -169,7 +174,8 @@ pub async fn violations(c: &mut Client, args: ViolationsArgs, as_json: bool) -> 
     let filter = api::ViolationFilter {
         child: args.child.unwrap_or_default(),
         device: args.device.unwrap_or_default(),
-        kind: args.kind.unwrap_or_default(),
+        violation_kind: typed::<api::ViolationKind>(args.kind.as_deref().unwrap_or_default()).0,
+        kind: typed::<api::ViolationKind>(args.kind.as_deref().unwrap_or_default()).1,
         since_unix_ms,
     };
     if args.watch {
@@ -198,12 +204,13 @@ pub async fn violations(c: &mut Client, args: ViolationsArgs, as_json: bool) -> 
         &["when", "child", "what happened", "device", "kind"],
         list.into_iter()
             .map(|v| {
+                let kind = shown::<api::ViolationKind>(v.violation_kind, &v.kind);
                 vec![
                     when(v.occurred_at_unix_ms),
                     v.child_name,
                     v.description,
                     v.device_id,
-                    v.kind,
+                    kind,
                 ]
             })
             .collect(),
@@ -249,7 +256,7 @@ fn print_event(e: api::ViolationEvent, as_json: bool) -> anyhow::Result<()> {
                 v.child_name,
                 v.description,
                 v.device_id,
-                v.kind
+                shown::<api::ViolationKind>(v.violation_kind, &v.kind)
             )
         }
     } else if let Some(n) = e.not_reporting {
@@ -305,9 +312,9 @@ struct TaskJson<'a> {
     id: &'a str,
     child_id: &'a str,
     child_name: &'a str,
-    kind: &'a str,
+    kind: String,
     address: &'a str,
-    channel: &'a str,
+    channel: String,
     summary: &'a str,
     attempts: u64,
     first_attempt_at: String,
@@ -317,8 +324,8 @@ struct TaskJson<'a> {
     closed_by: &'a str,
     note: &'a str,
     due_at: String,
-    state: &'a str,
-    decision: &'a str,
+    state: String,
+    decision: String,
 }
 
 fn task_json(t: &api::ManagerTask) -> TaskJson<'_> {
@@ -326,9 +333,9 @@ fn task_json(t: &api::ManagerTask) -> TaskJson<'_> {
         id: &t.id,
         child_id: &t.child_id,
         child_name: &t.child_name,
-        kind: &t.kind,
+        kind: shown::<api::ManagerTaskKind>(t.task_kind, &t.kind),
         address: &t.address,
-        channel: &t.channel,
+        channel: shown::<api::ContactChannel>(t.contact_channel, &t.channel),
         summary: &t.summary,
         attempts: t.attempts,
         first_attempt_at: rfc3339(t.first_attempt_at_unix_ms),
@@ -338,8 +345,8 @@ fn task_json(t: &api::ManagerTask) -> TaskJson<'_> {
         closed_by: &t.closed_by,
         note: &t.note,
         due_at: rfc3339(t.due_at_unix_ms),
-        state: &t.state,
-        decision: &t.decision,
+        state: shown::<api::ObligationState>(t.task_state, &t.state),
+        decision: shown::<api::TaskDecision>(t.task_decision, &t.decision),
     }
 }
 
@@ -347,7 +354,12 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
     let (child, all) = match args.command {
         Some(TasksCommand::Close { id, decision, note }) => {
             let t = c
-                .close_manager_task(api::CloseManagerTaskRequest { id, note, decision })
+                .close_manager_task(api::CloseManagerTaskRequest {
+                    id,
+                    note,
+                    task_decision: typed::<api::TaskDecision>(&decision).0,
+                    decision: typed::<api::TaskDecision>(&decision).1,
+                })
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -356,7 +368,10 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
             }
             println!(
                 "Closed task {} about {} ({}): {}.",
-                t.id, t.child_name, t.address, t.decision
+                t.id,
+                t.child_name,
+                t.address,
+                shown::<api::TaskDecision>(t.task_decision, &t.decision)
             );
             return Ok(());
         }

@@ -15,6 +15,7 @@ pub mod emergency;
 pub mod enrollment;
 pub mod filter;
 pub mod filter_lists;
+pub mod lookup;
 pub mod paging;
 pub mod phone;
 pub mod plan;

@@ -4,12 +4,18 @@
 //! into domain values (refusing with a one-line reason before anything is written), then call
 //! the store and push any policy change to the devices it affects.
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use haven_proto::admin::v1::{self as api, *};
 use tonic::{Request, Response, Status};
 
+use super::convert::WithTimes as _;
+use super::wire_enums::{pick, wire};
 use super::{Context, auth, convert, now_ms, pages};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::enrollment::{code_from_random, normalise_code, validity_minutes};
@@ -238,8 +244,11 @@ fn enrollment_code(c: crate::store::EnrollmentRecord) -> EnrollmentCode {
         created_by: c.created_by,
         expires_at_unix_ms: c.expires_at,
         state: c.state.word().to_string(),
+        code_state: wire::<EnrollmentCodeState>(c.state.word()),
         device_id: c.device_id.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 fn protected_contact(
@@ -256,7 +265,9 @@ fn protected_contact(
         address: c.address,
         added_by: c.added_by,
         added_at_unix_ms: c.added_at,
+        ..Default::default()
     }
+    .with_times()
 }
 
 #[tonic::async_trait]
@@ -402,14 +413,18 @@ impl device_service_server::DeviceService for AdminApi {
                 now,
             )
             .await?;
-        Ok(Response::new(Enrollment {
-            code,
-            child_id: child.id,
-            child_name: child.name,
-            expires_at_unix_ms: expires_at,
-            controller_url: self.ctx.public_url.clone(),
-            ca_pin: self.ctx.pki.ca_pin.clone(),
-        }))
+        Ok(Response::new(
+            Enrollment {
+                code,
+                child_id: child.id,
+                child_name: child.name,
+                expires_at_unix_ms: expires_at,
+                controller_url: self.ctx.public_url.clone(),
+                ca_pin: self.ctx.pki.ca_pin.clone(),
+                ..Default::default()
+            }
+            .with_times(),
+        ))
     }
 
     async fn list_enrollment_codes(
@@ -606,7 +621,15 @@ impl staff_service_server::StaffService for AdminApi {
             .await?;
         let req = request.into_inner();
         let name = clean_name("staff member's name", &req.name).map_err(invalid)?;
-        let role: Role = req.role.parse().map_err(invalid)?;
+        let role = pick::<StaffRole>(req.staff_role, "staff_role", &req.role, "role")?;
+        let field = if req.staff_role != 0 {
+            "staff_role"
+        } else {
+            "role"
+        };
+        let role: Role = role
+            .parse()
+            .map_err(|e| super::errors::bad_field(field, e))?;
         let mut homes = Vec::new();
         for key in req.homes.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
             homes.push(self.ctx.home_for(&who, key).await?.id);
@@ -777,6 +800,7 @@ impl staff_service_server::StaffService for AdminApi {
             id: who.id,
             name: who.name,
             role: who.role.as_str().to_string(),
+            staff_role: wire::<StaffRole>(who.role.as_str()),
             homes,
             ..Default::default()
         }))
@@ -1009,6 +1033,7 @@ impl Context {
             Standing::LongLived => "long-lived",
         }
         .into();
+        view.certificate_state = wire::<CertificateStanding>(&view.certificate_standing);
         view.certificate_standing_words = s.words().into();
         Ok(())
     }

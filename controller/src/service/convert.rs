@@ -1,10 +1,15 @@
 //! Translating between wire messages and domain or store values, and store errors into gRPC
 //! statuses a person can read.
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use haven_proto::admin::v1 as admin;
 use haven_proto::agent::v1 as wire;
 use tonic::Status;
 
+use super::wire_enums::wire;
 use crate::domain::plan::Channel;
 use crate::domain::policy::CompiledPolicy;
 use crate::store::{ChildRecord, DeviceRecord, HomeRecord, StaffRecord, StoreError};
@@ -53,7 +58,9 @@ pub fn home(h: HomeRecord) -> admin::Home {
         created_at_unix_ms: h.created_at,
         time_zone: h.time_zone,
         children: h.children,
+        ..Default::default()
     }
+    .with_times()
 }
 
 pub fn child(c: ChildRecord) -> admin::Child {
@@ -72,7 +79,9 @@ pub fn child(c: ChildRecord) -> admin::Child {
         date_of_birth: c.date_of_birth,
         archived_at_unix_ms: c.archived_at.unwrap_or(0),
         archive_reason: c.archive_reason.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 pub fn staff(s: StaffRecord) -> admin::StaffMember {
@@ -80,6 +89,7 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
         id: s.id,
         name: s.name,
         role: s.role.as_str().to_string(),
+        staff_role: wire::<admin::StaffRole>(s.role.as_str()),
         created_at_unix_ms: s.created_at,
         created_by: s.created_by,
         revoked_at_unix_ms: s.revoked_at.unwrap_or(0),
@@ -88,7 +98,9 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
         // Names, filled in by the caller, which can look them up.
         homes: Vec::new(),
         token_expires_at_unix_ms: s.token_expires_at.unwrap_or(0),
+        ..Default::default()
     }
+    .with_times()
 }
 
 pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
@@ -107,6 +119,7 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
         id: d.id,
         child_id: d.child_id,
         child_name: d.child_name,
+        device_status: wire::<admin::DeviceStatus>(&d.status),
         status: d.status,
         online,
         enrolled_at_unix_ms: d.enrolled_at,
@@ -129,6 +142,7 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
             .map(|g| admin::GuardStatus {
                 guard: g.guard,
                 state: g.state.as_str().to_string(),
+                guard_state: wire::<admin::GuardState>(g.state.as_str()),
                 reason: g.reason,
             })
             .collect(),
@@ -145,6 +159,7 @@ pub fn device(d: DeviceRecord, online: bool) -> admin::Device {
         // Filled in by `Context::add_certificate`, which asks the store (D7).
         ..Default::default()
     }
+    .with_times()
 }
 
 /// A device's guard report as the controller keeps it, each text clipped.
@@ -294,5 +309,192 @@ pub fn policy(p: CompiledPolicy) -> wire::DevicePolicy {
             .into_iter()
             .map(|(topic, text)| wire::Explanation { topic, text })
             .collect(),
+    }
+}
+
+/// A record's Unix-milliseconds time as a `Timestamp`; 0 ("not set") is an absent field.
+pub fn at(ms: i64) -> Option<haven_proto::well_known::Timestamp> {
+    (ms != 0).then(|| super::plan_wire::timestamp(ms))
+}
+
+/// Fills a record's `Timestamp` fields from the deprecated `*_unix_ms` fields beside them, so
+/// both always say the same (proto/README.md: times).
+pub trait WithTimes {
+    fn with_times(self) -> Self;
+}
+
+impl WithTimes for admin::LockdownRecord {
+    fn with_times(mut self) -> Self {
+        self.started_at = at(self.started_at_unix_ms);
+        self.review_at = at(self.review_at_unix_ms);
+        self.until = at(self.until_unix_ms);
+        self.lifted_at = at(self.lifted_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Sanction {
+    fn with_times(mut self) -> Self {
+        self.opened_at = at(self.opened_at_unix_ms);
+        self.occurred_at = at(self.occurred_at_unix_ms);
+        self.completed_at = at(self.completed_at_unix_ms);
+        self.signed_off_at = at(self.signed_off_at_unix_ms);
+        self.discussed_at = at(self.discussed_at_unix_ms);
+        self.complete_by = at(self.complete_by_unix_ms);
+        self.sign_off_by = at(self.sign_off_by_unix_ms);
+        self.discuss_by = at(self.discuss_by_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Obligation {
+    fn with_times(mut self) -> Self {
+        self.opened_at = at(self.opened_at_unix_ms);
+        self.due_at = at(self.due_at_unix_ms);
+        self.closed_at = at(self.closed_at_unix_ms);
+        self.done_at = at(self.done_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ViolationRecord {
+    fn with_times(mut self) -> Self {
+        self.occurred_at = at(self.occurred_at_unix_ms);
+        self.received_at = at(self.received_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Device {
+    fn with_times(mut self) -> Self {
+        self.enrolled_at = at(self.enrolled_at_unix_ms);
+        self.last_seen_at = at(self.last_seen_at_unix_ms);
+        self.revoked_at = at(self.revoked_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::DeviceNotReporting {
+    fn with_times(mut self) -> Self {
+        self.last_seen_at = at(self.last_seen_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Home {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ProtectedContact {
+    fn with_times(mut self) -> Self {
+        self.added_at = at(self.added_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Child {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.archived_at = at(self.archived_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::EnrollmentCode {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.expires_at = at(self.expires_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::Enrollment {
+    fn with_times(mut self) -> Self {
+        self.expires_at = at(self.expires_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::StaffMember {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.revoked_at = at(self.revoked_at_unix_ms);
+        self.last_used_at = at(self.last_used_at_unix_ms);
+        self.token_expires_at = at(self.token_expires_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ChildRequestRecord {
+    fn with_times(mut self) -> Self {
+        self.made_at = at(self.made_at_unix_ms);
+        self.received_at = at(self.received_at_unix_ms);
+        self.answered_at = at(self.answered_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::ManagerTask {
+    fn with_times(mut self) -> Self {
+        self.first_attempt_at = at(self.first_attempt_at_unix_ms);
+        self.last_attempt_at = at(self.last_attempt_at_unix_ms);
+        self.opened_at = at(self.opened_at_unix_ms);
+        self.closed_at = at(self.closed_at_unix_ms);
+        self.due_at = at(self.due_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::WebException {
+    fn with_times(mut self) -> Self {
+        self.added_at = at(self.added_at_unix_ms);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_records_timestamps_say_what_its_unix_ms_fields_say() {
+        let l = admin::LockdownRecord {
+            started_at_unix_ms: 1_733_400_000_123,
+            review_at_unix_ms: 1_733_486_400_000,
+            ..Default::default()
+        }
+        .with_times();
+        let started = l.started_at.expect("set");
+        assert_eq!(
+            (started.seconds, started.nanos),
+            (1_733_400_000, 123_000_000)
+        );
+        assert_eq!(l.review_at.map(|t| t.seconds), Some(1_733_486_400));
+        // 0 means "not set": the Timestamp is absent, never 1970.
+        assert_eq!((l.until, l.lifted_at), (None, None));
+    }
+
+    #[test]
+    fn an_inventory_stored_before_canonical_json_still_reads() {
+        // As the serde derive wrote it: 64-bit numbers as JSON numbers.
+        let old = r#"{"os_name":"Debian","storage_free_bytes":1024,"battery_percent":80,
+            "agent_version":"0.1.0"}"#;
+        let inv: admin::DeviceInventory = serde_json::from_str(old).expect("reads");
+        assert_eq!(inv.storage_free_bytes, 1024);
+        assert_eq!(inv.battery_percent, Some(80));
+        // And the canonical form written now reads back the same.
+        let now = inventory_json(&wire::Inventory {
+            os_name: "Debian".into(),
+            storage_free_bytes: 1024,
+            battery_percent: Some(80),
+            agent_version: "0.1.0".into(),
+            ..Default::default()
+        });
+        assert!(now.contains(r#""storage_free_bytes":"1024""#), "{now}");
+        let back: admin::DeviceInventory = serde_json::from_str(&now).expect("reads");
+        assert_eq!(back, inv);
     }
 }

@@ -7,17 +7,24 @@
 //! transaction; only then is the new policy pushed. A device that is offline gets it first
 //! thing when it reconnects (the catch-up rule in `agent.rs`).
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use haven_proto::admin::v1 as api;
 use haven_proto::admin::v1::*;
 use tokio::sync::Notify;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
+use super::convert::WithTimes as _;
+use super::wire_enums::{pick, pick_all, wire, wire_all};
 use super::{Context, now_ms, pages};
 use crate::domain::emergency::{
     EmergencyError, LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND,
@@ -126,13 +133,16 @@ fn lockdown_record(l: LockdownRecord) -> api_types::LockdownRecord {
         review_overdue: review_overdue(l.review_at, l.lifted_at, now_ms()),
         in_force: l.lifted_at.is_none(),
         id: l.id,
+        target_kind: wire::<api::LockdownTarget>(&l.target_kind),
         target: l.target_kind,
         home_id: l.home_id,
         home_name: l.home_name,
         child_id: l.child_id.unwrap_or_default(),
         child_name: l.child_name.unwrap_or_default(),
         device_id: l.device_id.unwrap_or_default(),
+        protective_reason: wire::<api::RestrictionReason>(&l.reason),
         reason: l.reason,
+        withdrawn: wire_all::<api::CommunicationChannel>(&l.channels),
         channels: l.channels,
         note: l.note,
         until_unix_ms: l.until.unwrap_or(0),
@@ -146,7 +156,9 @@ fn lockdown_record(l: LockdownRecord) -> api_types::LockdownRecord {
         lifted_by: l.lifted_by.unwrap_or_default(),
         lift_note: l.lift_note.unwrap_or_default(),
         lifted_policy_version: l.lifted_version.unwrap_or(0),
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// The generated types, named apart from the store's records of the same names.
@@ -156,10 +168,12 @@ mod api_types {
 
 fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
     let kind: Option<ObligationKind> = o.kind.parse().ok();
+    let state = ObligationState::of(o.due_at, o.closed_at, now).as_str();
     api_types::Obligation {
-        state: ObligationState::of(o.due_at, o.closed_at, now)
-            .as_str()
-            .to_string(),
+        state: state.to_string(),
+        obligation_state: wire::<api::ObligationState>(state),
+        obligation_kind: wire::<api::ObligationKind>(&o.kind),
+        notification_method: wire::<api::NotificationMethod>(o.how.as_deref().unwrap_or("")),
         what: kind.map(|k| k.describe().to_string()).unwrap_or_default(),
         closed_with: kind
             .map(|k| k.closed_by_command().to_string())
@@ -180,7 +194,9 @@ fn obligation(o: ObligationRecord, now: UnixMillis) -> api_types::Obligation {
         done_at_unix_ms: o.done_at.unwrap_or(0),
         note: o.note.unwrap_or_default(),
         plan_revision: o.plan_revision.map_or(0, |n| n.max(0) as u64),
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// A lockdown in force past its review time, as the review the home owes (KP1, GD4).
@@ -194,26 +210,30 @@ fn review_obligation(l: LockdownRecord, now: UnixMillis) -> Option<api_types::Ob
         .child_name
         .clone()
         .unwrap_or_else(|| format!("every child in {}", l.home_name));
-    Some(api_types::Obligation {
-        state: ObligationState::of(review_at, l.lifted_at, now)
-            .as_str()
-            .to_string(),
-        what: format!(
-            "review lockdown {} ({} withdrawn): lift it, or record why it must stay",
-            l.id,
-            l.channels.join(", ")
-        ),
-        closed_with: format!("haven lift {}", l.id),
-        id: format!("review-{}", l.id),
-        kind: REVIEW_OBLIGATION_KIND.to_string(),
-        lockdown_id: l.id,
-        child_id: l.child_id.unwrap_or_default(),
-        child_name: whom,
-        home_id: l.home_id,
-        opened_at_unix_ms: l.started_at,
-        due_at_unix_ms: review_at,
-        ..Default::default()
-    })
+    let state = ObligationState::of(review_at, l.lifted_at, now).as_str();
+    Some(
+        api_types::Obligation {
+            state: state.to_string(),
+            obligation_state: wire::<api::ObligationState>(state),
+            obligation_kind: wire::<api::ObligationKind>(REVIEW_OBLIGATION_KIND),
+            what: format!(
+                "review lockdown {} ({} withdrawn): lift it, or record why it must stay",
+                l.id,
+                l.channels.join(", ")
+            ),
+            closed_with: format!("haven lift {}", l.id),
+            id: format!("review-{}", l.id),
+            kind: REVIEW_OBLIGATION_KIND.to_string(),
+            lockdown_id: l.id,
+            child_id: l.child_id.unwrap_or_default(),
+            child_name: whom,
+            home_id: l.home_id,
+            opened_at_unix_ms: l.started_at,
+            due_at_unix_ms: review_at,
+            ..Default::default()
+        }
+        .with_times(),
+    )
 }
 
 /// A manager task (GD3) as one of the home's obligations: due the next working day.
@@ -225,10 +245,11 @@ fn task_obligation(
     // Counted from the attempt (the manager is consulted at once), never from a device
     // clock that runs ahead of the controller's.
     let due_at = task_due(t.first_attempt_at.min(t.opened_at), &t.time_zone, holidays);
+    let state = ObligationState::of(due_at, t.closed_at, now).as_str();
     api_types::Obligation {
-        state: ObligationState::of(due_at, t.closed_at, now)
-            .as_str()
-            .to_string(),
+        state: state.to_string(),
+        obligation_state: wire::<api::ObligationState>(state),
+        obligation_kind: wire::<api::ObligationKind>(TASK_OBLIGATION_KIND),
         what: t.summary,
         closed_with: format!(
             "haven tasks close {} --decision assess|refuse|no-action --note …",
@@ -246,6 +267,7 @@ fn task_obligation(
         note: t.note.unwrap_or_default(),
         ..Default::default()
     }
+    .with_times()
 }
 
 fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanction {
@@ -287,7 +309,9 @@ fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanc
         child_views: s.child_views.unwrap_or_default(),
         plan_revision: s.plan_revision.map_or(0, |n| n.max(0) as u64),
         spoke_with_imposer: s.spoke_with_imposer.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 impl Context {
@@ -382,8 +406,18 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         // Checked before any lookup, so a wrong reason is refused as itself.
         let order = validate_lockdown(
             &LockdownDraft {
-                reason: req.reason.clone(),
-                channels: req.channels.clone(),
+                reason: pick::<api::RestrictionReason>(
+                    req.protective_reason,
+                    "protective_reason",
+                    &req.reason,
+                    "reason",
+                )?,
+                channels: pick_all::<api::CommunicationChannel>(
+                    &req.withdraw,
+                    "withdraw",
+                    &req.channels,
+                    "channels",
+                )?,
                 note: req.note.clone(),
                 until: opt(req.until_unix_ms),
                 review_at: opt(req.review_at_unix_ms),
@@ -456,14 +490,24 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         let now = now_ms();
         let order = validate_restriction(
             &LockdownDraft {
-                reason: req.reason.clone(),
+                reason: pick::<api::RestrictionReason>(
+                    req.protective_reason,
+                    "protective_reason",
+                    &req.reason,
+                    "reason",
+                )?,
                 channels: Vec::new(),
                 note: req.note.clone(),
                 until: opt(req.until_unix_ms),
                 review_at: opt(req.review_at_unix_ms),
                 ofsted_advice: Some(req.ofsted_advice.clone()),
             },
-            &req.arrangements,
+            &pick_all::<api::CommunicationChannel>(
+                &req.restrict,
+                "restrict",
+                &req.arrangements,
+                "arrangements",
+            )?,
             now,
         )
         .map_err(emergency_error)?;
@@ -884,11 +928,14 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
         let req = request.into_inner();
         let now = now_ms();
         let at = opt(req.at_unix_ms).unwrap_or(now);
-        let (by, how) = check_notification(&req.by, &req.how, at, now).map_err(|e| {
+        let how_words = pick::<api::NotificationMethod>(req.method, "method", &req.how, "how")?;
+        let (by, how) = check_notification(&req.by, &how_words, at, now).map_err(|e| {
             let field = if req.by.trim().is_empty() {
                 "by"
             } else if at > now {
                 "at"
+            } else if req.method != 0 {
+                "method"
             } else {
                 "how"
             };

@@ -8,6 +8,10 @@
 //! chunks of one list never interleave. Sends wait for room in the device's outbox (lists are
 //! big; a full outbox is normal here, not a sign the device is gone).
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +23,8 @@ use haven_proto::domain_list;
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::convert::WithTimes as _;
+use super::wire_enums::{pick, wire};
 use super::{Context, now_ms};
 use crate::domain::Action;
 use crate::domain::filter::{HomeWeb, profile_blocks};
@@ -376,10 +382,13 @@ fn exception_message(e: WebExceptionRecord) -> api::WebException {
     api::WebException {
         home_id: e.home_id,
         domain: e.domain,
+        exception_kind: wire::<api::WebExceptionKind>(&e.kind),
         kind: e.kind,
         added_at_unix_ms: e.added_at,
         added_by: e.added_by,
+        ..Default::default()
     }
+    .with_times()
 }
 
 #[tonic::async_trait]
@@ -493,7 +502,9 @@ impl FilterService for FilterApi {
             .await?;
         let req = request.into_inner();
         let home = self.ctx.home_for(&who, req.home.trim()).await?;
-        let kind = ExceptionKind::parse(&req.kind).map_err(invalid)?;
+        let kind =
+            pick::<api::WebExceptionKind>(req.exception_kind, "exception_kind", &req.kind, "kind")?;
+        let kind = ExceptionKind::parse(&kind).map_err(invalid)?;
         let domain = filter_lists::exception_domain(&req.domain, kind).map_err(invalid)?;
         let now = now_ms();
         let (exception, version) = self

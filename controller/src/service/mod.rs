@@ -15,12 +15,14 @@ pub mod errors;
 pub mod fanout;
 pub mod filter;
 pub mod limits;
+pub mod lookup;
 pub mod pages;
 pub mod plan_wire;
 pub mod plans;
 pub mod records;
 pub mod reports;
 pub mod violations;
+pub mod wire_enums;
 
 use std::sync::Arc;
 

@@ -1,12 +1,19 @@
 //! `haven.admin.v1.RecordsService`: staff reports of off-duty contact (WB3) and the register of
 //! photography approvals (IM4).
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use std::sync::Arc;
 
+use haven_proto::admin::v1 as api;
 use haven_proto::admin::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
+use super::convert::WithTimes as _;
+use super::wire_enums::{pick, wire};
 use super::{Context, now_ms, today_in};
 use crate::domain::Action;
 use crate::domain::camera::{CameraIncident, review_required, validate_incident};
@@ -316,8 +323,14 @@ impl records_service_server::RecordsService for RecordsApi {
             .authorize(request.metadata(), Action::AnswerChildRequests)
             .await?;
         let req = request.into_inner();
+        let decision = pick::<api::RequestDecision>(
+            req.request_decision,
+            "request_decision",
+            &req.decision,
+            "decision",
+        )?;
         let decision =
-            RequestDecision::parse(&req.decision).map_err(|e| super::errors::invalid(e.0))?;
+            RequestDecision::parse(&decision).map_err(|e| super::errors::invalid(e.0))?;
         let reason = answer_reason(&req.reason).map_err(|e| super::errors::invalid(e.0))?;
         let asked = self.ctx.store.find_child_request(req.id.trim()).await?;
         in_scope(&who, &asked.home_id, "request", req.id.trim(), ())?;
@@ -375,9 +388,12 @@ fn request_record(r: crate::store::ChildRequestRecord) -> ChildRequestRecord {
         text: r.text,
         made_at_unix_ms: r.made_at,
         received_at_unix_ms: r.received_at,
+        request_decision: wire::<api::RequestDecision>(r.decision.as_deref().unwrap_or("")),
         decision: r.decision.unwrap_or_default(),
         reason: r.reason.unwrap_or_default(),
         answered_by: r.answered_by.unwrap_or_default(),
         answered_at_unix_ms: r.answered_at.unwrap_or(0),
+        ..Default::default()
     }
+    .with_times()
 }

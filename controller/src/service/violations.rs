@@ -5,6 +5,10 @@
 //! and each watcher reads at its own pace. A watcher that falls behind is told how many events
 //! it missed; it never slows a device down.
 
+// The deprecated words fields beside each enum are still filled and read, for older clients
+// (proto/README.md).
+#![allow(deprecated)]
+
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +20,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
+use super::convert::WithTimes as _;
+use super::wire_enums::{pick, wire};
 use super::{Context, now_ms, pages};
 use crate::domain::sanction::ObligationState;
 use crate::domain::violations::{
@@ -145,12 +151,16 @@ pub fn violation(v: StoredViolation) -> api::ViolationRecord {
         child_name: v.child_name,
         home_id: v.home_id,
         kind: kind.words().to_string(),
+        violation_kind: wire::<api::ViolationKind>(kind.words()),
         subject: v.subject,
         detail: v.detail,
         channel: channel_words(&v.channel).to_string(),
+        contact_channel: wire::<api::ContactChannel>(channel_words(&v.channel)),
         occurred_at_unix_ms: v.occurred_at,
         received_at_unix_ms: v.received_at,
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// A task as staff read it, due by the next working day under the built-in calendar (the
@@ -168,12 +178,16 @@ pub fn task_with(
     // Counted from the attempt (the manager is consulted at once), never from a device
     // clock that runs ahead of the controller's.
     let due_at = task_due(t.first_attempt_at.min(t.opened_at), &t.time_zone, holidays);
+    let state = ObligationState::of(due_at, t.closed_at, now).as_str();
+    let decision = t.decision.unwrap_or_default();
     api::ManagerTask {
         due_at_unix_ms: due_at,
-        state: ObligationState::of(due_at, t.closed_at, now)
-            .as_str()
-            .to_string(),
-        decision: t.decision.unwrap_or_default(),
+        state: state.to_string(),
+        task_state: wire::<api::ObligationState>(state),
+        task_decision: wire::<api::TaskDecision>(&decision),
+        decision,
+        task_kind: wire::<api::ManagerTaskKind>(&t.kind),
+        contact_channel: wire::<api::ContactChannel>(channel_words(&t.channel)),
         id: t.id,
         home_id: t.home_id,
         child_id: t.child_id,
@@ -189,7 +203,9 @@ pub fn task_with(
         closed_at_unix_ms: t.closed_at.unwrap_or(0),
         closed_by: t.closed_by.unwrap_or_default(),
         note: t.note.unwrap_or_default(),
+        ..Default::default()
     }
+    .with_times()
 }
 
 /// A filter from the wire, with names turned into ids and the kind checked.
@@ -255,7 +271,13 @@ impl Context {
             "" => None,
             key => Some(self.device_for(who, key).await?.id),
         };
-        let kind = match f.kind.trim() {
+        let kind = pick::<api::ViolationKind>(
+            f.violation_kind,
+            "filter.violation_kind",
+            &f.kind,
+            "filter.kind",
+        )?;
+        let kind = match kind.trim() {
             "" => None,
             k => Some(ViolationKind::parse(k).map_err(|e| super::errors::invalid(e.to_string()))?),
         };
@@ -330,15 +352,19 @@ pub async fn check_not_reporting(ctx: &Context, announced: &mut HashSet<String>)
             .unwrap_or_else(|| d.id.clone());
         let message = silence_message(&d.child_name, &label, silent);
         tracing::warn!(device = %d.id, silent_ms = silent, "device not reporting");
-        ctx.watch.publish(Event::NotReporting(DeviceNotReporting {
-            device_id: d.id.clone(),
-            child_id: d.child_id.clone(),
-            child_name: d.child_name.clone(),
-            home_id: d.home_id.clone(),
-            last_seen_at_unix_ms: d.last_seen_at.unwrap_or(0),
-            silent_for_secs: u64::try_from(silent / 1000).unwrap_or(0),
-            message,
-        }));
+        ctx.watch.publish(Event::NotReporting(
+            DeviceNotReporting {
+                device_id: d.id.clone(),
+                child_id: d.child_id.clone(),
+                child_name: d.child_name.clone(),
+                home_id: d.home_id.clone(),
+                last_seen_at_unix_ms: d.last_seen_at.unwrap_or(0),
+                silent_for_secs: u64::try_from(silent / 1000).unwrap_or(0),
+                message,
+                ..Default::default()
+            }
+            .with_times(),
+        ));
     }
     *announced = quiet_now;
 }
@@ -501,17 +527,31 @@ impl violation_service_server::ViolationService for ViolationApi {
             return Err(super::errors::bad_field("id", "say which task to close"));
         }
         let note = clean_note(&req.note)?;
+        let decision = pick::<api::TaskDecision>(
+            req.task_decision,
+            "task_decision",
+            &req.decision,
+            "decision",
+        )?;
         // clause GD3: a decision is part of closing; checked before anything is looked up.
-        crate::domain::violations::task_decision(&req.decision)
-            .map_err(|e| super::errors::bad_field("decision", e))?;
-        close_task(id, None, &req.decision, &note).map_err(super::errors::invalid)?;
+        crate::domain::violations::task_decision(&decision).map_err(|e| {
+            super::errors::bad_field(
+                if req.task_decision != 0 {
+                    "task_decision"
+                } else {
+                    "decision"
+                },
+                e,
+            )
+        })?;
+        close_task(id, None, &decision, &note).map_err(super::errors::invalid)?;
         // A task in another home is "not found", never "not yours".
         let found = self.ctx.store.find_manager_task(id).await?;
         in_scope(&who, &found.home_id, "task", id, ())?;
         let closed = self
             .ctx
             .store
-            .close_manager_task(&Actor::staff(&who), id, &req.decision, &note, now_ms())
+            .close_manager_task(&Actor::staff(&who), id, &decision, &note, now_ms())
             .await?;
         Ok(Response::new(task_with(
             closed,

@@ -73,16 +73,28 @@ def main():
     home = homes.AddHome(api.AddHomeRequest(name="Birch House"), metadata=admin)
     print(f"home added: {home.id}")
     added = staff.AddStaff(
-        api.AddStaffRequest(name="Lee Manager", role="manager", homes=[home.id]),
+        api.AddStaffRequest(
+            name="Lee Manager", staff_role=api.STAFF_ROLE_MANAGER, homes=[home.id]
+        ),
         metadata=admin,
     )
     manager = as_(added.token)
-    print(f"manager added: {added.member.id}")
+    # The role is an enum; the deprecated words field beside it is still filled.
+    assert added.member.staff_role == api.STAFF_ROLE_MANAGER, added.member
+    assert added.member.role == "manager", added.member
+    print(f"manager added: {added.member.id} as {api.StaffRole.Name(added.member.staff_role)}")
     child = children.AddChild(
         api.AddChildRequest(home=home.id, name="Jordan Reed", date_of_birth="2011-03-02"),
         metadata=manager,
     )
     print(f"child added: {child.id}")
+
+    # A name a person typed, turned into the id a program sends.
+    found = rpc.LookupServiceStub(channel).Lookup(
+        api.LookupRequest(name="jordan", kinds=[api.LOOKUP_KIND_CHILD]), metadata=manager
+    ).matches
+    assert [m.id for m in found] == [child.id], found
+    print(f"looked up: jordan is {found[0].id}")
 
     plans = rpc.PlanServiceStub(channel)
     today = datetime.date.today()
@@ -219,14 +231,22 @@ def main():
     done = emergency.Lockdown(
         api.LockdownRequest(
             child=child.id,
-            reason="injury-to-child",
-            channels=["calls", "messages"],
+            protective_reason=plan.RESTRICTION_REASON_INJURY_TO_CHILD,
+            withdraw=[api.COMMUNICATION_CHANNEL_CALLS, api.COMMUNICATION_CHANNEL_MESSAGES],
             note="Threats made on a call this evening",
         ),
         metadata=manager,
     )
     lockdown = done.lockdown
     assert lockdown.in_force, lockdown
+    assert lockdown.protective_reason == plan.RESTRICTION_REASON_INJURY_TO_CHILD, lockdown
+    assert lockdown.reason == "injury-to-child", lockdown
+    assert lockdown.target_kind == api.LOCKDOWN_TARGET_CHILD, lockdown
+    assert list(lockdown.withdrawn) == [
+        api.COMMUNICATION_CHANNEL_CALLS,
+        api.COMMUNICATION_CHANNEL_MESSAGES,
+    ], lockdown
+    print(f"lockdown reason: {plan.RestrictionReason.Name(lockdown.protective_reason)}")
     print(f"locked down: {lockdown.id}, {len(done.devices)} devices (none enrolled)")
 
     sanctions = emergency.ListSanctions(
@@ -239,8 +259,17 @@ def main():
     obligations = emergency.ListObligations(
         api.ListObligationsRequest(home=home.id), metadata=manager
     ).obligations
-    kinds = sorted({o.kind for o in obligations if o.lockdown_id == lockdown.id})
-    assert "notify-social-worker" in kinds, kinds
+    kinds = sorted(
+        api.ObligationKind.Name(o.obligation_kind)
+        for o in obligations
+        if o.lockdown_id == lockdown.id
+    )
+    assert "OBLIGATION_KIND_NOTIFY_SOCIAL_WORKER" in kinds, kinds
+    assert all(
+        o.obligation_state == api.OBLIGATION_STATE_DUE
+        for o in obligations
+        if o.lockdown_id == lockdown.id
+    ), obligations
     print(f"obligations: {', '.join(kinds)}")
 
     # Issue 15: a list that can grow comes a page at a time. One obligation a page, each once
