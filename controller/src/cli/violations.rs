@@ -78,47 +78,6 @@ pub enum TasksCommand {
     },
 }
 
-/// One violation as scripts read it (`--json`): the contract other tools rely on.
-#[derive(Debug, Serialize)]
-pub struct ViolationJson {
-    pub id: String,
-    pub device_id: String,
-    pub child_id: String,
-    pub child_name: String,
-    pub kind: String,
-    pub subject: String,
-    pub detail: String,
-    pub channel: String,
-    pub occurred_at: String,
-    pub received_at: String,
-    pub description: String,
-}
-
-/// A stored time as RFC 3339 in UTC, e.g. `2026-11-28T06:31:00.123Z`.
-pub fn rfc3339(unix_ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(unix_ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-impl From<api::ViolationRecord> for ViolationJson {
-    fn from(v: api::ViolationRecord) -> Self {
-        ViolationJson {
-            occurred_at: rfc3339(v.occurred_at_unix_ms),
-            received_at: rfc3339(v.received_at_unix_ms),
-            id: v.id,
-            device_id: v.device_id,
-            child_id: v.child_id,
-            child_name: v.child_name,
-            kind: shown::<api::ViolationKind>(v.violation_kind, &v.kind),
-            subject: v.subject,
-            detail: v.detail,
-            channel: shown::<api::ContactChannel>(v.contact_channel, &v.channel),
-            description: v.description,
-        }
-    }
-}
-
 /// Reads `--since`: a length of time ago, a date or date and time in this computer's time
 /// zone, or an RFC 3339 time. Returns milliseconds since the epoch.
 pub fn parse_since(text: &str, now: jiff::Zoned) -> Result<i64, String> {
@@ -196,7 +155,10 @@ pub async fn violations(c: &mut Client, args: ViolationsArgs, as_json: bool) -> 
     })
     .await?;
     if as_json {
-        return list.map(ViolationJson::from).print_json("violations");
+        // Proto3's canonical JSON of each record, as every other language's client prints it
+        // (the older script fields — kind, channel, occurred_at, received_at as RFC 3339 — are
+        // all still there, under the same names, beside the enums and the rest).
+        return list.print_json("violations");
     }
     list.print_next();
     let list = list.items;
@@ -246,9 +208,7 @@ fn print_event(e: api::ViolationEvent, as_json: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let line = if let Some(v) = e.violation {
         if as_json {
-            let mut value = serde_json::to_value(ViolationJson::from(v))?;
-            value["event"] = "violation".into();
-            value.to_string()
+            event_json("violation", &v)?
         } else {
             format!(
                 "{}  {} {}  (device {}, {})",
@@ -261,24 +221,13 @@ fn print_event(e: api::ViolationEvent, as_json: bool) -> anyhow::Result<()> {
         }
     } else if let Some(n) = e.not_reporting {
         if as_json {
-            serde_json::json!({
-                "event": "not-reporting",
-                "device_id": n.device_id,
-                "child_id": n.child_id,
-                "child_name": n.child_name,
-                "last_seen_at": if n.last_seen_at_unix_ms > 0 { rfc3339(n.last_seen_at_unix_ms) } else { String::new() },
-                "silent_for_secs": n.silent_for_secs,
-                "message": n.message,
-            })
-            .to_string()
+            event_json("not-reporting", &n)?
         } else {
             format!("NOT REPORTING  {}", n.message)
         }
     } else if let Some(t) = e.task {
         if as_json {
-            let mut value = serde_json::to_value(task_json(&t))?;
-            value["event"] = "task".into();
-            value.to_string()
+            event_json("task", &t)?
         } else {
             format!(
                 "MANAGER TASK {}  {} ({} attempt{})",
@@ -307,47 +256,11 @@ fn print_event(e: api::ViolationEvent, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct TaskJson<'a> {
-    id: &'a str,
-    child_id: &'a str,
-    child_name: &'a str,
-    kind: String,
-    address: &'a str,
-    channel: String,
-    summary: &'a str,
-    attempts: u64,
-    first_attempt_at: String,
-    last_attempt_at: String,
-    opened_at: String,
-    closed_at: Option<String>,
-    closed_by: &'a str,
-    note: &'a str,
-    due_at: String,
-    state: String,
-    decision: String,
-}
-
-fn task_json(t: &api::ManagerTask) -> TaskJson<'_> {
-    TaskJson {
-        id: &t.id,
-        child_id: &t.child_id,
-        child_name: &t.child_name,
-        kind: shown::<api::ManagerTaskKind>(t.task_kind, &t.kind),
-        address: &t.address,
-        channel: shown::<api::ContactChannel>(t.contact_channel, &t.channel),
-        summary: &t.summary,
-        attempts: t.attempts,
-        first_attempt_at: rfc3339(t.first_attempt_at_unix_ms),
-        last_attempt_at: rfc3339(t.last_attempt_at_unix_ms),
-        opened_at: rfc3339(t.opened_at_unix_ms),
-        closed_at: (t.closed_at_unix_ms > 0).then(|| rfc3339(t.closed_at_unix_ms)),
-        closed_by: &t.closed_by,
-        note: &t.note,
-        due_at: rfc3339(t.due_at_unix_ms),
-        state: shown::<api::ObligationState>(t.task_state, &t.state),
-        decision: shown::<api::TaskDecision>(t.task_decision, &t.decision),
-    }
+/// One line of `haven violations --watch --json`: the record's canonical JSON and what it is.
+fn event_json(event: &str, record: &impl Serialize) -> anyhow::Result<String> {
+    let mut value = serde_json::to_value(record)?;
+    value["event"] = event.into();
+    Ok(value.to_string())
 }
 
 pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Result<()> {
@@ -364,7 +277,7 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
                 .map_err(explain)?
                 .into_inner();
             if as_json {
-                return json(&task_json(&t));
+                return json(&t);
             }
             println!(
                 "Closed task {} about {} ({}): {}.",
@@ -394,12 +307,7 @@ pub async fn tasks(c: &mut Client, args: TasksArgs, as_json: bool) -> anyhow::Re
     })
     .await?;
     if as_json {
-        let out = super::pages::Fetched {
-            items: list.items.iter().map(task_json).collect::<Vec<_>>(),
-            next_page_token: list.next_page_token.clone(),
-            by_hand: list.by_hand,
-        };
-        return out.print_json("tasks");
+        return list.print_json("tasks");
     }
     list.print_next();
     let list = list.items;
@@ -466,11 +374,5 @@ mod tests {
         for bad in ["", "yesterday-ish", "28/11/2026", "3w"] {
             assert!(parse_since(bad, now.clone()).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn json_times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.5Z");
     }
 }
