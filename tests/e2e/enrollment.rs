@@ -152,6 +152,20 @@ fn staff_commands_read_as_tables_and_json() {
     let text = staff.to_string();
     assert!(text.contains("Rita Manager"));
     assert!(!text.contains("\"token\""), "tokens are never shown again");
+    // Issue 15: the homes a person works in by name for people, and by id for programs.
+    let oak_id = home
+        .admin
+        .json(&["home", "list"])
+        .as_array()
+        .and_then(|homes| homes.iter().find(|h| h["name"] == "Oak House"))
+        .map(|h| h["id"].clone())
+        .expect("Oak House is listed");
+    let rita = staff
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["name"] == "Rita Manager"))
+        .expect("Rita is listed");
+    assert_eq!(rita["homes"], serde_json::json!(["Oak House"]), "{rita}");
+    assert_eq!(rita["home_ids"], serde_json::json!([oak_id]), "{rita}");
     let completions = home.admin.ok(&["completions", "bash"]);
     assert!(completions.contains("haven"));
 }

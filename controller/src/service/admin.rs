@@ -789,11 +789,12 @@ impl staff_service_server::StaffService for AdminApi {
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<StaffMember>, Status> {
         let who = self.ctx.authenticate(request.metadata()).await?;
-        let homes = match &who.homes {
-            HomeScope::Everywhere => Vec::new(),
+        let (homes, home_ids) = match &who.homes {
+            HomeScope::Everywhere => (Vec::new(), Vec::new()),
             HomeScope::Only(ids) => {
                 let names = self.home_names().await?;
-                ids.iter().map(|id| name_of(&names, id)).collect()
+                let ids: Vec<String> = ids.iter().cloned().collect();
+                (ids.iter().map(|id| name_of(&names, id)).collect(), ids)
             }
         };
         Ok(Response::new(StaffMember {
@@ -802,6 +803,7 @@ impl staff_service_server::StaffService for AdminApi {
             role: who.role.as_str().to_string(),
             staff_role: wire::<StaffRole>(who.role.as_str()),
             homes,
+            home_ids,
             ..Default::default()
         }))
     }

@@ -97,6 +97,7 @@ pub fn staff(s: StaffRecord) -> admin::StaffMember {
         last_used_at_unix_ms: s.last_used_at.unwrap_or(0),
         // Names, filled in by the caller, which can look them up.
         homes: Vec::new(),
+        home_ids: s.homes,
         token_expires_at_unix_ms: s.token_expires_at.unwrap_or(0),
         ..Default::default()
     }
