@@ -78,6 +78,10 @@ fn rm3_rm5_a_python_client_drives_the_staff_api_from_proto_alone() {
         "{stdout}"
     );
     assert!(stdout.contains("as STAFF_ROLE_MANAGER"), "{stdout}");
+    assert!(
+        stdout.contains("review at, as a Timestamp both ways: 20"),
+        "{stdout}"
+    );
     assert!(stdout.contains("looked up: jordan is chd-"), "{stdout}");
     println!("{stdout}");
 }

@@ -13,6 +13,7 @@ use super::Intercepted;
 use super::client::explain;
 use super::output::{json, parse_time, table, when};
 use super::pages::{PageArgs, fetch};
+use crate::service::convert::at;
 use crate::service::wire_enums::{shown, shown_all, typed, typed_all};
 
 type Client = api::emergency_service_client::EmergencyServiceClient<Intercepted>;
@@ -137,6 +138,8 @@ pub async fn restrict(c: &mut Client, a: RestrictArgs, as_json: bool) -> anyhow:
     let now = jiff::Timestamp::now().as_millisecond();
     let (protective_reason, reason) = typed::<api::RestrictionReason>(&a.reason);
     let (restrict, arrangements) = typed_all::<api::CommunicationChannel>(&a.channels);
+    let until = time_arg(a.until.as_deref(), now)?;
+    let review = time_arg(a.review.as_deref(), now)?;
     let r = c
         .restrict(api::RestrictRequest {
             child: a.child,
@@ -145,8 +148,11 @@ pub async fn restrict(c: &mut Client, a: RestrictArgs, as_json: bool) -> anyhow:
             restrict,
             arrangements,
             note: a.note,
-            until_unix_ms: time_arg(a.until.as_deref(), now)?,
-            review_at_unix_ms: time_arg(a.review.as_deref(), now)?,
+            // Both forms of each time: a controller from before the Timestamps reads the ms.
+            until_unix_ms: until,
+            review_at_unix_ms: review,
+            until: at(until),
+            review_at: at(review),
             ofsted_advice: a.ofsted_advice.unwrap_or_default(),
         })
         .await
@@ -227,6 +233,8 @@ pub async fn lockdown(c: &mut Client, a: LockdownArgs, as_json: bool) -> anyhow:
             note: a.note,
             until_unix_ms: until,
             review_at_unix_ms: review,
+            until: at(until),
+            review_at: at(review),
             ofsted_advice: a.ofsted_advice.unwrap_or_default(),
         })
         .await
@@ -502,6 +510,7 @@ pub async fn notified(
             method: typed::<api::NotificationMethod>(&how).0,
             how: typed::<api::NotificationMethod>(&how).1,
             at_unix_ms: at,
+            at: crate::service::convert::at(at),
             note: note.unwrap_or_default(),
         })
         .await

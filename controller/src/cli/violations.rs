@@ -136,6 +136,7 @@ pub async fn violations(c: &mut Client, args: ViolationsArgs, as_json: bool) -> 
         violation_kind: typed::<api::ViolationKind>(args.kind.as_deref().unwrap_or_default()).0,
         kind: typed::<api::ViolationKind>(args.kind.as_deref().unwrap_or_default()).1,
         since_unix_ms,
+        since: crate::service::convert::at(since_unix_ms),
     };
     if args.watch {
         return watch(c, filter, as_json).await;

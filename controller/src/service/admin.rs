@@ -932,16 +932,20 @@ impl audit_service_server::AuditService for AdminApi {
             .await?;
         let c = self.ctx.make_checkpoint().await?;
         tracing::info!(staff = %who.id, entry = c.entry_seq, "checkpoint asked for");
-        Ok(Response::new(AuditCheckpoint {
-            text: self.ctx.checkpoint_text(&c),
-            entry: c.entry_seq,
-            entry_hash: c.entry_hash,
-            entries: c.entries,
-            at_unix_ms: c.at,
-            key_id: c.key_id,
-            signature: c.signature,
-            public_key: hex::encode(self.ctx.audit_key.public().as_bytes()),
-        }))
+        Ok(Response::new(
+            AuditCheckpoint {
+                text: self.ctx.checkpoint_text(&c),
+                entry: c.entry_seq,
+                entry_hash: c.entry_hash,
+                entries: c.entries,
+                at_unix_ms: c.at,
+                key_id: c.key_id,
+                signature: c.signature,
+                public_key: hex::encode(self.ctx.audit_key.public().as_bytes()),
+                at: None,
+            }
+            .with_times(),
+        ))
     }
 
     async fn check_audit(
@@ -969,16 +973,17 @@ impl audit_service_server::AuditService for AdminApi {
         if let Err(e) = self.ctx.reads.flush(self.ctx.store.as_ref()).await {
             tracing::warn!(error = %e, "could not write the latest reads; listing what is stored");
         }
+        let since = convert::ms_of(req.since.as_ref(), req.since_unix_ms);
         let filters = pages::Filters::new("reads")
             .with("child", Some(&child.id))
-            .with_int("since", req.since_unix_ms);
+            .with_int("since", since);
         #[allow(deprecated)] // `limit` still read for clients written before page_size
         let size = READS.size(req.page_size, req.limit);
         let page = pages::page(&req.page_token, &filters, size)?;
         let reads = self
             .ctx
             .store
-            .reads_of_child(&child.id, req.since_unix_ms, &page)
+            .reads_of_child(&child.id, since, &page)
             .await?;
         Ok(Response::new(ListReadsResponse {
             child_id: child.id,
@@ -987,12 +992,16 @@ impl audit_service_server::AuditService for AdminApi {
             reads: reads
                 .items
                 .into_iter()
-                .map(|r| RecordRead {
-                    at_unix_ms: r.read.at,
-                    staff_id: r.read.staff_id,
-                    staff_name: r.staff_name,
-                    child_id: r.read.child_id,
-                    what: r.read.what,
+                .map(|r| {
+                    RecordRead {
+                        at_unix_ms: r.read.at,
+                        staff_id: r.read.staff_id,
+                        staff_name: r.staff_name,
+                        child_id: r.read.child_id,
+                        what: r.read.what,
+                        at: None,
+                    }
+                    .with_times()
                 })
                 .collect(),
         }))

@@ -318,6 +318,19 @@ pub fn at(ms: i64) -> Option<haven_proto::well_known::Timestamp> {
     (ms != 0).then(|| super::plan_wire::timestamp(ms))
 }
 
+/// A request's time in Unix ms: its `Timestamp` when the client sent one, else the deprecated
+/// `*_unix_ms` field beside it (proto/README.md: times). Out-of-range values saturate rather
+/// than wrap, and are then refused by the rule that reads the time.
+pub fn ms_of(ts: Option<&haven_proto::well_known::Timestamp>, ms: i64) -> i64 {
+    match ts {
+        Some(t) => t
+            .seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(t.nanos) / 1_000_000),
+        None => ms,
+    }
+}
+
 /// Fills a record's `Timestamp` fields from the deprecated `*_unix_ms` fields beside them, so
 /// both always say the same (proto/README.md: times).
 pub trait WithTimes {
@@ -368,9 +381,55 @@ impl WithTimes for admin::ViolationRecord {
 
 impl WithTimes for admin::Device {
     fn with_times(mut self) -> Self {
+        self.desired_policy_at = at(self.desired_policy_at_unix_ms);
+        self.applied_policy_at = at(self.applied_policy_at_unix_ms);
+        self.certificate_not_after = at(self.certificate_not_after_unix_ms);
         self.enrolled_at = at(self.enrolled_at_unix_ms);
         self.last_seen_at = at(self.last_seen_at_unix_ms);
         self.revoked_at = at(self.revoked_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::AuditCheckpoint {
+    fn with_times(mut self) -> Self {
+        self.at = at(self.at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::RecordRead {
+    fn with_times(mut self) -> Self {
+        self.at = at(self.at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::CameraIncidentRecord {
+    fn with_times(mut self) -> Self {
+        self.recorded_at = at(self.recorded_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::OffDutyReport {
+    fn with_times(mut self) -> Self {
+        self.created_at = at(self.created_at_unix_ms);
+        self.acknowledged_at = at(self.acknowledged_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::PhotographyApprovalRecord {
+    fn with_times(mut self) -> Self {
+        self.recorded_at = at(self.recorded_at_unix_ms);
+        self
+    }
+}
+
+impl WithTimes for admin::FilterList {
+    fn with_times(mut self) -> Self {
+        self.imported_at = at(self.imported_at_unix_ms);
         self
     }
 }
@@ -476,6 +535,52 @@ mod tests {
         assert_eq!(l.review_at.map(|t| t.seconds), Some(1_733_486_400));
         // 0 means "not set": the Timestamp is absent, never 1970.
         assert_eq!((l.until, l.lifted_at), (None, None));
+    }
+
+    #[test]
+    fn a_requests_timestamp_wins_over_its_unix_ms_and_either_alone_is_read() {
+        let ts = haven_proto::well_known::Timestamp {
+            seconds: 1_733_400_000,
+            nanos: 123_456_789,
+        };
+        assert_eq!(ms_of(Some(&ts), 5), 1_733_400_000_123);
+        assert_eq!(ms_of(None, 1_733_400_000_000), 1_733_400_000_000);
+        assert_eq!(ms_of(None, 0), 0);
+        // Nonsense from a client saturates instead of wrapping; the rule reading it refuses it.
+        let far = haven_proto::well_known::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(ms_of(Some(&far), 0), i64::MAX);
+        // And what the CLI sends (both forms, from one value) reads back as that value.
+        let ms = 1_733_486_400_250;
+        assert_eq!(ms_of(at(ms).as_ref(), ms), ms);
+    }
+
+    #[test]
+    fn the_registers_and_audit_records_carry_timestamps_too() {
+        let d = admin::Device {
+            desired_policy_at_unix_ms: 1_000,
+            certificate_not_after_unix_ms: 2_000,
+            ..Default::default()
+        }
+        .with_times();
+        assert_eq!(d.desired_policy_at.map(|t| t.seconds), Some(1));
+        assert_eq!(d.certificate_not_after.map(|t| t.seconds), Some(2));
+        assert_eq!(d.applied_policy_at, None);
+        let r = admin::OffDutyReport {
+            created_at_unix_ms: 3_000,
+            ..Default::default()
+        }
+        .with_times();
+        assert_eq!(r.created_at.map(|t| t.seconds), Some(3));
+        assert_eq!(r.acknowledged_at, None);
+        let read = admin::RecordRead {
+            at_unix_ms: 4_000,
+            ..Default::default()
+        }
+        .with_times();
+        assert_eq!(read.at.map(|t| t.seconds), Some(4));
     }
 
     #[test]

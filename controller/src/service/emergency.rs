@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status};
 use super::auth::in_scope;
 use super::convert::WithTimes as _;
 use super::wire_enums::{pick, pick_all, wire, wire_all};
-use super::{Context, now_ms, pages};
+use super::{Context, convert, now_ms, pages};
 use crate::domain::emergency::{
     EmergencyError, LockdownDraft, LockdownOrder, LockdownTarget, REVIEW_OBLIGATION_KIND,
     review_overdue, validate_lockdown, validate_restriction,
@@ -419,8 +419,11 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                     "channels",
                 )?,
                 note: req.note.clone(),
-                until: opt(req.until_unix_ms),
-                review_at: opt(req.review_at_unix_ms),
+                until: opt(convert::ms_of(req.until.as_ref(), req.until_unix_ms)),
+                review_at: opt(convert::ms_of(
+                    req.review_at.as_ref(),
+                    req.review_at_unix_ms,
+                )),
                 ofsted_advice: Some(req.ofsted_advice.clone()),
             },
             now,
@@ -498,8 +501,11 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 )?,
                 channels: Vec::new(),
                 note: req.note.clone(),
-                until: opt(req.until_unix_ms),
-                review_at: opt(req.review_at_unix_ms),
+                until: opt(convert::ms_of(req.until.as_ref(), req.until_unix_ms)),
+                review_at: opt(convert::ms_of(
+                    req.review_at.as_ref(),
+                    req.review_at_unix_ms,
+                )),
                 ofsted_advice: Some(req.ofsted_advice.clone()),
             },
             &pick_all::<api::CommunicationChannel>(
@@ -927,7 +933,7 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
             .await?;
         let req = request.into_inner();
         let now = now_ms();
-        let at = opt(req.at_unix_ms).unwrap_or(now);
+        let at = opt(convert::ms_of(req.at.as_ref(), req.at_unix_ms)).unwrap_or(now);
         let how_words = pick::<api::NotificationMethod>(req.method, "method", &req.how, "how")?;
         let (by, how) = check_notification(&req.by, &how_words, at, now).map_err(|e| {
             let field = if req.by.trim().is_empty() {

@@ -375,7 +375,9 @@ fn list_message(r: FilterListRecord, names: &HashMap<String, String>) -> api::Fi
         compiled_bytes: r.compiled_bytes,
         sha256: r.sha256,
         devices_sent: 0,
+        imported_at: None,
     }
+    .with_times()
 }
 
 fn exception_message(e: WebExceptionRecord) -> api::WebException {

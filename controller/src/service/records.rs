@@ -41,7 +41,10 @@ fn report(r: OffDutyReportRecord) -> OffDutyReport {
         acknowledged_by: r.acknowledged_by.unwrap_or_default(),
         acknowledged_at_unix_ms: r.acknowledged_at.unwrap_or(0),
         manager_note: r.manager_note.unwrap_or_default(),
+        created_at: None,
+        acknowledged_at: None,
     }
+    .with_times()
 }
 
 fn approval_record(d: StoredDocument) -> PhotographyApprovalRecord {
@@ -69,7 +72,9 @@ fn approval_record(d: StoredDocument) -> PhotographyApprovalRecord {
             .and_then(|a| a.valid_until)
             .map(|d| d.to_string())
             .unwrap_or_default(),
+        recorded_at: None,
     }
+    .with_times()
 }
 
 fn date(what: &str, raw: &str) -> Result<jiff::civil::Date, Status> {
@@ -376,7 +381,9 @@ fn incident_record(i: CameraIncident, review_required_by: Option<&str>) -> Camer
         recorded_at_unix_ms: i.recorded_at,
         what_happened: i.what_happened,
         images_may_reach_others: i.images_may_reach_others,
+        recorded_at: None,
     }
+    .with_times()
 }
 
 fn request_record(r: crate::store::ChildRequestRecord) -> ChildRequestRecord {

@@ -286,7 +286,8 @@ impl Context {
             child_id,
             device_id,
             kind,
-            since: (f.since_unix_ms > 0).then_some(f.since_unix_ms),
+            since: Some(super::convert::ms_of(f.since.as_ref(), f.since_unix_ms))
+                .filter(|ms| *ms > 0),
         })
     }
 

@@ -10,6 +10,7 @@ import datetime
 import sys
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from haven.admin.v1 import admin_pb2 as api
 from haven.admin.v1 import admin_pb2_grpc as rpc
@@ -228,16 +229,26 @@ def main():
     )
     print("refused: LOCKDOWN_REASON_NOT_PROTECTIVE (RM3)")
 
+    # Times travel as google.protobuf.Timestamp both ways.
+    review_ts = timestamp_pb2.Timestamp()
+    review_ts.FromDatetime(
+        datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        + datetime.timedelta(hours=2)
+    )
     done = emergency.Lockdown(
         api.LockdownRequest(
             child=child.id,
             protective_reason=plan.RESTRICTION_REASON_INJURY_TO_CHILD,
             withdraw=[api.COMMUNICATION_CHANNEL_CALLS, api.COMMUNICATION_CHANNEL_MESSAGES],
             note="Threats made on a call this evening",
+            review_at=review_ts,
         ),
         metadata=manager,
     )
     lockdown = done.lockdown
+    assert lockdown.review_at.seconds == review_ts.seconds, lockdown
+    assert lockdown.started_at.seconds > 0, lockdown
+    print(f"review at, as a Timestamp both ways: {lockdown.review_at.ToJsonString()}")
     assert lockdown.in_force, lockdown
     assert lockdown.protective_reason == plan.RESTRICTION_REASON_INJURY_TO_CHILD, lockdown
     assert lockdown.reason == "injury-to-child", lockdown
