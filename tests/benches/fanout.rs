@@ -136,23 +136,7 @@ fn args() -> Args {
 /// Every replica after the first: the first one's keys, the same database.
 fn more_replicas(first: &Controller, database: &str, count: usize, dir: &Path) -> Vec<Controller> {
     (1..count)
-        .map(|r| {
-            let data = dir.join(format!("replica-{r}"));
-            std::fs::create_dir_all(&data).unwrap();
-            for name in [
-                "ca.pem",
-                "ca-key.pem",
-                "server.pem",
-                "server-key.pem",
-                "audit-key.txt",
-            ] {
-                let from = first.data_dir.join(name);
-                if from.exists() {
-                    std::fs::copy(&from, data.join(name)).unwrap();
-                }
-            }
-            Controller::start_with(&data, &["--database", database])
-        })
+        .map(|r| first.start_replica(&dir.join(format!("replica-{r}")), database))
         .collect()
 }
 

@@ -9,22 +9,8 @@ const FULL: &str = "lockdown: calls, messages, web, camera, apps";
 
 /// A second replica on `home`'s database, serving the same CA and server certificate.
 fn second_replica(home: &Home) -> Controller {
-    let dir = home.path("replica-b");
-    std::fs::create_dir_all(&dir).expect("replica folder");
-    for name in [
-        "ca.pem",
-        "ca-key.pem",
-        "server.pem",
-        "server-key.pem",
-        "audit-key.txt",
-    ] {
-        let from = home.controller.data_dir.join(name);
-        if from.exists() {
-            std::fs::copy(&from, dir.join(name)).expect("copy the controller's keys");
-        }
-    }
     let url = home.database_url().expect("a PostgreSQL home");
-    Controller::start_with(&dir, &["--database", &url])
+    home.controller.start_replica(&home.path("replica-b"), &url)
 }
 
 /// An agent enrolled with every replica's address, `first` tried first.

@@ -120,6 +120,15 @@ fn terminate(child: &mut Child) {
         .status();
 }
 
+/// The files in a controller's data directory that every replica of it shares.
+pub const REPLICA_SHARED_FILES: [&str; 5] = [
+    "ca.pem",
+    "ca-key.pem",
+    "server.pem",
+    "server-key.pem",
+    "audit-key.txt",
+];
+
 /// A running `haven serve`.
 pub struct Controller {
     pub data_dir: PathBuf,
@@ -194,6 +203,20 @@ impl Controller {
             child: Some(child),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Another replica of this controller on the PostgreSQL `database` (issue 16): the same
+    /// CA, server certificate and audit key, copied into `data_dir`, as README's replica setup
+    /// says every replica must have.
+    pub fn start_replica(&self, data_dir: &Path, database: &str) -> Controller {
+        std::fs::create_dir_all(data_dir).expect("replica folder");
+        for name in REPLICA_SHARED_FILES {
+            let from = self.data_dir.join(name);
+            if from.exists() {
+                std::fs::copy(&from, data_dir.join(name)).expect("copy the controller's keys");
+            }
+        }
+        Controller::start_with(data_dir, &["--database", database])
     }
 
     /// The CA pin from the first-start login line (or the saved first-login file).
