@@ -399,7 +399,13 @@ pub async fn a_revision_opens_its_sanction_and_obligations_with_it(s: &impl Stor
             .await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(s.sanctions(None).await.unwrap().is_empty());
+    assert!(
+        s.sanctions_page(None, None, &Page::first(1000))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let (second, _) = s
         .add_plan_revision_opening(&manager, &c.id, 1, "{\"r\":2}", &opened, 42)
         .await
@@ -701,7 +707,14 @@ pub async fn a_lockdown_is_written_whole_lifted_once_and_kept(s: &impl Store) {
         .unwrap();
     assert_eq!(done.child_views.as_deref(), Some("she thought it was fair"));
     assert!(s.obligations(None, true).await.unwrap().is_empty());
-    assert_eq!(s.sanctions(Some(&h.id)).await.unwrap().len(), 1);
+    assert_eq!(
+        s.sanctions_page(Some(&h.id), None, &Page::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 
     // RM6
     let noted = s
@@ -758,7 +771,13 @@ pub async fn a_failed_lockdown_writes_nothing(s: &impl Store) {
     assert!(result.is_err());
     assert!(s.lockdowns(None, true).await.unwrap().is_empty());
     assert!(s.obligations(None, false).await.unwrap().is_empty());
-    assert!(s.sanctions(None).await.unwrap().is_empty());
+    assert!(
+        s.sanctions_page(None, None, &Page::first(1000))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(s.audit_entries(0, 1000).await.unwrap().len(), audit_before);
     assert!(matches!(
         s.find_lockdown("lck-x").await,

@@ -988,8 +988,6 @@ pub trait LockdownStore: Send + Sync {
 
 #[async_trait]
 pub trait SanctionStore: Send + Sync {
-    /// The sanctions log, newest first.
-    async fn sanctions(&self, home_id: Option<&str>) -> StoreResult<Vec<SanctionRow>>;
     /// One page of sanctions, newest first: of `home_id` when set, of `homes` when set.
     async fn sanctions_page(
         &self,

@@ -615,18 +615,6 @@ impl Backend {
 
 #[async_trait]
 impl SanctionStore for Backend {
-    async fn sanctions(&self, home_id: Option<&str>) -> StoreResult<Vec<SanctionRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SANCTION_SELECT} WHERE ($1 IS NULL OR s.home_id = $2) ORDER BY s.opened_at DESC, s.id"
-        )))
-        .bind(home_id)
-        .bind(home_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(rows.iter().map(sanction_from_row).collect())
-    }
-
     async fn sanctions_page(
         &self,
         home_id: Option<&str>,
