@@ -155,11 +155,20 @@ impl Cluster {
 
     /// Whether another live replica holds this device's stream.
     pub fn online_elsewhere(&self, device_id: &str) -> bool {
+        self.online_elsewhere_of(std::iter::once(device_id))[0]
+    }
+
+    /// [`Self::online_elsewhere`] for each of `devices`, under one lock.
+    pub fn online_elsewhere_of<'a>(&self, devices: impl Iterator<Item = &'a str>) -> Vec<bool> {
         let p = self.presence.lock().unwrap_or_else(|e| e.into_inner());
-        p.devices
-            .get(device_id)
-            .and_then(|replica| p.replicas.get(replica))
-            .is_some_and(|heard| heard.elapsed() < ALIVE_FOR)
+        devices
+            .map(|d| {
+                p.devices
+                    .get(d)
+                    .and_then(|replica| p.replicas.get(replica))
+                    .is_some_and(|heard| heard.elapsed() < ALIVE_FOR)
+            })
+            .collect()
     }
 
     /// Joins the replicas sharing the database `options` points at. Returns the cluster and

@@ -115,6 +115,13 @@ impl Registry {
         map.contains_key(device_id)
     }
 
+    /// Whether each of `devices` has a stream here, under one lock (a lockdown's progress
+    /// asks about thousands of devices at a time).
+    pub fn online_of<'a>(&self, devices: impl Iterator<Item = &'a str>) -> Vec<bool> {
+        let map = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        devices.map(|d| map.contains_key(d)).collect()
+    }
+
     /// The sender for a connected device, to send without holding the registry lock.
     pub fn outbox(&self, device_id: &str) -> Option<Outbox> {
         let map = self.connections.read().unwrap_or_else(|e| e.into_inner());

@@ -24,6 +24,13 @@ impl Context {
     pub fn is_online_anywhere(&self, device_id: &str) -> bool {
         self.registry.is_online(device_id) || self.cluster.online_elsewhere(device_id)
     }
+
+    /// [`Self::is_online_anywhere`] for each of `devices`, under one lock of each kind.
+    pub fn online_anywhere_of(&self, devices: &[&str]) -> Vec<bool> {
+        let here = self.registry.online_of(devices.iter().copied());
+        let elsewhere = self.cluster.online_elsewhere_of(devices.iter().copied());
+        here.into_iter().zip(elsewhere).map(|(h, e)| h || e).collect()
+    }
 }
 
 /// Applies every arrival until the cluster stops.

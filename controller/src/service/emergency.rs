@@ -37,10 +37,11 @@ use crate::domain::sanction::{
 };
 use crate::domain::violations::{TASK_OBLIGATION_KIND, task_due};
 use crate::domain::{Action, StaffIdentity, UnixMillis};
+use super::lockdown_progress::Progress;
 use crate::ids::new_id;
 use crate::store::{
-    Actor, DeviceRecord, LockdownRecord, NewLockdown, NewObligation, NewSanction, ObligationRecord,
-    SanctionRow, StoreResult,
+    Actor, LockdownRecord, NewLockdown, NewObligation, NewSanction, ObligationRecord,
+    ReachedDevice, SanctionRow, StoreResult,
 };
 
 /// The newest policy version each device said it enforces, as it arrives: what a lockdown's
@@ -66,15 +67,12 @@ impl Acks {
 
     /// What each of `devices` said it enforces, read under one lock (a home of 10,000 devices
     /// is looked at many times a second while a lockdown spreads).
-    fn get_all<'a>(&self, devices: impl Iterator<Item = &'a str>) -> Vec<Option<(u64, bool)>> {
+    pub(super) fn get_all<'a>(&self, devices: impl Iterator<Item = &'a str>) -> Vec<Option<(u64, bool)>> {
         let map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         devices.map(|d| map.get(d).copied()).collect()
     }
 }
 
-/// Least time between two looks at a lockdown's progress: acknowledgements arrive by the
-/// thousand, and each look reads every targeted device.
-const PROGRESS_LOOK_EVERY: Duration = Duration::from_millis(5);
 /// Least time between two progress messages that are not the last: each can name thousands
 /// of waiting devices, and staff read them, not machines.
 const PROGRESS_SEND_EVERY: Duration = Duration::from_millis(100);
@@ -316,20 +314,14 @@ fn sanction(s: SanctionRow, obligations: &[ObligationRecord]) -> api_types::Sanc
 
 impl Context {
     /// The active devices a lockdown applies to.
-    async fn devices_of(&self, l: &LockdownRecord) -> StoreResult<Vec<DeviceRecord>> {
-        let devices = match l.target_kind.as_str() {
-            "child" | "device" => {
-                self.store
-                    .list_devices(l.child_id.as_deref(), false)
-                    .await?
-            }
-            _ => self.store.list_devices(None, false).await?,
+    async fn devices_of(&self, l: &LockdownRecord) -> StoreResult<Vec<ReachedDevice>> {
+        let (child, device) = match l.target_kind.as_str() {
+            "child" => (l.child_id.as_deref(), None),
+            // A device lockdown without its device reaches nothing, never the whole child.
+            "device" => (l.child_id.as_deref(), Some(l.device_id.as_deref().unwrap_or(""))),
+            _ => (None, None),
         };
-        Ok(devices
-            .into_iter()
-            .filter(|d| d.home_id == l.home_id)
-            .filter(|d| l.target_kind != "device" || l.device_id.as_deref() == Some(&d.id))
-            .collect())
+        self.store.devices_reached(&l.home_id, child, device).await
     }
 
     /// Sends the policy `version` a lockdown (or its lift) made to the devices it affects.
@@ -571,59 +563,40 @@ impl emergency_service_server::EmergencyService for EmergencyApi {
                 }
                 () = async move {
             let deadline = tokio::time::Instant::now() + wait;
-            let stored: HashMap<String, u64> = devices
-                .iter()
-                .map(|d| (d.id.clone(), d.applied_version))
-                .collect();
+            let mut progress = Progress::new(
+                version,
+                devices.into_iter().map(|d| (d.id, d.applied_version)),
+            );
             let mut last: Option<LockdownProgress> = None;
             let mut last_sent = tokio::time::Instant::now();
             loop {
                 // Registered before reading, so an acknowledgement in between is not missed.
                 let changed = ctx.acks.changed.notified();
                 let looked_at = tokio::time::Instant::now();
-                let mut p = LockdownProgress {
-                    policy_version: version,
-                    targeted: devices.len() as u32,
-                    ..Default::default()
-                };
-                let heard = ctx.acks.get_all(stored.keys().map(String::as_str));
-                for ((id, stored_version), heard) in stored.iter().zip(heard) {
-                    let (applied, failed) = heard
-                        .filter(|(v, _)| v >= stored_version)
-                        .unwrap_or((*stored_version, false));
-                    if applied >= version && !failed {
-                        p.acknowledged += 1;
-                    } else if applied >= version {
-                        p.failed.push(id.clone());
-                    } else if ctx.is_online_anywhere(id) {
-                        p.waiting.push(id.clone());
-                    } else {
-                        p.offline += 1;
-                        p.offline_devices.push(id.clone());
-                    }
-                }
-                p.waiting.sort();
-                p.offline_devices.sort();
-                p.finished = p.waiting.is_empty();
+                let heard = ctx.acks.get_all(progress.pending());
+                progress.look(&heard, |ids| ctx.online_anywhere_of(ids));
                 let timed_out = tokio::time::Instant::now() >= deadline;
-                p.timed_out = timed_out && !p.finished;
-                let done = p.finished || timed_out;
+                let done = progress.finished() || timed_out;
                 let first = last.is_none();
                 let due = looked_at.duration_since(last_sent) >= PROGRESS_SEND_EVERY;
-                if done || first || (due && last.as_ref() != Some(&p)) {
-                    if tx.send(Ok(p.clone())).await.is_err() {
-                        return;
+                if done || first || due {
+                    let p = progress.message(timed_out);
+                    if done || first || last.as_ref() != Some(&p) {
+                        if tx.send(Ok(p.clone())).await.is_err() {
+                            return;
+                        }
+                        last = Some(p);
+                        last_sent = tokio::time::Instant::now();
                     }
-                    last = Some(p);
-                    last_sent = tokio::time::Instant::now();
                 }
                 if done {
                     return;
                 }
+                let look_every = progress.look_every();
                 tokio::select! {
                     _ = async {
                         changed.await;
-                        tokio::time::sleep_until(looked_at + PROGRESS_LOOK_EVERY).await;
+                        tokio::time::sleep_until(looked_at + look_every).await;
                     } => {}
                     // Devices also connect and disconnect: look again now and then.
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -1057,15 +1030,16 @@ impl EmergencyApi {
             total_us = started.elapsed().as_micros() as u64,
             "lockdown started"
         );
-        let devices = self
-            .ctx
-            .devices_of(&record)
-            .await?
-            .into_iter()
-            .map(|d| TargetedDevice {
-                online: self.ctx.is_online_anywhere(&d.id),
-                device_id: d.id,
-                child_name: d.child_name,
+        let reached = self.ctx.devices_of(&record).await?;
+        let ids: Vec<&str> = reached.iter().map(|d| d.id.as_str()).collect();
+        let online = self.ctx.online_anywhere_of(&ids);
+        let devices = reached
+            .iter()
+            .zip(online)
+            .map(|(d, online)| TargetedDevice {
+                online,
+                device_id: d.id.clone(),
+                child_name: d.child_name.clone(),
             })
             .collect();
         let opened = store.obligations(Some(&home.id), true).await?;

@@ -146,6 +146,7 @@ impl Context {
     ) -> StoreResult<PushReport> {
         let started = Instant::now();
         crate::metrics::policy_issued(version, changed_at);
+        self.limits.issued(version);
         let mut targets = self.registry.targets_in_home(home_id);
         if let Some(child) = only_child {
             targets.retain(|t| t.child_id == child);

@@ -20,9 +20,15 @@ pub const SUMMARISE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct DeviceLimits {
     pub budget: Budget,
-    /// The highest policy version known to be issued; refreshed from the store when a device
-    /// claims more, so a legitimate new version costs one read, not one per acknowledgement.
+    /// The highest policy version known to be issued: raised by every push (`issued`) and
+    /// refreshed from the store when a device claims more, so a legitimate new version costs
+    /// no read at all when this controller pushed it, and one read otherwise.
     issued: AtomicU64,
+    /// Held while the store is asked: when 10,000 devices acknowledge a version this
+    /// controller did not push (another replica's, or one made before a restart), the first
+    /// asks and the rest find the answer, instead of 10,000 reads queueing at the database
+    /// while a lockdown spreads (issue 14).
+    asking: tokio::sync::Mutex<()>,
     budgets: Mutex<HashMap<String, DeviceBudget>>,
     /// Children's requests: a child has plenty to say, but a script writing thousands a
     /// minute is not a child.
@@ -50,6 +56,7 @@ impl DeviceLimits {
         DeviceLimits {
             budget,
             issued: AtomicU64::new(0),
+            asking: tokio::sync::Mutex::new(()),
             budgets: Mutex::new(HashMap::new()),
             request_budget: Budget {
                 burst: 20,
@@ -66,12 +73,23 @@ impl DeviceLimits {
         }
     }
 
+    /// A policy version this controller has just written and is pushing: its acknowledgements
+    /// are believed without asking the store.
+    pub fn issued(&self, version: u64) {
+        self.issued.fetch_max(version, Ordering::Relaxed);
+    }
+
     /// Checks a version a device says it enforces; `Err` when the controller never issued it.
     pub async fn check_version(
         &self,
         store: &dyn Store,
         claimed: u64,
     ) -> StoreResult<Result<u64, NeverIssued>> {
+        let known = self.issued.load(Ordering::Relaxed);
+        if check_claimed_version(claimed, known).is_ok() {
+            return Ok(Ok(claimed));
+        }
+        let _one_at_a_time = self.asking.lock().await;
         let known = self.issued.load(Ordering::Relaxed);
         if check_claimed_version(claimed, known).is_ok() {
             return Ok(Ok(claimed));

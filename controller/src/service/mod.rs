@@ -15,6 +15,7 @@ pub mod errors;
 pub mod fanout;
 pub mod filter;
 pub mod limits;
+pub mod lockdown_progress;
 pub mod lookup;
 pub mod pages;
 pub mod plan_wire;

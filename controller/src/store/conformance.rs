@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
             an_enrollment_code_enrolls_one_device_once,
             policy_versions_grow_with_each_change,
             revoked_devices_and_staff_stay_on_record,
+            a_lockdown_reaches_the_active_devices_of_its_target_only,
             violations_are_counted_once,
             violations_are_listed_newest_first_and_filtered,
             unknown_contacts_open_one_grouped_manager_task,
@@ -1273,6 +1274,85 @@ pub async fn policy_versions_grow_with_each_change(s: &impl Store) {
         "a report without guards keeps the last guard report"
     );
     assert_eq!(after.desired_version, v);
+}
+
+// clause RM3: a lockdown's reply and live count name exactly the active devices it reaches,
+// read without their inventories (issue 14).
+pub async fn a_lockdown_reaches_the_active_devices_of_its_target_only(s: &impl Store) {
+    let oak = home(s, "Oak").await;
+    let elm = home(s, "Elm").await;
+    let zoe = s
+        .add_child(&admin(), &oak.id, "Zoe", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let amira = s
+        .add_child(&admin(), &oak.id, "Amira", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let other = s
+        .add_child(&admin(), &elm.id, "Ben", "2012-01-01", 2)
+        .await
+        .unwrap();
+    let zoe_phone = enrolled(s, &zoe.id, "c1", "z1").await;
+    let amira_tablet = enrolled(s, &amira.id, "c2", "a1").await;
+    let amira_old = enrolled(s, &amira.id, "c3", "a2").await;
+    enrolled(s, &other.id, "c4", "b1").await;
+    s.revoke_device(&admin(), &amira_old.id, "lost", 30)
+        .await
+        .unwrap();
+    s.record_device_reports(&[DeviceReport {
+        device_id: zoe_phone.id.clone(),
+        seen_at: 40,
+        inventory: None,
+        applied: Some((2, None, 40)),
+        guards: None,
+    }])
+    .await
+    .unwrap();
+
+    let ids = |v: Vec<ReachedDevice>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let home_wide = s.devices_reached(&oak.id, None, None).await.unwrap();
+    // By child name: Amira's tablet, then Zoe's phone; the revoked one and Elm's are not there.
+    assert_eq!(
+        home_wide,
+        vec![
+            ReachedDevice {
+                id: amira_tablet.id.clone(),
+                child_name: "Amira".into(),
+                applied_version: 0,
+            },
+            ReachedDevice {
+                id: zoe_phone.id.clone(),
+                child_name: "Zoe".into(),
+                applied_version: 2,
+            },
+        ]
+    );
+    assert_eq!(
+        ids(s.devices_reached(&oak.id, Some(&zoe.id), None).await.unwrap()),
+        vec![zoe_phone.id.clone()]
+    );
+    assert_eq!(
+        ids(s
+            .devices_reached(&oak.id, Some(&amira.id), Some(&amira_tablet.id))
+            .await
+            .unwrap()),
+        vec![amira_tablet.id.clone()]
+    );
+    assert!(
+        s.devices_reached(&oak.id, Some(&amira.id), Some(&amira_old.id))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a revoked device is not reached"
+    );
+    assert!(
+        s.devices_reached(&elm.id, Some(&zoe.id), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a child of another home is not reached"
+    );
 }
 
 pub async fn revoked_devices_and_staff_stay_on_record(s: &impl Store) {

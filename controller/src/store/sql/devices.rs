@@ -15,7 +15,8 @@ use crate::domain::{DeviceStatus, UnixMillis};
 use crate::ids::new_id;
 use crate::store::{
     Actor, ChildPolicyInput, DeviceKey, DeviceRecord, DeviceReport, DeviceStore, EnrollmentRecord,
-    EnrollmentStore, HomePolicyInputs, NewDevice, Page, Paged, PolicyData, PolicyStore, StoreError,
+    EnrollmentStore, HomePolicyInputs, NewDevice, Page, Paged, PolicyData, PolicyStore, ReachedDevice,
+    StoreError,
     StoreResult,
 };
 
@@ -298,6 +299,37 @@ impl DeviceStore for Backend {
         .await
         .map_err(db_err)?;
         Ok(rows.iter().map(device_from_row).collect())
+    }
+
+    async fn devices_reached(
+        &self,
+        home_id: &str,
+        child_id: Option<&str>,
+        device_id: Option<&str>,
+    ) -> StoreResult<Vec<ReachedDevice>> {
+        let rows = sqlx::query(
+            "SELECT d.id, c.name AS child_name, d.applied_version \
+             FROM devices d JOIN children c ON c.id = d.child_id \
+             WHERE c.home_id = $1 AND d.status = 'active' \
+             AND ($2 IS NULL OR d.child_id = $3) AND ($4 IS NULL OR d.id = $5) \
+             ORDER BY c.name, d.enrolled_at",
+        )
+        .bind(home_id)
+        .bind(child_id)
+        .bind(child_id)
+        .bind(device_id)
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| ReachedDevice {
+                id: row.get("id"),
+                child_name: row.get("child_name"),
+                applied_version: as_u64(row.get::<i64, _>("applied_version")),
+            })
+            .collect())
     }
 
     async fn list_devices_page(
