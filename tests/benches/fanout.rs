@@ -300,9 +300,16 @@ async fn run_fanout(
     // HAVEN_BENCH_PERF=FILE samples the controller (perf, cpu-clock: this VM has no hardware
     // counters) for the timed rounds only, with call graphs, into FILE.
     let perf = std::env::var_os("HAVEN_BENCH_PERF").map(|out| {
-        let child = std::process::Command::new("perf")
-            .args(["record", "-e", "cpu-clock", "-F", "997", "-g", "-p"])
-            .arg(pid.to_string())
+        // HAVEN_BENCH_PERF_ALL=1: the whole machine (controller, these agents, the kernel),
+        // to see how the two cores are shared between the server and its load.
+        let mut command = std::process::Command::new("perf");
+        command.args(["record", "-e", "cpu-clock", "-F", "997", "-g"]);
+        if std::env::var_os("HAVEN_BENCH_PERF_ALL").is_some() {
+            command.arg("-a");
+        } else {
+            command.arg("-p").arg(pid.to_string());
+        }
+        let child = command
             .arg("-o")
             .arg(&out)
             .stdout(std::process::Stdio::null())

@@ -75,6 +75,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection that every write transaction takes, in turn. SQLite has one write lock;
+    /// writers racing for it from several connections wait in SQLite's busy handler, which
+    /// sleeps 1, 2, 5, 10, 20… ms between tries and lets a steady writer (device reports in
+    /// chunks) starve a staff change for tens of milliseconds (85 ms for a lockdown behind
+    /// 10,000 acknowledgements, issue 14). Queued here, a writer is woken the moment the one
+    /// before it commits, first come first served. Reads keep the other connections.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -102,14 +109,24 @@ impl SqliteStore {
     async fn connect(options: SqliteConnectOptions, max: u32) -> StoreResult<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db_err)?;
         MIGRATOR.run(&pool).await.map_err(|e| {
             StoreError::Database(format!("could not bring the database up to date: {e}"))
         })?;
         advance_policy_counter(&pool).await?;
-        let store = SqliteStore { pool };
+        // A private in-memory database is one connection's own: writes must use that one.
+        let writer = if max <= 1 {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .map_err(db_err)?
+        };
+        let store = SqliteStore { pool, writer };
         // Documents written before they had a versioned form (migration 0021).
         documents::upgrade(&store).await?;
         Ok(store)
@@ -117,6 +134,7 @@ impl SqliteStore {
 
     /// Waits for queries in flight, checkpoints the WAL and closes the file.
     pub async fn close(&self) {
+        self.writer.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
@@ -126,7 +144,7 @@ impl SqliteStore {
     /// A write transaction: `BEGIN IMMEDIATE` takes SQLite's one write lock up front, so every
     /// check-then-write inside it sees no other writer.
     async fn write(&self) -> StoreResult<Transaction<'static, Db>> {
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)
