@@ -191,8 +191,8 @@ mod tests {
 
     #[test]
     fn a_timed_out_watch_says_so_only_if_devices_are_still_waiting() {
-        let mut p = Progress::new(2, devices(2));
-        p.look(&[None, Some((2, false))], |ids: &[&str]| vec![true; ids.len()]);
+        let mut p = Progress::new(4, devices(2));
+        p.look(&[None, Some((4, false))], |ids: &[&str]| vec![true; ids.len()]);
         let m = p.message(true);
         assert!(m.timed_out && !m.finished);
         assert_eq!(m.waiting, vec!["dev-00"]);

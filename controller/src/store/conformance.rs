@@ -1300,15 +1300,29 @@ pub async fn a_lockdown_reaches_the_active_devices_of_its_target_only(s: &impl S
     s.revoke_device(&admin(), &amira_old.id, "lost", 30)
         .await
         .unwrap();
-    s.record_device_reports(&[DeviceReport {
-        device_id: zoe_phone.id.clone(),
-        seen_at: 40,
-        inventory: None,
-        applied: Some((2, None, 40)),
-        guards: None,
-    }])
+    // One batch, two devices: each row gets its own report.
+    s.record_device_reports(&[
+        DeviceReport {
+            device_id: zoe_phone.id.clone(),
+            seen_at: 40,
+            inventory: None,
+            applied: Some((2, None, 40)),
+            guards: None,
+        },
+        DeviceReport {
+            device_id: amira_tablet.id.clone(),
+            seen_at: 41,
+            inventory: Some("{\"os_name\":\"Android\"}".into()),
+            applied: None,
+            guards: None,
+        },
+    ])
     .await
     .unwrap();
+    let tablet = s.find_device(&amira_tablet.id).await.unwrap();
+    assert_eq!(tablet.last_seen_at, Some(41));
+    assert_eq!(tablet.inventory.as_deref(), Some("{\"os_name\":\"Android\"}"));
+    assert_eq!(s.find_device(&zoe_phone.id).await.unwrap().applied_at, Some(40));
 
     let ids = |v: Vec<ReachedDevice>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
     let home_wide = s.devices_reached(&oak.id, None, None).await.unwrap();
