@@ -289,7 +289,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(crate::service::reports::FLUSH_EVERY);
             loop {
                 tick.tick().await;
-                if let Err(e) = ctx.reports.flush(ctx.store.as_ref()).await {
+                if let Err(e) = ctx.reports.flush_if_due(ctx.store.as_ref()).await {
                     tracing::warn!(error = %e, "could not write device reports; will retry");
                 }
             }

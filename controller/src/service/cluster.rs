@@ -29,7 +29,10 @@ impl Context {
     pub fn online_anywhere_of(&self, devices: &[&str]) -> Vec<bool> {
         let here = self.registry.online_of(devices.iter().copied());
         let elsewhere = self.cluster.online_elsewhere_of(devices.iter().copied());
-        here.into_iter().zip(elsewhere).map(|(h, e)| h || e).collect()
+        here.into_iter()
+            .zip(elsewhere)
+            .map(|(h, e)| h || e)
+            .collect()
     }
 }
 

@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::in_scope;
 use super::convert::WithTimes as _;
+use super::lockdown_progress::Progress;
 use super::wire_enums::{pick, pick_all, wire, wire_all};
 use super::{Context, convert, now_ms, pages};
 use crate::domain::emergency::{
@@ -37,7 +38,6 @@ use crate::domain::sanction::{
 };
 use crate::domain::violations::{TASK_OBLIGATION_KIND, task_due};
 use crate::domain::{Action, StaffIdentity, UnixMillis};
-use super::lockdown_progress::Progress;
 use crate::ids::new_id;
 use crate::store::{
     Actor, LockdownRecord, NewLockdown, NewObligation, NewSanction, ObligationRecord,
@@ -67,7 +67,10 @@ impl Acks {
 
     /// What each of `devices` said it enforces, read under one lock (a home of 10,000 devices
     /// is looked at many times a second while a lockdown spreads).
-    pub(super) fn get_all<'a>(&self, devices: impl Iterator<Item = &'a str>) -> Vec<Option<(u64, bool)>> {
+    pub(super) fn get_all<'a>(
+        &self,
+        devices: impl Iterator<Item = &'a str>,
+    ) -> Vec<Option<(u64, bool)>> {
         let map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         devices.map(|d| map.get(d).copied()).collect()
     }
@@ -318,7 +321,10 @@ impl Context {
         let (child, device) = match l.target_kind.as_str() {
             "child" => (l.child_id.as_deref(), None),
             // A device lockdown without its device reaches nothing, never the whole child.
-            "device" => (l.child_id.as_deref(), Some(l.device_id.as_deref().unwrap_or(""))),
+            "device" => (
+                l.child_id.as_deref(),
+                Some(l.device_id.as_deref().unwrap_or("")),
+            ),
             _ => (None, None),
         };
         self.store.devices_reached(&l.home_id, child, device).await

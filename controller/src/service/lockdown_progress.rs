@@ -111,10 +111,8 @@ impl Progress {
     /// The progress message as of the last look, names sorted.
     pub fn message(&self, timed_out: bool) -> LockdownProgress {
         let names = |indices: &[usize]| {
-            let mut names: Vec<String> = indices
-                .iter()
-                .map(|&i| self.pending[i].0.clone())
-                .collect();
+            let mut names: Vec<String> =
+                indices.iter().map(|&i| self.pending[i].0.clone()).collect();
             names.sort();
             names
         };
@@ -174,8 +172,14 @@ mod tests {
         let m = p.message(true);
         assert_eq!(m.acknowledged, 3);
         assert!(m.failed.is_empty() && m.waiting.is_empty());
-        assert_eq!((m.offline, m.offline_devices.clone()), (1, vec!["dev-00".to_string()]));
-        assert!(m.finished && !m.timed_out, "offline devices do not hold it up");
+        assert_eq!(
+            (m.offline, m.offline_devices.clone()),
+            (1, vec!["dev-00".to_string()])
+        );
+        assert!(
+            m.finished && !m.timed_out,
+            "offline devices do not hold it up"
+        );
     }
 
     #[test]
@@ -192,7 +196,9 @@ mod tests {
     #[test]
     fn a_timed_out_watch_says_so_only_if_devices_are_still_waiting() {
         let mut p = Progress::new(4, devices(2));
-        p.look(&[None, Some((4, false))], |ids: &[&str]| vec![true; ids.len()]);
+        p.look(&[None, Some((4, false))], |ids: &[&str]| {
+            vec![true; ids.len()]
+        });
         let m = p.message(true);
         assert!(m.timed_out && !m.finished);
         assert_eq!(m.waiting, vec!["dev-00"]);

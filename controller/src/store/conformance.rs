@@ -1321,8 +1321,14 @@ pub async fn a_lockdown_reaches_the_active_devices_of_its_target_only(s: &impl S
     .unwrap();
     let tablet = s.find_device(&amira_tablet.id).await.unwrap();
     assert_eq!(tablet.last_seen_at, Some(41));
-    assert_eq!(tablet.inventory.as_deref(), Some("{\"os_name\":\"Android\"}"));
-    assert_eq!(s.find_device(&zoe_phone.id).await.unwrap().applied_at, Some(40));
+    assert_eq!(
+        tablet.inventory.as_deref(),
+        Some("{\"os_name\":\"Android\"}")
+    );
+    assert_eq!(
+        s.find_device(&zoe_phone.id).await.unwrap().applied_at,
+        Some(40)
+    );
 
     let ids = |v: Vec<ReachedDevice>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
     let home_wide = s.devices_reached(&oak.id, None, None).await.unwrap();
@@ -1343,7 +1349,10 @@ pub async fn a_lockdown_reaches_the_active_devices_of_its_target_only(s: &impl S
         ]
     );
     assert_eq!(
-        ids(s.devices_reached(&oak.id, Some(&zoe.id), None).await.unwrap()),
+        ids(s
+            .devices_reached(&oak.id, Some(&zoe.id), None)
+            .await
+            .unwrap()),
         vec![zoe_phone.id.clone()]
     );
     assert_eq!(

@@ -74,15 +74,6 @@ mod dialect {
     pub fn json_text_array(param: &str) -> String {
         format!("SELECT json_array_elements_text(CAST({param} AS json))")
     }
-
-    /// Device reports bound at `param` as a JSON array of objects, as the rows `r(id, seen_at,
-    /// inventory, guards, version, at, error)` for `UPDATE … FROM`.
-    pub fn device_reports(param: &str) -> String {
-        format!(
-            "json_to_recordset(CAST({param} AS json)) AS r(id text, seen_at bigint, \
-             inventory text, guards text, version bigint, at bigint, error text)"
-        )
-    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

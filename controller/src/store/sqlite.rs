@@ -69,17 +69,6 @@ mod dialect {
     pub fn json_text_array(param: &str) -> String {
         format!("SELECT value FROM json_each({param})")
     }
-
-    /// Device reports bound at `param` as a JSON array of objects, as the rows `r(id, seen_at,
-    /// inventory, guards, version, at, error)` for `UPDATE … FROM`.
-    pub fn device_reports(param: &str) -> String {
-        format!(
-            "(SELECT value ->> 'id' AS id, value ->> 'seen_at' AS seen_at, \
-             value ->> 'inventory' AS inventory, value ->> 'guards' AS guards, \
-             value ->> 'version' AS version, value ->> 'at' AS at, value ->> 'error' AS error \
-             FROM json_each({param})) AS r"
-        )
-    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
