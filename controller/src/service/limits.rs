@@ -183,3 +183,24 @@ impl DeviceLimits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn a_version_this_controller_pushed_is_believed_without_asking_the_store() {
+        // A fresh store has issued nothing, so only the push's note can make version 7 believed:
+        // 10,000 acknowledgements of a lockdown cost no reads (issue 14).
+        let store = SqliteStore::in_memory().await.unwrap();
+        let limits = DeviceLimits::default();
+        assert!(limits.check_version(&store, 7).await.unwrap().is_err());
+        limits.issued(7);
+        assert_eq!(limits.check_version(&store, 7).await.unwrap().ok(), Some(7));
+        assert!(
+            limits.check_version(&store, 8).await.unwrap().is_err(),
+            "a version never issued is still refused"
+        );
+    }
+}
