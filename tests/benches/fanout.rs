@@ -65,6 +65,42 @@ impl Enforcer for Recorder {
     }
 }
 
+/// HAVEN_BENCH_PERF=FILE samples the controller (perf, cpu-clock: this VM has no hardware
+/// counters) with call graphs into FILE, for the timed rounds (or, with
+/// HAVEN_BENCH_PERF_PHASE=connect, for the connecting). HAVEN_BENCH_PERF_ALL=1: the whole
+/// machine (controller, these agents, the kernel), to see how the two cores are shared between
+/// the server and its load.
+fn start_perf(pid: u32) -> Option<std::process::Child> {
+    let out = std::env::var_os("HAVEN_BENCH_PERF")?;
+    let mut command = std::process::Command::new("perf");
+    command.args(["record", "-e", "cpu-clock", "-F", "997", "-g"]);
+    if std::env::var_os("HAVEN_BENCH_PERF_ALL").is_some() {
+        command.arg("-a");
+    } else {
+        command.arg("-p").arg(pid.to_string());
+    }
+    let child = command
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start perf record");
+    std::thread::sleep(Duration::from_millis(500));
+    Some(child)
+}
+
+fn stop_perf(perf: Option<std::process::Child>) {
+    if let Some(mut perf) = perf {
+        // SAFETY: kill(2) on the pid of a child we started and still own; SIGINT makes perf
+        // write its file and exit.
+        unsafe {
+            libc::kill(perf.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = perf.wait();
+    }
+}
+
 /// User + system CPU time of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -268,6 +304,9 @@ async fn run_fanout(
     let applied: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let at_nanos: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // HAVEN_BENCH_PERF_PHASE=connect samples the connecting instead of the rounds.
+    let perf_connect = std::env::var("HAVEN_BENCH_PERF_PHASE").is_ok_and(|p| p == "connect");
+    let connect_perf = perf_connect.then(|| start_perf(pid)).flatten();
     let connect_started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for (index, identity) in identities.into_iter().enumerate() {
@@ -293,32 +332,12 @@ async fn run_fanout(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
+    stop_perf(connect_perf);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_after = rss_kib(pid);
     let others_after: Vec<u64> = others.iter().map(|c| rss_kib(c.pid().unwrap())).collect();
 
-    // HAVEN_BENCH_PERF=FILE samples the controller (perf, cpu-clock: this VM has no hardware
-    // counters) for the timed rounds only, with call graphs, into FILE.
-    let perf = std::env::var_os("HAVEN_BENCH_PERF").map(|out| {
-        // HAVEN_BENCH_PERF_ALL=1: the whole machine (controller, these agents, the kernel),
-        // to see how the two cores are shared between the server and its load.
-        let mut command = std::process::Command::new("perf");
-        command.args(["record", "-e", "cpu-clock", "-F", "997", "-g"]);
-        if std::env::var_os("HAVEN_BENCH_PERF_ALL").is_some() {
-            command.arg("-a");
-        } else {
-            command.arg("-p").arg(pid.to_string());
-        }
-        let child = command
-            .arg("-o")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start perf record");
-        std::thread::sleep(Duration::from_millis(500));
-        child
-    });
+    let perf = (!perf_connect).then(|| start_perf(pid)).flatten();
 
     let mut homes = api::home_service_client::HomeServiceClient::new(channel.clone());
     let mut round_p50 = Vec::new();
@@ -438,14 +457,7 @@ async fn run_fanout(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if let Some(mut perf) = perf {
-        // SAFETY: kill(2) on the pid of a child we started and still own; SIGINT makes perf
-        // write its file and exit.
-        unsafe {
-            libc::kill(perf.id() as libc::pid_t, libc::SIGINT);
-        }
-        let _ = perf.wait();
-    }
+    stop_perf(perf);
     // Where the controller's time went in the last round (from its own log).
     for needle in [
         "protected contact added",
