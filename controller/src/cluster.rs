@@ -125,6 +125,16 @@ struct Presence {
     replicas: HashMap<String, Instant>,
 }
 
+impl Presence {
+    /// Whether a replica heard from lately holds `device_id`'s stream.
+    fn held_elsewhere(&self, device_id: &str) -> bool {
+        self.devices
+            .get(device_id)
+            .and_then(|replica| self.replicas.get(replica))
+            .is_some_and(|heard| heard.elapsed() < ALIVE_FOR)
+    }
+}
+
 impl Cluster {
     /// The only controller: leads always, announces nothing.
     pub fn single() -> Self {
@@ -155,20 +165,14 @@ impl Cluster {
 
     /// Whether another live replica holds this device's stream.
     pub fn online_elsewhere(&self, device_id: &str) -> bool {
-        self.online_elsewhere_of(std::iter::once(device_id))[0]
+        let p = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        p.held_elsewhere(device_id)
     }
 
     /// [`Self::online_elsewhere`] for each of `devices`, under one lock.
     pub fn online_elsewhere_of<'a>(&self, devices: impl Iterator<Item = &'a str>) -> Vec<bool> {
         let p = self.presence.lock().unwrap_or_else(|e| e.into_inner());
-        devices
-            .map(|d| {
-                p.devices
-                    .get(d)
-                    .and_then(|replica| p.replicas.get(replica))
-                    .is_some_and(|heard| heard.elapsed() < ALIVE_FOR)
-            })
-            .collect()
+        devices.map(|d| p.held_elsewhere(d)).collect()
     }
 
     /// Joins the replicas sharing the database `options` points at. Returns the cluster and

@@ -205,12 +205,16 @@ impl StaffStore for Backend {
             .last_used_at
             .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_EVERY_MS)
         {
+            // Through the write queue like every other write, so it never waits in SQLite's
+            // sleeping busy handler while a staff request is being answered.
+            let mut tx = self.write().await?;
             sqlx::query("UPDATE staff SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&member.id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
             member.last_used_at = Some(now);
         }
         Ok(Some(member))

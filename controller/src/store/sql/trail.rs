@@ -87,6 +87,8 @@ const FACT_QUERIES: [(&str, &str, &[&str]); 13] = [
 #[async_trait]
 impl TrailStore for Backend {
     async fn save_checkpoint(&self, c: &Checkpoint) -> StoreResult<()> {
+        // Through the write queue like every other write (`write()`).
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO audit_checkpoints (entry_seq, entry_hash, entries, at, key_id, signature) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -97,10 +99,10 @@ impl TrailStore for Backend {
         .bind(c.at)
         .bind(&c.key_id)
         .bind(&c.signature)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        tx.commit().await.map_err(db_err)
     }
 
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
